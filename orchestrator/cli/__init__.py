@@ -1,0 +1,1 @@
+"""The `deploy` command line: thin typer commands over the pure services."""

@@ -1,0 +1,85 @@
+"""The engine interface: phoneme ids in, float32 mono audio out.
+
+Text handling (sentence splitting, phonemization, phoneme ids) happens before an engine is
+called; an engine only runs the acoustic model + vocoder of one Piper/VITS voice. Engines are
+created through :func:`runtime.engines.create_engine` and must be safe to call from one
+worker thread at a time per instance (the scheduler owns concurrency).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from runtime.settings import Settings
+
+
+class EngineError(RuntimeError):
+    """An engine failed to load or to synthesize. The message says which voice and why."""
+
+
+@dataclass(frozen=True)
+class SynthesisItem:
+    """One utterance (usually one sentence) to synthesize."""
+
+    phoneme_ids: Sequence[int]
+    length_scale: float = 1.0
+    """>1 is slower speech; the API's ``speed`` maps to ``voice_length_scale / speed``."""
+    noise_scale: float = 0.667
+    noise_w: float = 0.8
+    speaker_id: int | None = None
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How an engine should run, straight from the plan's settings."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    ort_execution_mode: str = "sequential"
+    ort_graph_optimization: str = "all"
+    ort_memory_arena: bool = True
+    cudnn_benchmark: bool = False
+    torch_compile: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineOptions:
+        return cls(
+            device=settings.device,
+            precision=settings.precision,
+            intra_op_threads=settings.threads_per_worker,
+            inter_op_threads=settings.inter_op_threads,
+            ort_execution_mode=settings.ort_execution_mode,
+            ort_graph_optimization=settings.ort_graph_optimization,
+            ort_memory_arena=settings.ort_memory_arena,
+            cudnn_benchmark=settings.cudnn_benchmark,
+            torch_compile=settings.torch_compile,
+        )
+
+
+class Engine(Protocol):
+    name: str
+    """``onnx``, ``torch``..."""
+    device: str
+    sample_rate: int
+
+    def synthesize(self, item: SynthesisItem) -> np.ndarray:
+        """Float32 mono samples in [-1, 1] at ``sample_rate``."""
+        ...
+
+    def synthesize_batch(self, items: Sequence[SynthesisItem]) -> list[np.ndarray]:
+        """One array per item, each trimmed to its own exact length."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EngineFactory(Protocol):
+    def __call__(self, model_path: Path, sample_rate: int, options: EngineOptions) -> Engine: ...

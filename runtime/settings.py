@@ -1,0 +1,193 @@
+"""Every environment variable the runtime reads, declared once.
+
+The orchestrator renders these (``.env``, compose, k8s, systemd) from a plan; the runtime
+reads them from an injected mapping (``Settings.from_environ(os.environ)``). This module is
+pure standard library so the orchestrator can import the declarations without the runtime's
+heavy dependencies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the runtime cannot use."""
+
+    def __init__(self, name: str, value: str, expected: str) -> None:
+        super().__init__(f"environment variable {name}={value!r} is invalid: expected {expected}")
+        self.name = name
+        self.value = value
+        self.expected = expected
+
+
+def _bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(name, raw, "one of 1/0, true/false, yes/no, on/off")
+
+
+def _int_at_least(minimum: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(name, raw, f"an integer >= {minimum}") from None
+        if value < minimum:
+            raise SettingsError(name, raw, f"an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def _float_at_least(minimum: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise SettingsError(name, raw, f"a number >= {minimum}") from None
+        if not value >= minimum:  # also rejects NaN
+            raise SettingsError(name, raw, f"a number >= {minimum}")
+        return value
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise SettingsError(name, raw, "one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def _text(_name: str, raw: str) -> str:
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    field: str
+    default: str
+    description: str
+    parse: Callable[[str, str], Any]
+
+
+VARIABLES: tuple[EnvVar, ...] = (
+    EnvVar("TAILOR_HOST", "host", "127.0.0.1", "Address to bind. Loopback by default.", _text),
+    EnvVar("TAILOR_PORT", "port", "8000", "TCP port to listen on.", _int_at_least(1)),
+    EnvVar("TAILOR_ENGINE", "engine", "onnx", "Inference engine: onnx or torch.", _choice("onnx", "torch")),
+    EnvVar("TAILOR_DEVICE", "device", "cpu", "cpu or cuda.", _choice("cpu", "cuda")),
+    EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16 or bf16 (fp16/bf16 only on CUDA).",
+           _choice("fp32", "fp16", "bf16")),
+    EnvVar("TAILOR_VOICE", "default_voice", "en_US-joe-medium",
+           "Voice used when a request names none (or names an OpenAI voice such as 'alloy').", _text),
+    EnvVar("TAILOR_VOICES_DIR", "voices_dir", "",
+           "Directory with extra Piper voices (NAME.onnx + NAME.onnx.json). Empty: bundled voice only.", _text),
+    EnvVar("TAILOR_WORKERS", "workers", "1", "Synthesis workers (concurrent syntheses).", _int_at_least(1)),
+    EnvVar("TAILOR_THREADS_PER_WORKER", "threads_per_worker", "1",
+           "Intra-op threads per worker (onnxruntime / torch).", _int_at_least(1)),
+    EnvVar("TAILOR_INTER_OP_THREADS", "inter_op_threads", "1", "Inter-op threads per worker.", _int_at_least(1)),
+    EnvVar("TAILOR_MAX_QUEUE", "max_queue", "16",
+           "Requests allowed to wait for a worker; beyond that 429 with Retry-After.", _int_at_least(0)),
+    EnvVar("TAILOR_BATCHING", "batching", "false",
+           "Dynamic batching of concurrent requests (meant for GPU; off by default on CPU).", _bool),
+    EnvVar("TAILOR_BATCH_WINDOW_MS", "batch_window_ms", "5", "How long to wait to fill a batch.", _float_at_least(0.0)),
+    EnvVar("TAILOR_MAX_BATCH_SIZE", "max_batch_size", "8", "Largest batch.", _int_at_least(1)),
+    EnvVar("TAILOR_REQUEST_TIMEOUT_S", "request_timeout_s", "60", "Per-request timeout in seconds.",
+           _float_at_least(0.1)),
+    EnvVar("TAILOR_MAX_INPUT_CHARS", "max_input_chars", "4096", "Longest accepted input text (413 above).",
+           _int_at_least(1)),
+    EnvVar("TAILOR_CACHE_BYTES", "cache_bytes", "67108864", "Byte budget of the synthesized-audio LRU cache; 0 disables.",
+           _int_at_least(0)),
+    EnvVar("TAILOR_RSS_SOFT_LIMIT_BYTES", "rss_soft_limit_bytes", "0",
+           "Resident memory above which new requests get 503; 0 disables the watchdog.", _int_at_least(0)),
+    EnvVar("TAILOR_API_KEY", "api_key", "", "When set, requests need 'Authorization: Bearer KEY'.", _text),
+    EnvVar("TAILOR_FALLBACK", "fallback", "",
+           "Fallback chain, comma-separated ENGINE:VOICE entries tried when the primary fails to load or raises.",
+           _text),
+    EnvVar("TAILOR_PRELOAD", "preload", "true",
+           "Load the model and run a warm-up before reporting ready.", _bool),
+    EnvVar("TAILOR_SHUTDOWN_GRACE_S", "shutdown_grace_s", "20",
+           "Seconds in-flight requests get to finish after SIGTERM.", _float_at_least(0.0)),
+    EnvVar("TAILOR_ORT_EXECUTION_MODE", "ort_execution_mode", "sequential",
+           "onnxruntime execution mode.", _choice("sequential", "parallel")),
+    EnvVar("TAILOR_ORT_GRAPH_OPTIMIZATION", "ort_graph_optimization", "all",
+           "onnxruntime graph optimisation level.", _choice("disable", "basic", "extended", "all")),
+    EnvVar("TAILOR_ORT_MEMORY_ARENA", "ort_memory_arena", "true",
+           "onnxruntime CPU memory arena (off saves RSS on small machines).", _bool),
+    EnvVar("TAILOR_CUDNN_BENCHMARK", "cudnn_benchmark", "false", "torch.backends.cudnn.benchmark.", _bool),
+    EnvVar("TAILOR_TORCH_COMPILE", "torch_compile", "false", "torch.compile the decoder where measured faster.",
+           _bool),
+    EnvVar("TAILOR_LOG_LEVEL", "log_level", "info", "debug, info, warning or error.",
+           _choice("debug", "info", "warning", "error")),
+)
+
+_BY_NAME = {v.name: v for v in VARIABLES}
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    engine: str = "onnx"
+    device: str = "cpu"
+    precision: str = "fp32"
+    default_voice: str = "en_US-joe-medium"
+    voices_dir: str = ""
+    workers: int = 1
+    threads_per_worker: int = 1
+    inter_op_threads: int = 1
+    max_queue: int = 16
+    batching: bool = False
+    batch_window_ms: float = 5.0
+    max_batch_size: int = 8
+    request_timeout_s: float = 60.0
+    max_input_chars: int = 4096
+    cache_bytes: int = 64 * 1024 * 1024
+    rss_soft_limit_bytes: int = 0
+    api_key: str = ""
+    fallback: str = ""
+    preload: bool = True
+    shutdown_grace_s: float = 20.0
+    ort_execution_mode: str = "sequential"
+    ort_graph_optimization: str = "all"
+    ort_memory_arena: bool = True
+    cudnn_benchmark: bool = False
+    torch_compile: bool = False
+    log_level: str = "info"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Read every declared variable from ``environ``; unset ones take their default."""
+        values = {}
+        for var in VARIABLES:
+            raw = environ.get(var.name)
+            values[var.field] = var.parse(var.name, var.default if raw is None else raw)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def variable(name: str) -> EnvVar:
+    """The declaration of one variable (KeyError if it is not declared)."""
+    return _BY_NAME[name]
+
+
+def _check_declarations() -> None:
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    declared = {v.field for v in VARIABLES}
+    assert fields == declared, f"Settings and VARIABLES disagree: {fields ^ declared}"
+
+
+_check_declarations()
