@@ -141,6 +141,10 @@ class HostFacts:
     hostname: str = ""
     notes: tuple[str, ...] = ()
     """Problems met while probing (unreadable or garbled files...), each a full sentence."""
+    allocator_libraries: tuple[str, ...] = ()
+    """Paths of malloc replacements that exist on the host (libjemalloc.so.2, libtcmalloc_minimal.so.4...),
+    sorted. Optional: the planner sets LD_PRELOAD only to a path listed here. Source: a fixed list of
+    candidate paths under the probe root."""
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
