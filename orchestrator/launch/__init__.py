@@ -1,0 +1,1 @@
+"""Launch and supervise the runtime: runners (process, docker), image build, supervisor, state file."""

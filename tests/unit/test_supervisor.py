@@ -1,0 +1,287 @@
+"""The supervisor's state machine, driven by a fake runner and a fake clock."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from orchestrator.errors import LaunchError
+from orchestrator.launch.runner import RunnerStatus
+from orchestrator.launch.spec import LaunchSpec
+from orchestrator.launch.supervisor import HealthResult, Policy, State, Supervisor
+
+SPEC = LaunchSpec(profile="cpu-small", image="tailor-runtime:0.1.0-cpu", flavor="cpu",
+                  env=(("TAILOR_PORT", "8000"), ("TAILOR_WORKERS", "2")), port=8000,
+                  memory_limit_bytes=1_000_000_000)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class FakeRunner:
+    """One instance: scripted to be running until `exit_status` is set."""
+
+    spec: LaunchSpec
+    backend: str = "fake"
+    ident: str = ""
+    exit_status: RunnerStatus | None = None
+    stopped_with: float | None = None
+    removed: bool = False
+    fail_start: bool = False
+
+    def start(self) -> str:
+        if self.fail_start:
+            raise LaunchError("port 8000 is taken", "pick another port")
+        self.ident = "pid-1"
+        return self.ident
+
+    def poll(self) -> RunnerStatus:
+        return self.exit_status or RunnerStatus(running=True, detail="running")
+
+    def stop(self, grace_s: float) -> RunnerStatus:
+        self.stopped_with = grace_s
+        self.exit_status = self.exit_status or RunnerStatus(running=False, exit_code=0, detail="exited with code 0")
+        return self.exit_status
+
+    def remove(self) -> None:
+        self.removed = True
+
+    def logs(self, lines: int) -> list[str]:
+        return ["loading voice", "MemoryError"][-lines:]
+
+
+@dataclass
+class World:
+    clock: FakeClock = field(default_factory=FakeClock)
+    runners: list[FakeRunner] = field(default_factory=list)
+    healthy: bool = True
+    fail_next_start: bool = False
+    log: list[str] = field(default_factory=list)
+    snapshots: list[str] = field(default_factory=list)
+
+    def factory(self, spec: LaunchSpec) -> FakeRunner:
+        runner = FakeRunner(spec, fail_start=self.fail_next_start)
+        self.runners.append(runner)
+        return runner
+
+    def health(self, _spec: LaunchSpec) -> HealthResult:
+        return HealthResult(self.healthy, "200 from /readyz" if self.healthy else "connection refused")
+
+    def supervisor(self, step_down=None, policy: Policy | None = None) -> Supervisor:
+        return Supervisor(SPEC, self.factory, self.health, clock=self.clock, policy=policy or Policy(),
+                          rng=random.Random(7), step_down=step_down, log=self.log.append,
+                          on_change=lambda s: self.snapshots.append(s.state.value))
+
+    def advance(self, sup: Supervisor, seconds: float) -> None:
+        end = self.clock.now + seconds
+        while self.clock.now < end and sup.state not in (State.FATAL, State.STOPPED):
+            sup.tick()
+            self.clock.sleep(sup.policy.poll_interval_s)
+
+
+def delay_of(sup: Supervisor) -> float:
+    return float(sup.reason.rsplit("restarting in ", 1)[1].split()[0])
+
+
+def crash(runner: FakeRunner, *, oom: bool = False) -> None:
+    runner.exit_status = RunnerStatus(running=False, exit_code=-9, oom_killed=oom,
+                                      detail="OOM-killed" if oom else "killed by SIGKILL")
+
+
+def test_start_becomes_running_when_ready_and_logs_transition() -> None:
+    w = World()
+    sup = w.supervisor()
+    sup.start()
+    assert sup.state is State.STARTING
+    sup.tick()
+    assert sup.state is State.RUNNING
+    assert [(t.from_state, t.to_state) for t in sup.transitions] == [("STOPPED", "STARTING"), ("STARTING", "RUNNING")]
+    assert "STARTING -> RUNNING: ready after" in w.log[-1]
+    assert w.log[-1].startswith("2023-11-14T22:")  # wall time from the injected clock
+
+
+def test_not_ready_stays_starting_then_stalls_to_fatal_with_logs() -> None:
+    w = World(healthy=False)
+    sup = w.supervisor(policy=Policy(startup_budget_s=10))
+    sup.start()
+    w.advance(sup, 5)
+    assert sup.state is State.STARTING
+    w.advance(sup, 10)
+    assert sup.state is State.FATAL
+    assert "start-up stalled" in sup.reason and "MemoryError" in sup.reason
+    assert w.runners[0].stopped_with is not None and w.runners[0].removed
+
+
+def test_exit_backs_off_then_restarts() -> None:
+    w = World()
+    sup = w.supervisor()
+    sup.start()
+    sup.tick()
+    crash(w.runners[0])
+    sup.tick()
+    assert sup.state is State.BACKOFF
+    assert "killed by SIGKILL; restarting in" in sup.reason
+    assert w.runners[0].removed
+    assert sup.last_exit_reason == "killed by SIGKILL"
+    w.advance(sup, 2.0)  # initial backoff 1 s +-20 %
+    assert sup.state is State.RUNNING
+    assert sup.restarts == 1 and len(w.runners) == 2
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
+    w = World()
+    sup = w.supervisor(policy=Policy(crash_loop_restarts=100))
+    sup.start()
+    delays = []
+    for _ in range(6):
+        crash(w.runners[-1])
+        sup.tick()
+        assert sup.state is State.BACKOFF
+        delays.append(delay_of(sup))
+        while sup.state is State.BACKOFF:
+            w.clock.sleep(0.1)
+            sup.tick()
+    for i, delay in enumerate(delays):
+        base = min(30.0, 2.0 ** i)
+        assert base * 0.79 <= delay <= base * 1.21, (i, delay)
+    assert delays[4] > delays[2] > delays[0]
+
+
+def test_crash_loop_goes_fatal_with_last_log_lines() -> None:
+    w = World()
+    sup = w.supervisor()
+    sup.start()
+    for _ in range(6):
+        crash(w.runners[-1])
+        sup.tick()
+        while sup.state is State.BACKOFF:
+            w.clock.sleep(0.1)
+            sup.tick()
+    assert sup.state is State.FATAL
+    assert "crash loop: 6 failures within 120 s" in sup.reason
+    assert "last log lines:\n  loading voice\n  MemoryError" in sup.reason
+    assert sup.restarts == 5
+
+
+def test_failures_spread_over_time_are_not_a_crash_loop() -> None:
+    w = World()
+    sup = w.supervisor()
+    sup.start()
+    for _ in range(8):
+        sup.tick()
+        assert sup.state is State.RUNNING
+        w.advance(sup, 70)  # stable for 70 s, so failures fall out of the 120 s window
+        crash(w.runners[-1])
+        sup.tick()
+        assert sup.state is State.BACKOFF
+        assert delay_of(sup) <= 1.21  # the backoff exponent was reset by the stable run
+        while sup.state is State.BACKOFF:
+            w.clock.sleep(0.1)
+            sup.tick()
+    assert sup.restarts == 8
+
+
+def test_consecutive_failed_health_checks_restart() -> None:
+    w = World()
+    sup = w.supervisor(policy=Policy(health_failures_to_restart=3))
+    sup.start()
+    sup.tick()
+    w.healthy = False
+    sup.tick()
+    sup.tick()
+    assert sup.state is State.RUNNING and sup.last_health == "failed: connection refused"
+    sup.tick()
+    assert sup.state is State.BACKOFF
+    assert "3 consecutive failed health checks (connection refused)" in sup.reason
+    assert w.runners[0].stopped_with == Policy().stop_grace_s
+
+
+def test_one_failed_health_check_is_forgiven() -> None:
+    w = World()
+    sup = w.supervisor(policy=Policy(health_failures_to_restart=2))
+    sup.start()
+    sup.tick()
+    for healthy in (False, True, False, True):
+        w.healthy = healthy
+        sup.tick()
+    assert sup.state is State.RUNNING
+
+
+def test_oom_steps_down_then_fatal_when_no_smaller_plan() -> None:
+    w = World()
+    steps = iter([replace(SPEC, profile="cpu-tiny")])
+
+    def step_down(spec: LaunchSpec) -> tuple[LaunchSpec, str] | None:
+        nxt = next(steps, None)
+        return None if nxt is None else (nxt, f"{spec.profile} -> {nxt.profile}")
+
+    sup = w.supervisor(step_down=step_down)
+    sup.start()
+    crash(w.runners[0], oom=True)
+    sup.tick()
+    assert sup.state is State.BACKOFF
+    assert sup.step_downs == ["cpu-small -> cpu-tiny"]
+    assert any("step-down after OOM-killed: cpu-small -> cpu-tiny" in line for line in w.log)
+    while sup.state is State.BACKOFF:
+        w.clock.sleep(0.1)
+        sup.tick()
+    assert w.runners[-1].spec.profile == "cpu-tiny"
+    crash(w.runners[-1], oom=True)
+    sup.tick()
+    assert sup.state is State.FATAL
+    assert "OOM-killed; no smaller plan to step down to" in sup.reason
+
+
+def test_stop_request_stops_runtime_cleanly() -> None:
+    w = World()
+    sup = w.supervisor(policy=Policy(stop_grace_s=7))
+    sup.start()
+    sup.tick()
+    sup.request_stop("SIGTERM received")
+    assert sup.tick() is State.STOPPED
+    assert w.runners[0].stopped_with == 7 and w.runners[0].removed
+    assert [t.to_state for t in sup.transitions][-2:] == ["STOPPING", "STOPPED"]
+    assert w.snapshots[-2:] == ["STOPPING", "STOPPED"]
+
+
+def test_first_start_failure_propagates_as_launch_error() -> None:
+    w = World(fail_next_start=True)
+    sup = w.supervisor()
+    with pytest.raises(LaunchError, match="port 8000 is taken"):
+        sup.start()
+    assert sup.state is State.FATAL
+
+
+def test_restart_start_failure_backs_off() -> None:
+    w = World()
+    sup = w.supervisor()
+    sup.start()
+    sup.tick()
+    crash(w.runners[0])
+    w.fail_next_start = True
+    sup.tick()
+    w.advance(sup, 1.5)
+    assert sup.state is State.BACKOFF
+    assert "could not start: port 8000 is taken" in sup.reason
+
+
+def test_run_until_predicate_and_terminal() -> None:
+    w = World()
+    sup = w.supervisor()
+    assert sup.run(until=lambda s: s.state is State.RUNNING) is State.RUNNING
+    sup.request_stop("done")
+    assert sup.run() is State.STOPPED
