@@ -1,0 +1,188 @@
+"""The torch engine: a Piper voice run by a native PyTorch VITS (``runtime.engines.vits``).
+
+Weights are read from the voice's ``.onnx`` file, so no separate PyTorch checkpoint is needed.
+On CPU it runs float32; on CUDA the flow and the generator may run in float16/bfloat16 while
+the text encoder and duration predictor stay float32, so the audio length never depends on the
+precision. ``synthesize_batch`` runs one padded forward pass and trims every item exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.engines.base import EngineError, EngineOptions, SynthesisItem
+
+_LOG = logging.getLogger("tailor.runtime.torch")
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+_INTEROP_LOCK = threading.Lock()
+_interop_threads_set: int | None = None
+
+
+def _configure_threads(torch: Any, options: EngineOptions) -> None:
+    """Apply the plan's thread counts. torch accepts the inter-op count only once per process,
+    before any parallel work; a second engine asking for a different count gets a warning."""
+    global _interop_threads_set
+    torch.set_num_threads(options.intra_op_threads)
+    with _INTEROP_LOCK:
+        if _interop_threads_set is None:
+            try:
+                torch.set_num_interop_threads(options.inter_op_threads)
+                _interop_threads_set = options.inter_op_threads
+            except RuntimeError:
+                _interop_threads_set = torch.get_num_interop_threads()
+        if _interop_threads_set != options.inter_op_threads:
+            _LOG.warning(
+                "torch inter-op threads already set to %d in this process; %d requested",
+                _interop_threads_set, options.inter_op_threads,
+            )
+
+
+class TorchEngine:
+    """Runs one Piper VITS voice with PyTorch. One caller at a time per instance."""
+
+    name = "torch"
+
+    def __init__(self, model_path: Path, sample_rate: int, options: EngineOptions) -> None:
+        try:
+            import torch
+        except ImportError as exc:
+            raise EngineError(f"the torch engine needs PyTorch: {exc}") from exc
+        from runtime.engines.vits import VitsSynthesizer, read_voice_weights
+        from runtime.engines.vits.hyperparams import derive_hyperparams
+
+        self._torch = torch
+        model_path = Path(model_path)
+        if options.precision not in _DTYPES:
+            raise EngineError(f"unknown precision {options.precision!r}; use fp32, fp16 or bf16")
+        if options.device not in ("cpu", "cuda"):
+            raise EngineError(f"unknown device {options.device!r}; use cpu or cuda")
+        if options.precision != "fp32" and options.device != "cuda":
+            raise EngineError(
+                f"precision {options.precision} needs device=cuda; the torch engine on CPU runs fp32"
+            )
+        if options.device == "cuda" and not torch.cuda.is_available():
+            raise EngineError(
+                "device=cuda was requested but torch sees no CUDA device "
+                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); set TAILOR_DEVICE=cpu"
+            )
+        _configure_threads(torch, options)
+        if options.device == "cuda":
+            torch.backends.cudnn.benchmark = options.cudnn_benchmark
+
+        weights = read_voice_weights(model_path)
+        if "sid" in weights.input_names:
+            raise EngineError(
+                f"{model_path.name} is a multi-speaker voice; the torch engine runs single-speaker "
+                "voices only. Use TAILOR_ENGINE=onnx for this voice."
+            )
+        shapes = {k: tuple(v.shape) for k, v in weights.tensors.items()}
+        hp = derive_hyperparams(shapes, weights.convs, n_speakers=1)
+        with torch.device("meta"):
+            model = VitsSynthesizer(hp)
+        _check_state(model_path.name, model.state_dict(), weights.tensors, weights.unmapped)
+        model.load_state_dict(weights.tensors, strict=True, assign=True)
+        del weights
+        model.eval().requires_grad_(False)
+        if options.device == "cuda":
+            # Parameters move one by one; each host tensor is freed once its device copy exists.
+            model.to("cuda")
+            if options.precision != "fp32":
+                model.set_acoustic_dtype(getattr(torch, _DTYPES[options.precision]))
+        self._model = model
+        self.hp = hp
+        self.sample_rate = int(sample_rate)
+        self.device = options.device
+        self.precision = options.precision
+        self._device = torch.device(options.device)
+        self._lock = threading.Lock()
+        self.compiled = False
+        if options.torch_compile:
+            self._compile_generator()
+
+    def _compile_generator(self) -> None:
+        try:
+            self._model.dec = self._torch.compile(self._model.dec, dynamic=True)
+            self.compiled = True
+        except Exception as exc:  # compile support depends on the platform's toolchain
+            _LOG.warning("torch.compile unavailable, running eagerly: %s", exc)
+
+    def synthesize(self, item: SynthesisItem) -> np.ndarray:
+        return self.synthesize_batch([item])[0]
+
+    def synthesize_batch(self, items: Sequence[SynthesisItem]) -> list[np.ndarray]:
+        if not items:
+            return []
+        torch = self._torch
+        for n, item in enumerate(items):
+            self._validate(n, item)
+        lengths = [len(item.phoneme_ids) for item in items]
+        ids = torch.zeros(len(items), max(lengths), dtype=torch.long)
+        for row, item in enumerate(items):
+            ids[row, : lengths[row]] = torch.as_tensor(list(item.phoneme_ids), dtype=torch.long)
+
+        def column(values: list[float]) -> Any:
+            return torch.tensor(values, dtype=torch.float32, device=self._device)
+
+        try:
+            with self._lock, torch.inference_mode():
+                out = self._model(
+                    ids.to(self._device),
+                    torch.tensor(lengths, dtype=torch.long, device=self._device),
+                    column([i.noise_scale for i in items]),
+                    column([i.length_scale for i in items]),
+                    column([i.noise_w for i in items]),
+                )
+                audio = out.audio.cpu().numpy()
+                sample_lengths = out.sample_lengths.cpu().tolist()
+        except EngineError:
+            raise
+        except Exception as exc:  # torch raises RuntimeError / OutOfMemoryError
+            raise EngineError(f"torch inference failed: {exc}") from exc
+        return [np.ascontiguousarray(audio[row, :n], dtype=np.float32) for row, n in enumerate(sample_lengths)]
+
+    def _validate(self, index: int, item: SynthesisItem) -> None:
+        if len(item.phoneme_ids) == 0:
+            raise EngineError(f"item {index}: cannot synthesize an empty phoneme sequence")
+        bad = [i for i in item.phoneme_ids if not 0 <= int(i) < self.hp.n_vocab]
+        if bad:
+            raise EngineError(
+                f"item {index}: phoneme ids {bad[:5]} are outside this voice's table of {self.hp.n_vocab}"
+            )
+        if item.speaker_id not in (None, 0):
+            raise EngineError(f"item {index}: speaker_id {item.speaker_id} given to a single-speaker voice")
+        if not item.length_scale > 0:
+            raise EngineError(f"item {index}: length_scale must be > 0, got {item.length_scale}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._model = None  # type: ignore[assignment]
+            if self.device == "cuda":
+                self._torch.cuda.empty_cache()
+
+
+def _check_state(voice: str, expected: dict[str, Any], found: dict[str, Any], unmapped: tuple[str, ...]) -> None:
+    """Fail with every difference between the model's parameters and the file's tensors."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(
+        f"{k} (file {tuple(found[k].shape)}, model {tuple(expected[k].shape)})"
+        for k in set(expected) & set(found)
+        if tuple(found[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or wrong or unmapped:
+        parts = []
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong),
+                             ("unmapped", list(unmapped))):
+            if names:
+                parts.append(f"{label}: {', '.join(names[:20])}" + (" ..." if len(names) > 20 else ""))
+        raise EngineError(
+            f"{voice} does not match the VITS architecture the torch engine builds ("
+            + "; ".join(parts) + "). Use TAILOR_ENGINE=onnx for this voice."
+        )

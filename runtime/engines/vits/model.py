@@ -1,0 +1,85 @@
+"""The whole VITS inference pass: phoneme ids to waveforms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from runtime.engines.vits.duration import StochasticDurationPredictor
+from runtime.engines.vits.flows import CouplingFlow
+from runtime.engines.vits.generator import Generator
+from runtime.engines.vits.hyperparams import VitsHyperparams
+from runtime.engines.vits.layers import sequence_mask
+from runtime.engines.vits.text_encoder import TextEncoder
+
+
+@dataclass(frozen=True)
+class BatchAudio:
+    audio: torch.Tensor
+    """``[batch, samples]`` float32 on the model's device; item ``i`` is valid up to its length."""
+    sample_lengths: torch.Tensor
+    """``[batch]`` int64: exact number of samples of each item."""
+
+
+class VitsSynthesizer(nn.Module):
+    """Text encoder + duration predictor + flow + generator, under the ONNX export's names.
+
+    ``enc_p`` and ``dp`` decide the durations, so they always run in float32; ``flow`` and
+    ``dec`` may run in half precision (see :meth:`set_acoustic_dtype`) because an error there only
+    perturbs samples, never the length of the audio.
+    """
+
+    def __init__(self, hp: VitsHyperparams) -> None:
+        super().__init__()
+        self.hp = hp
+        self.enc_p = TextEncoder(hp)
+        self.dp = StochasticDurationPredictor(hp)
+        self.flow = CouplingFlow(hp)
+        self.dec = Generator(hp)
+        self.acoustic_dtype = torch.float32
+
+    def set_acoustic_dtype(self, dtype: torch.dtype) -> None:
+        """Run the flow and the generator in ``dtype`` (float32, float16 or bfloat16)."""
+        self.flow.to(dtype)
+        self.dec.to(dtype)
+        self.acoustic_dtype = dtype
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        lengths: torch.Tensor,
+        noise_scale: torch.Tensor,
+        length_scale: torch.Tensor,
+        noise_w: torch.Tensor,
+    ) -> BatchAudio:
+        """``ids`` ``[b, t]`` int64 (zero-padded), ``lengths`` ``[b]``; the scales are ``[b]``."""
+        b, t = ids.shape
+        padded = bool((lengths < t).any())
+        x_mask = sequence_mask(lengths, t)
+        hidden, m_p, logs_p = self.enc_p(ids, x_mask, padded)
+        logw = self.dp(hidden, x_mask, noise_w)
+        durations = torch.ceil(torch.exp(logw) * x_mask * length_scale.view(b, 1, 1))
+        frame_lengths = durations.sum(dim=(1, 2)).clamp_min(1).long()
+        frames = int(frame_lengths.max())
+        y_mask = sequence_mask(frame_lengths, frames)
+        # Monotonic expansion: frame j belongs to the phoneme whose cumulative end first exceeds j.
+        ends = torch.cumsum(durations.squeeze(1), dim=1).contiguous()
+        positions = torch.arange(frames, device=ids.device, dtype=ends.dtype).expand(b, frames).contiguous()
+        owner = torch.searchsorted(ends, positions, right=True).clamp_max(t - 1)
+        index = owner.unsqueeze(1).expand(b, m_p.shape[1], frames)
+        m = torch.gather(m_p, 2, index) * y_mask
+        logs = torch.gather(logs_p, 2, index) * y_mask
+        z_p = m + torch.randn_like(m) * torch.exp(logs) * noise_scale.view(b, 1, 1)
+        dt = self.acoustic_dtype
+        z = self.flow.reverse(z_p.to(dt), y_mask.to(dt))
+        audio = self.dec(z * y_mask.to(dt), frame_lengths if padded_frames(frame_lengths) else None)
+        return BatchAudio(
+            audio=audio.squeeze(1).float(), sample_lengths=frame_lengths * self.hp.hop_samples
+        )
+
+
+def padded_frames(frame_lengths: torch.Tensor) -> bool:
+    """True when the items of a batch differ in length (the generator then needs masks)."""
+    return bool((frame_lengths != frame_lengths.max()).any())
