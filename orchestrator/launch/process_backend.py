@@ -1,0 +1,316 @@
+"""Process backend: the runtime as a supervised child process (``python -m runtime``).
+
+The child runs under the same interpreter as ``deploy`` (``sys.executable``), in its own
+session (so a terminal's Ctrl-C reaches only the supervisor, which stops it cleanly), with the
+plan's environment, and writes stdout+stderr to ``<state dir>/runtime.log``.
+
+Memory limit and OOM detection, in order of preference:
+
+1. **Its own memory cgroup** when we are root and a memory controller is writable (cgroup v1
+   ``memory.limit_in_bytes``, or cgroup v2 ``memory.max`` where the parent delegates the
+   controller). The kernel enforces the plan's limit; an OOM kill is read back from
+   ``memory.oom_control`` / ``memory.events`` (``oom_kill N``).
+2. Otherwise **an RSS watchdog**: every poll sums the RSS of the child's process tree and, over
+   the plan's budget, kills it (SIGKILL) and reports an OOM kill. A SIGKILL we did not send,
+   while the kernel's global ``oom_kill`` counter (``/proc/vmstat``) went up, is also reported
+   as an OOM kill.
+
+``RLIMIT_AS`` is deliberately not used: onnxruntime reserves far more address space than it
+touches, so an address-space limit breaks model loading long before memory runs out.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import psutil
+
+from orchestrator.errors import LaunchError
+from orchestrator.launch.runner import OsCalls, RunnerStatus, describe_exit
+from orchestrator.launch.spec import LaunchSpec
+
+LOG_FILE = "runtime.log"
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ")
+_MB = 1024 * 1024
+
+
+def runtime_command() -> list[str]:
+    """``python -m runtime`` under the interpreter running ``deploy``."""
+    return [sys.executable, "-m", "runtime"]
+
+
+def child_environment(spec: LaunchSpec, environ: Mapping[str, str]) -> dict[str, str]:
+    """The plan's env, plus the few host variables a Python process needs (PATH, HOME, locale)."""
+    env = {k: environ[k] for k in _INHERITED if k in environ}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(spec.env_map)
+    return env
+
+
+def _vmstat_oom_kills(os_calls: OsCalls, proc_root: Path) -> int | None:
+    try:
+        text = os_calls.read_text(proc_root / "vmstat")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    return None
+
+
+def _oom_kill_count(text: str) -> int:
+    """``oom_kill N`` from memory.oom_control (v1) or memory.events (v2); 0 when absent."""
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    return 0
+
+
+class MemoryCgroup:
+    """A per-instance memory cgroup (v1 or v2); ``create`` returns None where none can be made."""
+
+    def __init__(self, path: Path, version: int, os_calls: OsCalls) -> None:
+        self.path = path
+        self.version = version
+        self._os = os_calls
+
+    @classmethod
+    def create(cls, name: str, limit_bytes: int, os_calls: OsCalls, cgroup_root: Path,
+               proc_root: Path) -> tuple[MemoryCgroup | None, str]:
+        if os_calls.geteuid() != 0:
+            return None, "not root, so no memory cgroup"
+        try:
+            own = os_calls.read_text(proc_root / "self/cgroup")
+        except OSError as exc:
+            return None, f"cannot read /proc/self/cgroup ({exc.strerror})"
+        v1_mount = cgroup_root / "memory"
+        if (v1_mount / "memory.limit_in_bytes").exists():
+            rel = next((ln.split(":", 2)[2] for ln in own.splitlines()
+                        if ln.split(":", 2)[1:2] == ["memory"]), "/")
+            parent = v1_mount / rel.lstrip("/")
+            if not (parent / "memory.limit_in_bytes").exists():
+                parent = v1_mount  # the mount shows our own cgroup as its root (cgroup namespace)
+            return cls._make(parent / name, 1, "memory.limit_in_bytes", limit_bytes, os_calls)
+        if (cgroup_root / "cgroup.controllers").exists():
+            rel = next((ln.split(":", 2)[2] for ln in own.splitlines() if ln.startswith("0::")), "/")
+            parent = cgroup_root / rel.lstrip("/")
+            return cls._make(parent / name, 2, "memory.max", limit_bytes, os_calls)
+        return None, f"no memory cgroup controller under {cgroup_root}"
+
+    @classmethod
+    def _make(cls, path: Path, version: int, limit_file: str, limit_bytes: int,
+              os_calls: OsCalls) -> tuple[MemoryCgroup | None, str]:
+        try:
+            os_calls.mkdir(path)
+        except OSError as exc:
+            return None, f"cannot create cgroup {path} ({exc.strerror})"
+        group = cls(path, version, os_calls)
+        try:
+            os_calls.write_text(path / limit_file, str(limit_bytes))
+            if version == 1 and (path / "memory.memsw.limit_in_bytes").exists():
+                # Without this, a v1 cgroup may swap instead of being OOM-killed.
+                os_calls.write_text(path / "memory.memsw.limit_in_bytes", str(limit_bytes))
+        except OSError as exc:
+            group.remove()
+            return None, f"cannot set {path / limit_file} ({exc.strerror}; controller not delegated?)"
+        return group, f"cgroup v{version} {path} with a {limit_bytes // _MB} MB limit"
+
+    def add(self, pid: int) -> None:
+        self._os.write_text(self.path / "cgroup.procs", str(pid))
+
+    def oom_kills(self) -> int:
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        try:
+            return _oom_kill_count(self._os.read_text(self.path / name))
+        except OSError:
+            return 0
+
+    def remove(self) -> None:
+        # The kernel frees the cgroup a moment after its last process is reaped.
+        for _ in range(50):
+            try:
+                self._os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.05)
+
+
+class ProcessRunner:
+    """Runs one instance of a command (by default ``python -m runtime``) as a supervised child."""
+
+    backend = "process"
+
+    def __init__(self, spec: LaunchSpec, state_dir: Path, *, argv: Sequence[str] | None = None,
+                 environ: Mapping[str, str] | None = None, os_calls: OsCalls | None = None,
+                 cgroup_root: Path = Path("/sys/fs/cgroup"), proc_root: Path = Path("/proc")) -> None:
+        self.spec = spec
+        self.state_dir = state_dir
+        self.argv = list(argv) if argv is not None else runtime_command()
+        self._environ = os.environ if environ is None else environ
+        self._os = os_calls or OsCalls()
+        self._cgroup_root = cgroup_root
+        self._proc_root = proc_root
+        self._child: subprocess.Popen[bytes] | None = None
+        self._cgroup: MemoryCgroup | None = None
+        self.memory_enforcement = "none (the plan sets no memory limit)"
+        self._vmstat_before: int | None = None
+        self._killed_by_us = False
+        self._watchdog_detail = ""
+        self._final: RunnerStatus | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / LOG_FILE
+
+    @property
+    def ident(self) -> str:
+        return str(self._child.pid) if self._child is not None else ""
+
+    def start(self) -> str:
+        if self._child is not None:
+            raise LaunchError("this runner already started an instance", "create a new runner per instance")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            log = open(self.log_path, "ab")  # noqa: SIM115 -- the child keeps its own copy of the fd
+        except OSError as exc:
+            raise LaunchError(f"cannot open the log file {self.log_path}: {exc.strerror}",
+                              "check that the state directory is writable") from exc
+        with log:
+            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} starting: "
+                      f"{' '.join(self.argv)}\n".encode())
+            log.flush()
+            try:
+                self._child = self._os.spawn(self.argv, child_environment(self.spec, self._environ),
+                                             self.state_dir, log)
+            except OSError as exc:
+                raise LaunchError(f"cannot start {self.argv[0]}: {exc.strerror}",
+                                  "check that the interpreter exists and is executable") from exc
+        limit = self.spec.memory_limit_bytes
+        self._vmstat_before = _vmstat_oom_kills(self._os, self._proc_root)
+        if limit:
+            group, why = MemoryCgroup.create(f"tailor-{self._child.pid}", limit, self._os,
+                                             self._cgroup_root, self._proc_root)
+            if group is not None:
+                try:
+                    group.add(self._child.pid)
+                    self._cgroup = group
+                    self.memory_enforcement = why
+                except OSError as exc:
+                    group.remove()
+                    why = f"cannot move the child into {group.path} ({exc.strerror})"
+            if self._cgroup is None:
+                self.memory_enforcement = f"RSS watchdog at {limit // _MB} MB ({why})"
+        return str(self._child.pid)
+
+    def _tree_rss_bytes(self) -> int:
+        assert self._child is not None
+        try:
+            proc = psutil.Process(self._child.pid)
+            procs = [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for p in procs:
+            try:
+                total += int(p.memory_info().rss)
+            except psutil.Error:
+                continue
+        return total
+
+    def poll(self) -> RunnerStatus:
+        if self._final is not None:
+            return self._final
+        if self._child is None:
+            return RunnerStatus(running=False, detail="not started")
+        code = self._child.poll()
+        if code is None:
+            limit = self.spec.memory_limit_bytes
+            if limit and self._cgroup is None:
+                rss = self._tree_rss_bytes()
+                if rss > limit:
+                    self._watchdog_detail = (f"OOM: RSS {rss // _MB} MB over the plan's memory budget "
+                                             f"{limit // _MB} MB (killed by the RSS watchdog)")
+                    self._signal(signal.SIGKILL)
+                    code = self._child.wait()
+            if code is None:
+                return RunnerStatus(running=True, detail="running")
+        self._final = self._exit_status(code)
+        return self._final
+
+    def _exit_status(self, code: int) -> RunnerStatus:
+        detail = describe_exit(code)
+        if self._watchdog_detail:
+            return RunnerStatus(running=False, exit_code=code, oom_killed=True, detail=self._watchdog_detail)
+        if self._cgroup is not None and self._cgroup.oom_kills() > 0:
+            return RunnerStatus(running=False, exit_code=code, oom_killed=True,
+                                detail=f"OOM-killed by the kernel in its memory cgroup "
+                                       f"({(self.spec.memory_limit_bytes or 0) // _MB} MB limit); {detail}")
+        if code == -signal.SIGKILL and not self._killed_by_us and self._vmstat_before is not None:
+            after = _vmstat_oom_kills(self._os, self._proc_root)
+            if after is not None and after > self._vmstat_before:
+                return RunnerStatus(running=False, exit_code=code, oom_killed=True,
+                                    detail=f"OOM-killed by the kernel (/proc/vmstat oom_kill rose); {detail}")
+        return RunnerStatus(running=False, exit_code=code, detail=detail)
+
+    def _signal(self, sig: int) -> None:
+        assert self._child is not None
+        if sig == signal.SIGKILL:
+            self._killed_by_us = True
+        try:
+            self._os.killpg(self._child.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            self._os.kill(self._child.pid, sig)
+
+    def stop(self, grace_s: float) -> RunnerStatus:
+        if self._child is None:
+            return RunnerStatus(running=False, detail="not started")
+        if self._child.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self._child.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self._child.wait()
+                self._final = RunnerStatus(
+                    running=False, exit_code=self._child.returncode,
+                    detail=f"did not stop within {grace_s:.0f} s of SIGTERM; killed by SIGKILL")
+                return self._final
+        return self.poll()
+
+    def remove(self) -> None:
+        if self._child is not None and self._child.poll() is None:
+            self.stop(5.0)
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
+
+    def logs(self, lines: int) -> list[str]:
+        return tail_lines(self.log_path, lines)
+
+
+def tail_lines(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines of a text file (reads at most the last 256 KiB)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 256 * 1024))
+            data = fh.read()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise LaunchError(f"cannot read {path}: {exc.strerror}", "check the state directory's permissions") from exc
+    text = data.decode("utf-8", errors="replace").splitlines()
+    return text[-lines:] if lines > 0 else []
