@@ -1,0 +1,253 @@
+"""Build the runtime image: wheelhouse + rendered Dockerfile + ``docker build``.
+
+The build context holds a **wheelhouse**: the project's own wheel (built from the installed
+source, like ``pip wheel --no-deps .``) and the wheels of the runtime's dependencies, either
+downloaded for the image's Python and platform (``pip download``, when a package index is
+reachable) or copied from ``--wheelhouse DIR`` (offline). The Dockerfile installs with
+``pip install --no-index --find-links``, so the build itself never needs an index: air-gapped
+hosts and registry-less CI build the same image.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import jinja2
+
+from orchestrator import __version__
+from orchestrator.errors import LaunchError, UsageError
+from orchestrator.launch.docker_backend import wrap
+from orchestrator.resources import templates_dir
+
+DISTRIBUTION = "tailor-deploy"
+# Fixed timestamp so the project wheel is byte-identical while the source is, and Docker's
+# layer cache holds across builds.
+_SOURCE_DATE_EPOCH = "1704067200"
+
+# Core metadata writes extras markers as: extra == 'runtime'
+_EXTRA_MARKER = re.compile(r"""extra\s*==\s*['"]([A-Za-z0-9_.-]+)['"]""")
+
+Log = Callable[[str], None]
+CommandRunner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+
+
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    default_base_image: str
+    extras: tuple[str, ...]
+    """Extras of tailor-deploy installed in the image."""
+    default_python: str
+    """Python version of the default base (used when the base's own cannot be asked)."""
+    architecture: str | None
+    """Fixed wheel architecture, or None for the host's."""
+
+
+FLAVORS: dict[str, Flavor] = {
+    "cpu": Flavor("cpu", "python:3.11-slim-bookworm", ("runtime",), "3.11", None),
+    "cuda": Flavor("cuda", "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04", ("runtime", "torch"), "3.10", None),
+    "l4t": Flavor("l4t", "nvcr.io/nvidia/l4t-jetpack:r36.4.0", ("runtime",), "3.10", "aarch64"),
+}
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    tag: str
+    built: bool
+    seconds: float
+    reason: str
+
+
+def flavor(name: str) -> Flavor:
+    try:
+        return FLAVORS[name]
+    except KeyError:
+        raise UsageError(f"unknown image flavor {name!r}", "the plan's container.flavor must be one of "
+                         + ", ".join(sorted(FLAVORS))) from None
+
+
+def requirement(fl: Flavor) -> str:
+    return f"{DISTRIBUTION}[{','.join(fl.extras)}]"
+
+
+def render_dockerfile(fl: Flavor, base_image: str, port: int) -> str:
+    """The Dockerfile for a flavor (logic-free template, StrictUndefined)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "docker")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    try:
+        template = env.get_template(f"Dockerfile.{fl.name}.j2")
+        return template.render(base_image=base_image, requirement=requirement(fl), port=port, version=__version__)
+    except jinja2.TemplateError as exc:
+        raise LaunchError(f"cannot render Dockerfile.{fl.name}.j2: {exc}", "this is a bug in tailor") from exc
+
+
+def dependency_requirements(extras: Sequence[str]) -> list[str]:
+    """The installed project's dependencies for these extras (no markers other than extras)."""
+    import importlib.metadata as md
+
+    try:
+        raw = md.requires(DISTRIBUTION) or []
+    except md.PackageNotFoundError as exc:
+        raise LaunchError(f"{DISTRIBUTION} is not installed, so its dependencies are unknown",
+                          "install the project, or pass --wheelhouse DIR with every wheel") from exc
+    out = []
+    for line in raw:
+        spec, _, marker = line.partition(";")
+        wanted = _EXTRA_MARKER.fullmatch(marker.strip())
+        if not marker.strip() or (wanted is not None and wanted.group(1) in extras):
+            out.append(spec.strip())
+    return sorted(out)
+
+
+def project_root() -> Path | None:
+    """The source checkout this orchestrator runs from, or None when installed from a wheel."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    env = {**_os_environ(), "SOURCE_DATE_EPOCH": _SOURCE_DATE_EPOCH, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    return subprocess.run(list(argv), capture_output=True, text=True, env=env, check=False)
+
+
+def _os_environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def _check(proc: subprocess.CompletedProcess[str], what: str, hint: str) -> None:
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-8:])
+        raise LaunchError(f"{what} failed (exit {proc.returncode}):\n{tail}", hint)
+
+
+def platform_tags(architecture: str) -> list[str]:
+    tags = [f"manylinux2014_{architecture}"]
+    tags += [f"manylinux_2_{minor}_{architecture}" for minor in (17, 24, 27, 28, 31, 34, 35)]
+    return tags
+
+
+def prepare_wheelhouse(dest: Path, fl: Flavor, *, python_version: str, wheelhouse: Path | None,
+                       run: CommandRunner = _run, log: Log = lambda _m: None) -> list[str]:
+    """Fill ``dest`` with every wheel the image needs; returns the wheel file names."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if wheelhouse is not None:
+        if not wheelhouse.is_dir():
+            raise UsageError(f"--wheelhouse {wheelhouse} is not a directory",
+                             "pass a directory of .whl files (pip download/pip wheel output)")
+        wheels = sorted(wheelhouse.glob("*.whl"))
+        if not wheels:
+            raise UsageError(f"--wheelhouse {wheelhouse} holds no .whl files",
+                             f"fill it with `pip download -d {wheelhouse} --only-binary=:all: '{requirement(fl)}'`")
+        for wheel in wheels:
+            shutil.copy2(wheel, dest / wheel.name)
+        log(f"wheelhouse: {len(wheels)} wheels from {wheelhouse}")
+    root = project_root()
+    if root is not None:
+        log(f"wheelhouse: building the {DISTRIBUTION} wheel from {root}")
+        for old in dest.glob("tailor_deploy-*.whl"):
+            old.unlink()
+        _check(run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(dest), str(root)]),
+               f"building the {DISTRIBUTION} wheel", "check that hatchling is installed (pip install hatchling)")
+    elif not any(dest.glob("tailor_deploy-*.whl")):
+        raise LaunchError(f"no {DISTRIBUTION} wheel: not running from a source checkout and none in --wheelhouse",
+                          f"put the {DISTRIBUTION} wheel into the --wheelhouse directory")
+    if wheelhouse is None:
+        arch = fl.architecture or platform.machine()
+        reqs = dependency_requirements(fl.extras)
+        log(f"wheelhouse: downloading {len(reqs)} requirements for Python {python_version} on {arch}")
+        argv = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--implementation", "cp",
+                "--python-version", python_version, "--dest", str(dest)]
+        for tag in platform_tags(arch):
+            argv += ["--platform", tag]
+        _check(run([*argv, *reqs]), "downloading the runtime's dependency wheels",
+               "no package index reachable? pass --wheelhouse DIR with the wheels (pip download on a connected machine)")
+    return sorted(p.name for p in dest.glob("*.whl"))
+
+
+def base_python_version(client: docker.DockerClient, base_image: str, default: str) -> str:
+    """``major.minor`` of python3 in the base image, or ``default`` when it has none or cannot be run."""
+    try:
+        out = client.containers.run(base_image, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                    remove=True, network_mode="none")
+    except docker.errors.DockerException:
+        return default
+    text = out.decode().strip() if isinstance(out, bytes) else str(out).strip()
+    return text if text.count(".") == 1 else default
+
+
+def image_exists(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.DockerException as exc:
+        raise wrap(exc, f"cannot look up image {tag}") from exc
+
+
+def ensure_image(client: docker.DockerClient, tag: str, flavor_name: str, *, port: int,
+                 base_image: str | None = None, wheelhouse: Path | None = None, rebuild: bool = False,
+                 log: Log = lambda _m: None, run: CommandRunner = _run) -> ImageResult:
+    """Build ``tag`` unless it exists (``rebuild`` forces a build; Docker's layer cache still applies)."""
+    t0 = time.monotonic()
+    if not rebuild and image_exists(client, tag):
+        return ImageResult(tag, False, time.monotonic() - t0, f"image {tag} already exists")
+    fl = flavor(flavor_name)
+    base = base_image or fl.default_base_image
+    with tempfile.TemporaryDirectory(prefix="tailor-build-") as tmp:
+        ctx = Path(tmp)
+        python_version = fl.default_python
+        if wheelhouse is None:
+            python_version = base_python_version(client, base, fl.default_python)
+        names = prepare_wheelhouse(ctx / "wheels", fl, python_version=python_version, wheelhouse=wheelhouse,
+                                   run=run, log=log)
+        (ctx / "Dockerfile").write_text(render_dockerfile(fl, base, port), encoding="utf-8")
+        log(f"building {tag} from {base} ({len(names)} wheels)")
+        _docker_build(client, ctx, tag, log)
+    return ImageResult(tag, True, time.monotonic() - t0, f"built {tag} from {base}")
+
+
+def _docker_build(client: docker.DockerClient, ctx: Path, tag: str, log: Log) -> None:
+    recent: list[str] = []
+    try:
+        stream = client.api.build(path=str(ctx), tag=tag, rm=True, forcerm=True, decode=True,
+                                  labels={"io.tailor.version": __version__})
+        for chunk in stream:
+            _consume(chunk, recent, log)
+    except docker.errors.DockerException as exc:
+        raise wrap(exc, f"docker build of {tag}") from exc
+
+
+def _consume(chunk: Any, recent: list[str], log: Log) -> None:
+    if not isinstance(chunk, dict):
+        return
+    if "error" in chunk:
+        detail = "\n".join(recent[-10:])
+        raise LaunchError(f"docker build failed: {chunk['error'].strip()}\n{detail}",
+                          "the base image needs python3 with venv (--base-image); offline builds need every "
+                          "wheel in --wheelhouse")
+    text = chunk.get("stream")
+    if isinstance(text, str):
+        for line in text.rstrip("\n").splitlines():
+            if line.strip():
+                recent.append(line)
+                if line.startswith("Step "):
+                    log(line)
+    elif "aux" in chunk:
+        log(f"image id {json.dumps(chunk['aux'].get('ID', ''))}")
