@@ -53,8 +53,12 @@ def probe_host(
     if not root.is_dir():
         raise ProbeError(f"probe root {root} is not a directory",
                          "pass --root a directory holding proc/, sys/ and etc/ (or leave it out for this machine)")
-    env: Mapping[str, str] = os.environ if environ is None else environ
-    fs = RootFs(root)
+    return probe_files(RootFs(root), os.environ if environ is None else environ, nvml, check_docker)
+
+
+def probe_files(fs: RootFs, env: Mapping[str, str], nvml: NvmlReader | None, check_docker: bool) -> HostFacts:
+    """:func:`probe_host` over a given :class:`RootFs` (the recorder uses its ``paths_read``)."""
+    root = fs.root
 
     limits = read_limits(fs)
     cpu = probe_cpu(fs, limits)
@@ -112,4 +116,4 @@ def probe_host(
     )
 
 
-__all__ = ["NvmlReader", "PynvmlReader", "RootFs", "probe_host"]
+__all__ = ["NvmlReader", "PynvmlReader", "RootFs", "probe_files", "probe_host"]

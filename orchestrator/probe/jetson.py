@@ -96,6 +96,10 @@ def probe_jetson(fs: RootFs) -> JetsonFacts | None:
         return None
     release = parse_tegra_release(release_text) if release_text is not None else None
     if release_text is not None and release is None:
+        if soc is None:
+            fs.note("/etc/nv_tegra_release exists but does not match '# R<major> (release), REVISION: <x.y>', "
+                    "and the device tree names no Tegra SoC; this is not treated as a Jetson.")
+            return None
         fs.note("/etc/nv_tegra_release does not match '# R<major> (release), REVISION: <x.y>'; the L4T release is unknown.")
     elif release_text is None:
         fs.note("This looks like a Jetson (Tegra SoC in the device tree) but /etc/nv_tegra_release is missing; the L4T release is unknown.")
