@@ -1,0 +1,200 @@
+"""The memory budget: what the runtime will hold, row by row, against RAM and VRAM.
+
+Estimates (per process unless said otherwise), for the default voice en_US-joe-medium:
+
+* model weights: the onnx file is 63.2 MB; one onnxruntime session for it adds 89 MiB of RSS
+  (measured: session created on CPU, 1 intra-op thread). torch keeps one host copy (64 MiB)
+  and one device copy per worker (63 MB fp32, half that in fp16/bf16).
+* runtime overhead: ~350 MiB RSS for Python + FastAPI + onnxruntime + phonemizer; ~900 MiB
+  with torch; a CUDA context takes ~500 MiB of VRAM.
+* per-request working memory: onnx on CPU grows with sentence length (measured RSS growth:
+  +70 MiB at 100 phonemes, +140 MiB at 400, +290 MiB at 1200); the runtime splits text into
+  sentences, so 192 MiB covers a long sentence. On CUDA each batch item needs ~192 MiB of
+  VRAM in fp32 (96 MiB in fp16/bf16) and ~48 MiB of host RAM for text and audio buffers.
+* headroom: the profile's fraction of the pool (at least its minimum) stays unplanned.
+
+On Jetson the GPU shares system RAM: every row lands in one ``shared`` pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MIB = 1024**2
+
+ONNX_SESSION_BYTES = 89 * MIB
+TORCH_HOST_WEIGHTS_BYTES = 64 * MIB
+TORCH_DEVICE_WEIGHTS_FP32_BYTES = 63_201_294
+ONNX_OVERHEAD_BYTES = 350 * MIB
+TORCH_OVERHEAD_BYTES = 900 * MIB
+CUDA_CONTEXT_BYTES = 500 * MIB
+ONNX_PER_REQUEST_BYTES = 192 * MIB
+CUDA_PER_ITEM_FP32_BYTES = 192 * MIB
+CUDA_PER_REQUEST_HOST_BYTES = 48 * MIB
+
+RAM = "ram"
+VRAM = "vram"
+SHARED = "shared"
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Memory estimates for one engine/device/precision combination."""
+
+    overhead_ram_bytes: int
+    weights_ram_per_worker_bytes: int
+    weights_ram_shared_bytes: int
+    per_request_ram_bytes: int
+    cuda_context_bytes: int
+    weights_vram_per_worker_bytes: int
+    per_item_vram_bytes: int
+
+    @classmethod
+    def of(cls, engine: str, device: str, precision: str) -> Footprint:
+        if device == "cuda":
+            half = precision in ("fp16", "bf16")
+            return cls(
+                overhead_ram_bytes=TORCH_OVERHEAD_BYTES if engine == "torch" else ONNX_OVERHEAD_BYTES,
+                weights_ram_per_worker_bytes=0,
+                weights_ram_shared_bytes=TORCH_HOST_WEIGHTS_BYTES,
+                per_request_ram_bytes=CUDA_PER_REQUEST_HOST_BYTES,
+                cuda_context_bytes=CUDA_CONTEXT_BYTES,
+                weights_vram_per_worker_bytes=TORCH_DEVICE_WEIGHTS_FP32_BYTES // (2 if half else 1),
+                per_item_vram_bytes=CUDA_PER_ITEM_FP32_BYTES // (2 if half else 1),
+            )
+        return cls(
+            overhead_ram_bytes=TORCH_OVERHEAD_BYTES if engine == "torch" else ONNX_OVERHEAD_BYTES,
+            weights_ram_per_worker_bytes=ONNX_SESSION_BYTES,
+            weights_ram_shared_bytes=0,
+            per_request_ram_bytes=ONNX_PER_REQUEST_BYTES,
+            cuda_context_bytes=0,
+            weights_vram_per_worker_bytes=0,
+            per_item_vram_bytes=0,
+        )
+
+
+@dataclass(frozen=True)
+class Pools:
+    """Capacities and headrooms in bytes; ``shared`` when CPU and GPU use one pool (Jetson)."""
+
+    ram_capacity_bytes: int
+    ram_headroom_bytes: int
+    vram_capacity_bytes: int
+    vram_headroom_bytes: int
+    shared: bool
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    item: str
+    pool: str
+    """``ram``, ``vram`` or ``shared``."""
+    bytes: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class PoolTotal:
+    pool: str
+    capacity_bytes: int
+    headroom_bytes: int
+    planned_bytes: int
+    free_bytes: int
+    """capacity - headroom - planned; negative when the plan does not fit."""
+
+    @property
+    def fits(self) -> bool:
+        return self.free_bytes >= 0
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    rows: tuple[BudgetRow, ...]
+    totals: tuple[PoolTotal, ...]
+
+    @property
+    def fits(self) -> bool:
+        return all(t.fits for t in self.totals)
+
+    def total(self, pool: str) -> PoolTotal:
+        return next(t for t in self.totals if t.pool == pool)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": [{"item": r.item, "pool": r.pool, "bytes": r.bytes, "detail": r.detail} for r in self.rows],
+            "totals": [{"pool": t.pool, "capacity_bytes": t.capacity_bytes, "headroom_bytes": t.headroom_bytes,
+                        "planned_bytes": t.planned_bytes, "free_bytes": t.free_bytes, "fits": t.fits}
+                       for t in self.totals],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryBudget:
+        return cls(
+            rows=tuple(BudgetRow(r["item"], r["pool"], int(r["bytes"]), r["detail"]) for r in data["rows"]),
+            totals=tuple(PoolTotal(t["pool"], int(t["capacity_bytes"]), int(t["headroom_bytes"]),
+                                   int(t["planned_bytes"]), int(t["free_bytes"])) for t in data["totals"]),
+        )
+
+
+def slots_that_fit(pools: Pools, fp: Footprint, workers: int, cache_bytes: int, on_gpu: bool) -> int:
+    """How many requests can be in flight at once (all workers together) within the pools.
+
+    On CPU every worker is one in-flight request with its own session, so this is the worker
+    count that fits. On CUDA it is workers x batch items that fit; ``workers`` is fixed.
+    """
+    ram_pool = pools.ram_capacity_bytes - pools.ram_headroom_bytes
+    ram_fixed = fp.overhead_ram_bytes + fp.weights_ram_shared_bytes + cache_bytes
+    if not on_gpu:
+        per_slot = fp.weights_ram_per_worker_bytes + fp.per_request_ram_bytes
+        return max(0, (ram_pool - ram_fixed) // per_slot)
+    vram_fixed = fp.cuda_context_bytes + fp.weights_vram_per_worker_bytes * workers
+    if pools.shared:
+        free = ram_pool - ram_fixed - vram_fixed
+        return max(0, free // (fp.per_item_vram_bytes + fp.per_request_ram_bytes))
+    by_ram = (ram_pool - ram_fixed) // fp.per_request_ram_bytes
+    by_vram = (pools.vram_capacity_bytes - pools.vram_headroom_bytes - vram_fixed) // fp.per_item_vram_bytes
+    return max(0, min(by_ram, by_vram))
+
+
+def build_budget(pools: Pools, fp: Footprint, workers: int, slots: int, cache_bytes: int,
+                 on_gpu: bool) -> MemoryBudget:
+    """The table for a finished plan: ``slots`` requests in flight across ``workers``."""
+    gpu_pool = SHARED if pools.shared else VRAM
+    ram_pool = SHARED if pools.shared else RAM
+    rows: list[BudgetRow] = []
+    if on_gpu:
+        rows.append(BudgetRow("model weights (host copy)", ram_pool, fp.weights_ram_shared_bytes,
+                              "one copy kept in RAM while loading and for the fallback"))
+        rows.append(BudgetRow("model weights (device)", gpu_pool, fp.weights_vram_per_worker_bytes * workers,
+                              f"{workers} worker(s) x {fp.weights_vram_per_worker_bytes // MIB} MiB"))
+        rows.append(BudgetRow("runtime overhead", ram_pool, fp.overhead_ram_bytes,
+                              "Python, web server, torch, phonemizer"))
+        rows.append(BudgetRow("CUDA context", gpu_pool, fp.cuda_context_bytes, "one per process"))
+        rows.append(BudgetRow("per-request working memory (device)", gpu_pool, fp.per_item_vram_bytes * slots,
+                              f"{slots} in flight x {fp.per_item_vram_bytes // MIB} MiB"))
+        rows.append(BudgetRow("per-request working memory (host)", ram_pool, fp.per_request_ram_bytes * slots,
+                              f"{slots} in flight x {fp.per_request_ram_bytes // MIB} MiB"))
+    else:
+        rows.append(BudgetRow("model weights", ram_pool, fp.weights_ram_per_worker_bytes * workers,
+                              f"{workers} onnx session(s) x {fp.weights_ram_per_worker_bytes // MIB} MiB"))
+        rows.append(BudgetRow("runtime overhead", ram_pool, fp.overhead_ram_bytes,
+                              "Python, web server, onnxruntime, phonemizer"))
+        rows.append(BudgetRow("per-request working memory", ram_pool, fp.per_request_ram_bytes * slots,
+                              f"{slots} in flight x {fp.per_request_ram_bytes // MIB} MiB"))
+    rows.append(BudgetRow("audio cache", ram_pool, cache_bytes, "TAILOR_CACHE_BYTES"))
+    totals: list[PoolTotal] = []
+    if pools.shared:
+        planned = sum(r.bytes for r in rows)
+        totals.append(_total(SHARED, pools.ram_capacity_bytes, pools.ram_headroom_bytes, planned))
+    else:
+        totals.append(_total(RAM, pools.ram_capacity_bytes, pools.ram_headroom_bytes,
+                             sum(r.bytes for r in rows if r.pool == RAM)))
+        if on_gpu:
+            totals.append(_total(VRAM, pools.vram_capacity_bytes, pools.vram_headroom_bytes,
+                                 sum(r.bytes for r in rows if r.pool == VRAM)))
+    return MemoryBudget(tuple(rows), tuple(totals))
+
+
+def _total(pool: str, capacity: int, headroom: int, planned: int) -> PoolTotal:
+    return PoolTotal(pool, capacity, headroom, planned, capacity - headroom - planned)

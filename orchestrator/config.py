@@ -1,0 +1,133 @@
+"""The user config file (``--config FILE``): the user's own defaults, below flags and env vars.
+
+Format (YAML; every key optional)::
+
+    profile: cpu-only          # preferred profile, like --profile
+    settings:                  # plan knobs, by short name
+      workers: 2
+      threads: 2
+      port: 8080
+    env:                       # any runtime variable from `deploy env`, by name
+      TAILOR_API_KEY: secret
+      TAILOR_LOG_LEVEL: debug
+
+Values are checked with the runtime's own parsers, so a bad value is reported here, with its
+file and line, rather than when the runtime starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.errors import UsageError
+from orchestrator.yaml_doc import FieldReader, YamlDoc, load_yaml_document
+from runtime.settings import VARIABLES, SettingsError, variable
+
+_HINT = "fix the config file; `deploy env` lists every runtime variable"
+
+KNOB_VARIABLES: Mapping[str, str] = {
+    "engine": "TAILOR_ENGINE",
+    "device": "TAILOR_DEVICE",
+    "precision": "TAILOR_PRECISION",
+    "workers": "TAILOR_WORKERS",
+    "threads": "TAILOR_THREADS_PER_WORKER",
+    "inter_op_threads": "TAILOR_INTER_OP_THREADS",
+    "max_queue": "TAILOR_MAX_QUEUE",
+    "batching": "TAILOR_BATCHING",
+    "max_batch_size": "TAILOR_MAX_BATCH_SIZE",
+    "batch_window_ms": "TAILOR_BATCH_WINDOW_MS",
+    "preload": "TAILOR_PRELOAD",
+    "cache_bytes": "TAILOR_CACHE_BYTES",
+    "port": "TAILOR_PORT",
+    "host": "TAILOR_HOST",
+    "voice": "TAILOR_VOICE",
+    "log_level": "TAILOR_LOG_LEVEL",
+}
+"""Short knob names (``--workers``, ``settings.workers``) and the runtime variable each sets."""
+
+PASS_THROUGH = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTORCH_CUDA_ALLOC_CONF",
+                "MALLOC_ARENA_MAX", "LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE")
+"""Non-TAILOR variables the plan writes; a user may set them too."""
+
+_DECLARED = frozenset(v.name for v in VARIABLES)
+
+
+def check_value(name: str, raw: str, where: str) -> str:
+    """``raw`` normalised for variable ``name``; a UsageError naming ``where`` if invalid."""
+    if name in _DECLARED:
+        try:
+            parsed = variable(name).parse(name, raw)
+        except SettingsError as exc:
+            raise UsageError(f"{where}: {name}={raw!r} is invalid: expected {exc.expected}",
+                             f"`deploy env` describes {name}") from None
+        if isinstance(parsed, bool):
+            return "true" if parsed else "false"
+        if isinstance(parsed, float) and parsed.is_integer():
+            return str(int(parsed))
+        return str(parsed)
+    if name in PASS_THROUGH:
+        return raw
+    raise UsageError(f"{where}: {name} is not a runtime variable",
+                     "`deploy env` lists the variables the runtime reads")
+
+
+def variable_for(knob_or_name: str) -> str:
+    """``TAILOR_WORKERS`` for ``workers``; declared names pass through."""
+    return KNOB_VARIABLES.get(knob_or_name, knob_or_name)
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    source: str
+    profile: str | None = None
+    values: Mapping[str, str] = field(default_factory=dict)
+    """Runtime variable name -> checked value."""
+    where: Mapping[str, str] = field(default_factory=dict)
+    """Runtime variable name -> ``file:line`` it was set on."""
+
+
+def _scalar_text(reader: FieldReader, key: str) -> str:
+    value = reader.data[key]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    reader.fail(f"{reader.path}.{key}" if reader.path else key, f"expected a single value, got {value!r}")
+
+
+def parse_config(doc: YamlDoc) -> UserConfig:
+    def error(message: str, hint: str) -> UsageError:
+        return UsageError(message, hint)
+
+    top = FieldReader(doc, "", doc.data, error, _HINT)
+    top.reject_unknown(frozenset({"profile", "settings", "env"}))
+    values: dict[str, str] = {}
+    where: dict[str, str] = {}
+    settings = top.child("settings")
+    settings.reject_unknown(frozenset(KNOB_VARIABLES))
+    for key in sorted(settings.data, key=lambda k: doc.line(f"settings.{k}")):
+        if settings.data[key] is None:
+            continue
+        name = KNOB_VARIABLES[key]
+        place = doc.where(f"settings.{key}")
+        values[name] = check_value(name, _scalar_text(settings, key), f"{place}: field settings.{key}")
+        where[name] = place
+    env = top.child("env")
+    for key in sorted(env.data, key=lambda k: doc.line(f"env.{k}")):
+        place = doc.where(f"env.{key}")
+        if env.data[key] is None:
+            continue
+        if key in values:
+            raise UsageError(f"{place}: field env.{key}: also set as settings ({where[key]})", _HINT)
+        values[key] = check_value(key, _scalar_text(env, key), f"{place}: field env.{key}")
+        where[key] = place
+    return UserConfig(source=doc.source, profile=top.optional_text("profile"), values=values, where=where)
+
+
+def load_config(path: Path) -> UserConfig:
+    def error(message: str, hint: str) -> UsageError:
+        return UsageError(message, hint)
+
+    return parse_config(load_yaml_document(path, error, _HINT))

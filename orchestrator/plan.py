@@ -1,0 +1,376 @@
+"""make_plan: facts + chosen profile + the user's settings -> every number the runtime needs.
+
+Pure: no I/O. Each value records where it came from: ``cli`` > ``env`` (already set by the
+user) > ``config`` (``--config FILE``) > ``profile`` > ``default``, or ``derived`` with the
+reason. Rules that always hold:
+
+* workers x threads <= the effective CPUs (cgroup quota and cpuset included);
+* fp16 only on CUDA with compute capability >= 7.0, bf16 only with >= 8.0;
+* concurrency and batch size come from the memory budget (:mod:`orchestrator.budget`), so a
+  derived plan never holds more than the RAM/VRAM left after the profile's headroom.
+
+``step_down`` is what the launcher calls after an OOM kill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from orchestrator.budget import Footprint, MemoryBudget, Pools, build_budget, slots_that_fit
+from orchestrator.config import PASS_THROUGH, UserConfig, check_value, variable_for
+from orchestrator.container_spec import ContainerSpec, container_spec
+from orchestrator.errors import PlanError, UsageError
+from orchestrator.facts import HostFacts
+from orchestrator.profiles import Profile, ProfileSet
+from orchestrator.runtime_env import Provenance, build_env
+from orchestrator.selection import (
+    FITS,
+    Selection,
+    compute_capability,
+    gpu_memory_bytes,
+    judge,
+    precision_supported,
+    resolve_precision,
+)
+from orchestrator.yaml_doc import format_size
+from runtime.settings import VARIABLES, variable
+
+PLAN_VERSION = 1
+_VARIABLE_FIELDS = {
+    "TAILOR_ENGINE": "engine", "TAILOR_DEVICE": "device", "TAILOR_PRECISION": "precision",
+    "TAILOR_WORKERS": "workers", "TAILOR_THREADS_PER_WORKER": "threads",
+    "TAILOR_INTER_OP_THREADS": "inter_op_threads", "TAILOR_MAX_QUEUE": "max_queue",
+    "TAILOR_BATCHING": "batching", "TAILOR_MAX_BATCH_SIZE": "max_batch_size",
+    "TAILOR_BATCH_WINDOW_MS": "batch_window_ms", "TAILOR_PRELOAD": "preload", "TAILOR_CACHE_BYTES": "cache_bytes",
+}
+SIZING_VARIABLES = ("TAILOR_ENGINE", "TAILOR_DEVICE", "TAILOR_PRECISION", "TAILOR_WORKERS",
+                    "TAILOR_THREADS_PER_WORKER", "TAILOR_MAX_BATCH_SIZE", "TAILOR_MAX_QUEUE")
+
+
+@dataclass(frozen=True)
+class Plan:
+    profile: str
+    engine: str
+    device: str
+    precision: str
+    workers: int
+    threads: int
+    """Intra-op threads per worker."""
+    inter_op_threads: int
+    max_concurrency: int
+    """Requests synthesized at once: workers x batch size."""
+    max_queue: int
+    batching: bool
+    max_batch_size: int
+    batch_window_ms: float
+    preload: bool
+    cache_bytes: int
+    memory_budget: MemoryBudget
+    env: Mapping[str, str]
+    """The runtime's whole environment, name -> value, sorted by name."""
+    provenance: tuple[Provenance, ...]
+    container: ContainerSpec
+    warnings: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+    user_values: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Variables the user set (name -> (value, source)); kept when stepping down."""
+    steps: tuple[str, ...] = ()
+    """Step-down history, oldest first."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan_version": PLAN_VERSION,
+            "profile": self.profile, "engine": self.engine, "device": self.device,
+            "precision": self.precision, "workers": self.workers, "threads": self.threads,
+            "inter_op_threads": self.inter_op_threads, "max_concurrency": self.max_concurrency,
+            "max_queue": self.max_queue, "batching": self.batching, "max_batch_size": self.max_batch_size,
+            "batch_window_ms": self.batch_window_ms, "preload": self.preload, "cache_bytes": self.cache_bytes,
+            "memory_budget": self.memory_budget.to_dict(),
+            "env": dict(self.env),
+            "provenance": [p.to_dict() for p in self.provenance],
+            "container": self.container.to_dict(),
+            "warnings": list(self.warnings), "reasons": list(self.reasons),
+            "user_values": {k: list(v) for k, v in self.user_values.items()},
+            "steps": list(self.steps),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        try:
+            if data.get("plan_version") != PLAN_VERSION:
+                raise ValueError(f"plan_version {data.get('plan_version')!r} is not {PLAN_VERSION}")
+            return cls(
+                profile=str(data["profile"]), engine=str(data["engine"]), device=str(data["device"]),
+                precision=str(data["precision"]), workers=int(data["workers"]), threads=int(data["threads"]),
+                inter_op_threads=int(data["inter_op_threads"]), max_concurrency=int(data["max_concurrency"]),
+                max_queue=int(data["max_queue"]), batching=bool(data["batching"]),
+                max_batch_size=int(data["max_batch_size"]), batch_window_ms=float(data["batch_window_ms"]),
+                preload=bool(data["preload"]), cache_bytes=int(data["cache_bytes"]),
+                memory_budget=MemoryBudget.from_dict(data["memory_budget"]),
+                env={str(k): str(v) for k, v in sorted(data["env"].items())},
+                provenance=tuple(Provenance.from_dict(p) for p in data["provenance"]),
+                container=ContainerSpec.from_dict(data["container"]),
+                warnings=tuple(data["warnings"]), reasons=tuple(data["reasons"]),
+                user_values={k: (str(v[0]), str(v[1])) for k, v in data["user_values"].items()},
+                steps=tuple(data["steps"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise PlanError(f"stored plan is unreadable: {exc!r}",
+                            "remove the state file and plan again with `deploy plan`") from exc
+
+
+class _Choices:
+    """Values set for runtime variables, by precedence: cli > env > config (and step-down values)."""
+
+    def __init__(self, overrides: Mapping[str, str], environ: Mapping[str, str], config: UserConfig | None,
+                 stepped: Mapping[str, str], step_reason: str) -> None:
+        self.values: dict[str, tuple[str, str]] = {}
+        self.reasons: dict[str, str] = {}
+        if config is not None:
+            for name, value in config.values.items():
+                self._set(name, value, "config", f"set in {config.where.get(name, config.source)}")
+        for name, raw in sorted(environ.items()):
+            if name in _PASS or name in _DECLARED:
+                self._set(name, check_value(name, raw, "environment"), "env", "already set in the environment")
+        for key, raw in overrides.items():
+            name = variable_for(key)
+            self._set(name, check_value(name, str(raw), f"command line ({key})"), "cli", "set on the command line")
+        for name, value in stepped.items():
+            self._set(name, value, "derived", step_reason)
+
+    def _set(self, name: str, value: str, source: str, reason: str) -> None:
+        self.values[name] = (value, source)
+        self.reasons[name] = reason
+
+    def get(self, name: str) -> tuple[str, str] | None:
+        return self.values.get(name)
+
+    def user_set(self) -> dict[str, tuple[str, str]]:
+        return {k: v for k, v in sorted(self.values.items()) if v[1] != "derived"}
+
+
+_PASS = frozenset(PASS_THROUGH)
+# Only the runtime's declared variables are read from the environment; other TAILOR_* names
+# (TAILOR_DEBUG, the launcher's own) belong to the orchestrator.
+_DECLARED = frozenset(v.name for v in VARIABLES)
+
+
+def _as_bool(text: str) -> bool:
+    return text == "true"
+
+
+def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, str] | None = None,
+              environ: Mapping[str, str] | None = None, config: UserConfig | None = None,
+              *, stepped: Mapping[str, str] | None = None, step_reason: str = "") -> Plan:
+    """Every runtime number for ``selection.chosen`` on ``facts`` (pure; see the module doc).
+
+    ``overrides`` are command-line values by knob (``workers``) or variable name; ``environ``
+    is the user's environment; ``stepped`` are step-down values (see :func:`step_down`).
+    """
+    profile = selection.chosen
+    user = _Choices(overrides or {}, environ or {}, config, stepped or {}, step_reason)
+    warnings: list[str] = list(selection.warnings)
+    reasons: list[str] = []
+    prov: dict[str, Provenance] = {}
+
+    def decide(name: str, field_name: str, value: str, source: str, reason: str) -> str:
+        chosen = user.get(name)
+        if chosen is not None:
+            value, source = chosen
+            reason = user.reasons[name]
+        prov[field_name] = Provenance(field_name, value, source, reason)
+        return value
+
+    engine = decide("TAILOR_ENGINE", "engine", profile.engine, "profile", f"profile {profile.name}")
+    device = decide("TAILOR_DEVICE", "device", profile.device, "profile", f"profile {profile.name}")
+    cc = compute_capability(facts)
+    on_gpu = device == "cuda"
+    if on_gpu and cc is None:
+        warnings.append("device cuda is planned but this machine reports no NVIDIA GPU")
+    policy_precision, why = resolve_precision(profile.precision, device, cc)
+    if not precision_supported(policy_precision, device, cc):
+        warnings.append(f"profile {profile.name} asks for {policy_precision}, not supported here; using fp32")
+        policy_precision, why = "fp32", f"fp32: {profile.precision} is not supported by this device"
+    precision = decide("TAILOR_PRECISION", "precision", policy_precision,
+                       "profile" if profile.precision == policy_precision else "derived", why)
+    if not precision_supported(precision, device, cc):
+        raise UsageError(f"precision {precision} ({prov['precision'].source}) is not supported on "
+                         f"device {device}" + (f" with compute capability {cc[0]}.{cc[1]}" if cc else ""),
+                         "use fp32, or fp16 (CC >= 7.0) / bf16 (CC >= 8.0) on CUDA")
+
+    # Memory pools.
+    ram = facts.memory.effective_total_bytes
+    ram_headroom = min(ram // 2, max(int(ram * profile.memory.headroom_fraction), profile.memory.headroom_min_bytes))
+    shared = facts.jetson is not None
+    vram = gpu_memory_bytes(facts) if on_gpu and not shared else 0
+    pools = Pools(ram, ram_headroom, vram, int(vram * profile.memory.vram_headroom_fraction), shared)
+    reasons.append(f"headroom {format_size(ram_headroom)}: {profile.memory.headroom_fraction:.0%} of "
+                   f"{format_size(ram)} effective memory ({facts.memory.effective_source}), at least "
+                   f"{format_size(profile.memory.headroom_min_bytes)}")
+    footprint = Footprint.of(engine, device, precision)
+
+    # CPUs.
+    cpus = facts.cpu.effective_cpus
+    usable = max(1, cpus - profile.threads.reserve_cpus)
+    reasons.append(f"{usable} usable CPU(s): {cpus} effective ({facts.cpu.effective_cpus_source}) "
+                   f"minus {cpus - usable} reserved for the server")
+    default_cache = int(variable("TAILOR_CACHE_BYTES").default)
+    cache = int(decide("TAILOR_CACHE_BYTES", "cache_bytes", str(default_cache), "default", "runtime default"))
+    user_workers = user.get("TAILOR_WORKERS")
+    user_threads = user.get("TAILOR_THREADS_PER_WORKER")
+
+    def fit(workers_now: int) -> int:
+        return slots_that_fit(pools, footprint, workers_now, cache, on_gpu)
+
+    tight = False
+    if on_gpu:
+        workers = min(profile.concurrency.max_workers, usable)
+        w_reason = f"min(profile max_workers {profile.concurrency.max_workers}, {usable} usable CPUs)"
+    else:
+        threads_guess = min(profile.threads.per_worker_max, usable)
+        workers = min(usable // threads_guess, profile.concurrency.max_workers)
+        w_reason = (f"{usable} usable CPUs // {threads_guess} threads, at most profile max_workers "
+                    f"{profile.concurrency.max_workers}")
+    slots = fit(workers)
+    if slots < (1 if on_gpu else workers) and user.get("TAILOR_CACHE_BYTES") is None and cache:
+        cache = 0
+        prov["cache_bytes"] = Provenance("cache_bytes", "0", "derived", "memory is tight: audio cache disabled")
+        tight = True
+        slots = fit(workers)
+    if not on_gpu and slots < workers:
+        tight = True
+        w_reason += f", memory fits {max(slots, 1)}"
+        workers = max(1, slots)
+    w_source = "derived"
+    if user_workers is not None:
+        workers, w_source = int(user_workers[0]), user_workers[1]
+        w_reason = user.reasons["TAILOR_WORKERS"]
+    if workers > usable:
+        warnings.append(f"workers {workers} exceeds the {usable} usable CPUs; using {usable}")
+        workers, w_source, w_reason = usable, "derived", f"clamped to {usable} usable CPUs"
+    threads = max(1, min(profile.threads.per_worker_max, usable // workers))
+    t_source = "derived"
+    t_reason = (f"min(profile per_worker_max {profile.threads.per_worker_max}, "
+                f"{usable} usable CPUs // {workers} workers)")
+    if user_threads is not None:
+        threads, t_source = int(user_threads[0]), user_threads[1]
+        t_reason = user.reasons["TAILOR_THREADS_PER_WORKER"]
+        if workers * threads > cpus:
+            clamp = max(1, cpus // workers)
+            warnings.append(f"{workers} workers x {threads} threads exceeds the {cpus} effective CPUs; "
+                            f"using {clamp} threads per worker")
+            threads, t_source, t_reason = clamp, "derived", f"clamped: {workers} workers x threads <= {cpus} CPUs"
+    prov["workers"] = Provenance("workers", str(workers), w_source, w_reason)
+    prov["threads"] = Provenance("threads", str(threads), t_source, t_reason)
+    reasons.append(f"workers={workers}: {w_reason}")
+    reasons.append(f"threads={threads} per worker: {t_reason}")
+    inter_op = int(decide("TAILOR_INTER_OP_THREADS", "inter_op_threads", str(profile.threads.inter_op),
+                          "profile", f"profile {profile.name}"))
+
+    batching = _as_bool(decide("TAILOR_BATCHING", "batching", str(profile.batching.enabled).lower(),
+                               "profile", f"profile {profile.name}"))
+    slots = fit(workers)
+    if on_gpu and batching:
+        by_memory = max(1, slots // workers)
+        batch_default = min(profile.batching.max_batch_size, by_memory)
+        b_reason = (f"min(profile max_batch_size {profile.batching.max_batch_size}, "
+                    f"{by_memory} per worker fit in memory)")
+        tight = tight or (by_memory < profile.batching.max_batch_size and by_memory <= 1)
+    else:
+        batch_default, b_reason = 1, "no batching" if not batching else "batching only pays off on a GPU"
+    max_batch = int(decide("TAILOR_MAX_BATCH_SIZE", "max_batch_size", str(batch_default), "derived", b_reason))
+    reasons.append(f"max_batch_size={max_batch}: {prov['max_batch_size'].reason}")
+    concurrency = workers * (max_batch if batching else 1)
+    reasons.append(f"max_concurrency={concurrency}: {workers} workers x "
+                   f"{max_batch if batching else 1} per worker")
+    prov["max_concurrency"] = Provenance("max_concurrency", str(concurrency), "derived", reasons[-1])
+    max_queue = int(decide("TAILOR_MAX_QUEUE", "max_queue", str(concurrency * profile.concurrency.queue_per_slot),
+                           "derived", f"{concurrency} slots x profile queue_per_slot "
+                           f"{profile.concurrency.queue_per_slot}"))
+    window = float(decide("TAILOR_BATCH_WINDOW_MS", "batch_window_ms",
+                          _num(profile.batching.batch_window_ms), "profile", f"profile {profile.name}"))
+    preload = _as_bool(decide("TAILOR_PRELOAD", "preload", "false" if tight else "true", "derived",
+                              "memory is tight: load on first request, no warm-up at start"
+                              if tight else "memory allows loading and a warm-up before ready"))
+
+    budget = build_budget(pools, footprint, workers, concurrency, cache, on_gpu)
+    for total in budget.totals:
+        if not total.fits:
+            warnings.append(f"{total.pool.upper()} budget is over by {format_size(-total.free_bytes)}: "
+                            f"the plan needs more than {format_size(total.capacity_bytes)} minus headroom")
+    container = container_spec(facts, profile, ram - ram_headroom, on_gpu, int(prov_port(user)))
+    env, env_prov, env_warnings = build_env(
+        facts=facts, profile=profile, user_values=user.values, engine=engine, device=device,
+        precision=precision, workers=workers, threads=threads, inter_op=inter_op, max_queue=max_queue,
+        batching=batching, max_batch=max_batch, window_ms=window, preload=preload, cache_bytes=cache,
+        tight=tight, memory_limit_bytes=container.memory_limit_bytes)
+    warnings.extend(env_warnings)
+    prov.update({p.name: p for p in env_prov})
+    for var, field_name in _VARIABLE_FIELDS.items():
+        if field_name in prov:
+            prov[var] = replace(prov[field_name], name=var, value=env[var])
+    return Plan(
+        profile=profile.name, engine=engine, device=device, precision=precision, workers=workers,
+        threads=threads, inter_op_threads=inter_op, max_concurrency=concurrency, max_queue=max_queue,
+        batching=batching, max_batch_size=max_batch, batch_window_ms=window, preload=preload,
+        cache_bytes=cache, memory_budget=budget, env=env,
+        provenance=tuple(prov[k] for k in sorted(prov)), container=container,
+        warnings=tuple(dict.fromkeys(warnings)), reasons=tuple(selection.reasons[:1]) + tuple(reasons),
+        user_values=user.user_set(),
+    )
+
+
+def prov_port(user: _Choices) -> str:
+    chosen = user.get("TAILOR_PORT")
+    return chosen[0] if chosen else variable("TAILOR_PORT").default
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def step_down(plan: Plan, facts: HostFacts, profiles: ProfileSet) -> Plan | None:
+    """The next smaller plan after an OOM kill, or None when nothing smaller exists.
+
+    Order: halve the batch size, then halve the workers, then move to the next lower-priority
+    profile that fits these facts (keeping the user's non-sizing settings). Each step is
+    appended to ``steps`` and ``reasons``.
+    """
+    user_cli = {name: value for name, (value, _source) in plan.user_values.items()}
+    current = profiles.get(plan.profile)
+    if plan.batching and plan.max_batch_size > 1:
+        new = plan.max_batch_size // 2
+        return _replan(plan, facts, current, user_cli, {
+            "TAILOR_MAX_BATCH_SIZE": str(new), "TAILOR_WORKERS": str(plan.workers),
+            "TAILOR_THREADS_PER_WORKER": str(plan.threads)},
+            f"OOM step-down: max batch size {plan.max_batch_size} -> {new}")
+    if plan.workers > 1:
+        new = plan.workers // 2
+        return _replan(plan, facts, current, user_cli, {
+            "TAILOR_WORKERS": str(new), "TAILOR_MAX_BATCH_SIZE": str(plan.max_batch_size),
+            "TAILOR_THREADS_PER_WORKER": str(plan.threads)},
+            f"OOM step-down: workers {plan.workers} -> {new}")
+    for candidate in profiles.profiles:
+        if candidate.priority < current.priority and judge(facts, candidate).status == FITS:
+            kept = {k: v for k, v in user_cli.items() if k not in SIZING_VARIABLES}
+            return _replan(plan, facts, candidate, kept, {},
+                           f"OOM step-down: {current.name} is at its smallest; moving to profile {candidate.name}")
+    return None
+
+
+def _replan(plan: Plan, facts: HostFacts, profile: Profile, user_values: Mapping[str, str],
+            stepped: Mapping[str, str], step: str) -> Plan:
+    selection = Selection(profile, True, (f"{profile.name}: chosen by OOM step-down",), (), ())
+    sources = {k: plan.user_values[k][1] for k in user_values}
+    # Re-apply the user's values under their original sources (config < env < cli).
+    env = {k: v for k, v in user_values.items() if sources[k] == "env"}
+    cli = {k: v for k, v in user_values.items() if sources[k] == "cli"}
+    config = UserConfig(source="stored plan", values={k: v for k, v in user_values.items()
+                                                      if sources[k] == "config"})
+    new = make_plan(facts, selection, cli, env, config, stepped=stepped, step_reason=step)
+    return replace(new, steps=(*plan.steps, step), reasons=(*new.reasons, step))
+
+
+__all__ = ["Plan", "make_plan", "step_down"]

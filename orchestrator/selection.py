@@ -1,0 +1,210 @@
+"""Choose a profile for a machine: pure, no I/O, every verdict with its reasons.
+
+Each profile gets one verdict:
+
+* ``fits``: every match condition holds;
+* ``fits-with-change``: only a knob stands in the way, and the verdict names it
+  ("needs 1.5 GiB more RAM", "fits with precision fp32");
+* ``does-not-fit``: a hardware condition fails, with the numbers.
+
+The chosen profile is the fitting one with the highest ``priority`` (priorities are unique, so
+the choice is deterministic). A forced profile (``--profile NAME``) is used even when it does
+not fit, with a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from orchestrator.errors import PlanError
+from orchestrator.facts import GpuFacts, HostFacts
+from orchestrator.profiles import Profile, ProfileSet, parse_version
+from orchestrator.yaml_doc import format_size
+
+FITS = "fits"
+FITS_WITH_CHANGE = "fits-with-change"
+DOES_NOT_FIT = "does-not-fit"
+
+# Jetson GPUs are not visible to NVML; their compute capability follows from the SoC.
+_JETSON_COMPUTE_CAPABILITY = {"tegra234": "8.7", "tegra194": "7.2", "tegra186": "6.2", "tegra210": "5.3"}
+
+FP16_MIN_CC = (7, 0)
+"""fp16 is planned only with tensor cores (Volta, CC 7.0+): older cards gain nothing from it."""
+BF16_MIN_CC = (8, 0)
+"""bf16 needs Ampere (CC 8.0+) hardware support."""
+
+
+def primary_gpu(facts: HostFacts) -> GpuFacts | None:
+    """The discrete GPU the runtime will use: the most memory, lowest index on ties."""
+    if not facts.gpus:
+        return None
+    return sorted(facts.gpus, key=lambda g: (-g.memory_total_bytes, g.index))[0]
+
+
+def compute_capability(facts: HostFacts) -> tuple[int, int] | None:
+    """Of the primary GPU, or of the Jetson SoC; None without a GPU."""
+    gpu = primary_gpu(facts)
+    if gpu is not None:
+        return gpu.compute_capability_tuple
+    if facts.jetson is not None and facts.jetson.soc in _JETSON_COMPUTE_CAPABILITY:
+        major, minor = _JETSON_COMPUTE_CAPABILITY[facts.jetson.soc].split(".")
+        return int(major), int(minor)
+    return None
+
+
+def gpu_memory_bytes(facts: HostFacts) -> int:
+    """VRAM of the primary GPU; on Jetson the shared pool (effective RAM); 0 without a GPU."""
+    gpu = primary_gpu(facts)
+    if gpu is not None:
+        return gpu.memory_total_bytes
+    if facts.jetson is not None:
+        return facts.memory.effective_total_bytes
+    return 0
+
+
+def resolve_precision(policy: str, device: str, cc: tuple[int, int] | None) -> tuple[str, str]:
+    """(precision, reason) for a precision policy on this device; strict policies may not hold."""
+    if device != "cuda" or cc is None:
+        return "fp32", "fp32: no CUDA device" if device == "cuda" else "fp32: CPU inference"
+    cc_text = f"{cc[0]}.{cc[1]}"
+    if policy == "bf16-if-supported":
+        if cc >= BF16_MIN_CC:
+            return "bf16", f"bf16: compute capability {cc_text} >= 8.0"
+        if cc >= FP16_MIN_CC:
+            return "fp16", f"fp16: compute capability {cc_text} has no bf16 (needs 8.0) but has fp16 tensor cores"
+        return "fp32", f"fp32: compute capability {cc_text} has neither bf16 (8.0) nor fp16 tensor cores (7.0)"
+    if policy == "fp16-if-supported":
+        if cc >= FP16_MIN_CC:
+            return "fp16", f"fp16: compute capability {cc_text} >= 7.0 (tensor cores)"
+        return "fp32", f"fp32: compute capability {cc_text} has no fp16 tensor cores (needs 7.0)"
+    return policy, f"{policy}: fixed by the profile"
+
+
+def precision_supported(precision: str, device: str, cc: tuple[int, int] | None) -> bool:
+    if precision == "fp32":
+        return True
+    if device != "cuda" or cc is None:
+        return False
+    return cc >= (BF16_MIN_CC if precision == "bf16" else FP16_MIN_CC)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    profile: str
+    status: str
+    """``fits``, ``fits-with-change`` or ``does-not-fit``."""
+    failures: tuple[str, ...]
+    """Each failed condition, with the numbers."""
+    changes: tuple[str, ...]
+    """For ``fits-with-change``: what would make it fit."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    chosen: Profile
+    forced: bool
+    reasons: tuple[str, ...]
+    verdicts: tuple[Verdict, ...]
+    """One per profile, in priority order (highest first)."""
+    warnings: tuple[str, ...]
+
+    def verdict(self, name: str) -> Verdict:
+        return next(v for v in self.verdicts if v.profile == name)
+
+
+def judge(facts: HostFacts, profile: Profile) -> Verdict:
+    """Check every match condition of ``profile`` against ``facts``."""
+    m = profile.match
+    hard: list[str] = []
+    soft: list[str] = []
+    changes: list[str] = []
+    arch = facts.cpu.architecture
+    if m.architectures and arch not in m.architectures:
+        hard.append(f"architecture {arch} is not one of {', '.join(m.architectures)}")
+    is_jetson = facts.jetson is not None
+    if m.jetson == "required" and not is_jetson:
+        hard.append("needs a Jetson board; this is not one")
+    if m.jetson == "excluded" and is_jetson:
+        hard.append("not meant for Jetson boards")
+    gpu = primary_gpu(facts)
+    if m.gpu == "required" and gpu is None:
+        hard.append(f"needs an NVIDIA GPU; none reported ({facts.nvml.reason})")
+    if m.gpu == "excluded" and gpu is not None:
+        hard.append(f"meant for machines without a GPU; found {gpu.name}")
+    if is_jetson and facts.jetson is not None and (m.l4t_min or m.l4t_max):
+        release = parse_version(facts.jetson.l4t_release)
+        if release is None:
+            hard.append(f"L4T release {facts.jetson.l4t_release!r} is unknown")
+        else:
+            if m.l4t_min and release < (parse_version(m.l4t_min) or ()):
+                hard.append(f"L4T {facts.jetson.l4t_release} is older than {m.l4t_min}")
+            if m.l4t_max and release > (parse_version(m.l4t_max) or ()):
+                hard.append(f"L4T {facts.jetson.l4t_release} is newer than {m.l4t_max}")
+    vram = gpu_memory_bytes(facts) if gpu is not None else 0
+    if gpu is not None and m.min_vram_bytes is not None and vram < m.min_vram_bytes:
+        hard.append(f"GPU memory {format_size(vram)} < {format_size(m.min_vram_bytes)} required ({gpu.name})")
+    if gpu is not None and m.max_vram_bytes is not None and vram > m.max_vram_bytes:
+        hard.append(f"GPU memory {format_size(vram)} > {format_size(m.max_vram_bytes)}: a larger profile suits this card")
+    cc = compute_capability(facts)
+    if m.min_compute_capability and cc is not None:
+        need = parse_version(m.min_compute_capability) or ()
+        if cc < need:
+            hard.append(f"compute capability {cc[0]}.{cc[1]} < {m.min_compute_capability} required")
+    mem = facts.memory.effective_total_bytes
+    if m.min_memory_bytes is not None and mem < m.min_memory_bytes:
+        short = m.min_memory_bytes - mem
+        soft.append(f"effective memory {format_size(mem)} < {format_size(m.min_memory_bytes)} required")
+        if facts.memory.effective_source == "cgroup" and facts.memory.total_bytes >= m.min_memory_bytes:
+            changes.append(f"raise the container memory limit by {format_size(short)} "
+                           f"(the host has {format_size(facts.memory.total_bytes)})")
+        else:
+            changes.append(f"needs {format_size(short)} more RAM")
+    if m.max_memory_bytes is not None and mem > m.max_memory_bytes:
+        hard.append(f"effective memory {format_size(mem)} > {format_size(m.max_memory_bytes)}: "
+                    "a larger profile suits this machine")
+    if profile.precision in ("fp16", "bf16") and not precision_supported(profile.precision, profile.device, cc):
+        soft.append(f"precision {profile.precision} is not supported here")
+        changes.append("fits with precision fp32")
+    if hard:
+        return Verdict(profile.name, DOES_NOT_FIT, tuple(hard + soft), ())
+    if soft:
+        return Verdict(profile.name, FITS_WITH_CHANGE, tuple(soft), tuple(changes))
+    return Verdict(profile.name, FITS, (), ())
+
+
+def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
+                   override: str | None = None) -> Selection:
+    """Pick the profile for ``facts``: ``override`` if given, else the best fitting one."""
+    items = profiles.profiles if isinstance(profiles, ProfileSet) else tuple(profiles)
+    ordered = sorted(items, key=lambda p: -p.priority)
+    verdicts = tuple(judge(facts, p) for p in ordered)
+    by_name = {p.name: p for p in ordered}
+    warnings: list[str] = []
+    if override is not None:
+        if override not in by_name:
+            raise PlanError(f"no profile named {override!r}",
+                            "choose one of: " + ", ".join(p.name for p in ordered))
+        chosen = by_name[override]
+        verdict = next(v for v in verdicts if v.profile == override)
+        reasons = [f"{override}: forced with --profile"]
+        if verdict.status != FITS:
+            warnings.append(f"profile {override} was forced but {verdict.status.replace('-', ' ')}: "
+                            + "; ".join(verdict.failures))
+        return Selection(chosen, True, tuple(reasons), verdicts, tuple(warnings))
+    fitting = [v for v in verdicts if v.status == FITS]
+    if not fitting:
+        raise PlanError("no profile fits this machine: "
+                        + "; ".join(f"{v.profile}: {', '.join(v.failures)}" for v in verdicts),
+                        "force one with --profile NAME, or add a profile with --profiles DIR")
+    best = fitting[0]
+    chosen = by_name[best.profile]
+    reasons = [f"{chosen.name}: fits, highest priority ({chosen.priority}) among fitting profiles"]
+    for v in verdicts:
+        if v.profile == chosen.name:
+            continue
+        if v.status == FITS:
+            reasons.append(f"{v.profile}: fits too, lower priority ({by_name[v.profile].priority})")
+        else:
+            reasons.append(f"{v.profile}: {v.status.replace('-', ' ')} ({'; '.join(v.failures)})")
+    return Selection(chosen, False, tuple(reasons), verdicts, tuple(warnings))
