@@ -1,0 +1,117 @@
+"""``python -m runtime [--host H] [--port P]``: serve the speech runtime with uvicorn.
+
+Configuration comes from the ``TAILOR_*`` environment variables (``runtime/settings.py``);
+the two flags override ``TAILOR_HOST``/``TAILOR_PORT``. SIGTERM/SIGINT drain: readiness turns
+503, new requests get 503, in-flight requests get ``TAILOR_SHUTDOWN_GRACE_S`` seconds to
+finish, then the process exits 0. A second signal exits at once. Exit codes: 0 after a
+drain, 2 for invalid settings, 3 when no engine could load the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from types import FrameType
+
+from runtime.errors import StartupError
+from runtime.settings import Settings, SettingsError
+
+_LOG = logging.getLogger("tailor.runtime")
+EXIT_BAD_SETTINGS = 2
+EXIT_START_FAILED = 3
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m runtime", description="Tailor speech runtime.")
+    parser.add_argument("--host", help="address to bind (overrides TAILOR_HOST)")
+    parser.add_argument("--port", type=int, help="TCP port (overrides TAILOR_PORT)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        settings = Settings.from_environ(os.environ if environ is None else environ)
+    except SettingsError as exc:
+        print(f"error: {exc}\nhint: see the TAILOR_* variables in the README", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    if args.host:
+        settings = settings.replace(host=args.host)
+    if args.port is not None:
+        if not 0 < args.port < 65536:
+            print(f"error: --port {args.port} is not a TCP port (1-65535)", file=sys.stderr)
+            return EXIT_BAD_SETTINGS
+        settings = settings.replace(port=args.port)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+    import uvicorn
+
+    from runtime.app import create_app
+
+    try:
+        app = create_app(settings)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_START_FAILED
+    service = app.state.service
+    failed = threading.Event()
+
+    class DrainingServer(uvicorn.Server):
+        """First SIGTERM/SIGINT drains, then exits; the signal is not re-raised (exit 0)."""
+
+        draining = False
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.draining:
+                self.force_exit = True
+                self.should_exit = True
+                return
+            self.draining = True
+            _LOG.info("signal %s: draining for up to %gs", signal.Signals(sig).name, settings.shutdown_grace_s)
+            service.begin_drain()
+
+            def finish() -> None:
+                if not service.wait_idle(settings.shutdown_grace_s):
+                    _LOG.warning("grace period over with %d requests in flight", service.in_flight)
+                self.should_exit = True
+
+            threading.Thread(target=finish, name="tailor-drain", daemon=True).start()
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    server = DrainingServer(config)
+
+    def on_start_failed() -> None:
+        failed.set()
+        server.should_exit = True
+
+    service.on_start_failed = on_start_failed
+    try:
+        server.run()
+    except OSError as exc:
+        print(f"error: cannot serve on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return EXIT_START_FAILED
+    if failed.is_set():
+        print(f"error: start-up failed: {service.state_detail}", file=sys.stderr)
+        return EXIT_START_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

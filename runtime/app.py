@@ -1,0 +1,317 @@
+"""The HTTP app: ``create_app(settings, engine_factory=...)``.
+
+Routes: ``POST /v1/audio/speech`` (OpenAI shape), ``GET /v1/models``, ``GET /v1/audio/voices``,
+``GET /healthz`` (alive), ``GET /readyz`` (200 once loaded and warmed up; 503 before and while
+draining), ``GET /metrics`` (Prometheus text). Every error is OpenAI-style JSON
+(``{"error": {"message", "type", "code", "param"}}``); FastAPI's 422 becomes 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from runtime.audio import MEDIA_TYPES, StreamEncoder, check_format, encode, output_rate_hz
+from runtime.cache import CacheKey
+from runtime.engine_chain import EngineFactory
+from runtime.engines import create_engine
+from runtime.errors import ApiError, BadRequest, EngineFailed, MethodNotAllowed, NotFound
+from runtime.memory import process_rss_bytes
+from runtime.metrics import CONTENT_TYPE
+from runtime.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from runtime.schemas import OPENAI_MODELS, SpeechRequest
+from runtime.service import SpeechJob, SpeechService, concatenate
+from runtime.settings import Settings
+from runtime.text import validate_input
+from runtime.voices import OPENAI_VOICES, VoiceFiles, resolve_voice
+
+_LOG = logging.getLogger("tailor.runtime")
+SPEECH_ROUTE = "/v1/audio/speech"
+
+
+def _error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    where = ".".join(loc) or "body"
+    if first.get("type") == "json_invalid":
+        return "request body is not valid JSON: " + str(first.get("ctx", {}).get("error", "")), None
+    if first.get("type") == "model_attributes_type":
+        return "request body must be a JSON object (Content-Type: application/json)", None
+    return f"{where}: {first.get('msg', 'invalid value')}", where
+
+
+def resolve_request_voice(model: str, voice: str | None, catalog: dict[str, VoiceFiles], default: str) -> VoiceFiles:
+    """OpenAI model names use ``voice``; a voice name as model picks that voice unless
+    ``voice`` names another real voice."""
+    name = model.strip()
+    if name in OPENAI_MODELS:
+        return resolve_voice(voice, catalog, default)
+    if name in catalog:
+        if voice is not None and voice.strip() in catalog:
+            return catalog[voice.strip()]
+        if voice is not None and voice.strip().lower() not in OPENAI_VOICES:
+            return resolve_voice(voice, catalog, default)
+        return catalog[name]
+    raise BadRequest(
+        f"unknown model {model!r}; use one of {', '.join(OPENAI_MODELS)} or a voice name "
+        "from GET /v1/audio/voices",
+        param="model",
+        code="model_not_found",
+    )
+
+
+class _ClosingStream(StreamingResponse):
+    """A streaming response that always runs ``on_close`` (even if never started)."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Any], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()
+
+
+def create_app(
+    settings: Settings,
+    engine_factory: EngineFactory = create_engine,
+    rss_reader: Callable[[], int] = process_rss_bytes,
+) -> FastAPI:
+    """Build the app; the model loads in the background once the server starts."""
+    service = SpeechService(settings, engine_factory, rss_reader)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        loader = asyncio.get_running_loop().run_in_executor(None, service.start)
+        loader.add_done_callback(lambda f: f.exception())  # failure is reported via /readyz
+        try:
+            yield
+        finally:
+            service.begin_drain()
+            await asyncio.to_thread(service.wait_idle, settings.shutdown_grace_s)
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({loader}, timeout=5)
+            service.close()
+
+    app = FastAPI(
+        title="Tailor speech runtime",
+        version="0.1.0",
+        description="OpenAI-compatible text-to-speech.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return _error_response(BadRequest(message, param=param, code="invalid_request"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return _error_response(NotFound("no such route; see /docs for the API"))
+        if exc.status_code == 405:
+            return _error_response(MethodNotAllowed("method not allowed on this route"))
+        if exc.status_code == 400:
+            return _error_response(BadRequest(
+                f"request body could not be read ({exc.detail}); send UTF-8 encoded JSON",
+                code="invalid_body"))
+        error = ApiError(str(exc.detail), code=f"http_{exc.status_code}")
+        error.status_code = exc.status_code
+        if exc.status_code < 500:
+            error.error_type = "invalid_request_error"
+        return _error_response(error)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        _LOG.exception("unexpected error")
+        return _error_response(ApiError(f"internal error: {type(exc).__name__}"))
+
+    @app.get("/healthz", summary="Liveness: the process answers.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", summary="Readiness: model loaded and warmed up, not draining.")
+    async def readyz() -> JSONResponse:
+        ready, body = service.readiness()
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics.")
+    async def metrics() -> Response:
+        service.metrics.cache_bytes.set(service.cache.size_bytes)
+        return Response(service.metrics.registry.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/models", summary="Accepted model names.")
+    async def models() -> dict[str, Any]:
+        ids = list(OPENAI_MODELS) + sorted(service.catalog)
+        return {"object": "list",
+                "data": [{"id": i, "object": "model", "created": 0, "owned_by": "tailor"} for i in ids]}
+
+    @app.get("/v1/audio/voices", summary="Voices and the OpenAI names that alias the default.")
+    async def voices() -> dict[str, Any]:
+        rows = []
+        for name, files in sorted(service.catalog.items()):
+            try:
+                info = service.chain.voice_info(name)
+            except Exception as exc:  # an unreadable extra voice must not break the listing
+                rows.append({"id": name, "name": name, "source": files.source, "error": str(exc)})
+                continue
+            rows.append({"id": name, "name": name, "language": info.language,
+                         "sample_rate": info.sample_rate_hz, "source": files.source,
+                         "default": name == settings.default_voice})
+        return {"object": "list", "voices": rows, "default": settings.default_voice,
+                "aliases": {alias: settings.default_voice for alias in sorted(OPENAI_VOICES)}}
+
+    @app.post(
+        SPEECH_ROUTE,
+        summary="Text to speech (OpenAI-compatible).",
+        response_class=Response,
+        responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}},
+                   400: {"description": "Invalid request"}, 413: {"description": "Input too long"},
+                   429: {"description": "Queue full"}, 503: {"description": "Not ready"},
+                   504: {"description": "Timed out"}},
+    )
+    async def speech(body: SpeechRequest, request: Request) -> Response:
+        started = time.monotonic()
+        service.check_accepting()
+        fmt = check_format(body.response_format)
+        voice = resolve_request_voice(body.model, body.voice, service.catalog, settings.default_voice)
+        text = validate_input(body.input, settings.max_input_chars)
+        rate = service.chain.voice_info(voice.name).sample_rate_hz
+        key = CacheKey(voice.name, f"{settings.engine}|{settings.fallback}", text, body.speed, fmt)
+        cached = service.cache.get(key)
+        (service.metrics.cache_hits if cached is not None else service.metrics.cache_misses).inc()
+        if cached is not None:
+            if body.stream_format == "sse":
+                return _sse_response(_sse_cached(cached))
+            return Response(cached, media_type=MEDIA_TYPES[fmt], headers={"X-Tailor-Cache": "hit"})
+
+        service.admit()
+        released = False
+
+        async def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                service.release()
+                service.metrics.latency.observe(time.monotonic() - started, (SPEECH_ROUTE,))
+
+        try:
+            phonemizer = service.chain.phonemizer(voice.name)
+            chunks = await anyio.to_thread.run_sync(phonemizer.prepare, text)
+            if not chunks:
+                raise BadRequest("input has nothing to speak (no pronounceable text)", param="input",
+                                 code="empty_input")
+            job = SpeechJob(voice.name, tuple(chunks), body.speed, started + settings.request_timeout_s)
+            if body.stream_format is None:
+                blocks = [b async for b in _timed(service, service.audio_blocks(job, request.is_disconnected), started)]
+                if len(blocks) < len(chunks):
+                    return Response(status_code=499)  # client went away; nobody reads this
+                audio = await anyio.to_thread.run_sync(encode, concatenate(blocks), rate, fmt)
+                service.cache.put(key, audio)
+                headers = {"X-Tailor-Cache": "miss", "X-Tailor-Sample-Rate": str(output_rate_hz(fmt, rate))}
+                return Response(audio, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+            generator = _timed(service, service.audio_blocks(job), started)
+            first = await generator.__anext__()  # errors before the first audio stay JSON errors
+            encoder = StreamEncoder(fmt, rate)
+
+            async def close() -> None:
+                await generator.aclose()
+                encoder.abort()
+                await release()
+
+            stream = _stream_bytes(first, generator, encoder)
+            if body.stream_format == "sse":
+                return _sse_response(_sse_events(stream, len(text), encoder), close)
+            return _ClosingStream(stream, close, media_type=MEDIA_TYPES[fmt],
+                                  headers={"X-Tailor-Sample-Rate": str(encoder.output_rate_hz)})
+        except StopAsyncIteration:
+            await release()
+            raise EngineFailed("synthesis produced no audio") from None
+        except BaseException:
+            await release()
+            raise
+        finally:
+            if body.stream_format is None:
+                await release()
+
+    def _sse_response(events: AsyncIterator[bytes], on_close: Callable[[], Any] | None = None) -> Response:
+        async def nothing() -> None:
+            return None
+
+        return _ClosingStream(events, on_close or nothing, media_type="text/event-stream",
+                              headers={"Cache-Control": "no-cache"})
+
+    app.add_middleware(BodyLimitMiddleware, limit_bytes=settings.max_input_chars * 12 + 16384)
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    return app
+
+
+async def _timed(service: SpeechService, blocks: AsyncIterator[Any], started: float) -> AsyncIterator[Any]:
+    first = True
+    try:
+        async for block in blocks:
+            if first:
+                service.metrics.ttfa.observe(time.monotonic() - started)
+                first = False
+            yield block
+    finally:
+        await blocks.aclose()  # type: ignore[attr-defined]
+
+
+async def _stream_bytes(first: Any, rest: AsyncIterator[Any], encoder: StreamEncoder) -> AsyncIterator[bytes]:
+    data = await anyio.to_thread.run_sync(encoder.feed, first)
+    if data:
+        yield data
+    async for block in rest:
+        data = await anyio.to_thread.run_sync(encoder.feed, block)
+        if data:
+            yield data
+    tail = await anyio.to_thread.run_sync(encoder.finish)
+    if tail:
+        yield tail
+
+
+def _sse_event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+async def _sse_events(stream: AsyncIterator[bytes], characters: int, encoder: StreamEncoder) -> AsyncIterator[bytes]:
+    samples_bytes = 0
+    async for data in stream:
+        samples_bytes += len(data)
+        yield _sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    yield _sse_event({"type": "speech.audio.done",
+                      "usage": {"input_characters": characters, "output_bytes": samples_bytes}})
+
+
+async def _sse_cached(data: bytes) -> AsyncIterator[bytes]:
+    yield _sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    yield _sse_event({"type": "speech.audio.done", "usage": {"output_bytes": len(data), "cached": True}})
+
+
+__all__ = ["create_app"]

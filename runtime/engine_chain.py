@@ -1,0 +1,268 @@
+"""Loaded voices and the engine fallback chain.
+
+The chain for a request's voice is ``(TAILOR_ENGINE, voice)`` followed by every
+``TAILOR_FALLBACK`` entry (``ENGINE:VOICE``). An entry that fails to load is skipped (and
+reported); when an entry raises during synthesis, the next one gets the same sentence,
+re-phonemized for its own voice and resampled to the requested voice's rate.
+Each entry holds one engine instance per synthesis worker, because an engine instance serves
+one caller at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtime.audio import resample
+from runtime.engines.base import Engine, EngineOptions, SynthesisItem
+from runtime.errors import EngineFailed, StartupError
+from runtime.metrics import RuntimeMetrics
+from runtime.text import Phonemizer, TextChunk
+from runtime.voices import VoiceFiles, VoiceInfo, is_valid_voice_name, read_voice_info
+
+_LOG = logging.getLogger("tailor.runtime")
+
+EngineFactory = Callable[..., Engine]
+"""``(engine_name, model_path, sample_rate, options) -> Engine``; raises on failure."""
+
+
+@dataclass(frozen=True)
+class ChainEntry:
+    engine: str
+    voice: str
+
+    def label(self) -> str:
+        return f"{self.engine}:{self.voice}"
+
+
+def parse_fallback(spec: str, known_engines: Sequence[str]) -> tuple[ChainEntry, ...]:
+    """``"onnx:en_US-joe-medium, torch:other"`` to entries; StartupError names the bad entry."""
+    entries: list[ChainEntry] = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        engine, sep, voice = item.partition(":")
+        engine, voice = engine.strip().lower(), voice.strip()
+        if not sep or engine not in known_engines or not is_valid_voice_name(voice):
+            raise StartupError(
+                f"TAILOR_FALLBACK entry {item!r} is invalid",
+                hint=f"write ENGINE:VOICE entries separated by commas, ENGINE one of "
+                f"{', '.join(known_engines)}, e.g. onnx:en_US-joe-medium",
+            )
+        entries.append(ChainEntry(engine, voice))
+    return tuple(entries)
+
+
+@dataclass
+class LoadedEntry:
+    entry: ChainEntry
+    info: VoiceInfo
+    phonemizer: Phonemizer
+    engines: list[Engine]
+    load_seconds: float
+
+
+@dataclass
+class EntryState:
+    status: str = "not_loaded"
+    """not_loaded, loaded, load_failed."""
+    error: str = ""
+    synthesis_failures: int = 0
+    last_synthesis_error: str = ""
+    served_sentences: int = 0
+    loaded: LoadedEntry | None = field(default=None, repr=False)
+
+
+class EngineChain:
+    def __init__(
+        self,
+        *,
+        primary_engine: str,
+        fallback: Sequence[ChainEntry],
+        catalog: Mapping[str, VoiceFiles],
+        factory: EngineFactory,
+        options: EngineOptions,
+        instances: int,
+        metrics: RuntimeMetrics,
+    ) -> None:
+        self.primary_engine = primary_engine
+        self.fallback = tuple(fallback)
+        self.catalog = catalog
+        self._factory = factory
+        self._options = options
+        self._instances = instances
+        self._metrics = metrics
+        self._states: dict[ChainEntry, EntryState] = {}
+        self._lock = threading.RLock()
+        self._infos: dict[str, tuple[VoiceInfo, dict[str, Any]]] = {}
+
+    # --- voices -------------------------------------------------------------------------
+    def voice_info(self, voice: str) -> VoiceInfo:
+        return self._voice_config(voice)[0]
+
+    def _voice_config(self, voice: str) -> tuple[VoiceInfo, dict[str, Any]]:
+        with self._lock:
+            if voice not in self._infos:
+                self._infos[voice] = read_voice_info(self.catalog[voice])
+            return self._infos[voice]
+
+    def phonemizer(self, voice: str) -> Phonemizer:
+        """The phonemizer of a voice (from its loaded entry if any, else a fresh one)."""
+        with self._lock:
+            for state in self._states.values():
+                if state.loaded is not None and state.loaded.entry.voice == voice:
+                    return state.loaded.phonemizer
+        return Phonemizer(self._voice_config(voice)[1])
+
+    def candidates(self, voice: str) -> list[ChainEntry]:
+        entries = [ChainEntry(self.primary_engine, voice), *self.fallback]
+        unique: list[ChainEntry] = []
+        for entry in entries:
+            if entry not in unique and entry.voice in self.catalog:
+                unique.append(entry)
+        return unique
+
+    # --- loading ------------------------------------------------------------------------
+    def _state(self, entry: ChainEntry) -> EntryState:
+        return self._states.setdefault(entry, EntryState())
+
+    def load(self, entry: ChainEntry) -> LoadedEntry | None:
+        """Load ``entry`` once (all worker instances); None when it failed, now or before."""
+        with self._lock:
+            state = self._state(entry)
+            if state.loaded is not None:
+                return state.loaded
+            if state.status == "load_failed":
+                return None
+            started = time.perf_counter()
+            engines: list[Engine] = []
+            try:
+                info, raw = self._voice_config(entry.voice)
+                phonemizer = Phonemizer(raw)
+                files = self.catalog[entry.voice]
+                for _ in range(self._instances):
+                    engines.append(self._factory(entry.engine, files.model_path, info.sample_rate_hz, self._options))
+            except Exception as exc:  # any engine failure must fall through to the next entry
+                for engine in engines:
+                    engine.close()
+                state.status, state.error = "load_failed", f"{type(exc).__name__}: {exc}"
+                _LOG.warning("engine %s failed to load: %s", entry.label(), state.error)
+                return None
+            elapsed = time.perf_counter() - started
+            state.loaded = LoadedEntry(entry, info, phonemizer, engines, elapsed)
+            state.status = "loaded"
+            self._metrics.model_load.set(elapsed, (entry.engine, entry.voice))
+            _LOG.info("loaded %s x%d in %.2fs", entry.label(), len(engines), elapsed)
+            return state.loaded
+
+    def load_default(self, voice: str) -> LoadedEntry:
+        """Load the first entry of the default voice's chain that works; StartupError if none."""
+        for entry in self.candidates(voice):
+            loaded = self.load(entry)
+            if loaded is not None:
+                self._metrics.engine_active.set(1, (entry.engine, entry.voice))
+                return loaded
+        reasons = "; ".join(f"{e.label()}: {self._state(e).error}" for e in self.candidates(voice))
+        raise StartupError(
+            f"no engine could load the default voice {voice}: {reasons}",
+            hint="check TAILOR_ENGINE/TAILOR_DEVICE, or add a working entry to TAILOR_FALLBACK",
+        )
+
+    # --- synthesis ----------------------------------------------------------------------
+    def synthesize(
+        self, worker: int, voice: str, chunks: Sequence[TextChunk], speeds: Sequence[float],
+        start_at: int = 0,
+    ) -> list[np.ndarray]:
+        """Audio for each chunk at ``voice``'s sample rate, trying the chain in order.
+
+        Runs on a synthesis worker thread; ``worker`` picks that worker's engine instances.
+        """
+        target_rate = self.voice_info(voice).sample_rate_hz
+        errors: list[str] = []
+        candidates = self.candidates(voice)
+        for position, entry in enumerate(candidates[start_at:], start=start_at):
+            loaded = self.load(entry)
+            if loaded is None:
+                errors.append(f"{entry.label()}: not loaded ({self._state(entry).error})")
+                continue
+            items = [
+                SynthesisItem(
+                    phoneme_ids=chunk.phoneme_ids if entry.voice == voice else loaded.phonemizer.ids(chunk.text),
+                    length_scale=loaded.info.length_scale / speed,
+                    noise_scale=loaded.info.noise_scale,
+                    noise_w=loaded.info.noise_w,
+                )
+                for chunk, speed in zip(chunks, speeds, strict=True)
+            ]
+            try:
+                if any(len(item.phoneme_ids) == 0 for item in items):
+                    raise ValueError("text has no phonemes in this voice")
+                engine = loaded.engines[worker % len(loaded.engines)]
+                raw = engine.synthesize(items[0]) if len(items) == 1 else engine.synthesize_batch(items)
+                audio = [raw] if len(items) == 1 else list(raw)
+                if len(audio) != len(items):
+                    raise ValueError(f"engine returned {len(audio)} arrays for {len(items)} items")
+            except Exception as exc:
+                with self._lock:
+                    state = self._state(entry)
+                    state.synthesis_failures += 1
+                    state.last_synthesis_error = f"{type(exc).__name__}: {exc}"
+                errors.append(f"{entry.label()}: {type(exc).__name__}: {exc}")
+                if position + 1 < len(candidates):
+                    self._metrics.fallbacks.inc(labels=("synthesis_error", candidates[position + 1].label()))
+                _LOG.warning("engine %s failed for voice %s: %s", entry.label(), voice, exc)
+                continue
+            if position > start_at or errors:
+                _LOG.info("served by fallback %s", entry.label())
+            with self._lock:
+                self._state(entry).served_sentences += len(items)
+            return [
+                resample(_normalize(a), loaded.info.sample_rate_hz, target_rate) for a in audio
+            ]
+        raise EngineFailed("every engine failed: " + "; ".join(errors))
+
+    def status(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = []
+            for entry, state in self._states.items():
+                rows.append({
+                    "engine": entry.engine,
+                    "voice": entry.voice,
+                    "role": "primary" if entry.engine == self.primary_engine and entry not in self.fallback else "fallback",
+                    "status": state.status,
+                    "error": state.error or None,
+                    "load_seconds": round(state.loaded.load_seconds, 3) if state.loaded else None,
+                    "device": state.loaded.engines[0].device if state.loaded and state.loaded.engines else None,
+                    "synthesis_failures": state.synthesis_failures,
+                    "last_synthesis_error": state.last_synthesis_error or None,
+                    "served_sentences": state.served_sentences,
+                })
+            return rows
+
+    def close(self) -> None:
+        with self._lock:
+            for state in self._states.values():
+                if state.loaded is not None:
+                    for engine in state.loaded.engines:
+                        try:
+                            engine.close()
+                        except Exception as exc:  # closing must not stop the others closing
+                            _LOG.warning("closing %s: %s", state.loaded.entry.label(), exc)
+                    state.loaded = None
+                    state.status = "not_loaded"
+
+
+def _normalize(audio: np.ndarray) -> np.ndarray:
+    """Peak-normalize one utterance (as Piper does) and make it float32 mono."""
+    samples = np.nan_to_num(np.asarray(audio, dtype=np.float32).reshape(-1))
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak < 1e-8:
+        return np.zeros_like(samples)
+    return np.clip(samples / peak, -1.0, 1.0)

@@ -1,0 +1,131 @@
+"""The ONNX engine: one Piper/VITS voice model run by onnxruntime.
+
+Session options come from :class:`EngineOptions` (the plan's settings). onnxruntime is imported
+here only, so the orchestrator never pays for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.engines.base import EngineError, EngineOptions, SynthesisItem
+
+_LOG = logging.getLogger("tailor.runtime.onnx")
+
+_GRAPH_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def _session_options(options: EngineOptions) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.intra_op_threads
+    so.inter_op_num_threads = options.inter_op_threads
+    so.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL
+        if options.ort_execution_mode == "parallel"
+        else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+    so.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, _GRAPH_LEVELS[options.ort_graph_optimization]
+    )
+    so.enable_cpu_mem_arena = options.ort_memory_arena
+    # The scheduler owns concurrency; spinning pool threads only steal CPU from other workers.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def _providers(device: str) -> list[Any]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise EngineError(
+                "device=cuda was requested but onnxruntime has no CUDAExecutionProvider "
+                f"(available: {', '.join(available)}); install onnxruntime-gpu or set TAILOR_DEVICE=cpu"
+            )
+        return [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxEngine:
+    """Runs one voice model with onnxruntime. One caller at a time per instance."""
+
+    name = "onnx"
+
+    def __init__(self, model_path: Path, sample_rate: int, options: EngineOptions) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - onnxruntime is a runtime dependency
+            raise EngineError(f"onnxruntime is not installed: {exc}") from exc
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise EngineError(f"voice model {model_path} does not exist or is not a file")
+        if options.precision != "fp32" and options.device != "cuda":
+            raise EngineError(
+                f"precision {options.precision} needs device=cuda; the onnx engine on CPU runs fp32"
+            )
+        self.sample_rate = int(sample_rate)
+        self.device = options.device
+        self._options = options
+        self._lock = threading.Lock()
+        try:
+            self._session = ort.InferenceSession(
+                str(model_path), sess_options=_session_options(options), providers=_providers(options.device)
+            )
+        except EngineError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise EngineError(f"onnxruntime could not load {model_path.name}: {exc}") from exc
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        missing = {"input", "input_lengths", "scales"} - self._input_names
+        if missing:
+            raise EngineError(
+                f"{model_path.name} is not a Piper voice model: missing inputs {sorted(missing)}"
+            )
+        _LOG.debug("loaded %s with providers %s", model_path.name, self._session.get_providers())
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def synthesize(self, item: SynthesisItem) -> np.ndarray:
+        if len(item.phoneme_ids) == 0:
+            raise EngineError("cannot synthesize an empty phoneme sequence")
+        ids = np.asarray(item.phoneme_ids, dtype=np.int64)[np.newaxis, :]
+        feeds: dict[str, np.ndarray] = {
+            "input": ids,
+            "input_lengths": np.array([ids.shape[1]], dtype=np.int64),
+            "scales": np.array([item.noise_scale, item.length_scale, item.noise_w], dtype=np.float32),
+        }
+        if "sid" in self._input_names:
+            feeds["sid"] = np.array([item.speaker_id or 0], dtype=np.int64)
+        try:
+            with self._lock:
+                outputs = self._session.run(None, feeds)
+        except Exception as exc:
+            raise EngineError(f"onnx inference failed: {exc}") from exc
+        audio = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
+        return audio
+
+    def synthesize_batch(self, items: Sequence[SynthesisItem]) -> list[np.ndarray]:
+        # The exported Piper graph shares one `scales` tensor per batch and returns no per-item
+        # lengths, so exact trimming of a padded batch is impossible: run item by item.
+        return [self.synthesize(item) for item in items]
+
+    def close(self) -> None:
+        self._session = None

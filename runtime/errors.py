@@ -1,0 +1,122 @@
+"""The runtime's error tree.
+
+:class:`ApiError` and its subclasses become OpenAI-style JSON bodies
+(``{"error": {"message", "type", "code", "param"}}``) with their HTTP status; the app installs
+one handler for the whole tree. :class:`StartupError` stops ``python -m runtime`` with a
+message and a hint instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RuntimeServerError(Exception):
+    """Root of every error the runtime reports to a user or a client."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\nhint: {self.hint}"
+
+
+class StartupError(RuntimeServerError):
+    """The server cannot start: bad settings, missing voice, no engine could load."""
+
+
+class ApiError(RuntimeServerError):
+    """An HTTP request failed; the status and JSON body say why."""
+
+    status_code = 500
+    error_type = "server_error"
+    default_code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code or self.default_code
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "code": self.code,
+                "param": self.param,
+            }
+        }
+
+
+class BadRequest(ApiError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "invalid_request"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status_code = 405
+    error_type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "input_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_media_type"
+
+
+class QueueFull(ApiError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "queue_full"
+
+
+class EngineFailed(ApiError):
+    """Every engine in the fallback chain failed for this request."""
+
+    status_code = 500
+    error_type = "server_error"
+    default_code = "engine_failed"
+
+
+class NotReady(ApiError):
+    """Not ready yet, draining for shutdown, or over the memory soft limit."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "not_ready"
+
+
+class RequestTimeout(ApiError):
+    status_code = 504
+    error_type = "server_error"
+    default_code = "timeout"

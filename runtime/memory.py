@@ -1,0 +1,47 @@
+"""RSS watchdog: above ``TAILOR_RSS_SOFT_LIMIT_BYTES`` new speech requests get 503.
+
+Checked on every admission (psutil reads ``/proc/self/statm``: microseconds), so the answer
+follows memory as it is now; a log line marks each crossing of the limit, not every refusal.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+_LOG = logging.getLogger("tailor.runtime")
+
+
+def process_rss_bytes() -> int:
+    """Resident set size of this process. Source: psutil (``/proc/self/statm`` on Linux)."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+class MemoryWatchdog:
+    def __init__(self, soft_limit_bytes: int, read_rss: Callable[[], int] = process_rss_bytes) -> None:
+        self.soft_limit_bytes = soft_limit_bytes
+        self._read_rss = read_rss
+        self._over = False
+        self._lock = threading.Lock()
+
+    def over_limit(self) -> tuple[bool, int]:
+        """(whether RSS is above the soft limit, RSS in bytes); never over when disabled."""
+        if self.soft_limit_bytes <= 0:
+            return False, 0
+        rss = self._read_rss()
+        over = rss > self.soft_limit_bytes
+        with self._lock:
+            if over != self._over:
+                self._over = over
+                if over:
+                    _LOG.warning(
+                        "RSS %d bytes is above the soft limit %d (TAILOR_RSS_SOFT_LIMIT_BYTES): "
+                        "refusing new requests with 503 until it drops",
+                        rss, self.soft_limit_bytes,
+                    )
+                else:
+                    _LOG.info("RSS %d bytes is back under the soft limit; accepting requests", rss)
+        return over, rss

@@ -1,0 +1,149 @@
+"""Synthesis workers and their job queue, with optional dynamic batching.
+
+``TAILOR_WORKERS`` threads each own one engine instance per loaded chain entry, so engines
+never see two callers at once. Jobs are single sentences (chunks); a request keeps only a
+couple in flight, so concurrent requests interleave fairly. With batching on, a worker that
+takes a job waits up to ``TAILOR_BATCH_WINDOW_MS`` for more jobs of the same voice (up to
+``TAILOR_MAX_BATCH_SIZE``) and hands them to ``engine.synthesize_batch`` together; every
+item keeps its own speed (``length_scale``). Jobs whose request is gone are dropped unrun.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runtime.engine_chain import EngineChain
+from runtime.metrics import RuntimeMetrics
+from runtime.text import TextChunk
+
+_LOG = logging.getLogger("tailor.runtime")
+
+
+@dataclass
+class Job:
+    voice: str
+    chunk: TextChunk
+    speed: float
+    is_cancelled: Callable[[], bool] = lambda: False
+    future: Future[np.ndarray] = field(default_factory=Future)
+
+
+class JobQueue:
+    def __init__(self) -> None:
+        self._jobs: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._stopped = False
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def put(self, job: Job) -> None:
+        with self._cond:
+            self._jobs.append(job)
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def _pop_live(self) -> Job | None:
+        while self._jobs:
+            job = self._jobs.popleft()
+            if job.is_cancelled() or not job.future.set_running_or_notify_cancel():
+                continue
+            return job
+        return None
+
+    def take(self, batching: bool, window_s: float, max_batch: int) -> list[Job] | None:
+        """The next job (and, batching, same-voice companions); None once stopped and empty."""
+        with self._cond:
+            first = None
+            while first is None:
+                first = self._pop_live()
+                if first is None:
+                    if self._stopped:
+                        return None
+                    self._cond.wait()
+            batch = [first]
+            if not batching or max_batch <= 1:
+                return batch
+            deadline = time.monotonic() + window_s
+            while len(batch) < max_batch:
+                for job in list(self._jobs):
+                    if len(batch) >= max_batch:
+                        break
+                    if job.voice == first.voice:
+                        self._jobs.remove(job)
+                        if not job.is_cancelled() and job.future.set_running_or_notify_cancel():
+                            batch.append(job)
+                remaining = deadline - time.monotonic()
+                if len(batch) >= max_batch or remaining <= 0 or self._stopped:
+                    break
+                self._cond.wait(remaining)
+            return batch
+
+
+class Scheduler:
+    def __init__(
+        self,
+        chain: EngineChain,
+        *,
+        workers: int,
+        batching: bool,
+        batch_window_ms: float,
+        max_batch_size: int,
+        metrics: RuntimeMetrics,
+    ) -> None:
+        self._chain = chain
+        self._workers = workers
+        self._batching = batching
+        self._window_s = batch_window_ms / 1000.0
+        self._max_batch = max_batch_size
+        self._metrics = metrics
+        self.queue = JobQueue()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for index in range(self._workers):
+            thread = threading.Thread(target=self._run, args=(index,), name=f"tailor-synth-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, job: Job) -> Future[np.ndarray]:
+        self.queue.put(job)
+        self._metrics.queue_depth.set(len(self.queue))
+        return job.future
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.queue.stop()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _run(self, index: int) -> None:
+        while True:
+            batch = self.queue.take(self._batching, self._window_s, self._max_batch)
+            self._metrics.queue_depth.set(len(self.queue))
+            if batch is None:
+                return
+            self._metrics.batch_size.observe(len(batch))
+            voice = batch[0].voice
+            try:
+                audio = self._chain.synthesize(
+                    index, voice, [j.chunk for j in batch], [j.speed for j in batch]
+                )
+            except BaseException as exc:  # delivered to the waiting request, never kills the worker
+                for job in batch:
+                    job.future.set_exception(exc)
+                continue
+            for job, samples in zip(batch, audio, strict=True):
+                job.future.set_result(samples)

