@@ -1,0 +1,284 @@
+"""Render a plan into deployment files: docker-compose.yml + .env, Kubernetes, systemd.
+
+Every decision is made here, in Python; the templates in ``templates/`` only place ready
+values (strings arrive already quoted for YAML) and test precomputed booleans. Rendering uses
+``StrictUndefined``; every output is parsed back (YAML, env lines, unit sections) and
+compared with what was meant before anything is written. Output is deterministic: the same
+plan and options give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from orchestrator import __version__
+from orchestrator.errors import RenderError, UsageError
+from orchestrator.plan import Plan
+from orchestrator.resources import templates_dir
+
+FORMATS = ("compose", "env", "k8s", "systemd")
+SERVICE_NAME = "tailor-runtime"
+_FILES = {
+    "compose": ("docker-compose.yml", ".env"),
+    "env": (".env",),
+    "k8s": ("k8s.yaml",),
+    "systemd": ("tailor-runtime.service", "tailor-runtime.env"),
+}
+_TEMPLATES = {
+    "docker-compose.yml": "docker-compose.yml.j2",
+    ".env": "env.j2",
+    "k8s.yaml": "k8s.yaml.j2",
+    "tailor-runtime.service": "tailor-runtime.service.j2",
+    "tailor-runtime.env": "env.j2",
+}
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/=+@%-]*$")
+_ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+_USER_SOURCES = ("cli", "env", "config")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    public: bool = False
+    """Publish the port on every interface (compose) / bind 0.0.0.0 (systemd)."""
+    network: str = "bridge"
+    """``bridge`` (ports published on 127.0.0.1 unless public) or ``host`` (no ports)."""
+    python: str = "/opt/tailor/venv/bin/python"
+    """Interpreter for the systemd unit's ExecStart."""
+    env_file: str = "/etc/tailor/tailor-runtime.env"
+    """Where the systemd unit expects its environment file to be installed."""
+    working_dir: str = "/opt/tailor"
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``compose,k8s`` -> ('compose', 'k8s'); a UsageError for unknown names."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise UsageError(f"unknown format(s): {', '.join(unknown) or '(none given)'}",
+                         "choose from: " + ", ".join(FORMATS))
+    return names
+
+
+def _q(text: str) -> str:
+    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
+    return json.dumps(text)
+
+
+def _user_set(plan: Plan, name: str) -> bool:
+    return any(p.name == name and p.source in _USER_SOURCES for p in plan.provenance)
+
+
+def runtime_env(plan: Plan, target: str, options: RenderOptions) -> tuple[dict[str, str], dict[str, str]]:
+    """(env, notes) for where the runtime runs: a container must bind 0.0.0.0 to be reachable
+    through a published port; the host process binds loopback unless ``public``. ``notes``
+    says why a value differs from the plan's."""
+    env = dict(plan.env)
+    notes: dict[str, str] = {}
+    if not _user_set(plan, "TAILOR_HOST"):
+        if target == "container":
+            public = options.network == "bridge" or options.public
+            env["TAILOR_HOST"] = "0.0.0.0" if public else "127.0.0.1"
+            notes["TAILOR_HOST"] = ("render: bind all interfaces inside the container; exposure is "
+                                    "decided by the published port" if public else
+                                    "render: host networking without --public binds loopback only")
+        else:
+            env["TAILOR_HOST"] = "0.0.0.0" if options.public else "127.0.0.1"
+            notes["TAILOR_HOST"] = ("render: --public binds every interface" if options.public
+                                    else "render: loopback only (pass --public to listen on every interface)")
+    for name, value in env.items():
+        if not _SAFE_VALUE.match(value):
+            raise RenderError(f"variable {name} has a value with characters an env file cannot carry safely",
+                              "use letters, digits and _ . , : / = + @ % - only")
+    return env, notes
+
+
+def _env_context(plan: Plan, env_notes: tuple[dict[str, str], dict[str, str]], title: str) -> dict[str, Any]:
+    sources = {p.name: p for p in plan.provenance}
+    env, notes = env_notes
+    lines = []
+    for name, value in env.items():
+        p = sources.get(name)
+        note = notes.get(name) or (f"{p.source}: {p.reason}" if p is not None else "set by the plan")
+        lines.append({"comment": f"# {note}".replace("\n", " "), "assignment": f"{name}={value}"})
+    return {"title": title, "version": __version__, "profile": plan.profile, "lines": lines}
+
+
+def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
+    c = plan.container
+    port = int(plan.env["TAILOR_PORT"])
+    container_env = runtime_env(plan, "container", options)
+    host_env = runtime_env(plan, "host", options)
+    grace = int(float(plan.env["TAILOR_SHUTDOWN_GRACE_S"]))
+    mem_mib = c.memory_limit_bytes // 1024**2
+    common = {"version": __version__, "profile": plan.profile, "service": SERVICE_NAME, "port": port,
+              "image": _q(c.image), "grace_s": grace, "user": _q(c.user)}
+    publish = f"{port}:{port}" if options.public else f"127.0.0.1:{port}:{port}"
+    compose = {
+        **common,
+        "mem_limit": _q(f"{mem_mib}m"),
+        "cpus": _q(_cpus(c.cpus)),
+        "shm_size": _q(f"{c.shm_size_bytes // 1024**2}m"),
+        "tmpfs": _q("/tmp:size=256m,mode=1777"),
+        "network_host": options.network == "host",
+        "publish": _q(publish),
+        "nvidia_runtime": c.runtime == "nvidia",
+        "gpu": c.gpu_count > 0,
+        "device_ids": ", ".join(_q(d) for d in c.gpu_device_ids),
+        "healthcheck": ", ".join(_q(a) for a in ("CMD", "python3", "-m", "runtime.healthcheck",
+                                                   "--port", str(port))),
+        "start_period": _q("120s" if plan.preload else "30s"),
+    }
+    k8s_env, _notes = runtime_env(plan, "container", RenderOptions(public=True, network="bridge"))
+    k8s = {
+        **common,
+        "env": [{"name": _q(k), "value": _q(v)} for k, v in k8s_env.items()],
+        "cpu": _q(_cpus(c.cpus)),
+        "memory": _q(f"{mem_mib}Mi"),
+        "gpu": c.gpu_count > 0,
+        "gpu_count": _q(str(c.gpu_count)),
+        "gpu_product": _q(c.gpu_product),
+        "gpu_memory_gt": _q(str(max(0, c.gpu_memory_mib - 1))),
+        "runtime_class": c.runtime == "nvidia",
+        "shm_size": _q(f"{c.shm_size_bytes // 1024**2}Mi"),
+        "startup_failures": 30 if plan.preload else 12,
+    }
+    systemd = {
+        **common,
+        "python": options.python,
+        "env_file": options.env_file,
+        "working_dir": options.working_dir,
+        "memory_max": str(c.memory_limit_bytes),
+        "cpu_quota": f"{round(c.cpus * 100)}%",
+        "private_devices": "no" if plan.device == "cuda" else "yes",
+        "stop_timeout_s": grace + 10,
+    }
+    return {
+        "docker-compose.yml": compose,
+        ".env": _env_context(plan, container_env, "docker compose (env_file)"),
+        "k8s.yaml": k8s,
+        "tailor-runtime.service": systemd,
+        "tailor-runtime.env": _env_context(plan, host_env, "systemd EnvironmentFile"),
+    }
+
+
+def _cpus(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render(plan: Plan, formats: Iterable[str] = FORMATS, options: RenderOptions | None = None) -> dict[str, str]:
+    """File name -> text for the requested formats (``compose`` brings its ``.env``)."""
+    options = options or RenderOptions()
+    if options.network not in ("bridge", "host"):
+        raise UsageError(f"network {options.network!r} is not bridge or host", "use --network bridge|host")
+    contexts = _context(plan, options)
+    env = _environment()
+    files: dict[str, str] = {}
+    for fmt in formats:
+        if fmt not in _FILES:
+            raise UsageError(f"unknown format {fmt!r}", "choose from: " + ", ".join(FORMATS))
+        for name in _FILES[fmt]:
+            if name in files:
+                continue
+            try:
+                text = env.get_template(_TEMPLATES[name]).render(**contexts[name])
+            except jinja2.TemplateError as exc:
+                raise RenderError(f"template {_TEMPLATES[name]} failed: {exc}",
+                                  "this is a bug in tailor's templates") from exc
+            _parse_back(name, text, plan, options)
+            files[name] = text
+    return dict(sorted(files.items()))
+
+
+def parse_env_text(text: str, source: str = ".env") -> dict[str, str]:
+    """``NAME=value`` lines (``#`` comments and blank lines skipped), as compose/systemd read them."""
+    result: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _ENV_LINE.match(line)
+        if not match:
+            raise RenderError(f"{source}:{number}: not a NAME=value line: {line!r}", "this is a bug in tailor")
+        if match.group(1) in result:
+            raise RenderError(f"{source}:{number}: {match.group(1)} is set twice", "this is a bug in tailor")
+        result[match.group(1)] = match.group(2)
+    return result
+
+
+def _parse_back(name: str, text: str, plan: Plan, options: RenderOptions) -> None:
+    def fail(problem: str) -> RenderError:
+        return RenderError(f"rendered {name} did not parse back: {problem}", "this is a bug in tailor's templates")
+
+    if name.endswith(".env"):
+        target = "host" if name == "tailor-runtime.env" else "container"
+        if parse_env_text(text, name) != runtime_env(plan, target, options)[0]:
+            raise fail("its variables differ from the plan's")
+        return
+    if name.endswith(".service"):
+        parser = configparser.ConfigParser(interpolation=None, strict=True, delimiters=("=",))
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        try:
+            parser.read_string(text, source=name)
+        except configparser.Error as exc:
+            raise fail(str(exc)) from exc
+        if parser.sections() != ["Unit", "Service", "Install"]:
+            raise fail(f"sections are {parser.sections()}")
+        if not parser["Service"].get("ExecStart", "").endswith(" -m runtime"):
+            raise fail("ExecStart does not run `-m runtime`")
+        return
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise fail(str(exc)) from exc
+    if name == "docker-compose.yml":
+        service = docs[0]["services"][SERVICE_NAME]
+        if service["image"] != plan.container.image or service["env_file"] != ".env":
+            raise fail("image or env_file differ from the plan")
+        if options.network == "host" and "ports" in service:
+            raise fail("host networking must not publish ports")
+    elif name == "k8s.yaml":
+        kinds = [d.get("kind") for d in docs]
+        if kinds != ["Deployment", "Service"]:
+            raise fail(f"documents are {kinds}, expected Deployment and Service")
+        container = docs[0]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        if env["TAILOR_WORKERS"] != plan.env["TAILOR_WORKERS"] or container["image"] != plan.container.image:
+            raise fail("env or image differ from the plan")
+
+
+def write_rendered(files: Mapping[str, str], out_dir: Path) -> list[Path]:
+    """Write each file atomically under ``out_dir`` (created); env files get mode 0600."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, text in files.items():
+            path = out_dir / name
+            tmp = out_dir / f".{name}.tmp"
+            tmp.write_text(text, encoding="utf-8")
+            os.chmod(tmp, 0o600 if name.endswith(".env") else 0o644)
+            os.replace(tmp, path)
+            written.append(path)
+        return written
+    except OSError as exc:
+        raise RenderError(f"cannot write to {out_dir}: {exc.strerror}",
+                          "choose a writable directory with --out") from exc
