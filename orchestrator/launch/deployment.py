@@ -71,20 +71,13 @@ def write_deployment_dir(directory: Path, plan: dict[str, Any], facts: HostFacts
     return render_into(directory, plan)
 
 
-def render_into(directory: Path, plan: dict[str, Any]) -> tuple[str, ...]:
-    import importlib
-
-    try:
-        render_module = importlib.import_module("orchestrator.render")
-    except ImportError:
-        return ("the renderer is not installed: wrote plan.json and facts.json only",)
-    writer = getattr(render_module, "write_rendered", None)
-    if writer is None:
-        return ("the renderer has no write_rendered(plan, out_dir): wrote plan.json and facts.json only",)
+def render_into(directory: Path, plan: dict[str, Any], network: str = "bridge") -> tuple[str, ...]:
+    """Render every format of ``orchestrator.render`` into ``directory``."""
     from orchestrator.plan import Plan
+    from orchestrator.render import RenderOptions, render, write_rendered
 
-    written = writer(Plan.from_dict(plan), directory)
-    return (f"rendered {len(written)} files into {directory}",) if isinstance(written, (list, tuple)) else ()
+    written = write_rendered(render(Plan.from_dict(plan), options=RenderOptions(network=network)), directory)
+    return (f"rendered {', '.join(p.name for p in written)} into {directory}",)
 
 
 def _write_json(path: Path, data: Any) -> None:
