@@ -28,6 +28,13 @@ MEDIA_TYPES = {
 FORMATS = tuple(MEDIA_TYPES)
 _SOUNDFILE = {"mp3": ("MP3", "MPEG_LAYER_III"), "flac": ("FLAC", "PCM_16"), "opus": ("OGG", "OPUS")}
 _OPUS_RATES_HZ = (8000, 12000, 16000, 24000, 48000)
+_MP3_OPTIONS = {"bitrate_mode": "CONSTANT", "compression_level": 0.6}
+"""Constant ~64 kbit/s for 22 kHz mono: decoders can size a stream without a VBR header, and
+libsndfile's default VBR setting sounds thin on speech."""
+
+
+def _encoder_options(fmt: str) -> dict[str, Any]:
+    return dict(_MP3_OPTIONS) if fmt == "mp3" else {}
 
 
 def check_format(name: str) -> str:
@@ -140,7 +147,8 @@ class StreamEncoder:
             container, subtype = _SOUNDFILE[fmt]
             self._sink = _Sink()
             self._file = soundfile.SoundFile(
-                self._sink, "w", self.output_rate_hz, 1, format=container, subtype=subtype
+                self._sink, "w", self.output_rate_hz, 1, format=container, subtype=subtype,
+                **_encoder_options(fmt),
             )
 
     def feed(self, samples: np.ndarray) -> bytes:
@@ -153,7 +161,11 @@ class StreamEncoder:
             return prefix + to_int16(samples).tobytes()
         assert self._file is not None and self._sink is not None
         self._file.write(np.clip(samples, -1.0, 1.0).astype(np.float32))
-        self._file.flush()
+        if self.format != "mp3":
+            # Ogg and FLAC hold encoded audio until a page/frame is complete; flushing now sends
+            # this block's audio at once. For mp3, a flush rewrites the LAME info frame at the
+            # start of the file with the frame count so far, which would end decoding early.
+            self._file.flush()
         return self._sink.take()
 
     def finish(self) -> bytes:
@@ -185,6 +197,8 @@ def encode(samples: np.ndarray, sample_rate_hz: int, fmt: str) -> bytes:
 
     container, subtype = ("WAV", "PCM_16") if fmt == "wav" else _SOUNDFILE[fmt]
     buffer = io.BytesIO()
-    with soundfile.SoundFile(buffer, "w", rate, 1, format=container, subtype=subtype) as handle:
+    with soundfile.SoundFile(
+        buffer, "w", rate, 1, format=container, subtype=subtype, **_encoder_options(fmt)
+    ) as handle:
         handle.write(np.clip(samples, -1.0, 1.0).astype(np.float32))
     return buffer.getvalue()

@@ -1,0 +1,126 @@
+"""Shared fixtures for the speech runtime: the real default voice, in process and as a real
+``python -m runtime`` subprocess on a free loopback port. Both load the model once per session.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+API_KEY = "test-key-123"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def decode(data: bytes) -> tuple[np.ndarray, int]:
+    """Decode a complete audio file with libsndfile (soundfile)."""
+    import soundfile
+
+    samples, rate = soundfile.read(io.BytesIO(data), dtype="float32")
+    return samples, int(rate)
+
+
+@dataclass
+class LiveServer:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(tmp: Path, env_overrides: Mapping[str, str], ready_timeout_s: float = 120.0) -> LiveServer:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
+    env.update({"TAILOR_LOG_LEVEL": "info", **env_overrides})
+    log_path = tmp / f"runtime-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runtime", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(process, port, log_path)
+    deadline = time.monotonic() + ready_timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"runtime exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.base_url}/readyz", timeout=1.0).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    raise RuntimeError(f"runtime not ready after {ready_timeout_s}s:\n{server.log()}")
+
+
+def stop_server(server: LiveServer, timeout_s: float = 30.0) -> int:
+    """SIGTERM the server (by pid) and wait; SIGKILL only if it overstays."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(10)
+    return int(server.process.returncode)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One real server for the session: API key on, short input limit (keeps fuzzing cheap)."""
+    server = start_server(
+        tmp_path_factory.mktemp("live"),
+        {"TAILOR_API_KEY": API_KEY, "TAILOR_MAX_INPUT_CHARS": "200", "TAILOR_WORKERS": "1",
+         "TAILOR_CACHE_BYTES": "0"},
+    )
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def app_client() -> Iterator[httpx.Client]:
+    """The app in process (starlette's TestClient runs its lifespan), ready to serve."""
+    from starlette.testclient import TestClient
+
+    from runtime.app import create_app
+    from runtime.settings import Settings
+
+    settings = Settings.from_environ({"TAILOR_WORKERS": "2", "TAILOR_MAX_INPUT_CHARS": "2000"})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        wait_ready(client)
+        yield client
+
+
+def wait_ready(client: httpx.Client, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        response = client.get("/readyz")
+        if response.status_code == 200:
+            return
+        if response.json().get("status") == "failed":
+            raise RuntimeError(f"start-up failed: {response.json()}")
+        time.sleep(0.1)
+    raise RuntimeError("app not ready in time")
