@@ -116,4 +116,4 @@ def probe_files(fs: RootFs, env: Mapping[str, str], nvml: NvmlReader | None, che
     )
 
 
-__all__ = ["NvmlReader", "PynvmlReader", "RootFs", "probe_files", "probe_host"]
+__all__ = ["JETSON_NVML_REASON", "NvmlReader", "PynvmlReader", "RootFs", "probe_files", "probe_host"]
