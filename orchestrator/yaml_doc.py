@@ -105,7 +105,7 @@ def _to_plain(node: yaml.Node, path: str, source: str, lines: dict[str, int],
                 raise error(f"{source}:{line}: keys must be plain words", hint)
             sub = f"{path}.{key}" if path else key
             if key in result:
-                raise error(f"{source}:{line}: field {sub} is written twice "
+                raise error(f"{source}:{line}: field {sub}: written twice "
                             f"(first on line {lines[sub]})", hint)
             lines[sub] = line
             result[key] = _to_plain(value_node, sub, source, lines, error, hint)
