@@ -90,6 +90,7 @@ class TorchEngine:
         model.load_state_dict(weights.tensors, strict=True, assign=True)
         del weights
         model.eval().requires_grad_(False)
+        model.dec.use_channels_last_kernels()
         if options.device == "cuda":
             # Parameters move one by one; each host tensor is freed once its device copy exists.
             model.to("cuda")

@@ -123,7 +123,19 @@ def read_voice_weights(model_path: Path) -> VoiceWeights:
     input_names = tuple(i.name for i in graph.input)
     del graph, model, consumers
     gc.collect()
+    _return_freed_memory()
     return VoiceWeights(tensors=tensors, convs=convs, unmapped=tuple(unmapped), input_names=input_names)
+
+
+def _return_freed_memory() -> None:
+    """Hand the protobuf's freed pages back to the OS (glibc keeps them otherwise; measured:
+    about 20 MB of RSS for the 63 MB medium voice). A no-op where glibc is absent."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _name_from_consumers(uses: list[tuple[str, int, str]]) -> str | None:
