@@ -83,6 +83,7 @@ tailor_docker_start() {
     export TAILOR_DOCKER_DIR TAILOR_DOCKER_PID
     export DOCKER_HOST="unix://$sock"
     local i
+    # Under `set -e` in the caller, every probe below must be allowed to fail.
     for i in $(seq 1 60); do
         if docker version >/dev/null 2>&1; then
             break
@@ -117,12 +118,12 @@ tailor_docker_stop() {
     if kill -0 "$TAILOR_DOCKER_PID" 2>/dev/null; then
         # Containers left behind by a failed test would keep mounts busy; remove them first.
         local ids
-        ids="$(docker ps -aq 2>/dev/null)"
+        ids="$(docker ps -aq 2>/dev/null || true)"
         if [ -n "$ids" ]; then
             # shellcheck disable=SC2086
-            docker rm -f $ids >/dev/null 2>&1
+            docker rm -f $ids >/dev/null 2>&1 || true
         fi
-        kill -TERM "$TAILOR_DOCKER_PID"
+        kill -TERM "$TAILOR_DOCKER_PID" 2>/dev/null || true
         local i
         for i in $(seq 1 40); do
             kill -0 "$TAILOR_DOCKER_PID" 2>/dev/null || break
@@ -130,9 +131,9 @@ tailor_docker_stop() {
         done
         if kill -0 "$TAILOR_DOCKER_PID" 2>/dev/null; then
             _tailor_log "dockerd (pid $TAILOR_DOCKER_PID) ignored SIGTERM for 20 s; sending SIGKILL"
-            kill -KILL "$TAILOR_DOCKER_PID"
+            kill -KILL "$TAILOR_DOCKER_PID" 2>/dev/null || true
         fi
-        wait "$TAILOR_DOCKER_PID" 2>/dev/null
+        wait "$TAILOR_DOCKER_PID" 2>/dev/null || true
     fi
     _tailor_log "dockerd pid $TAILOR_DOCKER_PID stopped"
     unset TAILOR_DOCKER_PID DOCKER_HOST TAILOR_TEST_BASE_IMAGE
