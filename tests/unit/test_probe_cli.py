@@ -73,3 +73,36 @@ def test_live_probe_json_parses_and_is_fast() -> None:
     assert facts.cpu.logical_cores == os.cpu_count()
     assert facts.container.models_dir_free_bytes is not None
     assert wall_s < 3.0  # the 1 s target is measured by benchmarks/bench_probe.py; this only guards regressions on a busy box
+
+
+LAZY_SCRIPT = """
+import sys
+from pathlib import Path
+from orchestrator.probe import probe_host
+probe_host(Path(sys.argv[1]), environ={}, check_docker=True)
+print(" ".join(m for m in ("pynvml", "docker", "jinja2", "typer", "rich", "psutil", "yaml") if m in sys.modules))
+"""
+
+
+def test_probe_path_imports_nothing_heavy() -> None:
+    result = subprocess.run([sys.executable, "-c", LAZY_SCRIPT, str(HOSTS / "cgroup2-container-4cpu-8g")],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split() == []  # a recorded tree never loads pynvml; nothing else heavy either
+
+
+def test_recorder_copies_what_the_live_probe_read(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("record_host", HOSTS / "record.py")
+    assert spec is not None and spec.loader is not None
+    recorder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recorder)
+    target = recorder.record(tmp_path / "here", "This machine, recorded by a test.")
+    replay = probe_host(target, environ=ENV, check_docker=False)
+    live = probe_host(environ=ENV, check_docker=False)
+    assert replay.cpu == live.cpu
+    assert replay.memory.total_bytes == live.memory.total_bytes
+    assert replay.container.cgroup_version == live.container.cgroup_version
+    assert replay.container.in_container == live.container.in_container
+    assert replay.jetson == live.jetson
+    assert (target / "proc/self/mountinfo").read_text().count(" - cgroup") >= 1
