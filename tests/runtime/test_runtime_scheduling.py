@@ -1,0 +1,187 @@
+"""Admission, queueing, timeouts, memory watchdog, batching and the fallback chain.
+
+The engines here wrap one real onnx engine (real inference); the wrapper only adds a gate to
+hold a synthesis and a switch to make it fail, which a healthy model cannot do on demand.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from runtime.app import create_app
+from runtime.engines.base import EngineError
+from runtime.errors import StartupError
+from runtime.settings import Settings
+from tests.runtime.conftest import WrappedEngine, wait_ready
+
+pytestmark = pytest.mark.slow
+SPEECH = "/v1/audio/speech"
+
+
+@contextmanager
+def control_app(
+    real_engine: object,
+    env: Mapping[str, str],
+    fail_load: frozenset[str] = frozenset(),
+    rss_reader: Callable[[], int] | None = None,
+    expect_ready: bool = True,
+) -> Iterator[tuple[Any, dict[str, WrappedEngine]]]:
+    from starlette.testclient import TestClient
+
+    engines: dict[str, WrappedEngine] = {}
+
+    def factory(name: str, _path: object, _rate: int, _options: object) -> WrappedEngine:
+        if name in fail_load:
+            raise EngineError(f"{name}: injected load failure")
+        engines[name] = WrappedEngine(real_engine, name)
+        return engines[name]
+
+    kwargs: dict[str, Any] = {"engine_factory": factory}
+    if rss_reader is not None:
+        kwargs["rss_reader"] = rss_reader
+    app = create_app(Settings.from_environ(env), **kwargs)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        if expect_ready:
+            wait_ready(client)
+        yield client, engines
+
+
+def post_in_thread(client: Any, body: dict[str, object], results: list[httpx.Response]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: results.append(client.post(SPEECH, json=body)))
+    thread.start()
+    return thread
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_full_queue_gets_429_with_retry_after(real_engine: object) -> None:
+    with control_app(real_engine, {"TAILOR_WORKERS": "1", "TAILOR_MAX_QUEUE": "1", "TAILOR_CACHE_BYTES": "0"}) as (client, engines):
+        engine = engines["onnx"]
+        engine.gate.clear()
+        engine.entered.clear()
+        results: list[httpx.Response] = []
+        first = post_in_thread(client, {"input": "One.", "response_format": "pcm"}, results)
+        assert engine.entered.wait(10)
+        second = post_in_thread(client, {"input": "Two.", "response_format": "pcm"}, results)
+        wait_for(lambda: client.get("/readyz").json()["in_flight"] == 2)
+        refused = client.post(SPEECH, json={"input": "Three.", "response_format": "pcm"})
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["code"] == "queue_full"
+        assert "TAILOR_MAX_QUEUE" in refused.json()["error"]["message"]
+        engine.gate.set()
+        first.join(30)
+        second.join(30)
+        assert [r.status_code for r in results] == [200, 200]
+        assert client.get("/readyz").json()["in_flight"] == 0
+
+
+def test_memory_soft_limit_refuses_new_requests(real_engine: object) -> None:
+    rss = {"bytes": 1_000}
+    env = {"TAILOR_RSS_SOFT_LIMIT_BYTES": "1000000", "TAILOR_CACHE_BYTES": "0"}
+    with control_app(real_engine, env, rss_reader=lambda: rss["bytes"]) as (client, _engines):
+        assert client.post(SPEECH, json={"input": "Fine.", "response_format": "pcm"}).status_code == 200
+        rss["bytes"] = 2_000_000
+        refused = client.post(SPEECH, json={"input": "Fine.", "response_format": "pcm"})
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "memory_pressure"
+        assert client.get("/readyz").json()["memory"]["over_soft_limit"] is True
+        rss["bytes"] = 1_000
+        assert client.post(SPEECH, json={"input": "Fine.", "response_format": "pcm"}).status_code == 200
+
+
+def test_timeout_is_504_and_the_worker_survives(real_engine: object) -> None:
+    env = {"TAILOR_REQUEST_TIMEOUT_S": "0.5", "TAILOR_CACHE_BYTES": "0"}
+    with control_app(real_engine, env) as (client, engines):
+        engine = engines["onnx"]
+        engine.gate.clear()
+        started = time.monotonic()
+        response = client.post(SPEECH, json={"input": "Held.", "response_format": "pcm"})
+        assert response.status_code == 504
+        assert "TAILOR_REQUEST_TIMEOUT_S" in response.json()["error"]["message"]
+        assert time.monotonic() - started < 3.0
+        engine.gate.set()
+        assert client.post(SPEECH, json={"input": "Next.", "response_format": "pcm"}).status_code == 200
+
+
+def test_batching_groups_concurrent_sentences_with_their_own_speed(real_engine: object) -> None:
+    env = {"TAILOR_BATCHING": "true", "TAILOR_BATCH_WINDOW_MS": "300", "TAILOR_MAX_BATCH_SIZE": "4",
+           "TAILOR_WORKERS": "1", "TAILOR_CACHE_BYTES": "0"}
+    with control_app(real_engine, env) as (client, engines):
+        engine = engines["onnx"]
+        engine.gate.clear()
+        engine.entered.clear()
+        engine.calls.clear()
+        results: list[httpx.Response] = []
+        threads = [post_in_thread(client, {"input": "Hold the worker.", "response_format": "pcm"}, results)]
+        assert engine.entered.wait(10)
+        threads.append(post_in_thread(client, {"input": "Same words.", "response_format": "pcm", "speed": 2.0}, results))
+        threads.append(post_in_thread(client, {"input": "Same words.", "response_format": "pcm", "speed": 0.5}, results))
+        wait_for(lambda: client.get("/readyz").json()["queue_depth"] == 2)
+        engine.gate.set()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(r.status_code for r in results) == [200, 200, 200]
+        batches = [sorted(c) for c in engine.calls if len(c) > 1]
+        assert batches == [[0.5, 2.0]]  # length_scale = 1 / speed, per item
+        lengths = sorted(len(r.content) for r in results if len(r.content))
+        assert lengths[-1] / lengths[0] > 2.5
+        assert 'tailor_batch_size_bucket{le="2"}' in client.get("/metrics").text
+
+
+def test_fallback_on_synthesis_failure(real_engine: object) -> None:
+    env = {"TAILOR_ENGINE": "torch", "TAILOR_FALLBACK": "onnx:en_US-joe-medium", "TAILOR_CACHE_BYTES": "0"}
+    with control_app(real_engine, env) as (client, engines):
+        ready = client.get("/readyz").json()
+        assert ready["engine"] == "torch:en_US-joe-medium" and ready["fallback"]["active"] is False
+        engines["torch"].fail = True
+        response = client.post(SPEECH, json={"input": "Served anyway.", "response_format": "pcm"})
+        assert response.status_code == 200 and len(response.content) > 10000
+        entries = {e["engine"]: e for e in client.get("/readyz").json()["fallback"]["entries"]}
+        assert entries["torch"]["synthesis_failures"] == 1
+        assert "injected failure" in entries["torch"]["last_synthesis_error"]
+        assert entries["onnx"]["served_sentences"] == 1
+        metrics = client.get("/metrics").text
+        assert 'tailor_engine_fallbacks_total{reason="synthesis_error",to_engine="onnx:en_US-joe-medium"} 1' in metrics
+
+
+def test_fallback_on_load_failure(real_engine: object) -> None:
+    env = {"TAILOR_ENGINE": "torch", "TAILOR_FALLBACK": "onnx:en_US-joe-medium"}
+    with control_app(real_engine, env, fail_load=frozenset({"torch"})) as (client, _engines):
+        ready = client.get("/readyz").json()
+        assert ready["engine"] == "onnx:en_US-joe-medium" and ready["fallback"]["active"] is True
+        torch_entry = next(e for e in ready["fallback"]["entries"] if e["engine"] == "torch")
+        assert torch_entry["status"] == "load_failed" and "injected load failure" in torch_entry["error"]
+        assert 'tailor_engine_active{engine="onnx",voice="en_US-joe-medium"} 1' in client.get("/metrics").text
+
+
+def test_no_engine_loads_means_not_ready_with_the_reason(real_engine: object) -> None:
+    with control_app(real_engine, {}, fail_load=frozenset({"onnx"}), expect_ready=False) as (client, _):
+        wait_for(lambda: client.get("/readyz").json()["status"] == "failed")
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "no engine could load" in ready.json()["detail"]
+        refused = client.post(SPEECH, json={"input": "x"})
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "not_ready"
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"TAILOR_FALLBACK": "onnx"}, "ENGINE:VOICE"),
+    ({"TAILOR_FALLBACK": "tensorrt:en_US-joe-medium"}, "ENGINE one of"),
+    ({"TAILOR_VOICE": "nobody"}, "default voice 'nobody'"),
+    ({"TAILOR_VOICES_DIR": "/nonexistent/voices"}, "is not a directory"),
+])
+def test_bad_configuration_is_a_startup_error(env: dict[str, str], says: str) -> None:
+    with pytest.raises(StartupError) as caught:
+        create_app(Settings.from_environ(env))
+    assert says in str(caught.value) and caught.value.hint
