@@ -187,15 +187,18 @@ def _default_mounts(fs: RootFs) -> list[CgroupMount]:
     return mounts
 
 
-def _read_int(fs: RootFs, host_path: str) -> int | None:
+def _read_int(fs: RootFs, host_path: str, *, minimum: int = 0) -> int | None:
     text = fs.read_text(host_path)
     if text is None:
         return None
     try:
-        return int(text.strip())
+        value = int(text.strip())
     except ValueError:
-        fs.note(f"{host_path} should hold an integer but holds {text.strip()[:40]!r}; it was ignored.")
+        value = None
+    if value is None or value < minimum:
+        fs.note(f"{host_path} should hold an integer >= {minimum} but holds {text.strip()[:40]!r}; it was ignored.")
         return None
+    return value
 
 
 def parse_cpu_max(text: str) -> float | None:
@@ -207,7 +210,10 @@ def parse_cpu_max(text: str) -> float | None:
         return None
     if not fields[0].isdigit():
         raise ValueError(f"quota {fields[0][:20]!r} is neither 'max' nor a number")
-    return int(fields[0]) / int(fields[1])
+    try:
+        return int(fields[0]) / int(fields[1])
+    except OverflowError:
+        raise ValueError("the quota is too large to be a CPU count") from None
 
 
 def parse_memory_stat(text: str) -> dict[str, int]:
@@ -233,10 +239,13 @@ def _quota(fs: RootFs, version: int, chain: list[str]) -> float | None:
             except ValueError as exc:
                 fs.note(f"{directory}/cpu.max is garbled ({exc}); the CPU quota was ignored.")
         else:
-            q = _read_int(fs, f"{directory}/cpu.cfs_quota_us")
-            p = _read_int(fs, f"{directory}/cpu.cfs_period_us")
+            q = _read_int(fs, f"{directory}/cpu.cfs_quota_us", minimum=-1)  # -1: no quota
+            p = _read_int(fs, f"{directory}/cpu.cfs_period_us", minimum=1)
             if q is not None and p and q > 0:
-                quota = q / p
+                try:
+                    quota = q / p
+                except OverflowError:
+                    fs.note(f"{directory}/cpu.cfs_quota_us is too large to be a CPU quota; it was ignored.")
         if quota is not None and (best is None or quota < best):
             best = quota
     return best
@@ -276,7 +285,7 @@ def _memory(fs: RootFs, version: int, chain: list[str]) -> tuple[int | None, int
         except ValueError:
             fs.note(f"{path} should hold a byte count or 'max' but holds {text.strip()[:40]!r}; it was ignored.")
             continue
-        if limit >= V1_UNLIMITED_BYTES:
+        if limit < 0 or limit >= V1_UNLIMITED_BYTES:  # -1 and the huge page-aligned value both mean "no limit"
             continue
         if best_limit is None or limit < best_limit:
             best_limit, best_dir = limit, directory

@@ -297,3 +297,21 @@ def test_allocator_libraries_under_root(tmp_path: Path) -> None:
     facts = probe_host(root, environ=ENV, check_docker=False)
     assert facts.allocator_libraries == (
         "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
+
+
+GARBAGE = [b"", b"\x00\xff\xfe garbage", b"-1", b"max max max", b"9" * 400 + b" 1", b"0-99999999", b"\n\n\n",
+           b"a:b:c:d", b"9" * 400]
+
+
+@pytest.mark.parametrize("name", ["cgroup2-container-4cpu-8g", "cgroup1-container-2cpu-4g", "jetson-orin-nx-r35"])
+def test_any_file_replaced_by_garbage_never_raises(tmp_path: Path, name: str) -> None:
+    root = copy_tree(name, tmp_path)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README.txt")
+    for index, path in enumerate(files):
+        original = path.read_bytes()
+        for junk in [*GARBAGE[index % 3::3], GARBAGE[4], GARBAGE[8]]:
+            path.write_bytes(junk)
+            facts = probe_host(root, environ=ENV, check_docker=False)
+            assert facts.cpu.effective_cpus >= 1, path
+            assert HostFacts.from_dict(facts.to_dict()) == facts, path
+        path.write_bytes(original)
