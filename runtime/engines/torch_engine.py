@@ -1,9 +1,9 @@
 """The torch engine: a Piper voice run by a native PyTorch VITS (``runtime.engines.vits``).
 
 Weights are read from the voice's ``.onnx`` file, so no separate PyTorch checkpoint is needed.
-On CPU it runs float32; on CUDA the flow and the generator may run in float16/bfloat16 while
-the text encoder and duration predictor stay float32, so the audio length never depends on the
-precision. ``synthesize_batch`` runs one padded forward pass and trims every item exactly.
+On CPU it runs float32; on CUDA the generator's upsampling stages (nearly all of the work) may
+run in float16/bfloat16 while the text encoder, duration predictor, flow and the generator's
+first and last convs stay float32, so the audio length never depends on the precision. ``synthesize_batch`` runs one padded forward pass and trims every item exactly.
 """
 
 from __future__ import annotations
@@ -94,8 +94,12 @@ class TorchEngine:
         if options.device == "cuda":
             # Parameters move one by one; each host tensor is freed once its device copy exists.
             model.to("cuda")
-            if options.precision != "fp32":
-                model.set_acoustic_dtype(getattr(torch, _DTYPES[options.precision]))
+            if options.precision == "fp32":
+                # fp32 means fp32: cuDNN and cuBLAS would otherwise use TF32 (10-bit mantissa).
+                torch.backends.cudnn.allow_tf32 = False
+                torch.backends.cuda.matmul.allow_tf32 = False
+            else:
+                model.set_half_precision(getattr(torch, _DTYPES[options.precision]))
         self._model = model
         self.hp = hp
         self.sample_rate = int(sample_rate)

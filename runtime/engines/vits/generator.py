@@ -100,9 +100,19 @@ class Generator(nn.Module):
             )
             for k, d in zip(hp.dec_resblock_kernels, hp.dec_resblock_dilations, strict=True):
                 self.resblocks.append(block(out, k, d))
+        self.stage_dtype = torch.float32
         last = ch // (2 ** len(hp.dec_ups))
         self.conv_post = nn.Conv1d(last, 1, hp.dec_post_kernel, padding=hp.dec_post_kernel // 2,
                                    bias=hp.dec_post_bias)
+
+    def set_stage_dtype(self, dtype: torch.dtype) -> None:
+        """Run the upsampling stages (transposed convs and resblocks, almost all of the work) in
+        ``dtype``. ``conv_pre`` and ``conv_post`` stay float32: measured on the default voice,
+        half precision there alone triples the waveform error (relative L2 ~3% instead of ~0.1%
+        for float16, ~0.5% for bfloat16)."""
+        self.ups.to(dtype)
+        self.resblocks.to(dtype)
+        self.stage_dtype = dtype
 
     def use_channels_last_kernels(self) -> None:
         """Reshape every (loaded) conv weight to ``[out, in, 1, k]`` channels-last, once."""
@@ -119,19 +129,21 @@ class Generator(nn.Module):
         if frame_lengths is not None:
             mask = _length_mask(frame_lengths, z.shape[2], z.dtype)
         x = z.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-        x = _conv(self.conv_pre, _masked(x, mask))
+        x = _conv(self.conv_pre, _masked(x, mask)).to(self.stage_dtype)
+        if mask is not None:
+            mask = mask.to(self.stage_dtype)
         lengths = frame_lengths
         for i, up in enumerate(self.ups):
             x = _conv_transpose(up, _masked(F.leaky_relu(x, SLOPE), mask))
             if lengths is not None:
                 lengths = lengths * self.strides[i]
-                mask = _length_mask(lengths, x.shape[3], x.dtype)
+                mask = _length_mask(lengths, x.shape[3], self.stage_dtype)
             blocks = self.resblocks[i * self.kernels_per_up : (i + 1) * self.kernels_per_up]
             total = blocks[0](x, mask)
             for blk in blocks[1:]:
                 total = total + blk(x, mask)
             x = total / self.kernels_per_up
-        x = _conv(self.conv_post, _masked(F.leaky_relu(x), mask))
+        x = _conv(self.conv_post, _masked(F.leaky_relu(x), mask).float())
         return torch.tanh(x).squeeze(2)
 
 

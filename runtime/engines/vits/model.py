@@ -26,9 +26,10 @@ class BatchAudio:
 class VitsSynthesizer(nn.Module):
     """Text encoder + duration predictor + flow + generator, under the ONNX export's names.
 
-    ``enc_p`` and ``dp`` decide the durations, so they always run in float32; ``flow`` and
-    ``dec`` may run in half precision (see :meth:`set_acoustic_dtype`) because an error there only
-    perturbs samples, never the length of the audio.
+    ``enc_p`` and ``dp`` decide the durations, so they always run in float32 (the audio length
+    never depends on the precision). The flow also stays float32 (cheap, and half precision there
+    doubles the error); the generator's upsampling stages may run in half precision
+    (see :meth:`set_half_precision`).
     """
 
     def __init__(self, hp: VitsHyperparams) -> None:
@@ -38,13 +39,10 @@ class VitsSynthesizer(nn.Module):
         self.dp = StochasticDurationPredictor(hp)
         self.flow = CouplingFlow(hp)
         self.dec = Generator(hp)
-        self.acoustic_dtype = torch.float32
 
-    def set_acoustic_dtype(self, dtype: torch.dtype) -> None:
-        """Run the flow and the generator in ``dtype`` (float32, float16 or bfloat16)."""
-        self.flow.to(dtype)
-        self.dec.to(dtype)
-        self.acoustic_dtype = dtype
+    def set_half_precision(self, dtype: torch.dtype) -> None:
+        """Run the generator's upsampling stages in ``dtype`` (float16 or bfloat16)."""
+        self.dec.set_stage_dtype(dtype)
 
     def forward(
         self,
@@ -72,12 +70,9 @@ class VitsSynthesizer(nn.Module):
         m = torch.gather(m_p, 2, index) * y_mask
         logs = torch.gather(logs_p, 2, index) * y_mask
         z_p = m + torch.randn_like(m) * torch.exp(logs) * noise_scale.view(b, 1, 1)
-        dt = self.acoustic_dtype
-        z = self.flow.reverse(z_p.to(dt), y_mask.to(dt))
-        audio = self.dec(z * y_mask.to(dt), frame_lengths if padded_frames(frame_lengths) else None)
-        return BatchAudio(
-            audio=audio.squeeze(1).float(), sample_lengths=frame_lengths * self.hp.hop_samples
-        )
+        z = self.flow.reverse(z_p, y_mask)
+        audio = self.dec(z * y_mask, frame_lengths if padded_frames(frame_lengths) else None)
+        return BatchAudio(audio=audio.squeeze(1), sample_lengths=frame_lengths * self.hp.hop_samples)
 
 
 def padded_frames(frame_lengths: torch.Tensor) -> bool:
