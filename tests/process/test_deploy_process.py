@@ -1,0 +1,163 @@
+"""`deploy auto/status/logs/down` with the process backend: real CLI, real runtime, real voice."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from orchestrator.launch.http_client import synthesize_to
+from orchestrator.launch.state import read_state
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def deploy(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def state_or_none(sd: Path):
+    try:
+        return read_state(sd)
+    except Exception:
+        return None
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path):
+    sd = tmp_path / "state"
+    yield sd
+    # Whatever the test left running, stop it by pid.
+    state = state_or_none(sd)
+    if state is None:
+        return
+    for pid, group in ((state.supervisor_pid, False), (int(state.runner_id or 0), True)):
+        if pid and psutil.pid_exists(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                (os.killpg if group else os.kill)(pid, signal.SIGKILL)
+
+
+def test_detached_deploy_restart_after_kill_and_down(state_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    wav = tmp_path / "first.wav"
+    t0 = time.monotonic()
+    res = deploy("auto", "--backend", "process", "--port", str(port), "--detach", "--state-dir", str(state_dir),
+                 "--synthesize-to", str(wav))
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "backend:  process (chosen with --backend process)" in res.stdout
+    assert f"ready:    http://127.0.0.1:{port}" in res.stdout
+    assert "curl -s" in res.stdout
+    print(f"deploy auto (process) to ready + first synthesis: {time.monotonic() - t0:.1f} s")
+    assert wav.read_bytes()[:4] == b"RIFF" and wav.stat().st_size > 10_000
+    state = read_state(state_dir)
+    assert state.state == "RUNNING" and state.backend == "process"
+    assert (state_dir / "rendered" / "plan.json").is_file() and (state_dir / "rendered" / "docker-compose.yml").is_file()
+
+    first_pid = int(state.runner_id)
+    os.kill(first_pid, signal.SIGKILL)
+    t_kill = time.monotonic()
+    back = wait_for(lambda: (s := state_or_none(state_dir)) and s.restarts == 1 and s.state == "RUNNING" and s,
+                    60, "the supervisor to restart the runtime")
+    print(f"process restart after kill -9, to ready: {time.monotonic() - t_kill:.1f} s")
+    assert back.last_exit_reason == "killed by SIGKILL"
+    assert int(back.runner_id) != first_pid
+    assert synthesize_to(back.url, tmp_path / "second.mp3") > 1000
+    mp3 = (tmp_path / "second.mp3").read_bytes()
+    assert mp3[:3] == b"ID3" or mp3[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")  # ID3 tag or an MPEG frame
+
+    st = deploy("status", "--json", "--state-dir", str(state_dir))
+    data = json.loads(st.stdout)
+    assert data["restarts"] == 1 and data["stale"] is False and data["uptime_s"] >= 0
+    assert "killed by SIGKILL" in deploy("status", "--state-dir", str(state_dir)).stdout
+    assert any("ready: onnx:" in line for line in deploy("logs", "-n", "50", "--state-dir", str(state_dir)).stdout.splitlines())
+
+    down = deploy("down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    final = read_state(state_dir)
+    assert final.state == "STOPPED"
+    assert not psutil.pid_exists(final.supervisor_pid)
+    assert not psutil.pid_exists(int(back.runner_id))
+    assert "STOPPING -> STOPPED" in (state_dir / "supervisor.log").read_text()
+
+
+def test_foreground_ctrl_c_stops_cleanly(state_dir: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "auto", "--backend", "process", "--port", str(port),
+                             "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        state = wait_for(lambda: (s := state_or_none(state_dir)) and s.state == "RUNNING" and s, 120, "ready")
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "RUNNING -> STOPPING: interrupted (Ctrl-C)" in err
+    assert read_state(state_dir).state == "STOPPED"
+    assert not psutil.pid_exists(int(state.runner_id))
+
+
+def test_stale_state_is_reported_and_cleaned_by_down(state_dir: Path) -> None:
+    port = free_port()
+    res = deploy("auto", "--backend", "process", "--port", str(port), "--detach", "--state-dir", str(state_dir))
+    assert res.returncode == 0, res.stderr
+    state = read_state(state_dir)
+    os.kill(state.supervisor_pid, signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(state.supervisor_pid), 10, "the supervisor to die")
+    st = deploy("status", "--state-dir", str(state_dir))
+    assert "(STALE)" in st.stdout and f"pid {state.supervisor_pid}) is RUNNING, but that process is gone" in st.stderr
+    assert json.loads(deploy("status", "--json", "--state-dir", str(state_dir)).stdout)["stale"] is True
+    down = deploy("down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert f"stopped runtime process {state.runner_id}" in down.stderr
+    assert not psutil.pid_exists(int(state.runner_id))
+    assert read_state(state_dir).state == "STOPPED"
+
+
+def test_second_deploy_in_same_state_dir_is_refused(state_dir: Path) -> None:
+    port = free_port()
+    assert deploy("auto", "--backend", "process", "--port", str(port), "--detach",
+                  "--state-dir", str(state_dir)).returncode == 0
+    again = deploy("auto", "--backend", "process", "--port", str(free_port()), "--detach", "--state-dir", str(state_dir))
+    assert again.returncode == 2
+    assert "a deployment is already RUNNING" in again.stderr and "deploy down" in again.stderr
+    assert deploy("down", "--state-dir", str(state_dir)).returncode == 0
+
+
+def test_status_without_deployment_is_a_clear_error(tmp_path: Path) -> None:
+    res = deploy("status", "--state-dir", str(tmp_path / "none"))
+    assert res.returncode == 1
+    assert "no deployment recorded" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_up_from_a_directory_without_plan_is_a_clear_error(tmp_path: Path) -> None:
+    res = deploy("up", str(tmp_path), "--backend", "process", "--state-dir", str(tmp_path / "s"))
+    assert res.returncode == 1
+    assert "is not a rendered deployment" in res.stderr and "Traceback" not in res.stderr
