@@ -106,3 +106,19 @@ def test_recorder_copies_what_the_live_probe_read(tmp_path: Path) -> None:
     assert replay.container.in_container == live.container.in_container
     assert replay.jetson == live.jetson
     assert (target / "proc/self/mountinfo").read_text().count(" - cgroup") >= 1
+
+
+def test_human_table_lists_gpus() -> None:
+    from rich.console import Console
+
+    from orchestrator.cli.probe_cmd import facts_table
+
+    from .test_probe_nvml import RTX3060, T4, FakeNvml
+
+    facts = probe_host(HOSTS / "cgroup2-container-4cpu-8g", environ=ENV, nvml=FakeNvml([T4, RTX3060]), check_docker=False)
+    console = Console(record=True, width=200)
+    console.print(facts_table(facts))
+    text = console.export_text()
+    assert "#0 Tesla T4: 15.0 GiB" in text and "sm 7.5" in text
+    assert "#1 NVIDIA GeForce RTX 3060: 12.0 GiB" in text and "CUDA 12.4" in text
+    assert "use 4 CPU(s), decided by cgroup-quota" in text
