@@ -1,0 +1,74 @@
+"""SIGTERM on a real ``python -m runtime``: readiness 503, new work 503, in-flight work
+finishes, exit code 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.runtime.conftest import decode, start_server, stop_server
+
+pytestmark = pytest.mark.slow
+
+
+def test_sigterm_drains_then_exits_zero(tmp_path: Path) -> None:
+    server = start_server(tmp_path, {"TAILOR_WORKERS": "1", "TAILOR_SHUTDOWN_GRACE_S": "30",
+                                     "TAILOR_CACHE_BYTES": "0"})
+    try:
+        url = f"{server.base_url}/v1/audio/speech"
+        long_text = " ".join(f"Sentence {n} keeps the worker busy for a while longer." for n in range(12))
+        results: list[httpx.Response] = []
+        in_flight = threading.Thread(
+            target=lambda: results.append(httpx.post(url, json={"input": long_text, "response_format": "wav"},
+                                                     timeout=120)))
+        in_flight.start()
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{server.base_url}/readyz").json()["in_flight"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        ready = httpx.get(f"{server.base_url}/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        refused = httpx.post(url, json={"input": "new work"})
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "draining"
+        assert httpx.get(f"{server.base_url}/healthz").status_code == 200
+
+        in_flight.join(120)
+        assert results and results[0].status_code == 200, results
+        samples, rate = decode(results[0].content)
+        assert len(samples) / rate > 20.0  # all twelve sentences, not a truncated answer
+        assert server.process.wait(30) == 0
+        assert "draining" in server.log()
+    finally:
+        stop_server(server)
+
+
+def test_bad_settings_exit_2_with_a_message(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.runtime.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-m", "runtime"], cwd=REPO, capture_output=True, text=True,
+                          env={"TAILOR_WORKERS": "zero", "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert done.returncode == 2
+    assert "TAILOR_WORKERS" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_failed_model_load_exits_3(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.runtime.conftest import REPO, free_port
+
+    done = subprocess.run([sys.executable, "-m", "runtime", "--port", str(free_port())], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env={"TAILOR_DEVICE": "cuda", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 3, done.stderr
+    assert "CUDAExecutionProvider" in done.stderr and "Traceback" not in done.stderr
