@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import statistics
 import subprocess
 import sys
@@ -90,7 +91,7 @@ def main() -> None:
         f"Machine: {facts.cpu.model_name}, {facts.cpu.logical_cores} logical CPUs "
         f"({facts.cpu.effective_cpus} effective), {facts.memory.total_bytes / 2**30:.1f} GiB, "
         f"container: {facts.container.container_kind or 'none'}, NVML: {facts.nvml.reason}. "
-        "Shared with other builds while measuring, so maxima are noisy.",
+        f"Load average at the start: {os.getloadavg()[0]:.2f} (the machine is shared with other builds, so maxima are noisy).",
         "",
         "| What | Target | Result |",
         "|---|---|---|",
