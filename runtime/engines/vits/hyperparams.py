@@ -1,8 +1,8 @@
 """The sizes of one VITS voice, derived from its exported weights and conv attributes.
 
-Nothing here is hard-coded for a particular voice: every number is read from the tensor shapes
+Nothing here is hard-coded for a particular voice: the sizes are read from the tensor shapes
 and the Conv/ConvTranspose node attributes of the ONNX graph, so the same code builds a "low",
-"medium" or "high" Piper voice.
+"medium" or "high" Piper voice. Only the spline's tail bound (5) is the architecture's constant.
 """
 
 from __future__ import annotations
@@ -86,7 +86,10 @@ def derive_hyperparams(
         try:
             return shapes[name]
         except KeyError:
-            raise EngineError(f"the voice has no tensor {name!r}; is it a Piper VITS export?") from None
+            raise EngineError(
+                f"the voice has no tensor {name!r}; is it a Piper VITS export? "
+                "Use TAILOR_ENGINE=onnx for models the torch engine cannot build."
+            ) from None
 
     def conv(path: str) -> ConvAttributes:
         try:

