@@ -189,6 +189,9 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     on_gpu = device == "cuda"
     if on_gpu and cc is None:
         warnings.append("device cuda is planned but this machine reports no NVIDIA GPU")
+    if on_gpu and facts.container.docker_reachable and not facts.container.nvidia_runtime:
+        warnings.append("Docker has no nvidia runtime registered: the container backend cannot reach the GPU "
+                        "(install nvidia-container-toolkit, or use the process backend)")
     policy_precision, why = resolve_precision(profile.precision, device, cc)
     if not precision_supported(policy_precision, device, cc):
         warnings.append(f"profile {profile.name} asks for {policy_precision}, not supported here; using fp32")

@@ -187,6 +187,12 @@ def test_discrete_gpu_plan_reserves_the_gpu_and_sets_the_allocator() -> None:
     assert [t.pool for t in plan.memory_budget.totals] == ["ram", "vram"]
 
 
+def test_gpu_plan_warns_when_docker_cannot_reach_the_gpu() -> None:
+    host = facts("rtx3060-16gb")
+    plan = plan_for(dataclasses.replace(host, container=dataclasses.replace(host.container, nvidia_runtime=False)))
+    assert any("nvidia-container-toolkit" in w for w in plan.warnings)
+
+
 def test_ld_preload_only_when_the_library_exists_on_the_host() -> None:
     with_lib = plan_for(facts("rtx3060-16gb"))
     assert with_lib.env["LD_PRELOAD"] == "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"

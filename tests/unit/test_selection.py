@@ -10,7 +10,13 @@ import pytest
 from orchestrator.errors import PlanError
 from orchestrator.facts import HostFacts
 from orchestrator.profiles import load_profile_file, load_profiles
-from orchestrator.selection import DOES_NOT_FIT, FITS, FITS_WITH_CHANGE, resolve_precision, select_profile
+from orchestrator.selection import (
+    DOES_NOT_FIT,
+    FITS,
+    FITS_WITH_CHANGE,
+    resolve_precision,
+    select_profile,
+)
 
 FACTS = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 GIB = 1024**3

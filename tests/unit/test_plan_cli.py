@@ -1,0 +1,152 @@
+"""deploy profiles / plan / render / env through orchestrator.cli.app.main, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cli.app import main
+from runtime.settings import VARIABLES
+
+FACTS = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
+
+
+def facts(name: str) -> str:
+    return str(FACTS / f"{name}.json")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in VARIABLES:
+        monkeypatch.delenv(var.name, raising=False)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "LD_PRELOAD", "MALLOC_CONF",
+                 "MALLOC_ARENA_MAX", "PYTORCH_CUDA_ALLOC_CONF", "TCMALLOC_RELEASE_RATE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Human tables wrap at the console width; make it wide so phrases stay on one line."""
+    from orchestrator.cli import output
+
+    monkeypatch.setattr(output._stdout, "width", 300)
+
+
+def test_plan_json_has_the_public_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--facts", facts("t4-8gb-4cpu"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    for key in ("profile", "engine", "device", "precision", "workers", "threads", "max_concurrency", "env",
+                "container", "memory_budget", "warnings", "reasons", "provenance"):
+        assert key in data
+    assert (data["profile"], data["engine"], data["device"], data["precision"]) == ("t4-8gb", "torch", "cuda", "fp16")
+    assert data["env"]["TAILOR_WORKERS"] == str(data["workers"])
+    assert data["container"]["image"] == "tailor-runtime:0.1.0-cuda"
+
+
+def test_plan_flags_and_user_env(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILOR_LOG_LEVEL", "debug")
+    assert main(["plan", "--facts", facts("cpu-4core-16gb"), "--json", "--workers", "2", "--port", "9001",
+                 "--set", "TAILOR_MAX_INPUT_CHARS=1000"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["workers"] == 2 and data["threads"] == 2
+    assert data["env"]["TAILOR_PORT"] == "9001" and data["env"]["TAILOR_MAX_INPUT_CHARS"] == "1000"
+    sources = {p["name"]: p["source"] for p in data["provenance"]}
+    assert sources["workers"] == "cli" and sources["TAILOR_LOG_LEVEL"] == "env"
+
+
+def test_plan_explain_shows_profiles_budget_and_sources(capsys: pytest.CaptureFixture[str], wide: None) -> None:
+    assert main(["plan", "--facts", facts("gtx1050-16gb"), "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "low-vram-gpu" in out and "gpu-16gb: does not fit" in out
+    assert "GPU memory 2.0 GiB < 7.5 GiB" in out
+    assert "Memory budget" in out and "per-request working memory" in out
+    assert "TAILOR_WORKERS" in out and "derived" in out
+
+
+def test_forced_profile_warns_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--facts", facts("cpu-4core-16gb"), "--profile", "gpu-16gb", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["profile"] == "gpu-16gb"
+    assert "forced but does not fit" in captured.err
+
+
+def test_config_file_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "tailor.yaml"
+    config.write_text("profile: cpu-only\nsettings:\n  workers: 3\n", encoding="utf-8")
+    assert main(["plan", "--facts", facts("rtx3060-16gb"), "--config", str(config), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["profile"] == "cpu-only" and data["workers"] == 3
+    config.write_text("settings:\n  wrkers: 3\n", encoding="utf-8")
+    assert main(["plan", "--facts", facts("rtx3060-16gb"), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}:2: field settings.wrkers: unknown field" in err
+    assert "Traceback" not in err
+
+
+def test_profiles_lists_every_verdict(capsys: pytest.CaptureFixture[str], wide: None) -> None:
+    assert main(["profiles", "--facts", facts("t4-8gb-4cpu"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["chosen"] == "t4-8gb"
+    verdicts = {p["name"]: p for p in data["profiles"]}
+    assert verdicts["gpu-16gb"]["status"] == "fits-with-change"
+    assert verdicts["gpu-16gb"]["changes"] == ["needs 6.4 GiB more RAM"]
+    assert verdicts["jetson-edge"]["status"] == "does-not-fit"
+    assert main(["profiles", "--facts", facts("t4-8gb-4cpu")]) == 0
+    assert "fits with a change" in capsys.readouterr().out
+
+
+def test_user_profiles_dir_override_is_announced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.resources import profiles_dir
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    text = (profiles_dir() / "cpu-only.yaml").read_text(encoding="utf-8").replace("per_worker_max: 4",
+                                                                                 "per_worker_max: 1")
+    (mine / "cpu-only.yaml").write_text(text, encoding="utf-8")
+    assert main(["plan", "--facts", facts("cpu-4core-16gb"), "--profiles", str(mine), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["threads"] == 1
+    assert "replaces" in captured.err
+
+
+def test_malformed_profile_exits_2_with_location(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.yaml").write_text("priority: 5\nengine: onnx\ndevice: gpu\n", encoding="utf-8")
+    assert main(["profiles", "--facts", facts("cpu-4core-16gb"), "--profiles", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:3: field device: 'gpu' is not one of cpu, cuda" in err
+
+
+def test_render_writes_parseable_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "deploy"
+    assert main(["render", "--facts", facts("rtx3060-16gb"), "--out", str(out), "--format", "compose,k8s",
+                 "--network", "host", "--port", "8100"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert sorted(Path(p).name for p in listed) == [".env", "docker-compose.yml", "k8s.yaml"]
+    service = yaml.safe_load((out / "docker-compose.yml").read_text())["services"]["tailor-runtime"]
+    assert service["network_mode"] == "host" and "8100" in service["healthcheck"]["test"]
+
+
+def test_render_rejects_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "--facts", facts("rtx3060-16gb"), "--out", str(tmp_path), "--format", "helm"]) == 2
+    assert "unknown format" in capsys.readouterr().err
+    assert main(["render", "--facts", facts("rtx3060-16gb"), "--out", str(tmp_path), "--network", "macvlan"]) == 2
+    assert "--network" in capsys.readouterr().err
+    assert main(["plan", "--facts", facts("rtx3060-16gb"), "--set", "workers"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_env_lists_every_runtime_variable(capsys: pytest.CaptureFixture[str], wide: None) -> None:
+    assert main(["env", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == [v.name for v in VARIABLES]
+    assert all(set(r) == {"name", "default", "description"} for r in rows)
+    assert main(["env"]) == 0
+    assert "TAILOR_WORKERS" in capsys.readouterr().out
+
+
+def test_missing_facts_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--facts", str(tmp_path / "none.json")]) == 2
+    assert "cannot read facts file" in capsys.readouterr().err
