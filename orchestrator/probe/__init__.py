@@ -93,6 +93,8 @@ def probe_files(fs: RootFs, env: Mapping[str, str], nvml: NvmlReader | None, che
     else:
         fs.note(f"Free disk space is only measured on the live machine, not for the recorded tree under {root}.")
 
+    hostname = _hostname(fs)
+    allocators = find_allocators(fs)
     container = ContainerFacts(
         in_container=in_container,
         container_kind=kind,
@@ -110,9 +112,9 @@ def probe_files(fs: RootFs, env: Mapping[str, str], nvml: NvmlReader | None, che
         nvml=status,
         jetson=jetson,
         container=container,
-        hostname=_hostname(fs),
-        notes=tuple(fs.notes),
-        allocator_libraries=find_allocators(fs),
+        hostname=hostname,
+        notes=tuple(fs.notes),  # last: every step above may have added notes
+        allocator_libraries=allocators,
     )
 
 
