@@ -315,3 +315,11 @@ def test_any_file_replaced_by_garbage_never_raises(tmp_path: Path, name: str) ->
             assert facts.cpu.effective_cpus >= 1, path
             assert HostFacts.from_dict(facts.to_dict()) == facts, path
         path.write_bytes(original)
+
+
+def test_arm_physical_cores_come_from_sysfs_topology(tmp_path: Path) -> None:
+    root = copy_tree("jetson-orin-nx-r35", tmp_path)
+    # Pretend cpu5 is an SMT sibling of cpu4 (same package and core id): 5 physical cores.
+    (root / "sys/devices/system/cpu/cpu5/topology/core_id").write_text("0\n")
+    facts = probe_host(root, environ=ENV, check_docker=False)
+    assert (facts.cpu.logical_cores, facts.cpu.physical_cores) == (6, 5)
