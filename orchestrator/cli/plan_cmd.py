@@ -56,9 +56,9 @@ def _cli_overrides(sets: list[str] | None, **flags: object) -> dict[str, str]:
         if not sep or not key.strip():
             raise UsageError(f"--set {item!r} is not KEY=VALUE", "for example --set workers=2")
         result[key.strip()] = value.strip()
-    for key, value in flags.items():
-        if value is not None:
-            result[key] = str(value)
+    for flag, flag_value in flags.items():
+        if flag_value is not None:
+            result[flag] = str(flag_value)
     return result
 
 

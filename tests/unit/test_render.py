@@ -20,6 +20,7 @@ from orchestrator.plan import Plan, make_plan
 from orchestrator.profiles import load_profiles
 from orchestrator.render import RenderOptions, parse_env_text, parse_formats, render, write_rendered
 from orchestrator.selection import select_profile
+from runtime.settings import Settings
 
 TESTS = Path(__file__).resolve().parents[1]
 GOLDEN = TESTS / "golden"
@@ -77,6 +78,8 @@ def test_outputs_parse_back_and_match_the_plan(machine: str) -> None:
         assert device == {"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}
     assert (compose.get("runtime") == "nvidia") == (plan.container.runtime == "nvidia")
     env = parse_env_text(files[".env"])
+    for text in (files[".env"], files["tailor-runtime.env"]):
+        Settings.from_environ(parse_env_text(text))  # the runtime accepts every value
     assert env["TAILOR_HOST"] == "0.0.0.0"  # reachable through the published loopback port
     assert {k: v for k, v in env.items() if k != "TAILOR_HOST"} == {
         k: v for k, v in plan.env.items() if k != "TAILOR_HOST"}
