@@ -1,0 +1,129 @@
+"""`deploy auto --backend docker` end to end on a real engine: ready, synthesize, kill, restart, OOM step-down."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from orchestrator.launch.http_client import synthesize_to
+from orchestrator.launch.state import read_state
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def deploy(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False, env={**os.environ, **(env or {})})
+
+
+def state_or_none(sd: Path):
+    try:
+        return read_state(sd)
+    except Exception:
+        return None
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, tailor_containers):
+    sd = tmp_path / "state"
+    yield sd
+    state = state_or_none(sd)
+    if state is not None and psutil.pid_exists(state.supervisor_pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.supervisor_pid, signal.SIGKILL)
+    # tailor_containers then removes the containers by label
+
+
+def test_auto_docker_ready_synthesize_kill_restart_down(docker_client, runtime_image: str, base_image: str,
+                                                          wheelhouse: Path, state_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    wav = tmp_path / "first.wav"
+    t0 = time.monotonic()
+    res = deploy("auto", "--backend", "docker", "--network", "host", "--port", str(port), "--detach",
+                 "--state-dir", str(state_dir), "--base-image", base_image, "--wheelhouse", str(wheelhouse),
+                 "--synthesize-to", str(wav))
+    assert res.returncode == 0, res.stderr + res.stdout
+    print(f"deploy auto (docker, image present) to ready + first synthesis: {time.monotonic() - t0:.1f} s")
+    assert "backend:  docker (docker daemon answered at unix://" in res.stdout
+    assert f"image {runtime_image} already exists" in res.stderr
+    assert wav.read_bytes()[:4] == b"RIFF"
+
+    state = read_state(state_dir)
+    container = docker_client.containers.get(state.runner_id)
+    host_config = container.attrs["HostConfig"]
+    assert container.attrs["Config"]["User"] == "10001:10001"
+    assert host_config["ReadonlyRootfs"] is True and host_config["CapDrop"] == ["ALL"]
+    assert host_config["SecurityOpt"] == ["no-new-privileges"] and host_config["NetworkMode"] == "host"
+    assert host_config["Memory"] > 0 and host_config["NanoCpus"] > 0
+    assert f"TAILOR_PORT={port}" in container.attrs["Config"]["Env"]
+
+    container.kill()
+    t_kill = time.monotonic()
+    back = wait_for(lambda: (s := state_or_none(state_dir)) and s.restarts == 1 and s.state == "RUNNING" and s,
+                    90, "the supervisor to bring the container back")
+    print(f"docker restart after kill, to ready: {time.monotonic() - t_kill:.1f} s")
+    assert back.last_exit_reason == "container exited with code 137 (SIGKILL)"
+    assert back.runner_id != state.runner_id
+    assert synthesize_to(back.url, tmp_path / "second.wav") > 10_000
+
+    logs = deploy("logs", "-n", "20", "--state-dir", str(state_dir))
+    assert "ready: onnx:" in logs.stdout
+
+    down = deploy("down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert read_state(state_dir).state == "STOPPED"
+    assert docker_client.containers.list(all=True, filters={"label": "io.tailor.deployment"}) == []
+
+
+def test_too_small_memory_limit_is_oom_killed_and_stepped_down(docker_client, runtime_image: str,
+                                                                 state_dir: Path) -> None:
+    from orchestrator.launch.deployment import plan_deployment
+
+    port = free_port()
+    # Two workers, and a 200 MB limit: the interpreter starts, loading two voices does not fit.
+    prepared = plan_deployment(state_dir, {"TAILOR_WORKERS": "2", "TAILOR_THREADS_PER_WORKER": "1"},
+                               facts_file=None, profile="cpu-only", port=port)
+    assert prepared.plan["workers"] == 2
+    plan_path = prepared.directory / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan["container"]["memory_limit_bytes"] = 200 * 1024 * 1024
+    plan_path.write_text(json.dumps(plan))
+
+    res = deploy("up", str(prepared.directory), "--backend", "docker", "--network", "host", "--detach",
+                 "--state-dir", str(state_dir))
+    assert res.returncode == 0, res.stderr + res.stdout
+    state = read_state(state_dir)
+    assert state.state == "RUNNING"
+    assert state.step_downs == ("OOM step-down: workers 2 -> 1",)
+    oom = [t for t in state.transitions if t.to_state == "BACKOFF"]
+    assert oom and "OOM-killed (State.OOMKilled) at the 200 MB container memory limit" in oom[0].reason
+    assert "step-down after OOM-killed" in (state_dir / "supervisor.log").read_text()
+    container = docker_client.containers.get(state.runner_id)
+    assert "TAILOR_WORKERS=1" in container.attrs["Config"]["Env"]
+    assert deploy("down", "--state-dir", str(state_dir)).returncode == 0
