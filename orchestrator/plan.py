@@ -32,6 +32,7 @@ from orchestrator.selection import (
     gpu_memory_bytes,
     judge,
     precision_supported,
+    primary_gpu,
     resolve_precision,
 )
 from orchestrator.yaml_doc import format_size
@@ -189,6 +190,10 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     on_gpu = device == "cuda"
     if on_gpu and cc is None:
         warnings.append("device cuda is planned but this machine reports no NVIDIA GPU")
+    gpu = primary_gpu(facts)
+    if on_gpu and gpu is not None and gpu.mig_mode == "enabled":
+        warnings.append(f"MIG is enabled on GPU {gpu.index}: the plan budgets the whole card; "
+                        "reserve a MIG device by hand and lower the batch size")
     if on_gpu and facts.container.docker_reachable and not facts.container.nvidia_runtime:
         warnings.append("Docker has no nvidia runtime registered: the container backend cannot reach the GPU "
                         "(install nvidia-container-toolkit, or use the process backend)")

@@ -25,6 +25,7 @@ from orchestrator.yaml_doc import format_size
 FITS = "fits"
 FITS_WITH_CHANGE = "fits-with-change"
 DOES_NOT_FIT = "does-not-fit"
+STATUS_LABELS = {FITS: "fits", FITS_WITH_CHANGE: "fits with a change", DOES_NOT_FIT: "does not fit"}
 
 # Jetson GPUs are not visible to NVML; their compute capability follows from the SoC.
 _JETSON_COMPUTE_CAPABILITY = {"tegra234": "8.7", "tegra194": "7.2", "tegra186": "6.2", "tegra210": "5.3"}
@@ -173,12 +174,18 @@ def judge(facts: HostFacts, profile: Profile) -> Verdict:
     return Verdict(profile.name, FITS, (), ())
 
 
+def judge_all(facts: HostFacts, profiles: ProfileSet | Sequence[Profile]) -> tuple[Verdict, ...]:
+    """A verdict for every profile, highest priority first (no choice made, never raises)."""
+    items = profiles.profiles if isinstance(profiles, ProfileSet) else tuple(profiles)
+    return tuple(judge(facts, p) for p in sorted(items, key=lambda p: -p.priority))
+
+
 def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
                    override: str | None = None) -> Selection:
     """Pick the profile for ``facts``: ``override`` if given, else the best fitting one."""
     items = profiles.profiles if isinstance(profiles, ProfileSet) else tuple(profiles)
     ordered = sorted(items, key=lambda p: -p.priority)
-    verdicts = tuple(judge(facts, p) for p in ordered)
+    verdicts = judge_all(facts, ordered)
     by_name = {p.name: p for p in ordered}
     warnings: list[str] = []
     if override is not None:
@@ -187,9 +194,9 @@ def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
                             "choose one of: " + ", ".join(p.name for p in ordered))
         chosen = by_name[override]
         verdict = next(v for v in verdicts if v.profile == override)
-        reasons = [f"{override}: forced with --profile"]
+        reasons = [f"{override}: chosen by the user (--profile or the config file), {STATUS_LABELS[verdict.status]}"]
         if verdict.status != FITS:
-            warnings.append(f"profile {override} was forced but {verdict.status.replace('-', ' ')}: "
+            warnings.append(f"profile {override} was forced but {STATUS_LABELS[verdict.status]}: "
                             + "; ".join(verdict.failures))
         return Selection(chosen, True, tuple(reasons), verdicts, tuple(warnings))
     fitting = [v for v in verdicts if v.status == FITS]
@@ -206,5 +213,6 @@ def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
         if v.status == FITS:
             reasons.append(f"{v.profile}: fits too, lower priority ({by_name[v.profile].priority})")
         else:
-            reasons.append(f"{v.profile}: {v.status.replace('-', ' ')} ({'; '.join(v.failures)})")
+            change = f"; change: {', '.join(v.changes)}" if v.changes else ""
+            reasons.append(f"{v.profile}: {STATUS_LABELS[v.status]} ({'; '.join(v.failures)}{change})")
     return Selection(chosen, False, tuple(reasons), verdicts, tuple(warnings))

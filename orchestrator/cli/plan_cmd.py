@@ -10,16 +10,25 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli import output as out
 from orchestrator.config import UserConfig, load_config
-from orchestrator.errors import UsageError
+from orchestrator.errors import PlanError, UsageError
 from orchestrator.facts import HostFacts
 from orchestrator.plan import Plan, make_plan
 from orchestrator.profiles import ProfileSet, load_profiles
 from orchestrator.render import FORMATS, RenderOptions, parse_formats, render, write_rendered
-from orchestrator.selection import Selection, select_profile
+from orchestrator.selection import (
+    DOES_NOT_FIT,
+    FITS,
+    FITS_WITH_CHANGE,
+    STATUS_LABELS,
+    Selection,
+    judge_all,
+    select_profile,
+)
 from orchestrator.yaml_doc import format_size
 from runtime.settings import VARIABLES
 
@@ -84,28 +93,36 @@ def _plan(facts_file: Path | None, profiles_dirs: list[Path] | None, profile: st
 
 def profiles_command(facts: FactsOpt = None, profiles_dir: ProfilesDirOpt = None, json_out: JsonOpt = False) -> None:
     """Every profile and whether it fits this machine: fits / fits with a change / does not fit."""
-    host, profiles, selection, _config = _prepare(facts, profiles_dir, None, None)
+    profiles = load_profiles(tuple(profiles_dir or ()))
+    for sentence in profiles.overrides:
+        out.info(sentence)
+    host = _load_facts(facts)
+    verdicts = {v.profile: v for v in judge_all(host, profiles)}
+    try:
+        chosen: str | None = select_profile(host, profiles).chosen.name
+    except PlanError as exc:
+        chosen = None
+        out.warn(exc.message)
     if json_out:
         out.data_json({
-            "chosen": selection.chosen.name,
+            "chosen": chosen,
             "overrides": list(profiles.overrides),
             "profiles": [{"name": p.name, "priority": p.priority, "description": p.description,
                           "source": p.source, "engine": p.engine, "device": p.device,
-                          "status": selection.verdict(p.name).status,
-                          "failures": list(selection.verdict(p.name).failures),
-                          "changes": list(selection.verdict(p.name).changes)} for p in profiles.profiles],
+                          "status": verdicts[p.name].status, "failures": list(verdicts[p.name].failures),
+                          "changes": list(verdicts[p.name].changes)} for p in profiles.profiles],
         })
         return
     table = Table(title=f"Profiles for {host.hostname or 'this machine'}")
     for column in ("profile", "priority", "engine/device", "verdict", "why"):
         table.add_column(column)
+    colors = {FITS: "green", FITS_WITH_CHANGE: "yellow", DOES_NOT_FIT: "red"}
     for p in profiles.profiles:
-        verdict = selection.verdict(p.name)
-        mark = "[green]fits[/green]" if verdict.status == "fits" else (
-            "[yellow]fits with a change[/yellow]" if verdict.status == "fits-with-change" else "[red]does not fit[/red]")
+        verdict = verdicts[p.name]
+        mark = f"[{colors[verdict.status]}]{STATUS_LABELS[verdict.status]}[/{colors[verdict.status]}]"
         why = "; ".join(verdict.failures + tuple(f"change: {c}" for c in verdict.changes)) or p.description
-        name = f"[bold]{p.name}[/bold] (chosen)" if p.name == selection.chosen.name else p.name
-        table.add_row(name, str(p.priority), f"{p.engine}/{p.device}", mark, why)
+        name = f"[bold]{p.name}[/bold] (chosen)" if p.name == chosen else p.name
+        table.add_row(name, str(p.priority), f"{p.engine}/{p.device}", mark, escape(why))
     out.table(table)
 
 

@@ -193,6 +193,14 @@ def test_gpu_plan_warns_when_docker_cannot_reach_the_gpu() -> None:
     assert any("nvidia-container-toolkit" in w for w in plan.warnings)
 
 
+def test_mig_enabled_gpu_warns() -> None:
+    host = facts("t4-8gb-4cpu")
+    mig = dataclasses.replace(host.gpus[0], mig_mode="enabled")
+    plan = plan_for(dataclasses.replace(host, gpus=(mig,)))
+    assert any("MIG is enabled" in w for w in plan.warnings)
+    assert plan_for(host).warnings == ()
+
+
 def test_ld_preload_only_when_the_library_exists_on_the_host() -> None:
     with_lib = plan_for(facts("rtx3060-16gb"))
     assert with_lib.env["LD_PRELOAD"] == "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"

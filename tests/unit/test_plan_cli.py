@@ -98,6 +98,26 @@ def test_profiles_lists_every_verdict(capsys: pytest.CaptureFixture[str], wide: 
     assert "fits with a change" in capsys.readouterr().out
 
 
+def test_profiles_lists_verdicts_even_when_nothing_fits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.resources import profiles_dir
+
+    only = tmp_path / "only-gpu"
+    only.mkdir()
+    (only / "gpu-16gb.yaml").write_text((profiles_dir() / "gpu-16gb.yaml").read_text(encoding="utf-8"))
+    host = json.loads(Path(facts("cpu-4core-16gb")).read_text())
+    host["memory"]["effective_total_bytes"] = 1024**3  # below cpu-only's 1.5 GiB too
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps(host))
+    assert main(["profiles", "--facts", str(small), "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["chosen"] is None
+    assert {p["name"]: p["status"] for p in data["profiles"]}["cpu-only"] == "fits-with-change"
+    assert "no profile fits" in captured.err
+    assert main(["plan", "--facts", str(small)]) == 1
+    assert "force one with --profile" in capsys.readouterr().err
+
+
 def test_user_profiles_dir_override_is_announced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from orchestrator.resources import profiles_dir
 
