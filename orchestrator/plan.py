@@ -237,8 +237,9 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         workers = min(profile.concurrency.max_workers, usable)
         w_reason = f"min(profile max_workers {profile.concurrency.max_workers}, {usable} usable CPUs)"
     else:
-        threads_guess = min(profile.threads.per_worker_max, usable)
-        workers = min(usable // threads_guess, profile.concurrency.max_workers)
+        wanted = int(user_threads[0]) if user_threads is not None else profile.threads.per_worker_max
+        threads_guess = max(1, min(wanted, usable))
+        workers = max(1, min(usable // threads_guess, profile.concurrency.max_workers))
         w_reason = (f"{usable} usable CPUs // {threads_guess} threads, at most profile max_workers "
                     f"{profile.concurrency.max_workers}")
     slots = fit(workers)
@@ -308,7 +309,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         if not total.fits:
             warnings.append(f"{total.pool.upper()} budget is over by {format_size(-total.free_bytes)}: "
                             f"the plan needs more than {format_size(total.capacity_bytes)} minus headroom")
-    container = container_spec(facts, profile, ram - ram_headroom, on_gpu, int(prov_port(user)))
+    container = container_spec(facts, profile, ram - ram_headroom, on_gpu, int(_port(user)))
     env, env_prov, env_warnings = build_env(
         facts=facts, profile=profile, user_values=user.values, engine=engine, device=device,
         precision=precision, workers=workers, threads=threads, inter_op=inter_op, max_queue=max_queue,
@@ -330,7 +331,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     )
 
 
-def prov_port(user: _Choices) -> str:
+def _port(user: _Choices) -> str:
     chosen = user.get("TAILOR_PORT")
     return chosen[0] if chosen else variable("TAILOR_PORT").default
 

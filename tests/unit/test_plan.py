@@ -141,6 +141,14 @@ def test_precedence_cli_over_env_over_config() -> None:
     assert reason == "set in user.yaml:2"
 
 
+def test_user_threads_shape_the_derived_workers() -> None:
+    host = facts("cpu-4core-16gb")
+    big = dataclasses.replace(host, cpu=dataclasses.replace(host.cpu, effective_cpus=16))
+    plan = plan_for(big, overrides={"threads": "2"})
+    assert (plan.workers, plan.threads) == (8, 2)
+    assert source(plan, "threads") == "cli" and source(plan, "workers") == "derived"
+
+
 def test_user_threads_beyond_cpus_are_clamped_with_a_warning() -> None:
     plan = plan_for(facts("cpu-4core-16gb"), overrides={"workers": "2", "threads": "8"})
     assert plan.workers * plan.threads <= 4
