@@ -44,6 +44,9 @@ _TEMPLATES = {
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/=+@%-]*$")
 _ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _USER_SOURCES = ("cli", "env", "config")
+# The planner preloads jemalloc/tcmalloc when the facts' host has it; the runtime images built
+# from templates/docker/ install none, so container targets leave these out.
+_HOST_ALLOCATOR_VARIABLES = ("LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,12 @@ def runtime_env(plan: Plan, target: str, options: RenderOptions) -> tuple[dict[s
             env["TAILOR_HOST"] = "0.0.0.0" if options.public else "127.0.0.1"
             notes["TAILOR_HOST"] = ("render: --public binds every interface" if options.public
                                     else "render: loopback only (pass --public to listen on every interface)")
+    if target == "container":
+        for name in _HOST_ALLOCATOR_VARIABLES:
+            if name in env and not _user_set(plan, name):
+                del env[name]
+                notes[name] = (f"render: {name} left out: the runtime images ship no malloc replacement "
+                               "(it applies to the process backend only)")
     for name, value in env.items():
         if not _SAFE_VALUE.match(value):
             raise RenderError(f"variable {name} has a value with characters an env file cannot carry safely",
@@ -110,6 +119,8 @@ def _env_context(plan: Plan, env_notes: tuple[dict[str, str], dict[str, str]], t
         p = sources.get(name)
         note = notes.get(name) or (f"{p.source}: {p.reason}" if p is not None else "set by the plan")
         lines.append({"comment": f"# {note}".replace("\n", " "), "assignment": f"{name}={value}"})
+    for name in sorted(set(notes) - set(env)):
+        lines.append({"comment": f"# {notes[name]}", "assignment": ""})
     return {"title": title, "version": __version__, "profile": plan.profile, "lines": lines}
 
 

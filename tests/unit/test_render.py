@@ -81,9 +81,14 @@ def test_outputs_parse_back_and_match_the_plan(machine: str) -> None:
     for text in (files[".env"], files["tailor-runtime.env"]):
         Settings.from_environ(parse_env_text(text))  # the runtime accepts every value
     assert env["TAILOR_HOST"] == "0.0.0.0"  # reachable through the published loopback port
+    # Containers leave out the host's malloc preload (the images ship none); the host unit keeps it.
+    left_out = {"TAILOR_HOST", "LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE"}
     assert {k: v for k, v in env.items() if k != "TAILOR_HOST"} == {
+        k: v for k, v in plan.env.items() if k not in left_out}
+    host_env = parse_env_text(files["tailor-runtime.env"])
+    assert host_env["TAILOR_HOST"] == "127.0.0.1"
+    assert {k: v for k, v in host_env.items() if k != "TAILOR_HOST"} == {
         k: v for k, v in plan.env.items() if k != "TAILOR_HOST"}
-    assert parse_env_text(files["tailor-runtime.env"])["TAILOR_HOST"] == "127.0.0.1"
     deployment, service = yaml.safe_load_all(files["k8s.yaml"])
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -122,6 +127,17 @@ def test_port_and_user_host_flow_into_every_file() -> None:
     assert service["ports"] == ["127.0.0.1:9123:9123"]
     assert parse_env_text(files["tailor-runtime.env"])["TAILOR_HOST"] == "0.0.0.0"  # the user's choice stays
     assert "--port\", \"9123\"" in files["docker-compose.yml"]
+
+
+def test_container_env_leaves_out_the_host_allocator_unless_the_user_set_it() -> None:
+    plan = plan_for("rtx3060-16gb")
+    assert "LD_PRELOAD" in plan.env
+    files = render(plan, ["compose", "k8s"])
+    assert "LD_PRELOAD" not in parse_env_text(files[".env"])
+    assert "# render: LD_PRELOAD left out" in files[".env"]
+    assert "LD_PRELOAD" not in files["k8s.yaml"]
+    mine = plan_for("rtx3060-16gb", overrides={"LD_PRELOAD": "/opt/lib/libjemalloc.so.2"})
+    assert parse_env_text(render(mine, ["env"])[".env"])["LD_PRELOAD"] == "/opt/lib/libjemalloc.so.2"
 
 
 def test_formats_select_files() -> None:
