@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -51,6 +52,9 @@ def daemon_status(environ: Mapping[str, str]) -> DaemonStatus:
 
 def _try_connect(environ: Mapping[str, str]) -> tuple[DaemonStatus, docker.DockerClient | None]:
     where = environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if where.startswith("unix://") and not Path(where[len("unix://"):]).exists():
+        # Checked first: the SDK leaks a socket object when connecting to a missing path.
+        return DaemonStatus(False, f"no Docker daemon: no socket at {where}"), None
     try:
         client = docker.DockerClient.from_env(environment=dict(environ), timeout=30)
     except docker.errors.DockerException as exc:

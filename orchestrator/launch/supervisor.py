@@ -72,6 +72,8 @@ class Policy:
     poll_interval_s: float = 0.5
     startup_budget_s: float = 300.0
     """Time from start to ready before the start-up counts as stalled (model load + warm-up)."""
+    health_interval_s: float = 2.0
+    """Seconds between readiness checks once RUNNING (while STARTING, every poll)."""
     health_failures_to_restart: int = 3
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 30.0
@@ -142,6 +144,7 @@ class Supervisor:
         self.last_exit_reason = ""
         self.last_log_lines: tuple[str, ...] = ()
         self._started_mono = 0.0
+        self._last_health_mono: float | None = None
         self._started_wall: float | None = None
         self._ready_mono: float | None = None
         self._health_failures = 0
@@ -263,6 +266,8 @@ class Supervisor:
         if (self._consecutive_failures and self._ready_mono is not None
                 and now - self._ready_mono >= self.policy.stable_after_s):
             self._consecutive_failures = 0
+        if self._last_health_mono is not None and now - self._last_health_mono < self.policy.health_interval_s:
+            return
         health = self._check_health()
         if health.ok:
             self._health_failures = 0
@@ -276,6 +281,7 @@ class Supervisor:
 
     def _check_health(self) -> HealthResult:
         result = self._health(self.spec)
+        self._last_health_mono = self._clock.monotonic()
         self.last_health_at_s = self._clock.time()
         text = ("ok: " if result.ok else "failed: ") + result.detail
         if text != self.last_health:

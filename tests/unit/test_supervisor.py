@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field, replace
 
@@ -195,9 +196,23 @@ def test_failures_spread_over_time_are_not_a_crash_loop() -> None:
     assert sup.restarts == 8
 
 
+def test_health_is_checked_every_interval_once_running() -> None:
+    w = World()
+    calls: list[float] = []
+    sup = Supervisor(SPEC, w.factory, lambda s: calls.append(w.clock.now) or HealthResult(True, "ok"),
+                     clock=w.clock, policy=Policy(poll_interval_s=0.5, health_interval_s=2.0))
+    sup.start()
+    sup.tick()  # STARTING: checks at once
+    assert sup.state is State.RUNNING
+    w.advance(sup, 10.0)
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert gaps and all(abs(g - 2.0) < 1e-9 for g in gaps[1:]), gaps
+    assert len(calls) in (5, 6)
+
+
 def test_consecutive_failed_health_checks_restart() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(health_failures_to_restart=3))
+    sup = w.supervisor(policy=Policy(health_failures_to_restart=3, health_interval_s=0))
     sup.start()
     sup.tick()
     w.healthy = False
@@ -212,7 +227,7 @@ def test_consecutive_failed_health_checks_restart() -> None:
 
 def test_one_failed_health_check_is_forgiven() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(health_failures_to_restart=2))
+    sup = w.supervisor(policy=Policy(health_failures_to_restart=2, health_interval_s=0))
     sup.start()
     sup.tick()
     for healthy in (False, True, False, True):
