@@ -59,11 +59,12 @@ class ResBlockPairs(nn.Module):
             for _ in dilations
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        for c1, c2 in zip(self.convs1, self.convs2, strict=True):
-            y = _conv(c1, _masked(F.leaky_relu(x, SLOPE), mask))
-            y = _conv(c2, _masked(F.leaky_relu(y, SLOPE), mask))
-            x = x + y
+    def forward(self, x: torch.Tensor, act: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``act`` is ``leaky_relu(x)`` (masked), shared by all blocks of a stage."""
+        for i, (c1, c2) in enumerate(zip(self.convs1, self.convs2, strict=True)):
+            y = _conv(c1, act if i == 0 else _masked(F.leaky_relu(x, SLOPE), mask))
+            y = _conv(c2, _masked(F.leaky_relu_(y, SLOPE), mask))
+            x = y.add_(x)  # y is fresh; x may be the stage input other blocks still read
         return x
 
 
@@ -77,9 +78,11 @@ class ResBlockSingles(nn.Module):
             for d in dilations
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        for conv in self.convs:
-            x = x + _conv(conv, _masked(F.leaky_relu(x, SLOPE), mask))
+    def forward(self, x: torch.Tensor, act: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``act`` is ``leaky_relu(x)`` (masked), shared by all blocks of a stage."""
+        for i, conv in enumerate(self.convs):
+            y = _conv(conv, act if i == 0 else _masked(F.leaky_relu(x, SLOPE), mask))
+            x = y.add_(x)  # y is fresh; x may be the stage input other blocks still read
         return x
 
 
@@ -133,17 +136,19 @@ class Generator(nn.Module):
         if mask is not None:
             mask = mask.to(self.stage_dtype)
         lengths = frame_lengths
+        # Activations are fresh tensors at every step below, so in-place ops save allocations.
         for i, up in enumerate(self.ups):
-            x = _conv_transpose(up, _masked(F.leaky_relu(x, SLOPE), mask))
+            x = _conv_transpose(up, _masked(F.leaky_relu_(x, SLOPE), mask))
             if lengths is not None:
                 lengths = lengths * self.strides[i]
                 mask = _length_mask(lengths, x.shape[3], self.stage_dtype)
+            act = _masked(F.leaky_relu(x, SLOPE), mask)
             blocks = self.resblocks[i * self.kernels_per_up : (i + 1) * self.kernels_per_up]
-            total = blocks[0](x, mask)
+            total = blocks[0](x, act, mask)
             for blk in blocks[1:]:
-                total = total + blk(x, mask)
-            x = total / self.kernels_per_up
-        x = _conv(self.conv_post, _masked(F.leaky_relu(x), mask).float())
+                total.add_(blk(x, act, mask))
+            x = total.div_(self.kernels_per_up)
+        x = _conv(self.conv_post, _masked(F.leaky_relu_(x), mask).float())
         return torch.tanh(x).squeeze(2)
 
 
