@@ -20,6 +20,7 @@ from orchestrator.errors import LaunchError, PlanError, UsageError
 from orchestrator.facts import HostFacts
 from orchestrator.launch.http_client import check_ready
 from orchestrator.launch.process_backend import LOG_FILE, ProcessRunner
+from orchestrator.launch.rendered import spec_from_rendered_dir
 from orchestrator.launch.runner import Runner
 from orchestrator.launch.spec import PLAN_FILE, LaunchSpec, load_plan_file, spec_from_plan_dict
 from orchestrator.launch.state import DeploymentState, process_start_time, write_state
@@ -33,9 +34,9 @@ BACKENDS = ("auto", "docker", "process")
 
 @dataclass(frozen=True)
 class Prepared:
-    plan: dict[str, Any]
-    """The plan's JSON form."""
-    facts: HostFacts
+    plan: dict[str, Any] | None
+    """The plan's JSON form; None for a directory rendered without plan.json."""
+    facts: HostFacts | None
     spec: LaunchSpec
     directory: Path
     """The deployment directory (plan.json, facts.json, rendered configs)."""
@@ -88,6 +89,13 @@ def _write_json(path: Path, data: Any) -> None:
 
 def load_deployment(directory: Path, *, port: int | None = None, notes: tuple[str, ...] = ()) -> Prepared:
     """Read a deployment directory written by ``deploy auto`` / ``deploy render --out``."""
+    if not (directory / PLAN_FILE).is_file():
+        spec = spec_from_rendered_dir(directory)
+        if port is not None and port != spec.port:
+            spec = spec.with_port(port)
+        return Prepared(plan=None, facts=None, spec=spec, directory=directory,
+                        notes=(*notes, f"no {PLAN_FILE} in {directory}: launching from docker-compose.yml + .env; "
+                               "an OOM kill cannot be stepped down"))
     plan = load_plan_file(directory)
     spec = spec_from_plan_dict(plan, source=str(directory / PLAN_FILE))
     if port is not None and port != spec.port:
@@ -125,7 +133,8 @@ def step_down_function(prepared: Prepared, log: Callable[[str], None]) -> Callab
     profiles = load_profiles()
 
     def down(spec: LaunchSpec) -> tuple[LaunchSpec, str] | None:
-        if spec.plan is None:
+        if spec.plan is None or prepared.facts is None:
+            log("step-down impossible: no plan.json and facts.json in the deployment directory")
             return None
         try:
             smaller = step_down(Plan.from_dict(spec.plan), prepared.facts, profiles)

@@ -161,3 +161,20 @@ def test_up_from_a_directory_without_plan_is_a_clear_error(tmp_path: Path) -> No
     res = deploy("up", str(tmp_path), "--backend", "process", "--state-dir", str(tmp_path / "s"))
     assert res.returncode == 1
     assert "is not a rendered deployment" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_up_from_deploy_render_output(state_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    out = tmp_path / "rendered"
+    res = deploy("render", "--port", str(port), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert not (out / "plan.json").exists()
+    up = deploy("up", str(out), "--backend", "process", "--detach", "--state-dir", str(state_dir))
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert "launching from docker-compose.yml + .env" in up.stderr
+    state = read_state(state_dir)
+    assert state.state == "RUNNING" and state.url == f"http://127.0.0.1:{port}"
+    conns = [c for c in psutil.Process(int(state.runner_id)).net_connections(kind="tcp")
+             if c.status == psutil.CONN_LISTEN]
+    assert [c.laddr.ip for c in conns] == ["127.0.0.1"]  # the compose .env's 0.0.0.0 is not used on the host
+    assert deploy("down", "--state-dir", str(state_dir)).returncode == 0
