@@ -113,7 +113,7 @@ class TorchEngine:
 
     def _compile_generator(self) -> None:
         try:
-            self._model.dec = self._torch.compile(self._model.dec, dynamic=True)
+            self._model.dec = self._torch.compile(self._model.dec, dynamic=True)  # type: ignore[assignment]
             self.compiled = True
         except Exception as exc:  # compile support depends on the platform's toolchain
             _LOG.warning("torch.compile unavailable, running eagerly: %s", exc)

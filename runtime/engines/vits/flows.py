@@ -45,13 +45,13 @@ class MeanOnlyCoupling(nn.Module):
 
     def __init__(self, channels: int, hidden: int, kernel_size: int, dilations: tuple[int, ...]) -> None:
         super().__init__()
-        self.half = channels // 2
-        self.pre = nn.Conv1d(self.half, hidden, 1)
+        self.half_channels = channels // 2  # not `half`: nn.Module.half() exists
+        self.pre = nn.Conv1d(self.half_channels, hidden, 1)
         self.enc = WaveNetStack(hidden, kernel_size, dilations)
-        self.post = nn.Conv1d(hidden, self.half, 1)
+        self.post = nn.Conv1d(hidden, self.half_channels, 1)
 
     def reverse(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x0, x1 = x[:, : self.half], x[:, self.half :]
+        x0, x1 = x[:, : self.half_channels], x[:, self.half_channels :]
         h = self.enc(self.pre(x0) * mask, mask)
         shift = self.post(h) * mask
         return torch.cat([x0, (x1 - shift) * mask], dim=1)

@@ -27,14 +27,18 @@ def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return x if mask is None else x * mask
 
 
-def _conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+def _conv(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Apply a Conv1d whose weight was made 4-D by :func:`_to_channels_last`."""
+    conv = module
+    assert isinstance(conv, nn.Conv1d)
     padding = conv.padding[0]
     assert isinstance(padding, int)
     return F.conv2d(x, conv.weight, conv.bias, (1, conv.stride[0]), (0, padding), (1, conv.dilation[0]))
 
 
-def _conv_transpose(conv: nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
+def _conv_transpose(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    conv = module
+    assert isinstance(conv, nn.ConvTranspose1d)
     padding = conv.padding[0]
     assert isinstance(padding, int)
     return F.conv_transpose2d(x, conv.weight, conv.bias, (1, conv.stride[0]), (0, padding))

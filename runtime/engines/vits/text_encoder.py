@@ -63,7 +63,8 @@ class RelativeSelfAttention(nn.Module):
         out = torch.matmul(p, v)
         banded = torch.gather(F.pad(p, (w, w)), 3, band_index.expand(b, h, t, 2 * w + 1))
         out = out + torch.matmul(banded, self.emb_rel_v)
-        return self.conv_o(out.transpose(2, 3).reshape(b, c, t))
+        result: torch.Tensor = self.conv_o(out.transpose(2, 3).reshape(b, c, t))
+        return result
 
 
 class FeedForward(nn.Module):
@@ -74,7 +75,8 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.conv_1(x * mask))
-        return self.conv_2(y * mask) * mask
+        result: torch.Tensor = self.conv_2(y * mask) * mask
+        return result
 
 
 class RelativeTransformer(nn.Module):
