@@ -195,6 +195,24 @@ def bench_cuda(rounds: int) -> dict[str, object]:
         engine.close()
         del engine
         torch.cuda.empty_cache()
+    # torch.compile of the generator (the engine honours TAILOR_TORCH_COMPILE on CUDA only).
+    items = [SynthesisItem(ids[i % len(ids)]) for i in range(8)]
+    for compiled in (False, True):
+        engine = make_engine("torch", 1, device="cuda", precision="fp16", cudnn_benchmark=True,
+                             torch_compile=compiled)
+        t0 = time.perf_counter()
+        engine.synthesize_batch(items)
+        first_call_s = time.perf_counter() - t0
+        torch.cuda.synchronize()
+        samples, t0 = 0, time.perf_counter()
+        for _ in range(rounds):
+            samples += sum(a.size for a in engine.synthesize_batch(items))
+        torch.cuda.synchronize()
+        results[f"fp16_batch8_compile_{compiled}"] = {
+            "audio_s_per_s": samples / 22050 / (time.perf_counter() - t0),
+            "first_call_s": first_call_s,
+        }
+        engine.close()
     results["load_memory_cuda_fp32_kib"] = load_memory("torch", device="cuda")
     return results
 

@@ -112,6 +112,15 @@ class TorchEngine:
             self._compile_generator()
 
     def _compile_generator(self) -> None:
+        """``torch.compile`` the generator (the bulk of the work), on CUDA only.
+
+        On CPU it stays eager: measured with torch 2.13 on the default voice, the compiled
+        generator ran at 0.9-1.05x the eager one (channels-last eager convs are already oneDNN
+        calls) after a 15-35 s compile, so it would only slow start-up.
+        """
+        if self.device != "cuda":
+            _LOG.warning("TAILOR_TORCH_COMPILE ignored on CPU: measured no faster than eager")
+            return
         try:
             self._model.dec = self._torch.compile(self._model.dec, dynamic=True)  # type: ignore[assignment]
             self.compiled = True

@@ -144,3 +144,31 @@ def test_cuda_matches_onnxruntime(
             assert relative_l2(audio, run_onnx(onnx_session, ids)) <= tolerance
     finally:
         engine.close()
+
+
+@pytest.mark.gpu
+def test_cuda_compiled_generator_matches_onnxruntime(
+    model_path: Path, onnx_session: Any, phoneme_ids: list[list[int]]
+) -> None:
+    if not _cuda_available():
+        pytest.skip("torch sees no CUDA device")
+    engine = create_engine("torch", model_path, 22050,
+                           EngineOptions(device="cuda", precision="fp16", torch_compile=True))
+    try:
+        assert engine.compiled
+        for ids in phoneme_ids[:3]:
+            expected = run_onnx(onnx_session, ids)
+            actual = engine.synthesize(quiet(ids))
+            assert actual.shape == expected.shape
+            assert relative_l2(actual, expected) <= 2e-2
+    finally:
+        engine.close()
+
+
+def test_compile_request_is_ignored_on_cpu(model_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    engine = create_engine("torch", model_path, 22050, EngineOptions(torch_compile=True))
+    try:
+        assert not engine.compiled
+        assert "TAILOR_TORCH_COMPILE ignored on CPU" in caplog.text
+    finally:
+        engine.close()
