@@ -8,6 +8,7 @@ and ``supervisor.log``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -164,7 +165,17 @@ def runner_factory(backend: str, state_dir: Path, environ: Mapping[str, str]) ->
 def make_supervisor(prepared: Prepared, backend: str, backend_reason: str, state_dir: Path,
                     environ: Mapping[str, str], log: Callable[[str], None], *,
                     policy: Policy | None = None) -> Supervisor:
-    """A supervisor whose every change is written to ``state_dir/state.json``."""
+    """A supervisor whose every change is written to ``state_dir/state.json``.
+
+    The stop grace is the runtime's own drain time (TAILOR_SHUTDOWN_GRACE_S) plus 5 s, so a
+    clean stop lets in-flight requests finish before SIGKILL.
+    """
+    policy = policy or Policy()
+    try:
+        drain_s = float(prepared.spec.env_map.get("TAILOR_SHUTDOWN_GRACE_S", "20"))
+    except ValueError:
+        drain_s = 20.0
+    policy = dataclasses.replace(policy, stop_grace_s=max(policy.stop_grace_s, drain_s + 5.0))
     pid = os.getpid()
     started = process_start_time(pid) or 0.0
     log_path = str(state_dir / LOG_FILE) if backend == "process" else ""

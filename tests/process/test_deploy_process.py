@@ -178,3 +178,26 @@ def test_up_from_deploy_render_output(state_dir: Path, tmp_path: Path) -> None:
              if c.status == psutil.CONN_LISTEN]
     assert [c.laddr.ip for c in conns] == ["127.0.0.1"]  # the compose .env's 0.0.0.0 is not used on the host
     assert deploy("down", "--state-dir", str(state_dir)).returncode == 0
+
+
+def test_oom_kill_is_detected_and_stepped_down(state_dir: Path) -> None:
+    from orchestrator.launch.deployment import plan_deployment
+
+    port = free_port()
+    prepared = plan_deployment(state_dir, {"TAILOR_WORKERS": "2", "TAILOR_THREADS_PER_WORKER": "1"},
+                               facts_file=None, profile="cpu-only", port=port)
+    assert prepared.plan is not None and prepared.plan["workers"] == 2
+    plan_path = prepared.directory / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan["container"]["memory_limit_bytes"] = 200 * 1024 * 1024  # two voices do not fit
+    plan_path.write_text(json.dumps(plan))
+    res = deploy("up", str(prepared.directory), "--backend", "process", "--detach", "--state-dir", str(state_dir))
+    assert res.returncode == 0, res.stderr + res.stdout
+    state = read_state(state_dir)
+    assert state.state == "RUNNING" and state.step_downs == ("OOM step-down: workers 2 -> 1",)
+    (oom,) = [t for t in state.transitions if t.to_state == "BACKOFF"]
+    # As root with a writable memory cgroup the kernel kills it; otherwise the RSS watchdog does.
+    assert ("OOM-killed by the kernel in its memory cgroup (200 MB limit)" in oom.reason
+            or "over the plan's memory budget 200 MB (killed by the RSS watchdog)" in oom.reason), oom.reason
+    assert psutil.Process(int(state.runner_id)).environ()["TAILOR_WORKERS"] == "1"
+    assert deploy("down", "--state-dir", str(state_dir)).returncode == 0
