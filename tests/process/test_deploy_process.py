@@ -201,3 +201,26 @@ def test_oom_kill_is_detected_and_stepped_down(state_dir: Path) -> None:
             or "over the plan's memory budget 200 MB (killed by the RSS watchdog)" in oom.reason), oom.reason
     assert psutil.Process(int(state.runner_id)).environ()["TAILOR_WORKERS"] == "1"
     assert deploy("down", "--state-dir", str(state_dir)).returncode == 0
+
+
+def test_logs_follow_prints_new_lines(state_dir: Path) -> None:
+    port = free_port()
+    assert deploy("auto", "--backend", "process", "--port", str(port), "--detach",
+                  "--state-dir", str(state_dir)).returncode == 0
+    follower = subprocess.Popen([sys.executable, "-m", "orchestrator", "logs", "-f", "-n", "0",
+                                 "--state-dir", str(state_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        os.kill(int(read_state(state_dir).runner_id), signal.SIGKILL)  # the restart writes new lines
+        wait_for(lambda: (s := state_or_none(state_dir)) and s.restarts == 1 and s.state == "RUNNING", 60, "restart")
+        time.sleep(1.0)
+        follower.send_signal(signal.SIGINT)
+        out, _ = follower.communicate(timeout=20)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    lines = out.splitlines()
+    assert len([ln for ln in lines if ln.startswith("--- ") and "starting:" in ln]) == 1, out  # -n 0: new lines only
+    assert any("ready: onnx:" in ln for ln in lines), out
+    assert deploy("down", "--state-dir", str(state_dir)).returncode == 0
