@@ -243,9 +243,10 @@ def create_app(
                 encoder.abort()
                 await release()
 
-            stream = _stream_bytes(first, generator, encoder)
+            failures: list[ApiError] = []
+            stream = _stream_bytes(first, generator, encoder, failures)
             if body.stream_format == "sse":
-                return _sse_response(_sse_events(stream, len(text), encoder), close)
+                return _sse_response(_sse_events(stream, len(text), failures), close)
             return _ClosingStream(stream, close, media_type=MEDIA_TYPES[fmt],
                                   headers={"X-Tailor-Sample-Rate": str(encoder.output_rate_hz)})
         except StopAsyncIteration:
@@ -283,14 +284,23 @@ async def _timed(service: SpeechService, blocks: AsyncIterator[Any], started: fl
         await blocks.aclose()  # type: ignore[attr-defined]
 
 
-async def _stream_bytes(first: Any, rest: AsyncIterator[Any], encoder: StreamEncoder) -> AsyncIterator[bytes]:
+async def _stream_bytes(
+    first: Any, rest: AsyncIterator[Any], encoder: StreamEncoder, failures: list[ApiError]
+) -> AsyncIterator[bytes]:
+    """Encoded audio, block by block. A failure after the first block (timeout, every engine
+    failing) cannot change the status any more: it is logged, recorded in ``failures`` and the
+    stream ends cleanly (the encoder is finished, so the audio sent so far stays decodable)."""
     data = await anyio.to_thread.run_sync(encoder.feed, first)
     if data:
         yield data
-    async for block in rest:
-        data = await anyio.to_thread.run_sync(encoder.feed, block)
-        if data:
-            yield data
+    try:
+        async for block in rest:
+            data = await anyio.to_thread.run_sync(encoder.feed, block)
+            if data:
+                yield data
+    except ApiError as exc:
+        _LOG.warning("stream cut short after the first audio: %s", exc.message)
+        failures.append(exc)
     tail = await anyio.to_thread.run_sync(encoder.finish)
     if tail:
         yield tail
@@ -300,11 +310,14 @@ def _sse_event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
-async def _sse_events(stream: AsyncIterator[bytes], characters: int, encoder: StreamEncoder) -> AsyncIterator[bytes]:
+async def _sse_events(stream: AsyncIterator[bytes], characters: int, failures: list[ApiError]) -> AsyncIterator[bytes]:
     samples_bytes = 0
     async for data in stream:
         samples_bytes += len(data)
         yield _sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    if failures:
+        yield _sse_event({"type": "error", **failures[0].body()})
+        return
     yield _sse_event({"type": "speech.audio.done",
                       "usage": {"input_characters": characters, "output_bytes": samples_bytes}})
 

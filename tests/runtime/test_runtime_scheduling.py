@@ -115,6 +115,25 @@ def test_timeout_is_504_and_the_worker_survives(real_engine: object) -> None:
         assert client.post(SPEECH, json={"input": "Next.", "response_format": "pcm"}).status_code == 200
 
 
+def test_timeout_after_first_audio_ends_the_stream_cleanly(real_engine: object) -> None:
+    import json
+
+    env = {"TAILOR_REQUEST_TIMEOUT_S": "1.5", "TAILOR_CACHE_BYTES": "0", "TAILOR_WORKERS": "1"}
+    with control_app(real_engine, env) as (client, engines):
+        engine = engines["onnx"]
+        engine.gate.clear()
+        engine.free_calls = 1
+        response = client.post(SPEECH, json={"input": "First part. Second part. Third part.",
+                                             "response_format": "pcm", "stream_format": "sse"})
+        assert response.status_code == 200
+        events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+        assert [e["type"] for e in events] == ["speech.audio.delta", "error"]
+        assert events[-1]["error"]["code"] == "timeout"
+        engine.gate.set()
+        engine.free_calls = None
+        assert client.get("/readyz").json()["in_flight"] == 0
+
+
 def test_batching_groups_concurrent_sentences_with_their_own_speed(real_engine: object) -> None:
     env = {"TAILOR_BATCHING": "true", "TAILOR_BATCH_WINDOW_MS": "300", "TAILOR_MAX_BATCH_SIZE": "4",
            "TAILOR_WORKERS": "1", "TAILOR_CACHE_BYTES": "0"}
