@@ -31,6 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+# The torch engine sets this itself when it is the first to import torch (as in the server); this
+# script imports torch before creating engines, so it sets it the same way up front.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 

@@ -100,3 +100,28 @@ def test_tensors_that_do_not_fit_are_listed(model_path: Path, tmp_path: Path) ->
     assert "missing: flow.flows.2.post.weight" in message
     assert "wrong shape: dp.pre.bias (file (7,), model (192,))" in message
     assert "TAILOR_ENGINE=onnx" in message
+
+
+def test_engine_asks_openmp_for_passive_waits_when_it_imports_torch(model_path: Path) -> None:
+    """Spinning OpenMP workers are 2.5-4x slower on a shared host; the engine opts out unless the
+    user set OMP_WAIT_POLICY themselves."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from runtime.engines import EngineOptions, create_engine\n"
+        "assert 'torch' not in sys.modules\n"
+        f"create_engine('torch', Path({str(model_path)!r}), 22050, EngineOptions(intra_op_threads=2))\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2], check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2], check=True)
+    assert out.stdout.strip() == "ACTIVE"
