@@ -16,6 +16,7 @@ import docker
 import pytest
 
 from orchestrator.launch import image
+from orchestrator.launch.docker_backend import daemon_status
 
 WHEELHOUSE_CACHE = Path.home() / ".cache" / "tailor-ci" / "wheelhouse-cp311"
 
@@ -28,11 +29,10 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def docker_client():
-    try:
-        client = docker.from_env(timeout=60)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        _unavailable(f"no Docker daemon answers ({exc}); source scripts/docker-test-env.sh and run tailor_docker_start")
+    status = daemon_status(os.environ)  # checks the socket path first: the SDK leaks a socket on a missing one
+    if not status.reachable:
+        _unavailable(f"{status.reason}; source scripts/docker-test-env.sh and run tailor_docker_start")
+    client = docker.from_env(timeout=60)
     yield client
     client.close()
 
