@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -171,7 +171,7 @@ def create_app(
 
     @app.get("/v1/audio/voices", summary="Voices and the OpenAI names that alias the default.")
     async def voices() -> dict[str, Any]:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name, files in sorted(service.catalog.items()):
             try:
                 info = service.chain.voice_info(name)
@@ -272,7 +272,7 @@ def create_app(
     return app
 
 
-async def _timed(service: SpeechService, blocks: AsyncIterator[Any], started: float) -> AsyncIterator[Any]:
+async def _timed(service: SpeechService, blocks: AsyncGenerator[Any, None], started: float) -> AsyncGenerator[Any, None]:
     first = True
     try:
         async for block in blocks:
@@ -281,7 +281,7 @@ async def _timed(service: SpeechService, blocks: AsyncIterator[Any], started: fl
                 first = False
             yield block
     finally:
-        await blocks.aclose()  # type: ignore[attr-defined]
+        await blocks.aclose()
 
 
 async def _stream_bytes(

@@ -55,13 +55,15 @@ def output_rate_hz(fmt: str, sample_rate_hz: int) -> int:
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    pcm: np.ndarray = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    return pcm
 
 
 def resample(samples: np.ndarray, from_hz: int, to_hz: int, half_taps: int = 16) -> np.ndarray:
     """Band-limited resampling with a Hann-windowed sinc kernel (``half_taps`` each side)."""
     if from_hz == to_hz or samples.size == 0:
-        return samples.astype(np.float32, copy=False)
+        unchanged: np.ndarray = samples.astype(np.float32, copy=False)
+        return unchanged
     n_out = round(samples.size * to_hz / from_hz)
     positions = np.arange(n_out, dtype=np.float64) * (from_hz / to_hz)
     cutoff = min(1.0, to_hz / from_hz)

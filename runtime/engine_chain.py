@@ -205,8 +205,9 @@ class EngineChain:
                 if any(len(item.phoneme_ids) == 0 for item in items):
                     raise ValueError("text has no phonemes in this voice")
                 engine = loaded.engines[worker % len(loaded.engines)]
-                raw = engine.synthesize(items[0]) if len(items) == 1 else engine.synthesize_batch(items)
-                audio = [raw] if len(items) == 1 else list(raw)
+                audio: list[np.ndarray] = (
+                    [engine.synthesize(items[0])] if len(items) == 1 else list(engine.synthesize_batch(items))
+                )
                 if len(audio) != len(items):
                     raise ValueError(f"engine returned {len(audio)} arrays for {len(items)} items")
             except Exception as exc:
@@ -265,4 +266,5 @@ def _normalize(audio: np.ndarray) -> np.ndarray:
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
     if peak < 1e-8:
         return np.zeros_like(samples)
-    return np.clip(samples / peak, -1.0, 1.0)
+    normalized: np.ndarray = np.clip(samples / peak, -1.0, 1.0)
+    return normalized

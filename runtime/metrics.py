@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 LabelValues = tuple[str, ...]
 
@@ -144,11 +145,14 @@ class Histogram(_Metric):
         return lines
 
 
+M = TypeVar("M", bound=_Metric)
+
+
 class Registry:
     def __init__(self) -> None:
         self._metrics: list[_Metric] = []
 
-    def add(self, metric: _Metric) -> _Metric:
+    def add(self, metric: M) -> M:
         self._metrics.append(metric)
         return metric
 
