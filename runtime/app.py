@@ -34,7 +34,7 @@ from runtime.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMid
 from runtime.schemas import OPENAI_MODELS, SpeechRequest
 from runtime.service import SpeechJob, SpeechService, concatenate
 from runtime.settings import Settings
-from runtime.text import validate_input
+from runtime.text import FIRST_CHUNK_PHONEMES, MAX_PHONEMES_PER_CHUNK, validate_input
 from runtime.voices import OPENAI_VOICES, VoiceFiles, resolve_voice
 
 _LOG = logging.getLogger("tailor.runtime")
@@ -220,7 +220,8 @@ def create_app(
 
         try:
             phonemizer = service.chain.phonemizer(voice.name)
-            chunks = await anyio.to_thread.run_sync(phonemizer.prepare, text)
+            first_limit = FIRST_CHUNK_PHONEMES if body.stream_format is not None else None
+            chunks = await anyio.to_thread.run_sync(phonemizer.prepare, text, MAX_PHONEMES_PER_CHUNK, first_limit)
             if not chunks:
                 raise BadRequest("input has nothing to speak (no pronounceable text)", param="input",
                                  code="empty_input")

@@ -21,6 +21,8 @@ from typing import Any
 from runtime.errors import BadRequest, PayloadTooLarge
 
 MAX_PHONEMES_PER_CHUNK = 300
+FIRST_CHUNK_PHONEMES = 100
+"""Bound of the first chunk of a streamed answer (about 3 s of speech): time to first audio."""
 """Upper bound of phonemes per synthesis call (about 10 s of speech): keeps latency and memory
 per call bounded and stays inside what VITS voices were trained on."""
 
@@ -181,11 +183,22 @@ class Phonemizer:
             return ()
         return tuple(phonemes_to_ids(phonemes, id_map))
 
-    def prepare(self, text: str, limit: int = MAX_PHONEMES_PER_CHUNK) -> list[TextChunk]:
-        """Validated text to bounded chunks with ids; chunks with nothing to speak are dropped."""
+    def prepare(
+        self, text: str, limit: int = MAX_PHONEMES_PER_CHUNK, first_limit: int | None = None
+    ) -> list[TextChunk]:
+        """Validated text to bounded chunks with ids; chunks with nothing to speak are dropped.
+
+        ``first_limit`` bounds only the first chunk (streaming: the first audio comes sooner
+        when a long opening sentence is cut at its first clause or word boundary that fits).
+        """
         chunks: list[TextChunk] = []
-        for sentence in split_sentences(text):
-            for piece in chunk_sentence(sentence, self.count, limit):
+        for index, sentence in enumerate(split_sentences(text)):
+            pieces = chunk_sentence(sentence, self.count, limit)
+            if index == 0 and first_limit is not None and self.count(pieces[0]) > first_limit:
+                head = chunk_sentence(pieces[0], self.count, first_limit)[0]
+                rest = pieces[0][len(head):].strip()
+                pieces = [head, *([rest] if rest else []), *pieces[1:]]
+            for piece in pieces:
                 ids = self.ids(piece)
                 if ids:
                     chunks.append(TextChunk(piece, ids))

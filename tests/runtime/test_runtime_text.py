@@ -108,3 +108,13 @@ def test_prepare_handles_a_token_longer_than_the_bound(phonemizer: Phonemizer) -
 def test_prepare_drops_unspeakable_text(phonemizer: Phonemizer) -> None:
     assert phonemizer.prepare("\u200b") == []
     assert [c.text for c in phonemizer.prepare("One. Two.")] == ["One.", "Two."]
+
+
+def test_first_chunk_can_be_bounded_for_streaming(phonemizer: Phonemizer) -> None:
+    text = ("When the long opening sentence finally begins, with several clauses, it should not "
+            "delay the first audio of a stream. Short one.")
+    whole = phonemizer.prepare(text)
+    streamed = phonemizer.prepare(text, first_limit=40)
+    assert len(whole) == 2 and len(streamed) > 2
+    assert (len(streamed[0].phoneme_ids) - 3) // 2 <= 40
+    assert " ".join(c.text for c in streamed).split() == text.split()
