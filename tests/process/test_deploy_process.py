@@ -224,3 +224,22 @@ def test_logs_follow_prints_new_lines(state_dir: Path) -> None:
     assert len([ln for ln in lines if ln.startswith("--- ") and "starting:" in ln]) == 1, out  # -n 0: new lines only
     assert any("ready: onnx:" in ln for ln in lines), out
     assert deploy("down", "--state-dir", str(state_dir)).returncode == 0
+
+
+def test_crash_loop_goes_fatal_with_the_runtime_error(state_dir: Path) -> None:
+    from orchestrator.launch.deployment import plan_deployment
+
+    prepared = plan_deployment(state_dir, {"TAILOR_VOICE": "no-such-voice"}, facts_file=None, profile="cpu-only",
+                               port=free_port())
+    assert prepared.spec.env_map["TAILOR_VOICE"] == "no-such-voice"
+    t0 = time.monotonic()
+    res = deploy("up", str(prepared.directory), "--backend", "process", "--detach", "--state-dir", str(state_dir))
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 1
+    assert "the runtime is FATAL: crash loop: 6 failures within 120 s" in res.stderr, res.stderr
+    assert "default voice 'no-such-voice' (TAILOR_VOICE) was not found" in res.stderr  # last log lines shown
+    assert "Traceback" not in res.stderr
+    state = read_state(state_dir)
+    assert state.state == "FATAL" and state.restarts == 5
+    assert 25 < elapsed < 120  # backoff 1+2+4+8+16 s (+-20 %) between the six attempts
+    wait_for(lambda: not psutil.pid_exists(state.supervisor_pid), 10, "the supervisor to exit after FATAL")
