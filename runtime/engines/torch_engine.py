@@ -118,7 +118,7 @@ class TorchEngine:
                 torch.backends.cuda.matmul.allow_tf32 = False
             else:
                 model.set_half_precision(getattr(torch, _DTYPES[options.precision]))
-        self._model = model
+        self._model: VitsSynthesizer | None = model
         self.hp = hp
         self.sample_rate = int(sample_rate)
         self.device = options.device
@@ -136,7 +136,7 @@ class TorchEngine:
         generator ran at 0.9-1.05x the eager one (channels-last eager convs are already oneDNN
         calls) after a 15-35 s compile, so it would only slow start-up.
         """
-        if self.device != "cuda":
+        if self.device != "cuda" or self._model is None:
             _LOG.warning("TAILOR_TORCH_COMPILE ignored on CPU: measured no faster than eager")
             return
         try:
@@ -149,6 +149,8 @@ class TorchEngine:
         return self.synthesize_batch([item])[0]
 
     def synthesize_batch(self, items: Sequence[SynthesisItem]) -> list[np.ndarray]:
+        if self._model is None:
+            raise EngineError("the torch engine was closed; create a new one")
         if not items:
             return []
         torch = self._torch
@@ -194,7 +196,7 @@ class TorchEngine:
 
     def close(self) -> None:
         with self._lock:
-            self._model = None  # type: ignore[assignment]
+            self._model = None
             if self.device == "cuda":
                 self._torch.cuda.empty_cache()
 

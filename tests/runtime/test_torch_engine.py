@@ -125,3 +125,10 @@ def test_engine_asks_openmp_for_passive_waits_when_it_imports_torch(model_path: 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
                          cwd=Path(__file__).resolve().parents[2], check=True)
     assert out.stdout.strip() == "ACTIVE"
+
+
+def test_closed_engine_says_so(model_path: Path) -> None:
+    engine = create_engine("torch", model_path, 22050, EngineOptions())
+    engine.close()
+    with pytest.raises(EngineError, match="closed"):
+        engine.synthesize(SynthesisItem(IDS))
