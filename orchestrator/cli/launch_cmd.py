@@ -228,6 +228,14 @@ def _spawn_detached(prepared: dep.Prepared, backend: str, sd: Path) -> None:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True, close_fds=True, cwd=sd.resolve())
     out.info(f"supervisor started in the background (pid {child.pid}); log: {sd / dep.SUPERVISOR_LOG}")
+    try:
+        _wait_detached_ready(child, sd)
+    except KeyboardInterrupt:
+        raise UsageError(f"stopped waiting; the supervisor (pid {child.pid}) keeps running in the background",
+                         "see `deploy status`; `deploy down` stops it") from None
+
+
+def _wait_detached_ready(child: subprocess.Popen[bytes], sd: Path) -> None:
     progress = _Progress()
     deadline = time.monotonic() + Policy().startup_budget_s + 60
     while time.monotonic() < deadline:
