@@ -172,3 +172,25 @@ def test_compile_request_is_ignored_on_cpu(model_path: Path, caplog: pytest.LogC
         assert "TAILOR_TORCH_COMPILE ignored on CPU" in caplog.text
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(("dtype_name", "tolerance"), [("float16", 5e-3), ("bfloat16", 2e-2)])
+def test_half_precision_generator_keeps_length_and_parity(
+    model_path: Path, onnx_session: Any, phoneme_ids: list[list[int]], dtype_name: str, tolerance: float
+) -> None:
+    """The CUDA fp16/bf16 code path (half-precision generator stages, padded batch masks),
+    exercised on CPU so that it is tested on every machine, not only on GPU runners."""
+    import torch
+
+    engine = create_engine("torch", model_path, 22050, EngineOptions())
+    try:
+        engine._model.set_half_precision(getattr(torch, dtype_name))
+        chosen = [phoneme_ids[0], phoneme_ids[2], phoneme_ids[3]]
+        outputs = engine.synthesize_batch([quiet(ids) for ids in chosen])
+        for ids, audio in zip(chosen, outputs, strict=True):
+            expected = run_onnx(onnx_session, ids)
+            assert audio.dtype == np.float32
+            assert audio.shape == expected.shape
+            assert relative_l2(audio, expected) <= tolerance
+    finally:
+        engine.close()
