@@ -13,7 +13,7 @@ from typing import IO, Optional
 import typer
 
 from orchestrator.cli import output as out
-from orchestrator.errors import LaunchError, StateError, SupervisorError, UsageError
+from orchestrator.errors import StateError, SupervisorError, UsageError
 from orchestrator.launch import deployment as dep
 from orchestrator.launch.http_client import synthesize_to
 from orchestrator.launch.process_backend import tail_lines
@@ -24,9 +24,9 @@ from orchestrator.launch.state import (
     stale_reason,
     state_dir_from,
     supervisor_alive,
-    write_state,
 )
 from orchestrator.launch.supervisor import Policy, State, Supervisor
+from orchestrator.launch.teardown import stop_deployment
 
 StateDirOpt = typer.Option(None, "--state-dir", help="Where state.json and logs live (default $TAILOR_STATE_DIR or ./.tailor).")
 BackendOpt = typer.Option("auto", "--backend", help="auto (docker when a daemon answers, else process), docker or process.")
@@ -363,65 +363,8 @@ def down(
 ) -> None:
     """Stop the supervisor, which stops the runtime (SIGTERM, grace, SIGKILL) and removes the container."""
     sd = state_dir_from(state_dir, os.environ)
-    state = read_state(sd)
-    if state.state in ("STOPPED",) and not supervisor_alive(state):
+    final = stop_deployment(sd, os.environ, timeout_s, out.info, out.warn)
+    if final is None:
         out.data(f"nothing to stop: the deployment in {sd} is already STOPPED", markup=False)
         return
-    if supervisor_alive(state):
-        pid = state.supervisor_pid
-        out.info(f"stopping the supervisor (pid {pid})")
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and supervisor_alive(state):
-            time.sleep(0.2)
-        if supervisor_alive(state):
-            out.warn(f"the supervisor did not stop within {timeout_s:.0f} s; killing it and its runtime")
-            os.kill(pid, signal.SIGKILL)
-            _cleanup_runtime(read_state(sd))
-    else:
-        reason = stale_reason(state)
-        if reason:
-            out.warn(reason)
-        _cleanup_runtime(state)
-    final = read_state(sd)
-    if final.state != "STOPPED":
-        import dataclasses
-
-        final = dataclasses.replace(final, state="STOPPED", state_reason="stopped by `deploy down`",
-                                    updated_at_s=time.time())
-        write_state(sd, final)
     out.data(f"stopped: {final.profile} ({final.backend}); last exit: {final.last_exit_reason or '-'}", markup=False)
-
-
-def _cleanup_runtime(state: DeploymentState) -> None:
-    """Remove what a dead supervisor left behind: its runtime process group or container."""
-    if not state.runner_id:
-        return
-    if state.backend == "docker":
-        from orchestrator.launch.docker_backend import connect, remove_container
-
-        try:
-            client = connect(os.environ)
-        except LaunchError as exc:
-            out.warn(f"cannot remove container {state.runner_id}: {exc.message}")
-            return
-        if remove_container(client, state.runner_id):
-            out.info(f"removed container {state.runner_id}")
-        return
-    pid = int(state.runner_id)
-    from orchestrator.launch.state import process_start_time
-
-    started = process_start_time(pid)
-    if started is None or (state.instance_started_at_s and abs(started - state.instance_started_at_s) > 5):
-        return  # gone, or the pid now belongs to something else
-    for sig, wait_s in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and process_start_time(pid) is not None:
-            time.sleep(0.2)
-        if process_start_time(pid) is None:
-            out.info(f"stopped runtime process {pid} ({sig.name})")
-            return
