@@ -60,6 +60,8 @@ class CpuResult:
     onnx_audio_s_per_wall_s: float
     torch_audio_s_per_cpu_s: float
     onnx_audio_s_per_cpu_s: float
+    torch_batched_audio_s_per_cpu_s: float
+    """All sentences in one ``synthesize_batch`` call (padded), for comparison."""
 
     @property
     def wall_ratio(self) -> float:
@@ -104,6 +106,10 @@ def bench_cpu(threads: int, rounds: int) -> CpuResult:
             wall[name] += time.perf_counter() - w0
             cpu[name] += time.process_time() - c0
     audio = {name: produced[name] / 22050 for name in engines}
+    batched_samples, c0 = 0, time.process_time()
+    for _ in range(rounds):
+        batched_samples += sum(a.size for a in engines["torch"].synthesize_batch(items))
+    batched_cpu_s = time.process_time() - c0
     return CpuResult(
         threads=threads,
         rounds=rounds,
@@ -112,6 +118,7 @@ def bench_cpu(threads: int, rounds: int) -> CpuResult:
         onnx_audio_s_per_wall_s=audio["onnx"] / wall["onnx"],
         torch_audio_s_per_cpu_s=audio["torch"] / cpu["torch"],
         onnx_audio_s_per_cpu_s=audio["onnx"] / cpu["onnx"],
+        torch_batched_audio_s_per_cpu_s=batched_samples / 22050 / batched_cpu_s,
     )
 
 
