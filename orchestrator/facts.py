@@ -166,7 +166,8 @@ class HostFacts:
                 f"{source}: schema_version {version!r} is not supported (this tool reads {SCHEMA_VERSION})",
                 "re-record the facts with this version of `deploy probe --json`",
             )
-        return _from_jsonable(cls, data, source, "")
+        facts: HostFacts = _from_jsonable(cls, data, source, "")
+        return facts
 
     @classmethod
     def from_json_file(cls, path: Path) -> HostFacts:
@@ -218,7 +219,7 @@ def _from_jsonable(tp: Any, data: Any, source: str, path: str) -> Any:
                 raise FactsError(f"{source}: field {sub} is missing",
                                  "re-record the facts with `deploy probe --json`")
             kwargs[f.name] = _from_jsonable(hints[f.name], data[f.name], source, sub)
-        return tp(**kwargs)
+        return tp(**kwargs)  # type: ignore[operator]  # tp is a dataclass type here
     if origin is tuple:
         if not isinstance(data, list):
             raise FactsError(f"{where}: expected a list, got {type(data).__name__}",
