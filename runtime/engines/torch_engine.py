@@ -12,13 +12,17 @@ import logging
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from runtime.engines.base import EngineError, EngineOptions, SynthesisItem
+
+if TYPE_CHECKING:
+    from runtime.engines.vits import VitsSynthesizer
 
 _LOG = logging.getLogger("tailor.runtime.torch")
 
@@ -72,9 +76,6 @@ class TorchEngine:
             import torch
         except ImportError as exc:
             raise EngineError(f"the torch engine needs PyTorch: {exc}") from exc
-        from runtime.engines.vits import VitsSynthesizer, read_voice_weights
-        from runtime.engines.vits.hyperparams import derive_hyperparams
-
         self._torch = torch
         model_path = Path(model_path)
         if options.precision not in _DTYPES:
@@ -91,59 +92,20 @@ class TorchEngine:
                 f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); set TAILOR_DEVICE=cpu"
             )
         _configure_threads(torch, options)
+        if options.torch_compile and options.device != "cuda":
+            _LOG.warning("TAILOR_TORCH_COMPILE ignored on CPU: measured no faster than eager")
         if options.device == "cuda":
             torch.backends.cudnn.benchmark = options.cudnn_benchmark
 
-        weights = read_voice_weights(model_path)
-        if "sid" in weights.input_names:
-            raise EngineError(
-                f"{model_path.name} is a multi-speaker voice; the torch engine runs single-speaker "
-                "voices only. Use TAILOR_ENGINE=onnx for this voice."
-            )
-        shapes = {k: tuple(v.shape) for k, v in weights.tensors.items()}
-        hp = derive_hyperparams(shapes, weights.convs, n_speakers=1)
-        with torch.device("meta"):
-            model = VitsSynthesizer(hp)
-        _check_state(model_path.name, model.state_dict(), weights.tensors, weights.unmapped)
-        model.load_state_dict(weights.tensors, strict=True, assign=True)
-        del weights
-        model.eval().requires_grad_(False)
-        model.dec.use_channels_last_kernels()
-        if options.device == "cuda":
-            # Parameters move one by one; each host tensor is freed once its device copy exists.
-            model.to("cuda")
-            if options.precision == "fp32":
-                # fp32 means fp32: cuDNN and cuBLAS would otherwise use TF32 (10-bit mantissa).
-                torch.backends.cudnn.allow_tf32 = False
-                torch.backends.cuda.matmul.allow_tf32 = False
-            else:
-                model.set_half_precision(getattr(torch, _DTYPES[options.precision]))
+        model = _shared_model(torch, model_path, options)
         self._model: VitsSynthesizer | None = model
-        self.hp = hp
+        self.hp = model.hp
         self.sample_rate = int(sample_rate)
         self.device = options.device
         self.precision = options.precision
         self._device = torch.device(options.device)
         self._lock = threading.Lock()
-        self.compiled = False
-        if options.torch_compile:
-            self._compile_generator()
-
-    def _compile_generator(self) -> None:
-        """``torch.compile`` the generator (the bulk of the work), on CUDA only.
-
-        On CPU it stays eager: measured with torch 2.13 on the default voice, the compiled
-        generator ran at 0.9-1.05x the eager one (channels-last eager convs are already oneDNN
-        calls) after a 15-35 s compile, so it would only slow start-up.
-        """
-        if self.device != "cuda" or self._model is None:
-            _LOG.warning("TAILOR_TORCH_COMPILE ignored on CPU: measured no faster than eager")
-            return
-        try:
-            self._model.dec = self._torch.compile(self._model.dec, dynamic=True)  # type: ignore[assignment]
-            self.compiled = True
-        except Exception as exc:  # compile support depends on the platform's toolchain
-            _LOG.warning("torch.compile unavailable, running eagerly: %s", exc)
+        self.compiled = model.generator_compiled
 
     def synthesize(self, item: SynthesisItem) -> np.ndarray:
         return self.synthesize_batch([item])[0]
@@ -199,6 +161,73 @@ class TorchEngine:
             self._model = None
             if self.device == "cuda":
                 self._torch.cuda.empty_cache()
+
+
+_SHARED_MODELS: dict[tuple[object, ...], weakref.ref[VitsSynthesizer]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_model(torch: Any, model_path: Path, options: EngineOptions) -> VitsSynthesizer:
+    """One model per (file, device, precision, compile) in a process, shared by every engine
+    instance (the server makes one per worker): inference never writes to the weights, so
+    workers can run it concurrently, and N workers cost one copy of the weights instead of N.
+    The model lives while some engine holds it."""
+    try:
+        stat = model_path.stat()
+    except OSError as exc:
+        raise EngineError(f"voice model {model_path} does not exist or cannot be read: {exc}") from exc
+    compile_generator = options.torch_compile and options.device == "cuda"
+    key = (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns, options.device, options.precision,
+           compile_generator)
+    with _SHARED_LOCK:
+        ref = _SHARED_MODELS.get(key)
+        model = ref() if ref is not None else None
+        if model is None:
+            model = _build_model(torch, model_path, options, compile_generator)
+            for stale in [k for k, r in _SHARED_MODELS.items() if r() is None]:
+                del _SHARED_MODELS[stale]
+            _SHARED_MODELS[key] = weakref.ref(model)
+        return model
+
+
+def _build_model(torch: Any, model_path: Path, options: EngineOptions, compile_generator: bool) -> VitsSynthesizer:
+    from runtime.engines.vits import VitsSynthesizer, read_voice_weights
+    from runtime.engines.vits.hyperparams import derive_hyperparams
+
+    weights = read_voice_weights(model_path)
+    if "sid" in weights.input_names:
+        raise EngineError(
+            f"{model_path.name} is a multi-speaker voice; the torch engine runs single-speaker "
+            "voices only. Use TAILOR_ENGINE=onnx for this voice."
+        )
+    shapes = {k: tuple(v.shape) for k, v in weights.tensors.items()}
+    hp = derive_hyperparams(shapes, weights.convs, n_speakers=1)
+    with torch.device("meta"):
+        model = VitsSynthesizer(hp)
+    _check_state(model_path.name, model.state_dict(), weights.tensors, weights.unmapped)
+    model.load_state_dict(weights.tensors, strict=True, assign=True)
+    del weights
+    model.eval().requires_grad_(False)
+    model.dec.use_channels_last_kernels()
+    if options.device == "cuda":
+        # Parameters move one by one; each host tensor is freed once its device copy exists.
+        model.to("cuda")
+        if options.precision == "fp32":
+            # fp32 means fp32: cuDNN and cuBLAS would otherwise use TF32 (10-bit mantissa).
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        else:
+            model.set_half_precision(getattr(torch, _DTYPES[options.precision]))
+    if compile_generator:
+        # CUDA only. On CPU it stays eager: measured with torch 2.13 on the default voice, the
+        # compiled generator ran at 0.9-1.05x the eager one (channels-last eager convs are
+        # already oneDNN calls) after a 15-35 s compile, so it would only slow start-up.
+        try:
+            model.dec = torch.compile(model.dec, dynamic=True)
+            model.generator_compiled = True
+        except Exception as exc:  # compile support depends on the platform's toolchain
+            _LOG.warning("torch.compile unavailable, running eagerly: %s", exc)
+    return model
 
 
 def _check_state(voice: str, expected: dict[str, Any], found: dict[str, Any], unmapped: tuple[str, ...]) -> None:

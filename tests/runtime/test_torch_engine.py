@@ -132,3 +132,30 @@ def test_closed_engine_says_so(model_path: Path) -> None:
     engine.close()
     with pytest.raises(EngineError, match="closed"):
         engine.synthesize(SynthesisItem(IDS))
+
+
+def test_engines_of_one_voice_share_one_model(model_path: Path, engine: Any, tmp_path: Path) -> None:
+    """The server makes one engine per worker; the weights must not be loaded once per worker."""
+    import gc
+
+    from runtime.engines import torch_engine
+
+    other = create_engine("torch", model_path, 22050, EngineOptions(intra_op_threads=1, torch_compile=True))
+    assert other._model is engine._model  # compile is ignored on CPU, so it is the same model
+    item = SynthesisItem(IDS, noise_scale=0.0, noise_w=0.0)
+    expected = engine.synthesize(item)
+    other.close()
+    np.testing.assert_array_equal(engine.synthesize(item), expected)  # still usable
+
+    # Another file is another model, freed once its last engine is gone.
+    import shutil
+
+    copy_path = tmp_path / "copy.onnx"
+    shutil.copyfile(model_path, copy_path)
+    alone = create_engine("torch", copy_path, 22050, EngineOptions())
+    assert alone._model is not engine._model
+    key = next(k for k, ref in torch_engine._SHARED_MODELS.items() if ref() is alone._model)
+    alone.close()
+    del alone
+    gc.collect()
+    assert torch_engine._SHARED_MODELS[key]() is None

@@ -180,10 +180,13 @@ def test_half_precision_generator_keeps_length_and_parity(
 ) -> None:
     """The CUDA fp16/bf16 code path (half-precision generator stages, padded batch masks),
     exercised on CPU so that it is tested on every machine, not only on GPU runners."""
+    import copy
+
     import torch
 
     engine = create_engine("torch", model_path, 22050, EngineOptions())
     try:
+        engine._model = copy.deepcopy(engine._model)  # private: engines share models per process
         engine._model.set_half_precision(getattr(torch, dtype_name))
         chosen = [phoneme_ids[0], phoneme_ids[2], phoneme_ids[3]]
         outputs = engine.synthesize_batch([quiet(ids) for ids in chosen])

@@ -91,3 +91,23 @@ def test_speed_parameter_reaches_the_engine(torch_server: LiveServer) -> None:
 
 def test_log_names_the_engine(torch_server: LiveServer) -> None:
     assert "torch" in Path(torch_server.log_path).read_text(errors="replace")
+
+
+def test_two_workers_serve_concurrent_requests(tmp_path: Path) -> None:
+    server = start_server(tmp_path, {"TAILOR_ENGINE": "torch", "TAILOR_WORKERS": "2",
+                                     "TAILOR_THREADS_PER_WORKER": "1", "TAILOR_CACHE_BYTES": "0"})
+    try:
+        url = f"{server.base_url}{SPEECH}"
+        texts = ["One two three.", "Four five six seven.", "Eight nine.", "Ten eleven twelve thirteen."]
+
+        def speak(text: str) -> int:
+            response = httpx.post(url, timeout=120, json={"input": text, "response_format": "wav"})
+            assert response.status_code == 200, response.text
+            samples, _ = decode(response.content)
+            return samples.size
+
+        with concurrent.futures.ThreadPoolExecutor(len(texts)) as pool:
+            sizes = list(pool.map(speak, texts))
+        assert all(size > 22050 // 2 for size in sizes)
+    finally:
+        assert stop_server(server) == 0, server.log()

@@ -39,6 +39,7 @@ class VitsSynthesizer(nn.Module):
         self.dp = StochasticDurationPredictor(hp)
         self.flow = CouplingFlow(hp)
         self.dec = Generator(hp)
+        self.generator_compiled = False
 
     def set_half_precision(self, dtype: torch.dtype) -> None:
         """Run the generator's upsampling stages in ``dtype`` (float16 or bfloat16)."""
