@@ -83,12 +83,12 @@ def _prepare(facts_file: Path | None, profiles_dirs: list[Path] | None, profile:
 
 
 def _plan(facts_file: Path | None, profiles_dirs: list[Path] | None, profile: str | None,
-          config_file: Path | None, overrides: Mapping[str, str]) -> tuple[Plan, Selection]:
+          config_file: Path | None, overrides: Mapping[str, str]) -> tuple[Plan, Selection, HostFacts]:
     facts, _profiles, selection, config = _prepare(facts_file, profiles_dirs, profile, config_file)
     plan = make_plan(facts, selection, overrides, os.environ, config)
     for warning in plan.warnings:
         out.warn(warning)
-    return plan, selection
+    return plan, selection, facts
 
 
 def profiles_command(facts: FactsOpt = None, profiles_dir: ProfilesDirOpt = None, json_out: JsonOpt = False) -> None:
@@ -135,7 +135,7 @@ def plan_command(
 ) -> None:
     """The tuned plan for this machine (or --facts): engine, precision, workers x threads, memory budget."""
     overrides = _cli_overrides(set_values, workers=workers, threads=threads, precision=precision, port=port)
-    plan, selection = _plan(facts, profiles_dir, profile, config, overrides)
+    plan, selection, _facts = _plan(facts, profiles_dir, profile, config, overrides)
     if json_out:
         data = plan.to_dict()
         if explain:
@@ -194,9 +194,14 @@ def render_command(
     if network not in ("bridge", "host"):
         raise UsageError(f"--network {network!r} is not bridge or host", "use --network bridge or --network host")
     overrides = _cli_overrides(set_values, workers=workers, threads=threads, precision=precision, port=port)
-    plan, _selection = _plan(facts, profiles_dir, profile, config, overrides)
+    plan, _selection, host_facts = _plan(facts, profiles_dir, profile, config, overrides)
     options = RenderOptions(public=public, network=network, python=python or sys.executable)
     for path in write_rendered(render(plan, chosen, options), out_dir):
+        out.data(str(path), markup=False)
+    # plan.json + facts.json let `deploy up DIR` step this deployment down after an OOM kill.
+    from orchestrator.launch.deployment import write_plan_files
+
+    for path in write_plan_files(out_dir, plan.to_dict(), host_facts):
         out.data(str(path), markup=False)
 
 

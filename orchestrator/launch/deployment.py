@@ -67,10 +67,16 @@ def plan_deployment(state_dir: Path, environ: Mapping[str, str], *, facts_file: 
 
 def write_deployment_dir(directory: Path, plan: dict[str, Any], facts: HostFacts) -> tuple[str, ...]:
     """plan.json + facts.json, then the renderer's files (compose, .env, k8s, systemd) when it is available."""
+    write_plan_files(directory, plan, facts)
+    return render_into(directory, plan)
+
+
+def write_plan_files(directory: Path, plan: dict[str, Any], facts: HostFacts) -> tuple[Path, Path]:
+    """plan.json + facts.json: what `deploy up DIR` needs to step a deployment down after an OOM kill."""
     directory.mkdir(parents=True, exist_ok=True)
     _write_json(directory / PLAN_FILE, plan)
     _write_json(directory / FACTS_FILE, facts.to_dict())
-    return render_into(directory, plan)
+    return directory / PLAN_FILE, directory / FACTS_FILE
 
 
 def render_into(directory: Path, plan: dict[str, Any], network: str = "bridge") -> tuple[str, ...]:
