@@ -210,6 +210,7 @@ def create_app(
 
         service.admit()
         released = False
+        generator: AsyncGenerator[Any, None] | None = None
 
         async def release() -> None:
             nonlocal released
@@ -254,6 +255,8 @@ def create_app(
             await release()
             raise EngineFailed("synthesis produced no audio") from None
         except BaseException:
+            if generator is not None:
+                await generator.aclose()  # cancels queued sentences now, not at garbage collection
             await release()
             raise
         finally:
