@@ -12,6 +12,43 @@ from orchestrator.selection import primary_gpu
 
 CONTAINER_USER = "10001:10001"
 
+DEFAULT_BASE_IMAGES: dict[str, str] = {
+    "cpu": "python:3.11-slim-bookworm",
+    "cuda": "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04",
+    "l4t": "nvcr.io/nvidia/l4t-jetpack:r36.4.0",
+}
+"""Base image per image flavor; ``deploy auto --base-image`` overrides it."""
+
+# L4T releases with a published l4t-jetpack image whose Python (3.10, Ubuntu 22.04) can run the
+# runtime. JetPack 5 (R35, Ubuntu 20.04, Python 3.8) and JetPack 4 (R32, Python 3.6) images
+# cannot: Tailor needs Python >= 3.10.
+_L4T_JETPACK_IMAGES: dict[str, str] = {
+    "R36.2": "nvcr.io/nvidia/l4t-jetpack:r36.2.0",
+    "R36.3": "nvcr.io/nvidia/l4t-jetpack:r36.3.0",
+    "R36.4": "nvcr.io/nvidia/l4t-jetpack:r36.4.0",
+}
+
+
+def base_image_for(facts: HostFacts, flavor: str) -> tuple[str, str | None]:
+    """The base image for ``flavor`` on this host, and a warning when no suitable one exists.
+
+    On Jetson the container's user space must match the board's L4T release (the CUDA libraries
+    are mounted from the host), so the image follows ``jetson.l4t_release``.
+    """
+    default = DEFAULT_BASE_IMAGES[flavor]
+    if flavor != "l4t" or facts.jetson is None:
+        return default, None
+    release = facts.jetson.l4t_release
+    major_minor = ".".join(release.split(".")[:2])
+    image = _L4T_JETPACK_IMAGES.get(major_minor)
+    if image is not None:
+        return image, None
+    if release.startswith("R36."):
+        return default, f"L4T {release} has no image in Tailor's table; using {default} (override with --base-image)"
+    return default, (f"L4T {release} (JetPack {facts.jetson.jetpack_version or 'unknown'}) ships Python older than "
+                     "3.10, which the runtime needs: the container backend needs --base-image with Python >= 3.10 "
+                     "matching this L4T release, or upgrade the board to JetPack 6")
+
 
 @dataclass(frozen=True)
 class ContainerSpec:
@@ -19,6 +56,8 @@ class ContainerSpec:
     """``tailor-runtime:<version>-<flavor>``."""
     flavor: str
     """``cpu``, ``cuda`` or ``l4t``."""
+    base_image: str
+    """Image the runtime image is built on (see :func:`base_image_for`)."""
     memory_limit_bytes: int
     """Effective memory minus the profile's headroom: the budget fits below it."""
     cpus: float
@@ -40,7 +79,8 @@ class ContainerSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "image": self.image, "flavor": self.flavor, "memory_limit_bytes": self.memory_limit_bytes,
+            "image": self.image, "flavor": self.flavor, "base_image": self.base_image,
+            "memory_limit_bytes": self.memory_limit_bytes,
             "cpus": self.cpus, "shm_size_bytes": self.shm_size_bytes, "gpu_count": self.gpu_count,
             "gpu_device_ids": list(self.gpu_device_ids), "gpu_product": self.gpu_product,
             "gpu_memory_mib": self.gpu_memory_mib, "runtime": self.runtime, "read_only": self.read_only,
@@ -51,6 +91,7 @@ class ContainerSpec:
     def from_dict(cls, data: dict[str, Any]) -> ContainerSpec:
         return cls(
             image=str(data["image"]), flavor=str(data["flavor"]),
+            base_image=str(data.get("base_image") or DEFAULT_BASE_IMAGES.get(str(data["flavor"]), "")),
             memory_limit_bytes=int(data["memory_limit_bytes"]), cpus=float(data["cpus"]),
             shm_size_bytes=int(data["shm_size_bytes"]), gpu_count=int(data["gpu_count"]),
             gpu_device_ids=tuple(str(d) for d in data["gpu_device_ids"]),
@@ -73,6 +114,7 @@ def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, 
     return ContainerSpec(
         image=f"tailor-runtime:{__version__}-{flavor}",
         flavor=flavor,
+        base_image=base_image_for(facts, flavor)[0],
         memory_limit_bytes=memory_limit_bytes,
         cpus=float(facts.cpu.effective_cpus),
         shm_size_bytes=profile.container.shm_size_bytes,

@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestrator.budget import Footprint, MemoryBudget, Pools, build_budget, slots_that_fit
 from orchestrator.config import PASS_THROUGH, UserConfig, check_value, variable_for
-from orchestrator.container_spec import ContainerSpec, container_spec
+from orchestrator.container_spec import ContainerSpec, base_image_for, container_spec
 from orchestrator.errors import PlanError, UsageError
 from orchestrator.facts import HostFacts
 from orchestrator.profiles import Profile, ProfileSet
@@ -310,6 +310,9 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
             warnings.append(f"{total.pool.upper()} budget is over by {format_size(-total.free_bytes)}: "
                             f"the plan needs more than {format_size(total.capacity_bytes)} minus headroom")
     container = container_spec(facts, profile, ram - ram_headroom, on_gpu, int(_port(user)))
+    base_warning = base_image_for(facts, container.flavor)[1]
+    if base_warning is not None:
+        warnings.append(base_warning)
     env, env_prov, env_warnings = build_env(
         facts=facts, profile=profile, user_values=user.values, engine=engine, device=device,
         precision=precision, workers=workers, threads=threads, inter_op=inter_op, max_queue=max_queue,

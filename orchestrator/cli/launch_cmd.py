@@ -137,7 +137,7 @@ def _ensure_image(spec: LaunchSpec, base_image: str | None, wheelhouse: Path | N
 
     client = connect(os.environ)
     try:
-        result = ensure_image(client, spec.image, spec.flavor, port=spec.port, base_image=base_image,
+        result = ensure_image(client, spec.image, spec.flavor, port=spec.port, base_image=base_image or spec.base_image,
                               wheelhouse=wheelhouse, rebuild=rebuild, log=out.info)
     finally:
         client.close()

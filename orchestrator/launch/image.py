@@ -28,6 +28,7 @@ import docker.errors
 import jinja2
 
 from orchestrator import __version__
+from orchestrator.container_spec import DEFAULT_BASE_IMAGES
 from orchestrator.errors import LaunchError, UsageError
 from orchestrator.launch.docker_backend import wrap
 from orchestrator.resources import templates_dir
@@ -57,9 +58,9 @@ class Flavor:
 
 
 FLAVORS: dict[str, Flavor] = {
-    "cpu": Flavor("cpu", "python:3.11-slim-bookworm", ("runtime",), "3.11", None),
-    "cuda": Flavor("cuda", "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04", ("runtime", "torch"), "3.10", None),
-    "l4t": Flavor("l4t", "nvcr.io/nvidia/l4t-jetpack:r36.4.0", ("runtime",), "3.10", "aarch64"),
+    "cpu": Flavor("cpu", DEFAULT_BASE_IMAGES["cpu"], ("runtime",), "3.11", None),
+    "cuda": Flavor("cuda", DEFAULT_BASE_IMAGES["cuda"], ("runtime", "torch"), "3.10", None),
+    "l4t": Flavor("l4t", DEFAULT_BASE_IMAGES["l4t"], ("runtime",), "3.10", "aarch64"),
 }
 
 

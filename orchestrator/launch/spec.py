@@ -39,6 +39,8 @@ class LaunchSpec:
     read_only_root: bool = True
     user: str = "10001:10001"
     network_mode: str = "bridge"
+    base_image: str | None = None
+    """Base image the plan chose (matching a Jetson's L4T release); None: the flavor's default."""
     plan: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False, repr=False)
     """The plan this spec came from (JSON form), kept for step-down."""
 
@@ -105,6 +107,7 @@ def spec_from_plan_dict(plan: Mapping[str, Any], *, source: str = "plan") -> Lau
         read_only_root=_get(container, "read_only", bool, csource, True),
         user=_get(container, "user", str, csource, "10001:10001"),
         network_mode=_get(container, "network_mode", str, csource, "bridge"),
+        base_image=_get(container, "base_image", str, csource, None),
         plan=dict(plan),
     )
 

@@ -144,7 +144,8 @@ def test_render_writes_parseable_files(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["render", "--facts", facts("rtx3060-16gb"), "--out", str(out), "--format", "compose,k8s",
                  "--network", "host", "--port", "8100"]) == 0
     listed = capsys.readouterr().out.split()
-    assert sorted(Path(p).name for p in listed) == [".env", "docker-compose.yml", "k8s.yaml"]
+    assert sorted(Path(p).name for p in listed) == [".env", "docker-compose.yml", "facts.json", "k8s.yaml",
+                                                    "plan.json"]
     service = yaml.safe_load((out / "docker-compose.yml").read_text())["services"]["tailor-runtime"]
     assert service["network_mode"] == "host" and "8100" in service["healthcheck"]["test"]
 
