@@ -185,6 +185,12 @@ def load(send, port: int, concurrency: int, requests: int) -> tuple[list[Sample]
     return samples, time.perf_counter() - started
 
 
+def cpu_seconds(server: Server) -> float:
+    """User + system CPU time of a server process (all its threads). Source: /proc/PID/stat."""
+    times = psutil.Process(server.process.pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
@@ -196,6 +202,7 @@ def summarize(samples: list[Sample], wall_s: float) -> dict[str, float]:
     return {
         "ok": len(ok), "failed": len(samples) - len(ok),
         "throughput": sum(s.audio_s for s in ok) / wall_s,
+        "audio_total": sum(s.audio_s for s in ok),
         "p50": percentile([s.latency_s for s in ok], 0.5), "p95": percentile([s.latency_s for s in ok], 0.95),
         "ttfa_p50": percentile([s.ttfa_s for s in ok], 0.5),
     }
@@ -251,13 +258,18 @@ def main() -> int:
             order = ["ours", "piper"] if index % 2 == 0 else ["piper", "ours"]
             measured: dict[str, dict[str, float]] = {}
             collected: dict[str, tuple[list[Sample], float]] = {"ours": ([], 0.0), "piper": ([], 0.0)}
+            cpu_s = {"ours": 0.0, "piper": 0.0}
             for _round in range(args.rounds):
                 for name in order:
+                    server = ours if name == "ours" else piper
                     send, port = (request_ours, ours_port) if name == "ours" else (request_piper, piper_port)
+                    cpu_before = cpu_seconds(server)
                     samples, wall = load(send, port, level, args.requests // args.rounds)
+                    cpu_s[name] += cpu_seconds(server) - cpu_before
                     collected[name] = (collected[name][0] + samples, collected[name][1] + wall)
             for name, (samples, wall) in collected.items():
                 measured[name] = summarize(samples, wall)
+                measured[name]["audio_per_cpu"] = measured[name]["audio_total"] / max(cpu_s[name], 1e-9)
                 print(f"c={level} {name}: {measured[name]}", flush=True)
             results.append((level, measured["ours"], measured["piper"]))
         with httpx.Client() as client:
@@ -300,15 +312,20 @@ def render(args: argparse.Namespace, results, paragraph, ready_s: float, peak: i
         "",
         "## Load: same sentences, N requests per level",
         "",
+        "audio-s/s: seconds of audio delivered per wall-clock second. audio-s per CPU-s: audio per "
+        "second of CPU time the server process used (user + system, all threads) - a measure of "
+        "efficiency that does not depend on how the kernel shares a busy machine between processes.",
+        "",
         "| concurrency | ours audio-s/s | Piper audio-s/s | ratio | ours p50 / p95 s | Piper p50 / p95 s | "
-        "ours TTFA p50 s | Piper TTFA p50 s | failures ours/Piper |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "ours TTFA p50 s | Piper TTFA p50 s | failures ours/Piper | audio-s per CPU-s ours / Piper (ratio) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level, o, p in results:
         lines.append(
             f"| {level} | {o['throughput']:.2f} | {p['throughput']:.2f} | **{o['throughput'] / p['throughput']:.2f}x** | "
             f"{o['p50']:.2f} / {o['p95']:.2f} | {p['p50']:.2f} / {p['p95']:.2f} | {o['ttfa_p50']:.2f} | "
-            f"{p['ttfa_p50']:.2f} | {o['failed']:.0f}/{p['failed']:.0f} |"
+            f"{p['ttfa_p50']:.2f} | {o['failed']:.0f}/{p['failed']:.0f} | "
+            f"{o['audio_per_cpu']:.1f} / {p['audio_per_cpu']:.1f} ({o['audio_per_cpu'] / p['audio_per_cpu']:.2f}x) |"
         )
     ttfa = statistics.median(paragraph["ours_ttfa"])
     piper_total = statistics.median(paragraph["piper_total"])
