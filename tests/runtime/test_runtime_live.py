@@ -86,6 +86,24 @@ def test_disconnect_cancels_remaining_sentences(live_server: LiveServer) -> None
     assert httpx.get(f"{live_server.base_url}/readyz").json()["in_flight"] == 0
 
 
+def test_disconnect_cancels_a_whole_file_request(live_server: LiveServer) -> None:
+    import json
+    import socket
+
+    before = metric(live_server, "tailor_audio_seconds_total")
+    body = json.dumps({"input": ("Count one two three. " * 9).strip(), "response_format": "wav"}).encode()
+    request = (f"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
+        sock.sendall(request)
+        time.sleep(0.3)  # the first sentence is being synthesized
+    time.sleep(3)
+    produced = metric(live_server, "tailor_audio_seconds_total") - before
+    assert produced < 5.5, produced  # all nine sentences would be about 12 s
+    assert httpx.get(f"{live_server.base_url}/readyz").json()["in_flight"] == 0
+    assert 'status="499"' in httpx.get(f"{live_server.base_url}/metrics").text
+
+
 def test_api_key_required_on_v1_only(live_server: LiveServer) -> None:
     url = f"{live_server.base_url}/v1/audio/speech"
     missing = httpx.post(url, json={"input": "x"})
