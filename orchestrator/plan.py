@@ -236,6 +236,10 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     if on_gpu:
         workers = min(profile.concurrency.max_workers, usable)
         w_reason = f"min(profile max_workers {profile.concurrency.max_workers}, {usable} usable CPUs)"
+    elif profile.threads.spread == "workers" and user_threads is None:
+        workers = min(profile.concurrency.max_workers, usable)
+        w_reason = (f"min(profile max_workers {profile.concurrency.max_workers}, {usable} usable CPUs): "
+                    "spread over workers first, for throughput")
     else:
         wanted = int(user_threads[0]) if user_threads is not None else profile.threads.per_worker_max
         threads_guess = max(1, min(wanted, usable))

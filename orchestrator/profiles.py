@@ -64,6 +64,10 @@ class MatchRules:
 class ThreadPolicy:
     per_worker_max: int
     """Most intra-op threads one worker gets."""
+    spread: str
+    """How CPU-only plans split the CPUs: ``workers`` (as many 1-thread workers as CPUs first, then
+    threads; best throughput for small voices) or ``threads`` (few wide workers; lowest latency for
+    one request at a time)."""
     inter_op: int
     reserve_cpus: int
     """CPUs left to the HTTP server and the OS (never below one usable CPU)."""
@@ -161,7 +165,7 @@ def parse_profile(doc: YamlDoc, stem: str) -> Profile:
     device = top.text("device", choices=DEVICES)
     precision = top.text("precision", default="fp32", choices=PRECISIONS)
     threads_r = top.child("threads")
-    threads_r.reject_unknown(frozenset({"per_worker_max", "inter_op", "reserve_cpus"}))
+    threads_r.reject_unknown(frozenset({"per_worker_max", "spread", "inter_op", "reserve_cpus"}))
     alloc_r = top.child("allocator")
     alloc_r.reject_unknown(frozenset({"malloc_arena_max", "preload", "cuda_expandable_segments",
                                       "ort_memory_arena"}))
@@ -184,6 +188,7 @@ def parse_profile(doc: YamlDoc, stem: str) -> Profile:
         precision=precision,
         threads=ThreadPolicy(
             per_worker_max=threads_r.integer("per_worker_max", default=4, minimum=1),
+            spread=threads_r.text("spread", default="threads", choices=("workers", "threads")),
             inter_op=threads_r.integer("inter_op", default=1, minimum=1),
             reserve_cpus=threads_r.integer("reserve_cpus", default=0),
         ),

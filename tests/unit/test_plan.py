@@ -39,10 +39,11 @@ REFERENCE = [
     # (facts, stands for, profile, engine, device, precision, workers, threads, max_concurrency)
     ("t4-8gb-4cpu", "4 vCPU / 8 GB / T4 16 GB", "t4-8gb", "torch", "cuda", "fp16", 1, 2, 8),
     ("rtx3060-16gb", "16 GB + RTX 3060 12 GB", "gpu-16gb", "torch", "cuda", "bf16", 2, 4, 32),
-    ("cpu-4core-16gb", "4 cores / 16 GB, no GPU", "cpu-only", "onnx", "cpu", "fp32", 1, 4, 1),
-    ("gtx1050-16gb", "16 GB + GTX 1050 2 GB", "low-vram-gpu", "onnx", "cpu", "fp32", 2, 4, 2),
+    # CPU plans spread over 1-thread workers first (profile threads.spread: workers, measured).
+    ("cpu-4core-16gb", "4 cores / 16 GB, no GPU", "cpu-only", "onnx", "cpu", "fp32", 4, 1, 4),
+    ("gtx1050-16gb", "16 GB + GTX 1050 2 GB", "low-vram-gpu", "onnx", "cpu", "fp32", 4, 2, 4),
     ("jetson-orin-nx-8gb", "Jetson Orin NX 8 GB", "jetson-edge", "torch", "cuda", "fp16", 1, 4, 4),
-    ("cgroup-4cpu-on-64core", "4-CPU cgroup on a 64-core host", "cpu-only", "onnx", "cpu", "fp32", 1, 4, 1),
+    ("cgroup-4cpu-on-64core", "4-CPU cgroup on a 64-core host", "cpu-only", "onnx", "cpu", "fp32", 4, 1, 4),
 ]
 
 
@@ -96,7 +97,7 @@ def test_memory_bound_cpu_plan_shrinks_and_goes_lazy() -> None:
     mem = dataclasses.replace(host.memory, total_bytes=int(1.6 * GIB), effective_total_bytes=int(1.6 * GIB))
     cpu = dataclasses.replace(host.cpu, effective_cpus=16)
     roomy = plan_for(dataclasses.replace(host, cpu=cpu))
-    assert roomy.workers == 4 and roomy.preload is True and roomy.cache_bytes == 64 * MIB
+    assert roomy.workers == 8 and roomy.preload is True and roomy.cache_bytes == 64 * MIB
     plan = plan_for(dataclasses.replace(host, memory=mem, cpu=cpu))
     # 1.6 GiB - 512 MiB headroom - 350 MiB overhead leaves room for 2 sessions of 89 + 192 MiB.
     assert plan.workers == 2 and plan.max_concurrency == 2 and plan.threads == 4
@@ -114,7 +115,7 @@ def test_more_cpus_more_workers_but_never_more_threads_than_cpus() -> None:
         assert plan.workers * plan.threads <= cpus
         assert plan.threads <= 4
     plan16 = plan_for(dataclasses.replace(host, cpu=dataclasses.replace(host.cpu, effective_cpus=16)))
-    assert (plan16.workers, plan16.threads) == (4, 4)
+    assert (plan16.workers, plan16.threads) == (8, 2)
 
 
 def test_user_env_wins_over_profile_and_is_recorded() -> None:

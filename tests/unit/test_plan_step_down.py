@@ -30,7 +30,7 @@ def test_gpu_plan_steps_batch_then_workers_then_profile() -> None:
     plans = chain(make_plan(host, select_profile(host, load_profiles()), environ={}), host)
     sizes = [(p.profile, p.workers, p.max_batch_size) for p in plans]
     assert sizes[:7] == [("gpu-16gb", 2, 16), ("gpu-16gb", 2, 8), ("gpu-16gb", 2, 4), ("gpu-16gb", 2, 2),
-                         ("gpu-16gb", 2, 1), ("gpu-16gb", 1, 1), ("cpu-only", 3, 1)]
+                         ("gpu-16gb", 2, 1), ("gpu-16gb", 1, 1), ("cpu-only", 8, 1)]
     assert sizes[-1] == ("cpu-only", 1, 1)
     for before, after in itertools.pairwise(plans):
         assert after.max_concurrency <= before.max_concurrency or after.profile != before.profile
@@ -46,9 +46,10 @@ def test_gpu_plan_steps_batch_then_workers_then_profile() -> None:
 
 def test_smallest_cpu_plan_has_nothing_below() -> None:
     host = facts("cpu-4core-16gb")
-    plan = make_plan(host, select_profile(host, load_profiles()), environ={})
-    assert (plan.workers, plan.max_batch_size) == (1, 1)
-    assert step_down(plan, host, load_profiles()) is None
+    plans = chain(make_plan(host, select_profile(host, load_profiles()), environ={}), host)
+    assert [p.workers for p in plans] == [4, 2, 1]  # half the workers per OOM kill
+    assert (plans[-1].workers, plans[-1].max_batch_size) == (1, 1)
+    assert step_down(plans[-1], host, load_profiles()) is None
 
 
 def test_user_settings_survive_a_profile_change() -> None:
