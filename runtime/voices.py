@@ -9,6 +9,7 @@ Voices come from two places, both local files (the runtime never downloads anyth
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ OPENAI_VOICES = frozenset(
 """OpenAI's voice names; each maps to the default voice."""
 
 BUNDLED_VOICE = "en_US-joe-medium"
+SUPPORTED_PHONEME_TYPES = ("espeak", "text")
+_LOG = logging.getLogger("tailor.runtime")
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,33 @@ def read_voice_info(files: VoiceFiles) -> tuple[VoiceInfo, dict[str, object]]:
         ) from exc
     if not 1000 <= info.sample_rate_hz <= 192000:
         raise StartupError(f"voice config {files.config_path}: implausible sample rate {info.sample_rate_hz}")
+    phoneme_type = str(raw.get("phoneme_type", "espeak"))
+    if phoneme_type not in SUPPORTED_PHONEME_TYPES:
+        raise StartupError(
+            f"voice {files.name} uses phoneme type {phoneme_type!r}; this runtime supports "
+            f"{', '.join(SUPPORTED_PHONEME_TYPES)}",
+            hint="use an espeak-based Piper voice",
+        )
     return info, raw
+
+
+def usable_voices(catalog: Mapping[str, VoiceFiles], default_voice: str) -> dict[str, VoiceFiles]:
+    """The catalogue without extra voices whose config is unusable (each logged once).
+
+    A broken default voice is a StartupError; a broken extra voice only disappears from the
+    list, so one bad file in TAILOR_VOICES_DIR cannot stop the server.
+    """
+    usable: dict[str, VoiceFiles] = {}
+    for name, files in catalog.items():
+        try:
+            read_voice_info(files)
+        except StartupError as exc:
+            if name == default_voice:
+                raise
+            _LOG.warning("skipping voice %s: %s", name, exc.message)
+            continue
+        usable[name] = files
+    return usable
 
 
 def resolve_voice(

@@ -42,6 +42,24 @@ def test_voices_dir_adds_pairs_only(tmp_path: Path) -> None:
     assert catalog["en_US-second-medium"].source == "voices_dir"
 
 
+def test_unusable_extra_voices_are_skipped_but_a_bad_default_is_an_error(tmp_path: Path) -> None:
+    import json
+
+    from runtime.voices import usable_voices
+
+    model, config = joe_files()
+    raw = json.loads(config.read_text())
+    for name, change in (("zh_CN-pinyin-medium", {"phoneme_type": "pinyin"}), ("broken-json", None)):
+        (tmp_path / f"{name}.onnx").symlink_to(model)
+        text = json.dumps({**raw, **change}) if change else "{not json"
+        (tmp_path / f"{name}.onnx.json").write_text(text)
+    catalog = discover_voices(str(tmp_path))
+    assert set(catalog) == {BUNDLED_VOICE, "zh_CN-pinyin-medium", "broken-json"}
+    assert set(usable_voices(catalog, BUNDLED_VOICE)) == {BUNDLED_VOICE}
+    with pytest.raises(StartupError, match="phoneme type 'pinyin'"):
+        usable_voices(catalog, "zh_CN-pinyin-medium")
+
+
 def test_missing_voices_dir_is_a_startup_error() -> None:
     with pytest.raises(StartupError, match="not a directory"):
         discover_voices("/nonexistent/voices")
