@@ -116,6 +116,8 @@ class SpeechService:
             if self.on_start_failed is not None:
                 self.on_start_failed()
             raise
+        if self.state == "draining":  # SIGTERM arrived while loading: stay not-ready
+            return
         self.state, self.state_detail = "ready", ""
         self.metrics.ready.set(1)
         _LOG.info("ready: %s (warm-up %.2fs)", self.active_engine, self.warmup_seconds)
