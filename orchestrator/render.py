@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 
 from orchestrator import __version__
 from orchestrator.errors import RenderError, UsageError
 from orchestrator.plan import Plan
-from orchestrator.resources import templates_dir
+from orchestrator.templating import render_template
 
 FORMATS = ("compose", "env", "k8s", "systemd")
 SERVICE_NAME = "tailor-runtime"
@@ -186,24 +185,12 @@ def _cpus(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def render(plan: Plan, formats: Iterable[str] = FORMATS, options: RenderOptions | None = None) -> dict[str, str]:
     """File name -> text for the requested formats (``compose`` brings its ``.env``)."""
     options = options or RenderOptions()
     if options.network not in ("bridge", "host"):
         raise UsageError(f"network {options.network!r} is not bridge or host", "use --network bridge|host")
     contexts = _context(plan, options)
-    env = _environment()
     files: dict[str, str] = {}
     for fmt in formats:
         if fmt not in _FILES:
@@ -211,11 +198,7 @@ def render(plan: Plan, formats: Iterable[str] = FORMATS, options: RenderOptions 
         for name in _FILES[fmt]:
             if name in files:
                 continue
-            try:
-                text = env.get_template(_TEMPLATES[name]).render(**contexts[name])
-            except jinja2.TemplateError as exc:
-                raise RenderError(f"template {_TEMPLATES[name]} failed: {exc}",
-                                  "this is a bug in tailor's templates") from exc
+            text = render_template(_TEMPLATES[name], contexts[name])
             _parse_back(name, text, plan, options)
             files[name] = text
     return dict(sorted(files.items()))

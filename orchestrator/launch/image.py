@@ -25,13 +25,12 @@ from typing import Any
 
 import docker
 import docker.errors
-import jinja2
 
 from orchestrator import __version__
 from orchestrator.container_spec import DEFAULT_BASE_IMAGES
 from orchestrator.errors import LaunchError, UsageError
 from orchestrator.launch.docker_backend import wrap
-from orchestrator.resources import templates_dir
+from orchestrator.templating import render_template
 
 DISTRIBUTION = "tailor-deploy"
 # Fixed timestamp so the project wheel is byte-identical while the source is, and Docker's
@@ -86,13 +85,9 @@ def requirement(fl: Flavor) -> str:
 
 def render_dockerfile(fl: Flavor, base_image: str, port: int) -> str:
     """The Dockerfile for a flavor (logic-free template, StrictUndefined)."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "docker")),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    try:
-        template = env.get_template(f"Dockerfile.{fl.name}.j2")
-        return template.render(base_image=base_image, requirement=requirement(fl), port=port, version=__version__)
-    except jinja2.TemplateError as exc:
-        raise LaunchError(f"cannot render Dockerfile.{fl.name}.j2: {exc}", "this is a bug in tailor") from exc
+    return render_template(f"docker/Dockerfile.{fl.name}.j2",
+                           {"base_image": base_image, "requirement": requirement(fl), "port": port,
+                            "version": __version__})
 
 
 def dependency_requirements(extras: Sequence[str]) -> list[str]:
