@@ -1,0 +1,48 @@
+"""The README stays true: every `deploy` command line it shows names a real command and flags
+that command accepts, and its two set-up commands exist and are what CI runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli.app import main
+
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _readme_deploy_lines() -> list[str]:
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", README, flags=re.S):
+        for line in block.splitlines():
+            command = line.split("#", 1)[0].strip()
+            if command.startswith("deploy "):
+                lines.append(command)
+    return lines
+
+
+LINES = _readme_deploy_lines()
+
+
+def test_readme_shows_every_command() -> None:
+    shown = {line.split()[1] for line in LINES}
+    assert shown >= {"probe", "profiles", "plan", "render", "env", "auto", "up", "status", "logs", "down"}
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_readme_command_line_is_accepted(line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    command = line.split()[1]
+    assert main([command, "--help"]) == 0, line
+    help_text = capsys.readouterr().out
+    for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-[a-z])\b", line):
+        assert flag in help_text, f"README line {line!r}: `deploy {command}` has no {flag}"
+
+
+def test_two_setup_commands_exist_and_ci_runs_the_test_command() -> None:
+    assert "bash scripts/quickstart.sh" in README and "bash scripts/test.sh" in README
+    assert (REPO / "scripts" / "quickstart.sh").is_file() and (REPO / "scripts" / "test.sh").is_file()
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert "scripts/test.sh" in ci
