@@ -67,6 +67,8 @@ class LoadedEntry:
     phonemizer: Phonemizer
     engines: list[Engine]
     load_seconds: float
+    wide: Engine | None = None
+    """The solo instance with every worker's threads (``TAILOR_SOLO_WIDE``), if any."""
 
 
 @dataclass
@@ -91,6 +93,7 @@ class EngineChain:
         options: EngineOptions,
         instances: int,
         metrics: RuntimeMetrics,
+        wide_options: EngineOptions | None = None,
     ) -> None:
         self.primary_engine = primary_engine
         self.fallback = tuple(fallback)
@@ -98,6 +101,7 @@ class EngineChain:
         self._factory = factory
         self._options = options
         self._instances = instances
+        self._wide_options = wide_options
         self._metrics = metrics
         self._states: dict[ChainEntry, EntryState] = {}
         self._lock = threading.RLock()
@@ -149,6 +153,9 @@ class EngineChain:
                 files = self.catalog[entry.voice]
                 for _ in range(self._instances):
                     engines.append(self._factory(entry.engine, files.model_path, info.sample_rate_hz, self._options))
+                wide = None
+                if self._wide_options is not None:
+                    wide = self._factory(entry.engine, files.model_path, info.sample_rate_hz, self._wide_options)
             except Exception as exc:  # any engine failure must fall through to the next entry
                 for engine in engines:
                     engine.close()
@@ -156,10 +163,11 @@ class EngineChain:
                 _LOG.warning("engine %s failed to load: %s", entry.label(), state.error)
                 return None
             elapsed = time.perf_counter() - started
-            state.loaded = LoadedEntry(entry, info, phonemizer, engines, elapsed)
+            state.loaded = LoadedEntry(entry, info, phonemizer, engines, elapsed, wide)
             state.status = "loaded"
             self._metrics.model_load.set(elapsed, (entry.engine, entry.voice))
-            _LOG.info("loaded %s x%d in %.2fs", entry.label(), len(engines), elapsed)
+            _LOG.info("loaded %s x%d%s in %.2fs", entry.label(), len(engines),
+                      " + wide solo instance" if wide is not None else "", elapsed)
             return state.loaded
 
     def load_default(self, voice: str) -> LoadedEntry:
@@ -178,11 +186,12 @@ class EngineChain:
     # --- synthesis ----------------------------------------------------------------------
     def synthesize(
         self, worker: int, voice: str, chunks: Sequence[TextChunk], speeds: Sequence[float],
-        start_at: int = 0,
+        start_at: int = 0, wide: bool = False,
     ) -> list[np.ndarray]:
         """Audio for each chunk at ``voice``'s sample rate, trying the chain in order.
 
-        Runs on a synthesis worker thread; ``worker`` picks that worker's engine instances.
+        Runs on a synthesis worker thread; ``worker`` picks that worker's engine instances,
+        ``wide`` the solo instance (when loaded) - the scheduler grants it to one worker at a time.
         """
         target_rate = self.voice_info(voice).sample_rate_hz
         errors: list[str] = []
@@ -204,7 +213,7 @@ class EngineChain:
             try:
                 if any(len(item.phoneme_ids) == 0 for item in items):
                     raise ValueError("text has no phonemes in this voice")
-                engine = loaded.engines[worker % len(loaded.engines)]
+                engine = loaded.wide if wide and loaded.wide is not None else loaded.engines[worker % len(loaded.engines)]
                 audio: list[np.ndarray] = (
                     [engine.synthesize(items[0])] if len(items) == 1 else list(engine.synthesize_batch(items))
                 )
@@ -251,7 +260,7 @@ class EngineChain:
         with self._lock:
             for state in self._states.values():
                 if state.loaded is not None:
-                    for engine in state.loaded.engines:
+                    for engine in [*state.loaded.engines, *([state.loaded.wide] if state.loaded.wide else [])]:
                         try:
                             engine.close()
                         except Exception as exc:  # closing must not stop the others closing

@@ -6,6 +6,8 @@ couple in flight, so concurrent requests interleave fairly. With batching on, a 
 takes a job waits up to ``TAILOR_BATCH_WINDOW_MS`` for more jobs of the same voice (up to
 ``TAILOR_MAX_BATCH_SIZE``) and hands them to ``engine.synthesize_batch`` together; every
 item keeps its own speed (``length_scale``). Jobs whose request is gone are dropped unrun.
+With ``TAILOR_SOLO_WIDE``, a sentence that is the only work in the server runs on a wider
+engine instance (all workers' threads), so a lone request is not limited to one worker's share.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class Scheduler:
         batch_window_ms: float,
         max_batch_size: int,
         metrics: RuntimeMetrics,
+        solo_wide: bool = False,
     ) -> None:
         self._chain = chain
         self._workers = workers
@@ -111,6 +114,14 @@ class Scheduler:
         self._metrics = metrics
         self.queue = JobQueue()
         self._threads: list[threading.Thread] = []
+        self._solo_wide = solo_wide and workers > 1
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self.wide_runs = 0
+
+    @property
+    def solo_wide(self) -> bool:
+        return self._solo_wide
 
     def start(self) -> None:
         for index in range(self._workers):
@@ -137,13 +148,21 @@ class Scheduler:
                 return
             self._metrics.batch_size.observe(len(batch))
             voice = batch[0].voice
+            with self._busy_lock:
+                # Alone in the server: take the instance that has every worker's threads.
+                wide = self._solo_wide and self._busy == 0 and len(batch) == 1 and len(self.queue) == 0
+                self._busy += 1
+                self.wide_runs += int(wide)
             try:
                 audio = self._chain.synthesize(
-                    index, voice, [j.chunk for j in batch], [j.speed for j in batch]
+                    index, voice, [j.chunk for j in batch], [j.speed for j in batch], wide=wide
                 )
             except BaseException as exc:  # delivered to the waiting request, never kills the worker
                 for job in batch:
                     job.future.set_exception(exc)
                 continue
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
             for job, samples in zip(batch, audio, strict=True):
                 job.future.set_result(samples)

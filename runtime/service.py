@@ -10,6 +10,7 @@ synthesized (and can be streamed) before the rest, and several requests share wo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import threading
@@ -73,6 +74,14 @@ class SpeechService:
             options=EngineOptions.from_settings(settings),
             instances=settings.workers,
             metrics=self.metrics,
+            wide_options=(
+                dataclasses.replace(
+                    EngineOptions.from_settings(settings),
+                    intra_op_threads=settings.workers * settings.threads_per_worker,
+                )
+                if settings.solo_wide and settings.workers > 1
+                else None
+            ),
         )
         self.scheduler = Scheduler(
             self.chain,
@@ -81,6 +90,7 @@ class SpeechService:
             batch_window_ms=settings.batch_window_ms,
             max_batch_size=settings.max_batch_size,
             metrics=self.metrics,
+            solo_wide=settings.solo_wide,
         )
         self.cache = AudioCache(settings.cache_bytes)
         self.watchdog = MemoryWatchdog(settings.rss_soft_limit_bytes, rss_reader)
@@ -108,6 +118,8 @@ class SpeechService:
                 chunks = self.chain.phonemizer(voice).prepare(WARMUP_TEXT)
                 for worker in range(self.settings.workers):
                     self.chain.synthesize(worker, voice, chunks, [1.0])
+                if loaded.wide is not None:
+                    self.chain.synthesize(0, voice, chunks, [1.0], wide=True)
                 self.warmup_seconds = time.perf_counter() - started
             self.scheduler.start()
         except Exception as exc:
@@ -159,6 +171,7 @@ class SpeechService:
             "workers": self.settings.workers,
             "threads_per_worker": self.settings.threads_per_worker,
             "batching": self.settings.batching,
+            "solo_wide": {"enabled": self.scheduler.solo_wide, "runs": self.scheduler.wide_runs},
             "in_flight": self._in_flight,
             "queue_depth": len(self.scheduler.queue),
             "warmup_seconds": round(self.warmup_seconds, 3),

@@ -115,6 +115,10 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_FALLBACK", "fallback", "",
            "Fallback chain, comma-separated ENGINE:VOICE entries (e.g. onnx:en_US-joe-medium) tried in order when the primary fails to load or raises; shown in /readyz and metrics.",
            _text),
+    EnvVar("TAILOR_SOLO_WIDE", "solo_wide", "false",
+           "With WORKERS > 1: when one sentence is the only work in the server, run it on an extra engine "
+           "instance with WORKERS x THREADS_PER_WORKER intra-op threads, so a lone request uses every core "
+           "(costs one more model instance in memory per loaded voice).", _bool),
     EnvVar("TAILOR_PRELOAD", "preload", "true",
            "Run a warm-up synthesis on every worker before reporting ready (the model always loads before ready).", _bool),
     EnvVar("TAILOR_SHUTDOWN_GRACE_S", "shutdown_grace_s", "20",
@@ -157,6 +161,7 @@ class Settings:
     rss_soft_limit_bytes: int = 0
     api_key: str = ""
     fallback: str = ""
+    solo_wide: bool = False
     preload: bool = True
     shutdown_grace_s: float = 20.0
     ort_execution_mode: str = "sequential"

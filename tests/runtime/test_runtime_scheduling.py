@@ -159,6 +159,41 @@ def test_batching_groups_concurrent_sentences_with_their_own_speed(real_engine: 
         assert 'tailor_batch_size_bucket{le="2"}' in client.get("/metrics").text
 
 
+def test_solo_wide_instance_serves_lone_sentences_only(real_engine: object) -> None:
+    from starlette.testclient import TestClient
+
+    created: list[tuple[int, WrappedEngine]] = []
+
+    def factory(name: str, _path: object, _rate: int, options: Any) -> WrappedEngine:
+        created.append((options.intra_op_threads, WrappedEngine(real_engine, name)))
+        return created[-1][1]
+
+    env = {"TAILOR_WORKERS": "2", "TAILOR_SOLO_WIDE": "true", "TAILOR_CACHE_BYTES": "0"}
+    with TestClient(create_app(Settings.from_environ(env), engine_factory=factory)) as client:
+        wait_ready(client)
+        assert sorted(threads for threads, _ in created) == [1, 1, 2]
+        wide = next(engine for threads, engine in created if threads == 2)
+        narrow = [engine for threads, engine in created if threads == 1]
+        for engine in (wide, *narrow):
+            engine.calls.clear()
+        assert client.post(SPEECH, json={"input": "Alone.", "response_format": "pcm"}).status_code == 200
+        assert len(wide.calls) == 1 and all(not e.calls for e in narrow)
+
+        wide.gate.clear()
+        wide.entered.clear()
+        results: list[httpx.Response] = []
+        first = post_in_thread(client, {"input": "Held on the wide one.", "response_format": "pcm"}, results)
+        assert wide.entered.wait(10)
+        second = client.post(SPEECH, json={"input": "Runs beside it.", "response_format": "pcm"})
+        assert second.status_code == 200
+        assert sum(len(e.calls) for e in narrow) == 1  # not the busy wide instance
+        wide.gate.set()
+        first.join(30)
+        assert results[0].status_code == 200
+        body = client.get("/readyz").json()
+        assert body["solo_wide"] == {"enabled": True, "runs": 2}  # "Alone." and the held one
+
+
 def test_fallback_on_synthesis_failure(real_engine: object) -> None:
     env = {"TAILOR_ENGINE": "torch", "TAILOR_FALLBACK": "onnx:en_US-joe-medium", "TAILOR_CACHE_BYTES": "0"}
     with control_app(real_engine, env) as (client, engines):
