@@ -146,3 +146,21 @@ def test_pcm_stream_is_raw_16bit(live_server: LiveServer) -> None:
     samples, _ = soundfile.read(io.BytesIO(response.content), format="RAW", subtype="PCM_16",
                                 samplerate=22050, channels=1, dtype="float32")
     assert 0.3 < len(samples) / 22050 < 3.0 and np.abs(samples).max() > 0.3
+
+
+def test_concurrent_mixed_requests_all_succeed(live_server: LiveServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"{live_server.base_url}/v1/audio/speech"
+    bodies = [
+        {"input": f"Request number {n}.", "response_format": fmt, **({"stream_format": mode} if mode else {})}
+        for n, (fmt, mode) in enumerate(
+            [("mp3", None), ("wav", "audio"), ("pcm", "sse"), ("opus", None), ("flac", "audio"), ("pcm", None)] * 2
+        )
+    ]
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        responses = list(pool.map(lambda b: httpx.post(url, json=b, headers=AUTH, timeout=120), bodies))
+    assert [r.status_code for r in responses] == [200] * len(bodies)
+    assert all(len(r.content) > 1000 for r in responses)
+    ready = httpx.get(f"{live_server.base_url}/readyz").json()
+    assert ready["in_flight"] == 0 and ready["queue_depth"] == 0 and ready["status"] == "ready"
