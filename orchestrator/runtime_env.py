@@ -70,6 +70,11 @@ def build_env(*, facts: HostFacts, profile: Profile, user_values: Mapping[str, t
         "TAILOR_RSS_SOFT_LIMIT_BYTES": (str(memory_limit_bytes * 9 // 10), "derived",
                                         "90% of the memory limit: refuse new work before the OOM killer acts"),
     }
+    if device == "cpu" and workers > 1 and not tight:
+        planned["TAILOR_SOLO_WIDE"] = (
+            "true", "derived",
+            f"a lone sentence runs on one extra instance with {workers * threads} threads: one-thread workers "
+            "serve load best, but a single request would otherwise use one CPU (measured, benchmarks/RESULTS.md)")
     fallback = profile.fallback
     if fallback and all(item.split(":", 1)[0] == engine for item in fallback.split(",")):
         planned["TAILOR_FALLBACK"] = ("", "derived", f"the primary engine is already {engine}")

@@ -10,6 +10,7 @@ hosts and registry-less CI build the same image.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 import re
@@ -157,9 +158,19 @@ def prepare_wheelhouse(dest: Path, fl: Flavor, *, python_version: str, wheelhous
         log(f"wheelhouse: building the {DISTRIBUTION} wheel from {root}")
         for old in dest.glob("tailor_deploy-*.whl"):
             old.unlink()
-        _check(run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+        # Offline hosts need the build backend installed; without it pip fetches hatchling itself.
+        isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-build-isolation"]
+        _check(run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation,
                     "--wheel-dir", str(dest), str(root)]),
-               f"building the {DISTRIBUTION} wheel", "check that hatchling is installed (pip install hatchling)")
+               f"building the {DISTRIBUTION} wheel",
+               "offline? install the build backend first (pip install hatchling), or put the "
+               f"{DISTRIBUTION} wheel into --wheelhouse")
+    elif not any(dest.glob("tailor_deploy-*.whl")) and wheelhouse is None:
+        log(f"wheelhouse: downloading the {DISTRIBUTION} {__version__} wheel (installed from a wheel, no source)")
+        _check(run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", str(dest),
+                    f"{DISTRIBUTION}=={__version__}"]),
+               f"downloading the {DISTRIBUTION} wheel",
+               f"no package index reachable? put the {DISTRIBUTION} wheel into --wheelhouse DIR")
     elif not any(dest.glob("tailor_deploy-*.whl")):
         raise LaunchError(f"no {DISTRIBUTION} wheel: not running from a source checkout and none in --wheelhouse",
                           f"put the {DISTRIBUTION} wheel into the --wheelhouse directory")

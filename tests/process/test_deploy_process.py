@@ -163,15 +163,19 @@ def test_up_from_a_directory_without_plan_is_a_clear_error(tmp_path: Path) -> No
     assert "is not a rendered deployment" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_up_from_deploy_render_output(state_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_plan", [True, False], ids=["plan.json", "compose+env-only"])
+def test_up_from_deploy_render_output(state_dir: Path, tmp_path: Path, with_plan: bool) -> None:
     port = free_port()
     out = tmp_path / "rendered"
     res = deploy("render", "--port", str(port), "--out", str(out))
     assert res.returncode == 0, res.stderr
-    assert not (out / "plan.json").exists()
+    assert (out / "plan.json").is_file() and (out / "facts.json").is_file()
+    if not with_plan:  # a directory rendered elsewhere, or by hand: compose + .env only
+        (out / "plan.json").unlink()
+        (out / "facts.json").unlink()
     up = deploy("up", str(out), "--backend", "process", "--detach", "--state-dir", str(state_dir))
     assert up.returncode == 0, up.stderr + up.stdout
-    assert "launching from docker-compose.yml + .env" in up.stderr
+    assert ("launching from docker-compose.yml + .env" in up.stderr) is (not with_plan)
     state = read_state(state_dir)
     assert state.state == "RUNNING" and state.url == f"http://127.0.0.1:{port}"
     conns = [c for c in psutil.Process(int(state.runner_id)).net_connections(kind="tcp")

@@ -98,11 +98,13 @@ def test_memory_bound_cpu_plan_shrinks_and_goes_lazy() -> None:
     cpu = dataclasses.replace(host.cpu, effective_cpus=16)
     roomy = plan_for(dataclasses.replace(host, cpu=cpu))
     assert roomy.workers == 8 and roomy.preload is True and roomy.cache_bytes == 64 * MIB
+    assert roomy.env["TAILOR_SOLO_WIDE"] == "true"  # a lone request still gets every CPU
     plan = plan_for(dataclasses.replace(host, memory=mem, cpu=cpu))
     # 1.6 GiB - 512 MiB headroom - 350 MiB overhead leaves room for 2 sessions of 89 + 192 MiB.
     assert plan.workers == 2 and plan.max_concurrency == 2 and plan.threads == 4
     assert plan.cache_bytes == 0 and plan.preload is False
     assert plan.env["TAILOR_ORT_MEMORY_ARENA"] == "false"
+    assert plan.env["TAILOR_SOLO_WIDE"] == "false"  # no extra model instance when memory is tight
     assert plan.memory_budget.fits
     assert source(plan, "cache_bytes") == "derived"
 

@@ -1,0 +1,50 @@
+"""Which pip commands fill the image's wheelhouse, in each install situation.
+
+pip itself is replaced by a recorder: the commands are what is under test, and the real
+download/build paths run for real in the Docker tier (tests/docker)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from orchestrator import __version__
+from orchestrator.launch import image
+from orchestrator.launch.image import FLAVORS, prepare_wheelhouse
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        self.calls.append(list(argv))
+        return subprocess.CompletedProcess(list(argv), 0, "", "")
+
+
+def test_installed_from_a_wheel_downloads_its_own_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(image, "project_root", lambda: None)
+    run = Recorder()
+    prepare_wheelhouse(tmp_path / "ctx", FLAVORS["cpu"], python_version="3.11", wheelhouse=None, run=run)
+    own = [c for c in run.calls if f"tailor-deploy=={__version__}" in c]
+    assert len(own) == 1 and "download" in own[0] and "--no-deps" in own[0]
+
+
+def test_source_checkout_builds_without_isolation_only_when_hatchling_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = {"hatchling": True}
+    real_find_spec = image.importlib.util.find_spec
+    monkeypatch.setattr(image.importlib.util, "find_spec",
+                        lambda name: object() if name == "hatchling" and found["hatchling"] else
+                        (None if name == "hatchling" else real_find_spec(name)))
+    for present in (True, False):
+        found["hatchling"] = present
+        run = Recorder()
+        prepare_wheelhouse(tmp_path / f"ctx-{present}", FLAVORS["cpu"], python_version="3.11",
+                           wheelhouse=None, run=run)
+        (build,) = [c for c in run.calls if "wheel" in c[:4]]
+        assert ("--no-build-isolation" in build) is present
