@@ -171,20 +171,10 @@ class HostFacts:
 
     @classmethod
     def from_json_file(cls, path: Path) -> HostFacts:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise FactsError(
-                f"cannot read facts file {path}: {exc.strerror}",
-                "pass a file written by `deploy probe --json > FILE`",
-            ) from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FactsError(
-                f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})",
-                "pass a file written by `deploy probe --json > FILE`",
-            ) from exc
+        from orchestrator.jsonfile import read_json
+
+        data = read_json(path, FactsError, missing=f"facts file {path} does not exist",
+                         hint="pass a file written by `deploy probe --json > FILE`")
         return cls.from_dict(data, source=str(path))
 
 

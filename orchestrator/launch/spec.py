@@ -8,13 +8,13 @@ rendered earlier or on another machine.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import LaunchError, UsageError
+from orchestrator.jsonfile import read_json
 
 PLAN_FILE = "plan.json"
 
@@ -115,18 +115,9 @@ def spec_from_plan_dict(plan: Mapping[str, Any], *, source: str = "plan") -> Lau
 def load_plan_file(directory: Path) -> dict[str, Any]:
     """Read ``DIR/plan.json`` as written by ``deploy render`` / ``deploy auto``."""
     path = directory / PLAN_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LaunchError(f"{path} does not exist: {directory} is not a rendered deployment",
-                          "render one with `deploy render --out DIR`, or use `deploy auto`") from None
-    except OSError as exc:
-        raise LaunchError(f"cannot read {path}: {exc.strerror}", "check the path and its permissions") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})",
-                         "re-render with `deploy render --out DIR`") from exc
+    data = read_json(path, LaunchError, invalid=UsageError,
+                     missing=f"{path} does not exist: {directory} is not a rendered deployment",
+                     hint="render one with `deploy render --out DIR`, or use `deploy auto`")
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a JSON object", "re-render with `deploy render --out DIR`")
     return data

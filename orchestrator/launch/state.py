@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from orchestrator.errors import StateError
+from orchestrator.jsonfile import read_json
 
 STATE_FILE = "state.json"
 SCHEMA_VERSION = 1
@@ -115,18 +116,10 @@ def write_state(directory: Path, state: DeploymentState) -> Path:
 def read_state(directory: Path) -> DeploymentState:
     """The last recorded state; StateError when there is none or it is unreadable."""
     path = directory / STATE_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StateError(f"no deployment recorded in {directory} ({path} does not exist)",
-                         "start one with `deploy auto --detach`, or pass --state-dir / TAILOR_STATE_DIR") from None
-    except OSError as exc:
-        raise StateError(f"cannot read {path}: {exc.strerror}", "check the permissions of the state directory") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})",
-                         f"remove {path} if no deployment is running") from exc
+    data = read_json(path, StateError,
+                     missing=f"no deployment recorded in {directory} ({path} does not exist)",
+                     hint="start one with `deploy auto --detach`, or pass --state-dir / TAILOR_STATE_DIR; "
+                          f"remove {path} if it is damaged and no deployment runs")
     return DeploymentState.from_dict(data, str(path))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.launch.http_client import check_ready, synthesize_to
+from tests.helpers import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_rendered_compose_up_ready_synthesize_down(runtime_image: str, tmp_path: Path, tailor_containers) -> None:

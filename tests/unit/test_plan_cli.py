@@ -170,4 +170,6 @@ def test_env_lists_every_runtime_variable(capsys: pytest.CaptureFixture[str], wi
 
 def test_missing_facts_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--facts", str(tmp_path / "none.json")]) == 2
-    assert "cannot read facts file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"facts file {tmp_path / 'none.json'} does not exist" in err
+    assert "deploy probe --json > FILE" in err

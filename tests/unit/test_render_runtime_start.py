@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,12 @@ from orchestrator.plan import make_plan
 from orchestrator.profiles import load_profiles
 from orchestrator.render import RenderOptions, parse_env_text, render
 from orchestrator.selection import select_profile
+from tests.helpers import free_port
 
 FACTS = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.slow
