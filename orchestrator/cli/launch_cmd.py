@@ -84,6 +84,7 @@ def up(
     network: Optional[str] = NetworkOpt,  # noqa: UP045
     state_dir: Optional[str] = StateDirOpt,  # noqa: UP045
     detached_child: bool = typer.Option(False, "--detached-child", hidden=True),
+    backend_reason: Optional[str] = typer.Option(None, "--backend-reason", hidden=True),  # noqa: UP045
 ) -> None:
     """Launch and supervise from an already rendered directory (plan.json + facts.json)."""
     sd = state_dir_from(state_dir, os.environ)
@@ -91,7 +92,8 @@ def up(
         _refuse_if_running(sd)
     prepared = dep.load_deployment(directory or sd / dep.RENDERED_DIR, port=port)
     _launch(prepared, backend, sd, detach=detach, synthesize=synthesize, base_image=base_image,
-            wheelhouse=wheelhouse, rebuild=rebuild, network=network, detached_child=detached_child)
+            wheelhouse=wheelhouse, rebuild=rebuild, network=network, detached_child=detached_child,
+            backend_reason=backend_reason)
 
 
 def _refuse_if_running(sd: Path) -> None:
@@ -106,7 +108,7 @@ def _refuse_if_running(sd: Path) -> None:
 
 def _launch(prepared: dep.Prepared, backend: str, sd: Path, *, detach: bool, synthesize: Path | None,
             base_image: str | None, wheelhouse: Path | None, rebuild: bool, network: str | None,
-            detached_child: bool = False) -> None:
+            detached_child: bool = False, backend_reason: str | None = None) -> None:
     spec = prepared.spec
     if network is not None:
         if network not in ("bridge", "host"):
@@ -114,6 +116,8 @@ def _launch(prepared: dep.Prepared, backend: str, sd: Path, *, detach: bool, syn
         spec = spec.with_network_mode(network)
         prepared = dep.Prepared(prepared.plan, prepared.facts, spec, prepared.directory, prepared.notes)
     chosen, why = dep.choose_backend(backend, os.environ)
+    if detached_child and backend_reason:
+        why = backend_reason  # the parent's reason ("no Docker daemon: ..."), not "chosen with --backend"
     out.data(f"profile:  {spec.profile}", markup=False)
     out.data(f"backend:  {chosen} ({why})", markup=False)
     for note in prepared.notes:
@@ -121,7 +125,7 @@ def _launch(prepared: dep.Prepared, backend: str, sd: Path, *, detach: bool, syn
     if chosen == "docker" and not detached_child:
         _ensure_image(spec, base_image, wheelhouse, rebuild)
     if detach and not detached_child:
-        _spawn_detached(prepared, chosen, sd)
+        _spawn_detached(prepared, chosen, why, sd)
         _announce(spec.url)
         if synthesize is not None:
             _synthesize(spec, synthesize)
@@ -217,12 +221,12 @@ def _ready_or_report(sup: Supervisor, progress: _Progress) -> bool:
     return False
 
 
-def _spawn_detached(prepared: dep.Prepared, backend: str, sd: Path) -> None:
+def _spawn_detached(prepared: dep.Prepared, backend: str, why: str, sd: Path) -> None:
     """Start `deploy up --detached-child` in its own session and wait until it reports ready."""
     sd.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "orchestrator", "up", str(prepared.directory.resolve()), "--backend", backend,
             "--port", str(prepared.spec.port), "--network", prepared.spec.network_mode,
-            "--state-dir", str(sd.resolve()), "--detached-child"]
+            "--state-dir", str(sd.resolve()), "--detached-child", "--backend-reason", why]
     (sd / "state.json").unlink(missing_ok=True)
     with open(sd / dep.SUPERVISOR_LOG, "ab") as log:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

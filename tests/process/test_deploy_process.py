@@ -47,10 +47,11 @@ def test_detached_deploy_restart_after_kill_and_down(state_dir: Path, tmp_path: 
     port = free_port()
     wav = tmp_path / "first.wav"
     t0 = time.monotonic()
-    res = deploy("auto", "--backend", "process", "--port", str(port), "--detach", "--state-dir", str(state_dir),
-                 "--synthesize-to", str(wav))
+    no_daemon = f"unix://{tmp_path / 'no-docker.sock'}"
+    res = deploy("auto", "--port", str(port), "--detach", "--state-dir", str(state_dir),
+                 "--synthesize-to", str(wav), env={"DOCKER_HOST": no_daemon})
     assert res.returncode == 0, res.stderr + res.stdout
-    assert "backend:  process (chosen with --backend process)" in res.stdout
+    assert "backend:  process (no Docker daemon" in res.stdout  # --backend auto says why
     assert f"ready:    http://127.0.0.1:{port}" in res.stdout
     assert "curl -s" in res.stdout
     print(f"deploy auto (process) to ready + first synthesis: {time.monotonic() - t0:.1f} s")
@@ -74,6 +75,7 @@ def test_detached_deploy_restart_after_kill_and_down(state_dir: Path, tmp_path: 
     st = deploy("status", "--json", "--state-dir", str(state_dir))
     data = json.loads(st.stdout)
     assert data["restarts"] == 1 and data["stale"] is False and data["uptime_s"] >= 0
+    assert data["backend_reason"].startswith("no Docker daemon")  # the detached supervisor keeps the reason
     assert "killed by SIGKILL" in deploy("status", "--state-dir", str(state_dir)).stdout
     assert any("ready: onnx:" in line for line in deploy("logs", "-n", "50", "--state-dir", str(state_dir)).stdout.splitlines())
 
