@@ -78,6 +78,7 @@ class SpeechService:
                 dataclasses.replace(
                     EngineOptions.from_settings(settings),
                     intra_op_threads=settings.workers * settings.threads_per_worker,
+                    allow_spinning=True,
                 )
                 if settings.solo_wide and settings.workers > 1
                 else None

@@ -41,9 +41,11 @@ def _session_options(options: EngineOptions) -> Any:
         ort.GraphOptimizationLevel, _GRAPH_LEVELS[options.ort_graph_optimization]
     )
     so.enable_cpu_mem_arena = options.ort_memory_arena
-    # The scheduler owns concurrency; spinning pool threads only steal CPU from other workers.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    # The scheduler owns concurrency; spinning pool threads would steal CPU from other workers,
+    # except on the solo-wide instance, which runs only while nothing else does.
+    spin = "1" if options.allow_spinning else "0"
+    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
     so.log_severity_level = 3
     return so
 

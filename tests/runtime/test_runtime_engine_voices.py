@@ -155,3 +155,29 @@ def test_onnx_engine_on_cuda() -> None:
         assert audio.size > 0
     finally:
         engine.close()
+
+
+def test_only_the_solo_wide_instance_lets_its_threads_spin() -> None:
+    from runtime.engines.onnx_engine import _session_options
+    from runtime.service import SpeechService
+    from runtime.settings import Settings
+
+    key = "session.intra_op.allow_spinning"
+    assert _session_options(EngineOptions(intra_op_threads=2)).get_session_config_entry(key) == "0"
+    assert _session_options(EngineOptions(intra_op_threads=2, allow_spinning=True)).get_session_config_entry(key) == "1"
+
+    made: list[EngineOptions] = []
+
+    def factory(name: str, model_path: Path, sample_rate: int, options: EngineOptions):  # records, builds real
+        made.append(options)
+        return create_engine(name, model_path, sample_rate, options)
+
+    settings = Settings(workers=2, threads_per_worker=1, solo_wide=True)
+    service = SpeechService(settings, engine_factory=factory)
+    loaded = service.chain.load_default(settings.default_voice)
+    try:
+        assert [(o.intra_op_threads, o.allow_spinning) for o in made] == [(1, False), (1, False), (2, True)]
+    finally:
+        for engine in [*loaded.engines, loaded.wide]:
+            if engine is not None:
+                engine.close()
