@@ -28,6 +28,7 @@ from orchestrator.runtime_env import Provenance, build_env
 from orchestrator.selection import (
     FITS,
     Selection,
+    complete_facts,
     compute_capability,
     gpu_memory_bytes,
     judge,
@@ -171,6 +172,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     is the user's environment; ``stepped`` are step-down values (see :func:`step_down`).
     """
     profile = selection.chosen
+    facts, _assumptions = complete_facts(facts)  # their warnings came with the selection
     user = _Choices(overrides or {}, environ or {}, config, stepped or {}, step_reason)
     warnings: list[str] = list(selection.warnings)
     reasons: list[str] = []

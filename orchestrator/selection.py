@@ -14,6 +14,7 @@ not fit, with a warning.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,35 @@ FP16_MIN_CC = (7, 0)
 """fp16 is planned only with tensor cores (Volta, CC 7.0+): older cards gain nothing from it."""
 BF16_MIN_CC = (8, 0)
 """bf16 needs Ampere (CC 8.0+) hardware support."""
+
+
+ASSUMED_MEMORY_BYTES = 2 * 1024**3
+"""Planned for when the probe could not read the memory size: small enough to be safe."""
+
+
+def complete_facts(facts: HostFacts) -> tuple[HostFacts, tuple[str, ...]]:
+    """Facts to plan with, and a warning for each conservative assumption made.
+
+    A probe that met garbage (unreadable or garbled /proc) still returns valid facts, with zero
+    memory or an ``unknown`` architecture. Planning then assumes a small machine instead of
+    failing, and says so. Idempotent: complete facts come back unchanged.
+    """
+    warnings: list[str] = []
+    memory = facts.memory
+    if memory.effective_total_bytes == 0:
+        assumed = ASSUMED_MEMORY_BYTES
+        memory = dataclasses.replace(
+            memory, total_bytes=assumed, available_bytes=assumed, effective_total_bytes=assumed,
+            effective_available_bytes=assumed, effective_source="assumed")
+        warnings.append(f"the memory size could not be read (see the probe's notes): planned for "
+                        f"{format_size(assumed)}, a conservative guess; fix the probe or pass --facts "
+                        "from a healthy probe")
+    if facts.cpu.architecture == "unknown":
+        warnings.append("the CPU architecture could not be read (see the probe's notes): profiles were "
+                        "not filtered by architecture")
+    if memory is facts.memory:
+        return facts, tuple(warnings)
+    return dataclasses.replace(facts, memory=memory), tuple(warnings)
 
 
 def primary_gpu(facts: HostFacts) -> GpuFacts | None:
@@ -121,7 +151,7 @@ def judge(facts: HostFacts, profile: Profile) -> Verdict:
     soft: list[str] = []
     changes: list[str] = []
     arch = facts.cpu.architecture
-    if m.architectures and arch not in m.architectures:
+    if m.architectures and arch != "unknown" and arch not in m.architectures:
         hard.append(f"architecture {arch} is not one of {', '.join(m.architectures)}")
     is_jetson = facts.jetson is not None
     if m.jetson == "required" and not is_jetson:
@@ -185,9 +215,10 @@ def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
     """Pick the profile for ``facts``: ``override`` if given, else the best fitting one."""
     items = profiles.profiles if isinstance(profiles, ProfileSet) else tuple(profiles)
     ordered = sorted(items, key=lambda p: -p.priority)
+    facts, assumptions = complete_facts(facts)
     verdicts = judge_all(facts, ordered)
     by_name = {p.name: p for p in ordered}
-    warnings: list[str] = []
+    warnings: list[str] = list(assumptions)
     if override is not None:
         if override not in by_name:
             raise PlanError(f"no profile named {override!r}",
