@@ -6,7 +6,9 @@
 #     source scripts/docker-test-env.sh
 #     tailor_docker_start          # installs what is missing, starts dockerd, imports the base image
 #     pytest -m docker tests/docker
-#     tailor_docker_stop           # kills that dockerd by its pid and waits for it
+#     tailor_docker_stop           # kills that dockerd by its pid, waits for it, unmounts what it
+#                                  # left under $TAILOR_DOCKER_DIR and removes that directory when
+#                                  # it was made here (or TAILOR_DOCKER_CLEAN=1)
 #
 # It never touches /var/run/docker.sock: the daemon gets its own data root, exec root, pid file
 # and socket under $TAILOR_DOCKER_DIR (default: a fresh temp dir). It exports DOCKER_HOST and
@@ -69,7 +71,12 @@ tailor_docker_start() {
         _tailor_log "dockerd already running (pid $TAILOR_DOCKER_PID)"
         return 0
     fi
-    TAILOR_DOCKER_DIR="${TAILOR_DOCKER_DIR:-$(mktemp -d /tmp/tailor-docker.XXXXXX)}"
+    if [ -z "${TAILOR_DOCKER_DIR:-}" ]; then
+        TAILOR_DOCKER_DIR="$(mktemp -d /tmp/tailor-docker.XXXXXX)"
+        # Made here, so tailor_docker_stop removes it again (images, layers: hundreds of MB).
+        TAILOR_DOCKER_DIR_OWNED=1
+        export TAILOR_DOCKER_DIR_OWNED
+    fi
     mkdir -p "$TAILOR_DOCKER_DIR/data" "$TAILOR_DOCKER_DIR/exec"
     local sock="$TAILOR_DOCKER_DIR/docker.sock"
     local pidfile="$TAILOR_DOCKER_DIR/dockerd.pid"
@@ -111,7 +118,30 @@ tailor_docker_start() {
     export TAILOR_TEST_BASE_IMAGE="$TAILOR_BASE_IMAGE_TAG"
 }
 
+_tailor_unmount_under() {
+    # Mounts dockerd leaves under its directories when it dies uncleanly (nsfs network
+    # namespaces under exec/netns, overlay layers under data/): deepest first.
+    local dir=$1 target
+    command -v findmnt >/dev/null 2>&1 || return 0
+    findmnt -rn -o TARGET | awk -v d="$dir/" 'index($0, d) == 1' | sort -r | while read -r target; do
+        umount "$target" 2>/dev/null || umount -l "$target" 2>/dev/null ||
+            _tailor_log "cannot unmount $target"
+    done
+}
+
 tailor_docker_stop() {
+    _tailor_docker_stop_daemon
+    local dir=${TAILOR_DOCKER_DIR:-}
+    if [ -n "$dir" ] && [ -d "$dir" ]; then
+        _tailor_unmount_under "$dir"
+        if [ "${TAILOR_DOCKER_DIR_OWNED:-0}" = 1 ] || [ "${TAILOR_DOCKER_CLEAN:-0}" = 1 ]; then
+            rm -rf "$dir" && _tailor_log "removed $dir"
+            unset TAILOR_DOCKER_DIR TAILOR_DOCKER_DIR_OWNED
+        fi
+    fi
+}
+
+_tailor_docker_stop_daemon() {
     if [ -z "${TAILOR_DOCKER_PID:-}" ]; then
         return 0
     fi

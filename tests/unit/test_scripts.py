@@ -1,0 +1,109 @@
+"""The shell scripts a first-time user and CI run: visible steps, loud failures, clean exits.
+
+The quickstart runs in a copy of its directory layout whose ``.venv`` holds small executables
+standing in for the interpreter and ``deploy`` (a real install takes minutes); what is tested is
+the script's own behaviour: step lines, elapsed times, the failing command's output on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _exe(path: Path, body: str) -> None:
+    path.write_text("#!/bin/sh\n" + body + "\n", encoding="utf-8")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Path:
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "quickstart.sh", tmp_path / "scripts" / "quickstart.sh")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    return tmp_path
+
+
+def _quickstart(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(clone / "scripts" / "quickstart.sh"), *args], capture_output=True,
+                          text=True, timeout=60, check=False, env={**os.environ, "PYTHON": "python3"})
+
+
+def test_quickstart_fails_loudly_with_the_failing_commands_output(clone: Path) -> None:
+    # pip upgrade works, the install fails the way pip does: a message on stderr, exit code 1.
+    _exe(clone / ".venv" / "bin" / "python",
+         'case "$*" in *-e*) echo "Collecting onnxruntime"; '
+         'echo "ERROR: No matching distribution found for onnxruntime>=1.17" >&2; exit 1;; esac; echo ok')
+    _exe(clone / ".venv" / "bin" / "deploy", "echo deploy must not run; exit 3")
+    res = _quickstart(clone)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "[1/3] reuse .venv, upgrade pip" in res.stdout
+    assert "[2/3] install Tailor and its runtime" in res.stdout
+    assert "done in" in res.stdout  # the first step finished and said how long it took
+    assert "step 2/3 failed after" in res.stderr and "(exit code 1)" in res.stderr
+    assert "No matching distribution found for onnxruntime" in res.stderr
+    assert "deploy must not run" not in res.stdout + res.stderr
+    assert "No matching distribution" in (clone / ".tailor" / "quickstart.log").read_text()
+
+
+def test_quickstart_reports_a_failing_deploy_and_where_its_logs_are(clone: Path) -> None:
+    _exe(clone / ".venv" / "bin" / "python", "echo installed")
+    _exe(clone / ".venv" / "bin" / "deploy", 'echo "error: port 8000 is used by pid 1" >&2; exit 1')
+    res = _quickstart(clone, "--port", "8000")
+    assert res.returncode == 1
+    assert "[3/3] deploy auto" in res.stdout and "--port 8000" in res.stdout
+    assert "port 8000 is used by pid 1" in res.stderr
+    assert "`deploy auto` failed with exit code 1" in res.stderr and ".tailor/runtime.log" in res.stderr
+
+
+def test_quickstart_success_says_what_it_left_running(clone: Path) -> None:
+    _exe(clone / ".venv" / "bin" / "python", "echo installed")
+    _exe(clone / ".venv" / "bin" / "deploy", 'echo "ready:    http://127.0.0.1:8000"; echo "args: $*"')
+    res = _quickstart(clone)
+    assert res.returncode == 0, res.stderr
+    assert "args: auto --detach --synthesize-to tailor-hello.wav" in res.stdout
+    assert "Left running in the background: the supervisor and the runtime" in res.stdout
+    assert ".venv/bin/deploy down" in res.stdout and "source .venv/bin/activate" in res.stdout
+
+
+def test_quickstart_hides_nothing() -> None:
+    text = (REPO / "scripts" / "quickstart.sh").read_text()
+    assert "|| true" not in text and " -q " not in text
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("findmnt") is None, reason="mounting needs root")
+def test_docker_env_stop_unmounts_and_removes_its_own_directory(tmp_path: Path) -> None:
+    engine = tmp_path / "tailor-docker.test"
+    (engine / "exec" / "netns").mkdir(parents=True)
+    mnt = engine / "exec" / "netns" / "m"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        res = subprocess.run(
+            ["bash", "-c", f"source {REPO / 'scripts' / 'docker-test-env.sh'}; tailor_docker_stop"],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "TAILOR_DOCKER_DIR": str(engine), "TAILOR_DOCKER_DIR_OWNED": "1"},
+        )
+        assert res.returncode == 0, res.stderr
+        assert not engine.exists(), res.stderr
+        mounts = Path("/proc/self/mounts").read_text()
+        assert str(mnt) not in mounts
+    finally:
+        if str(mnt) in Path("/proc/self/mounts").read_text():
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_docker_env_stop_keeps_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    engine = tmp_path / "mine"
+    engine.mkdir()
+    res = subprocess.run(["bash", "-c", f"source {REPO / 'scripts' / 'docker-test-env.sh'}; tailor_docker_stop"],
+                         capture_output=True, text=True, timeout=60, check=False,
+                         env={**os.environ, "TAILOR_DOCKER_DIR": str(engine), "TAILOR_DOCKER_DIR_OWNED": "0"})
+    assert res.returncode == 0, res.stderr
+    assert engine.is_dir()
