@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.probe import probe_host
+from orchestrator.probe.host import probe_host
 
 RESULTS = Path(__file__).resolve().parent / "results" / "probe.md"
 
@@ -55,7 +55,7 @@ def time_cli(runs: int) -> list[float]:
 
 def time_cold_probe(runs: int) -> list[float]:
     """The first probe_host() in a fresh interpreter: imports and the first NVML load included."""
-    code = ("import time; t = time.perf_counter(); from orchestrator.probe import probe_host; probe_host(); "
+    code = ("import time; t = time.perf_counter(); from orchestrator.probe.host import probe_host; probe_host(); "
             "print(time.perf_counter() - t)")
     return [float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
             for _ in range(runs)]

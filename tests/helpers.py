@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from orchestrator.launch.state import DeploymentState, read_state
+from orchestrator.supervise.state import DeploymentState, read_state
 
 T = TypeVar("T")
 

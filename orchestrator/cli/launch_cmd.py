@@ -14,19 +14,19 @@ import typer
 
 from orchestrator.cli import output as out
 from orchestrator.errors import StateError, SupervisorError, UsageError
-from orchestrator.launch import deployment as dep
-from orchestrator.launch.http_client import synthesize_to
 from orchestrator.launch.process_backend import tail_lines
 from orchestrator.launch.spec import LaunchSpec
-from orchestrator.launch.state import (
+from orchestrator.supervise import deployment as dep
+from orchestrator.supervise.http_client import synthesize_to
+from orchestrator.supervise.state import (
     DeploymentState,
     read_state,
     stale_reason,
     state_dir_from,
     supervisor_alive,
 )
-from orchestrator.launch.supervisor import Policy, State, Supervisor
-from orchestrator.launch.teardown import stop_deployment
+from orchestrator.supervise.supervisor import Policy, State, Supervisor
+from orchestrator.supervise.teardown import stop_deployment
 
 StateDirOpt = typer.Option(None, "--state-dir", help="Where state.json and logs live (default $TAILOR_STATE_DIR or ./.tailor).")
 BackendOpt = typer.Option("auto", "--backend", help="auto (docker when a daemon answers, else process), docker or process.")

@@ -14,13 +14,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli import output as out
-from orchestrator.config import UserConfig, load_config
 from orchestrator.errors import PlanError, UsageError
-from orchestrator.facts import HostFacts
-from orchestrator.plan import Plan, make_plan
-from orchestrator.profiles import ProfileSet, load_profiles
-from orchestrator.render import FORMATS, RenderOptions, parse_formats, render, write_rendered
-from orchestrator.selection import (
+from orchestrator.plan.planner import Plan, make_plan
+from orchestrator.plan.user_config import UserConfig, load_config
+from orchestrator.probe.facts import HostFacts
+from orchestrator.render.renderer import (
+    FORMATS,
+    RenderOptions,
+    parse_formats,
+    render,
+    write_rendered,
+)
+from orchestrator.select.profiles import ProfileSet, load_profiles
+from orchestrator.select.selection import (
     DOES_NOT_FIT,
     FITS,
     FITS_WITH_CHANGE,
@@ -53,7 +59,7 @@ PortOpt = Annotated[int | None, typer.Option("--port", min=1, max=65535, help="P
 def _load_facts(facts_file: Path | None) -> HostFacts:
     if facts_file is not None:
         return HostFacts.from_json_file(facts_file)
-    from orchestrator.probe import probe_host  # the probe is heavy; only load it when needed
+    from orchestrator.probe.host import probe_host  # the probe is heavy; only load it when needed
 
     return probe_host()
 
@@ -199,7 +205,7 @@ def render_command(
     for path in write_rendered(render(plan, chosen, options), out_dir):
         out.data(str(path), markup=False)
     # plan.json + facts.json let `deploy up DIR` step this deployment down after an OOM kill.
-    from orchestrator.launch.deployment import write_plan_files
+    from orchestrator.supervise.deployment import write_plan_files
 
     for path in write_plan_files(out_dir, plan.to_dict(), host_facts):
         out.data(str(path), markup=False)

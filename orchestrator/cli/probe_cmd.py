@@ -13,7 +13,7 @@ from orchestrator.cli import output as out
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from orchestrator.facts import HostFacts
+    from orchestrator.probe.facts import HostFacts
 
 
 def _gib(value: int | None) -> str:
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         no_docker: Annotated[bool, typer.Option("--no-docker", help="Do not ping the Docker daemon.")] = False,
     ) -> None:
         """Probe CPU, memory, GPUs, Jetson and container limits."""
-        from orchestrator.probe import probe_host
+        from orchestrator.probe.host import probe_host
 
         started = time.perf_counter()
         facts = probe_host(root=root, check_docker=not no_docker)

@@ -1,1 +1,1 @@
-"""Launch and supervise the runtime: runners (process, docker), image build, supervisor, state file."""
+"""Stage 5, launch: the LaunchSpec and the runners that start it (process, docker), image build."""

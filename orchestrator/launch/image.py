@@ -28,10 +28,10 @@ import docker
 import docker.errors
 
 from orchestrator import __version__
-from orchestrator.container_spec import DEFAULT_BASE_IMAGES
 from orchestrator.errors import LaunchError, UsageError
 from orchestrator.launch.docker_backend import wrap
-from orchestrator.templating import render_template
+from orchestrator.plan.container_spec import DEFAULT_BASE_IMAGES
+from orchestrator.render.templating import render_template
 
 DISTRIBUTION = "tailor-deploy"
 # Fixed timestamp so the project wheel is byte-identical while the source is, and Docker's

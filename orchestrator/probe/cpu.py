@@ -5,9 +5,9 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 
-from orchestrator.facts import CpuFacts
 from orchestrator.probe.cgroup import CgroupLimits
 from orchestrator.probe.cpulist import parse_cpu_list
+from orchestrator.probe.facts import CpuFacts
 from orchestrator.probe.rootfs import RootFs
 
 # x86 /proc/cpuinfo ``flags`` and Arm ``Features`` words that matter for inference kernels,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from orchestrator.facts import JetsonFacts
+from orchestrator.probe.facts import JetsonFacts
 from orchestrator.probe.rootfs import RootFs
 
 # L4T (Jetson Linux) release → JetPack release. Source: NVIDIA's JetPack archive and

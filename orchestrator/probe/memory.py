@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator.facts import MemoryFacts
 from orchestrator.probe.cgroup import CgroupLimits
+from orchestrator.probe.facts import MemoryFacts
 from orchestrator.probe.rootfs import RootFs
 
 _UNITS = {"kB": 1024, "": 1}

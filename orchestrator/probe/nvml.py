@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from orchestrator.facts import GpuFacts, NvmlStatus
+from orchestrator.probe.facts import GpuFacts, NvmlStatus
 
 
 class NvmlReader(Protocol):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.launch.http_client import check_ready, synthesize_to
+from orchestrator.supervise.http_client import check_ready, synthesize_to
 from tests.helpers import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.launch.http_client import synthesize_to
-from orchestrator.launch.state import read_state
+from orchestrator.supervise.http_client import synthesize_to
+from orchestrator.supervise.state import read_state
 from tests.helpers import deploy, free_port, state_or_none, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -81,7 +81,7 @@ def test_auto_docker_ready_synthesize_kill_restart_down(docker_client, runtime_i
 
 def test_too_small_memory_limit_is_oom_killed_and_stepped_down(docker_client, runtime_image: str,
                                                                  state_dir: Path) -> None:
-    from orchestrator.launch.deployment import plan_deployment
+    from orchestrator.supervise.deployment import plan_deployment
 
     port = free_port()
     # Two workers, and a 200 MB limit: the interpreter starts, loading two voices does not fit.

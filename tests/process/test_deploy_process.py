@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.launch.http_client import synthesize_to
-from orchestrator.launch.state import read_state
+from orchestrator.supervise.http_client import synthesize_to
+from orchestrator.supervise.state import read_state
 from tests.helpers import deploy, free_port, state_or_none, wait_for
 
 pytestmark = pytest.mark.slow
@@ -167,7 +167,7 @@ def test_up_from_deploy_render_output(state_dir: Path, tmp_path: Path, with_plan
 
 
 def test_oom_kill_is_detected_and_stepped_down(state_dir: Path) -> None:
-    from orchestrator.launch.deployment import plan_deployment
+    from orchestrator.supervise.deployment import plan_deployment
 
     port = free_port()
     prepared = plan_deployment(state_dir, {"TAILOR_WORKERS": "2", "TAILOR_THREADS_PER_WORKER": "1"},
@@ -213,7 +213,7 @@ def test_logs_follow_prints_new_lines(state_dir: Path) -> None:
 
 
 def test_crash_loop_goes_fatal_with_the_runtime_error(state_dir: Path) -> None:
-    from orchestrator.launch.deployment import plan_deployment
+    from orchestrator.supervise.deployment import plan_deployment
 
     prepared = plan_deployment(state_dir, {"TAILOR_VOICE": "no-such-voice"}, facts_file=None, profile="cpu-only",
                                port=free_port())

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.container_spec import DEFAULT_BASE_IMAGES, base_image_for
-from orchestrator.facts import HostFacts
-from orchestrator.plan import make_plan
-from orchestrator.profiles import load_profiles
-from orchestrator.selection import select_profile
+from orchestrator.plan.container_spec import DEFAULT_BASE_IMAGES, base_image_for
+from orchestrator.plan.planner import make_plan
+from orchestrator.probe.facts import HostFacts
+from orchestrator.select.profiles import load_profiles
+from orchestrator.select.selection import select_profile
 
 FACTS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 

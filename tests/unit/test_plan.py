@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import parse_config
 from orchestrator.errors import PlanError, UsageError
-from orchestrator.facts import HostFacts
-from orchestrator.plan import Plan, make_plan
-from orchestrator.profiles import load_profiles
-from orchestrator.selection import select_profile
+from orchestrator.plan.planner import Plan, make_plan
+from orchestrator.plan.user_config import parse_config
+from orchestrator.probe.facts import HostFacts
+from orchestrator.select.profiles import load_profiles
+from orchestrator.select.selection import select_profile
 from orchestrator.yaml_doc import parse_yaml_text
 from runtime.settings import VARIABLES, Settings
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import load_config
 from orchestrator.errors import UsageError
+from orchestrator.plan.user_config import load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from orchestrator.facts import HostFacts
-from orchestrator.plan import Plan, make_plan, step_down
-from orchestrator.profiles import load_profiles
-from orchestrator.selection import select_profile
+from orchestrator.plan.planner import Plan, make_plan, step_down
+from orchestrator.probe.facts import HostFacts
+from orchestrator.select.profiles import load_profiles
+from orchestrator.select.selection import select_profile
 
 FACTS = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.app import main
-from orchestrator.facts import HostFacts
-from orchestrator.probe import probe_host
+from orchestrator.probe.facts import HostFacts
+from orchestrator.probe.host import probe_host
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
 DEPLOY = str(Path(sys.executable).with_name("deploy"))
@@ -78,7 +78,7 @@ def test_live_probe_json_parses_and_is_fast() -> None:
 LAZY_SCRIPT = """
 import sys
 from pathlib import Path
-from orchestrator.probe import probe_host
+from orchestrator.probe.host import probe_host
 probe_host(Path(sys.argv[1]), environ={}, check_docker=True)
 print(" ".join(m for m in ("pynvml", "docker", "jinja2", "typer", "rich", "psutil", "yaml") if m in sys.modules))
 """

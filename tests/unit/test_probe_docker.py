@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.probe import probe_host
 from orchestrator.probe.docker_ping import check_docker
+from orchestrator.probe.host import probe_host
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
 INFO_WITH_NVIDIA = {"ServerVersion": "24.0.7", "Runtimes": {"io.containerd.runc.v2": {"path": "runc"},

@@ -8,9 +8,9 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from orchestrator.facts import HostFacts
-from orchestrator.probe import JETSON_NVML_REASON, PynvmlReader, probe_host
-from orchestrator.probe.nvml import read_gpus
+from orchestrator.probe.facts import HostFacts
+from orchestrator.probe.host import JETSON_NVML_REASON, probe_host
+from orchestrator.probe.nvml import PynvmlReader, read_gpus
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
 MIB = 2**20

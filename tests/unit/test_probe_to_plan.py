@@ -9,12 +9,12 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from orchestrator.facts import HostFacts
-from orchestrator.plan import make_plan
-from orchestrator.probe import probe_host
-from orchestrator.profiles import load_profiles
-from orchestrator.render import render
-from orchestrator.selection import ASSUMED_MEMORY_BYTES, select_profile
+from orchestrator.plan.planner import make_plan
+from orchestrator.probe.facts import HostFacts
+from orchestrator.probe.host import probe_host
+from orchestrator.render.renderer import render
+from orchestrator.select.profiles import load_profiles
+from orchestrator.select.selection import ASSUMED_MEMORY_BYTES, select_profile
 from tests.unit.test_probe_nvml import FakeCard, FakeNvml
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"

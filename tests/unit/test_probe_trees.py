@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ProbeError
-from orchestrator.facts import HostFacts
-from orchestrator.probe import probe_host
+from orchestrator.probe.facts import HostFacts
+from orchestrator.probe.host import probe_host
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
 GIB = 2**30
@@ -216,7 +216,7 @@ def test_directory_where_a_file_is_expected_is_a_note(tmp_path: Path) -> None:
 UNREADABLE_SCRIPT = """
 import json, os, sys
 from pathlib import Path
-from orchestrator.probe import probe_host
+from orchestrator.probe.host import probe_host
 if os.geteuid() == 0:  # root reads anything: become nobody once the imports are done
     os.setgroups([])
     os.setgid(65534)

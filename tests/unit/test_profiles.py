@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ProfileError
-from orchestrator.profiles import load_profile_file, load_profiles
 from orchestrator.resources import profiles_dir
+from orchestrator.select.profiles import load_profile_file, load_profiles
 
 BUILTIN = ("gpu-16gb", "t4-8gb", "jetson-edge", "low-vram-gpu", "cpu-only")
 

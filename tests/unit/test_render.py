@@ -15,11 +15,17 @@ import pytest
 import yaml
 
 from orchestrator.errors import RenderError, UsageError
-from orchestrator.facts import HostFacts
-from orchestrator.plan import Plan, make_plan
-from orchestrator.profiles import load_profiles
-from orchestrator.render import RenderOptions, parse_env_text, parse_formats, render, write_rendered
-from orchestrator.selection import select_profile
+from orchestrator.plan.planner import Plan, make_plan
+from orchestrator.probe.facts import HostFacts
+from orchestrator.render.renderer import (
+    RenderOptions,
+    parse_env_text,
+    parse_formats,
+    render,
+    write_rendered,
+)
+from orchestrator.select.profiles import load_profiles
+from orchestrator.select.selection import select_profile
 from runtime.settings import Settings
 
 TESTS = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.app import main
-from orchestrator.launch.deployment import load_deployment
+from orchestrator.supervise.deployment import load_deployment
 
 FACTS = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "t4-8gb-4cpu.json"
 

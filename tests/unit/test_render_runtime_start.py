@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.facts import HostFacts
-from orchestrator.plan import make_plan
-from orchestrator.profiles import load_profiles
-from orchestrator.render import RenderOptions, parse_env_text, render
-from orchestrator.selection import select_profile
+from orchestrator.plan.planner import make_plan
+from orchestrator.probe.facts import HostFacts
+from orchestrator.render.renderer import RenderOptions, parse_env_text, render
+from orchestrator.select.profiles import load_profiles
+from orchestrator.select.selection import select_profile
 from tests.helpers import free_port
 
 FACTS = Path(__file__).resolve().parents[1] / "fixtures" / "facts"

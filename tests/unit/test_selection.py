@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import PlanError
-from orchestrator.facts import HostFacts
-from orchestrator.profiles import load_profile_file, load_profiles
-from orchestrator.selection import (
+from orchestrator.probe.facts import HostFacts
+from orchestrator.select.profiles import load_profile_file, load_profiles
+from orchestrator.select.selection import (
     DOES_NOT_FIT,
     FITS,
     FITS_WITH_CHANGE,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import StateError
-from orchestrator.launch.state import (
+from orchestrator.supervise.state import (
     DeploymentState,
     Transition,
     process_start_time,

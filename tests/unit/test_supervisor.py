@@ -11,7 +11,7 @@ import pytest
 from orchestrator.errors import LaunchError
 from orchestrator.launch.runner import RunnerStatus
 from orchestrator.launch.spec import LaunchSpec
-from orchestrator.launch.supervisor import HealthResult, Policy, State, Supervisor
+from orchestrator.supervise.supervisor import HealthResult, Policy, State, Supervisor
 
 SPEC = LaunchSpec(profile="cpu-small", image="tailor-runtime:0.1.0-cpu", flavor="cpu",
                   env=(("TAILOR_PORT", "8000"), ("TAILOR_WORKERS", "2")), port=8000,

@@ -9,7 +9,6 @@ import pytest
 
 from orchestrator.errors import LaunchError, UsageError
 from orchestrator.launch.docker_backend import daemon_status, run_options
-from orchestrator.launch.http_client import audio_format_for, check_ready
 from orchestrator.launch.image import (
     FLAVORS,
     dependency_requirements,
@@ -17,6 +16,7 @@ from orchestrator.launch.image import (
     render_dockerfile,
 )
 from orchestrator.launch.spec import load_plan_file, spec_from_plan_dict
+from orchestrator.supervise.http_client import audio_format_for, check_ready
 
 PLAN = {
     "profile": "t4-8gb",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from orchestrator.errors import LaunchError
-from orchestrator.launch.state import (
+from orchestrator.supervise.state import (
     DeploymentState,
     process_start_time,
     read_state,

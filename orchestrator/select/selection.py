@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.errors import PlanError
-from orchestrator.facts import GpuFacts, HostFacts
-from orchestrator.profiles import Profile, ProfileSet, parse_version
+from orchestrator.probe.facts import GpuFacts, HostFacts
+from orchestrator.select.profiles import Profile, ProfileSet, parse_version
 from orchestrator.yaml_doc import format_size
 
 FITS = "fits"

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import LaunchError, PlanError, UsageError
-from orchestrator.facts import HostFacts
-from orchestrator.launch.http_client import check_ready
 from orchestrator.launch.process_backend import LOG_FILE, ProcessRunner
 from orchestrator.launch.rendered import spec_from_rendered_dir
 from orchestrator.launch.runner import Runner
 from orchestrator.launch.spec import PLAN_FILE, LaunchSpec, load_plan_file, spec_from_plan_dict
-from orchestrator.launch.state import DeploymentState, process_start_time, write_state
-from orchestrator.launch.supervisor import Policy, Snapshot, Supervisor
+from orchestrator.probe.facts import HostFacts
+from orchestrator.supervise.http_client import check_ready
+from orchestrator.supervise.state import DeploymentState, process_start_time, write_state
+from orchestrator.supervise.supervisor import Policy, Snapshot, Supervisor
 
 FACTS_FILE = "facts.json"
 RENDERED_DIR = "rendered"
@@ -47,14 +47,14 @@ class Prepared:
 def plan_deployment(state_dir: Path, environ: Mapping[str, str], *, facts_file: Path | None,
                     profile: str | None, port: int | None) -> Prepared:
     """probe (or read ``facts_file``) -> select -> plan -> write the deployment directory."""
-    from orchestrator.plan import make_plan
-    from orchestrator.profiles import load_profiles
-    from orchestrator.selection import select_profile
+    from orchestrator.plan.planner import make_plan
+    from orchestrator.select.profiles import load_profiles
+    from orchestrator.select.selection import select_profile
 
     if facts_file is not None:
         facts = HostFacts.from_json_file(facts_file)
     else:
-        from orchestrator.probe import probe_host
+        from orchestrator.probe.host import probe_host
 
         facts = probe_host(environ=environ)
     selection = select_profile(facts, load_profiles(), profile)
@@ -80,9 +80,9 @@ def write_plan_files(directory: Path, plan: dict[str, Any], facts: HostFacts) ->
 
 
 def render_into(directory: Path, plan: dict[str, Any], network: str = "bridge") -> tuple[str, ...]:
-    """Render every format of ``orchestrator.render`` into ``directory``."""
-    from orchestrator.plan import Plan
-    from orchestrator.render import RenderOptions, render, write_rendered
+    """Render every format of ``orchestrator.render.renderer`` into ``directory``."""
+    from orchestrator.plan.planner import Plan
+    from orchestrator.render.renderer import RenderOptions, render, write_rendered
 
     written = write_rendered(render(Plan.from_dict(plan), options=RenderOptions(network=network)), directory)
     return (f"rendered {', '.join(p.name for p in written)} into {directory}",)
@@ -134,8 +134,8 @@ def choose_backend(requested: str, environ: Mapping[str, str]) -> tuple[str, str
 
 def step_down_function(prepared: Prepared, log: Callable[[str], None]) -> Callable[[LaunchSpec], tuple[LaunchSpec, str] | None]:
     """Wraps ``orchestrator.plan.step_down`` for the supervisor (keeps port and network mode)."""
-    from orchestrator.plan import Plan, step_down
-    from orchestrator.profiles import load_profiles
+    from orchestrator.plan.planner import Plan, step_down
+    from orchestrator.select.profiles import load_profiles
 
     profiles = load_profiles()
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import __version__
-from orchestrator.facts import HostFacts
-from orchestrator.profiles import Profile
-from orchestrator.selection import primary_gpu
+from orchestrator.probe.facts import HostFacts
+from orchestrator.select.profiles import Profile
+from orchestrator.select.selection import primary_gpu
 
 CONTAINER_USER = "10001:10001"
 

@@ -22,8 +22,8 @@ import yaml
 
 from orchestrator import __version__
 from orchestrator.errors import RenderError, UsageError
-from orchestrator.plan import Plan
-from orchestrator.templating import render_template
+from orchestrator.plan.planner import Plan
+from orchestrator.render.templating import render_template
 
 FORMATS = ("compose", "env", "k8s", "systemd")
 SERVICE_NAME = "tailor-runtime"

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.facts import HostFacts
-from orchestrator.profiles import Profile
+from orchestrator.probe.facts import HostFacts
+from orchestrator.select.profiles import Profile
 from runtime.settings import VARIABLES
 
 SOURCES = ("cli", "env", "config", "profile", "default", "derived")

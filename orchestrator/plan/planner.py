@@ -6,7 +6,7 @@ reason. Rules that always hold:
 
 * workers x threads <= the effective CPUs (cgroup quota and cpuset included);
 * fp16 only on CUDA with compute capability >= 7.0, bf16 only with >= 8.0;
-* concurrency and batch size come from the memory budget (:mod:`orchestrator.budget`), so a
+* concurrency and batch size come from the memory budget (:mod:`orchestrator.plan.budget`), so a
   derived plan never holds more than the RAM/VRAM left after the profile's headroom.
 
 ``step_down`` is what the launcher calls after an OOM kill.
@@ -18,14 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from orchestrator.budget import Footprint, MemoryBudget, Pools, build_budget, slots_that_fit
-from orchestrator.config import PASS_THROUGH, UserConfig, check_value, variable_for
-from orchestrator.container_spec import ContainerSpec, base_image_for, container_spec
 from orchestrator.errors import PlanError, UsageError
-from orchestrator.facts import HostFacts
-from orchestrator.profiles import Profile, ProfileSet
-from orchestrator.runtime_env import Provenance, build_env
-from orchestrator.selection import (
+from orchestrator.plan.budget import Footprint, MemoryBudget, Pools, build_budget, slots_that_fit
+from orchestrator.plan.container_spec import ContainerSpec, base_image_for, container_spec
+from orchestrator.plan.runtime_env import Provenance, build_env
+from orchestrator.plan.user_config import PASS_THROUGH, UserConfig, check_value, variable_for
+from orchestrator.probe.facts import HostFacts
+from orchestrator.select.profiles import Profile, ProfileSet
+from orchestrator.select.selection import (
     FITS,
     Selection,
     complete_facts,

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from orchestrator.errors import LaunchError, UsageError
-from orchestrator.launch.supervisor import HealthResult
+from orchestrator.supervise.supervisor import HealthResult
 
 SAMPLE_TEXT = "Hello from Tailor. This voice runs on your own hardware."
 _FORMATS = {".wav": "wav", ".mp3": "mp3", ".flac": "flac", ".opus": "opus", ".ogg": "opus", ".pcm": "pcm",

@@ -29,7 +29,7 @@ from typing import Protocol
 from orchestrator.errors import LaunchError
 from orchestrator.launch.runner import Runner, RunnerStatus
 from orchestrator.launch.spec import LaunchSpec
-from orchestrator.launch.state import Transition
+from orchestrator.supervise.state import Transition
 
 
 class State(str, Enum):

@@ -1,0 +1,1 @@
+"""Stage 6, supervise: keep a launched runtime healthy (state machine, state file, teardown)."""
