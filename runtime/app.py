@@ -30,7 +30,13 @@ from runtime.engines import create_engine
 from runtime.errors import ApiError, BadRequest, EngineFailed, MethodNotAllowed, NotFound
 from runtime.memory import process_rss_bytes
 from runtime.metrics import CONTENT_TYPE
-from runtime.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from runtime.middleware import (
+    AccessRecord,
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+    access_record,
+)
 from runtime.schemas import OPENAI_MODELS, SpeechRequest
 from runtime.service import SpeechJob, SpeechService, concatenate
 from runtime.settings import Settings
@@ -133,7 +139,10 @@ def create_app(
         if exc.status_code == 404:
             return _error_response(NotFound("no such route; see /docs for the API"))
         if exc.status_code == 405:
-            return _error_response(MethodNotAllowed("method not allowed on this route"))
+            allow = (exc.headers or {}).get("Allow", "")
+            return _error_response(MethodNotAllowed(
+                f"method not allowed on this route; allowed: {allow or 'none'}",
+                headers={"Allow": allow} if allow else None))
         if exc.status_code == 400:
             return _error_response(BadRequest(
                 f"request body could not be read ({exc.detail}); send UTF-8 encoded JSON",
@@ -151,7 +160,7 @@ def create_app(
 
     @app.get("/healthz", summary="Liveness: the process answers.")
     async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
+        return {"status": "alive", "instance": service.instance_id}
 
     @app.get("/readyz", summary="Readiness: model loaded and warmed up, not draining.")
     async def readyz() -> JSONResponse:
@@ -161,7 +170,7 @@ def create_app(
     @app.get("/metrics", summary="Prometheus metrics.")
     async def metrics() -> Response:
         service.metrics.cache_bytes.set(service.cache.size_bytes)
-        return Response(service.metrics.registry.render(), media_type=CONTENT_TYPE)
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models", summary="Accepted model names.")
     async def models() -> dict[str, Any]:
@@ -200,6 +209,10 @@ def create_app(
         voice = resolve_request_voice(body.model, body.voice, service.catalog, settings.default_voice)
         text = validate_input(body.input, settings.max_input_chars)
         rate = service.chain.voice_info(voice.name).sample_rate_hz
+        record = access_record(request.scope)
+        if record is not None:
+            record.voice, record.characters, record.response_format = voice.name, len(text), fmt
+            record.stream = body.stream_format
         key = CacheKey(voice.name, f"{settings.engine}|{settings.fallback}", text, body.speed, fmt)
         cached = service.cache.get(key)
         (service.metrics.cache_hits if cached is not None else service.metrics.cache_misses).inc()
@@ -217,7 +230,7 @@ def create_app(
             if not released:
                 released = True
                 service.release()
-                service.metrics.latency.observe(time.monotonic() - started, (SPEECH_ROUTE,))
+                service.metrics.latency.labels(SPEECH_ROUTE).observe(time.monotonic() - started)
 
         try:
             phonemizer = service.chain.phonemizer(voice.name)
@@ -228,7 +241,7 @@ def create_app(
                                  code="empty_input")
             job = SpeechJob(voice.name, tuple(chunks), body.speed, started + settings.request_timeout_s)
             if body.stream_format is None:
-                blocks = [b async for b in _timed(service, service.audio_blocks(job, request.is_disconnected), started)]
+                blocks = [b async for b in _timed(service, service.audio_blocks(job, request.is_disconnected), started, record, rate)]
                 if len(blocks) < len(chunks):
                     return Response(status_code=499)  # client went away; nobody reads this
                 audio = await anyio.to_thread.run_sync(encode, concatenate(blocks), rate, fmt)
@@ -236,7 +249,7 @@ def create_app(
                 headers = {"X-Tailor-Cache": "miss", "X-Tailor-Sample-Rate": str(output_rate_hz(fmt, rate))}
                 return Response(audio, media_type=MEDIA_TYPES[fmt], headers=headers)
 
-            generator = _timed(service, service.audio_blocks(job), started)
+            generator = _timed(service, service.audio_blocks(job), started, record, rate)
             first = await generator.__anext__()  # errors before the first audio stay JSON errors
             encoder = StreamEncoder(fmt, rate)
 
@@ -270,19 +283,28 @@ def create_app(
         return _ClosingStream(events, on_close or nothing, media_type="text/event-stream",
                               headers={"Cache-Control": "no-cache"})
 
-    app.add_middleware(BodyLimitMiddleware, limit_bytes=settings.max_input_chars * 12 + 16384)
+    app.add_middleware(BodyLimitMiddleware, limit_bytes=settings.max_input_chars * 12 + 16384,
+                       timeout_s=settings.body_timeout_s)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
-    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=service.metrics, instance_id=service.instance_id)
     return app
 
 
-async def _timed(service: SpeechService, blocks: AsyncGenerator[Any, None], started: float) -> AsyncGenerator[Any, None]:
+async def _timed(
+    service: SpeechService, blocks: AsyncGenerator[Any, None], started: float,
+    record: AccessRecord | None, rate: int,
+) -> AsyncGenerator[Any, None]:
     first = True
     try:
         async for block in blocks:
             if first:
-                service.metrics.ttfa.observe(time.monotonic() - started)
+                ttfa = time.monotonic() - started
+                service.metrics.ttfa.observe(ttfa)
+                if record is not None:
+                    record.ttfa_seconds = ttfa
                 first = False
+            if record is not None:
+                record.audio_seconds = (record.audio_seconds or 0.0) + len(block) / rate
             yield block
     finally:
         await blocks.aclose()

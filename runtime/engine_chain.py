@@ -165,7 +165,7 @@ class EngineChain:
             elapsed = time.perf_counter() - started
             state.loaded = LoadedEntry(entry, info, phonemizer, engines, elapsed, wide)
             state.status = "loaded"
-            self._metrics.model_load.set(elapsed, (entry.engine, entry.voice))
+            self._metrics.model_load.labels(entry.engine, entry.voice).set(elapsed)
             _LOG.info("loaded %s x%d%s in %.2fs", entry.label(), len(engines),
                       " + wide solo instance" if wide is not None else "", elapsed)
             return state.loaded
@@ -175,7 +175,7 @@ class EngineChain:
         for entry in self.candidates(voice):
             loaded = self.load(entry)
             if loaded is not None:
-                self._metrics.engine_active.set(1, (entry.engine, entry.voice))
+                self._metrics.engine_active.labels(entry.engine, entry.voice).set(1)
                 return loaded
         reasons = "; ".join(f"{e.label()}: {self._state(e).error}" for e in self.candidates(voice))
         raise StartupError(
@@ -226,7 +226,7 @@ class EngineChain:
                     state.last_synthesis_error = f"{type(exc).__name__}: {exc}"
                 errors.append(f"{entry.label()}: {type(exc).__name__}: {exc}")
                 if position + 1 < len(candidates):
-                    self._metrics.fallbacks.inc(labels=("synthesis_error", candidates[position + 1].label()))
+                    self._metrics.fallbacks.labels("synthesis_error", candidates[position + 1].label()).inc()
                 _LOG.warning("engine %s failed for voice %s: %s", entry.label(), voice, exc)
                 continue
             if position > start_at or errors:

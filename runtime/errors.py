@@ -82,6 +82,12 @@ class MethodNotAllowed(ApiError):
     default_code = "method_not_allowed"
 
 
+class RequestBodyTimeout(ApiError):
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "body_timeout"
+
+
 class PayloadTooLarge(ApiError):
     status_code = 413
     error_type = "invalid_request_error"
@@ -114,6 +120,14 @@ class NotReady(ApiError):
     status_code = 503
     error_type = "server_error"
     default_code = "not_ready"
+
+
+class Overloaded(ApiError):
+    """The work already admitted would not let this request finish within its deadline."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "overloaded"
 
 
 class RequestTimeout(ApiError):

@@ -1,200 +1,123 @@
-"""Prometheus metrics, written in the text exposition format (version 0.0.4) without a library.
+"""Every metric the runtime exports, on ``prometheus_client``.
 
-Counters, gauges and histograms with labels; thread-safe, because synthesis workers and the
-event loop both record. One :class:`Registry` per app, so tests never share state.
+One :class:`RuntimeMetrics` (with its own ``CollectorRegistry``) per app, so tests never share
+state. The registry also carries prometheus_client's process collector (``process_*``: CPU
+seconds, resident/virtual memory, open file descriptors, start time) and platform collector
+(``python_info``). Metric names are the stable interface for dashboards; see the README.
+
+Who records what:
+
+* the request middleware: ``tailor_requests_total`` (status ``499`` when the client went away
+  before the response was complete, never counted as a server error);
+* the speech route: latency, time to first audio, audio seconds, cache counters;
+* the scheduler: ``tailor_queue_depth``, ``tailor_batch_size`` and
+  ``tailor_batch_padding_fraction`` (``observe_batch``);
+* the engine chain: model load times, fallbacks, ``tailor_engine_info`` (``set_engine_in_use``).
 """
 
 from __future__ import annotations
 
-import math
-import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
-LabelValues = tuple[str, ...]
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client import disable_created_metrics as _disable_created_metrics
+
+_disable_created_metrics()  # no ``*_created`` series: they double every counter for no use here
 
 LATENCY_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _format_labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
-
-
-class _Metric:
-    kind = "untyped"
-
-    def __init__(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> None:
-        self.name = name
-        self.help = help_text
-        self.label_names = tuple(label_names)
-        self._lock = threading.Lock()
-
-    def _key(self, labels: Sequence[str]) -> LabelValues:
-        if len(labels) != len(self.label_names):
-            raise ValueError(f"{self.name} takes labels {self.label_names}, got {tuple(labels)}")
-        return tuple(str(v) for v in labels)
-
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-
-    def samples(self) -> list[str]:
-        raise NotImplementedError
-
-
-class Counter(_Metric):
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str, label_names: Sequence[str] = ()) -> None:
-        super().__init__(name, help_text, label_names)
-        self._values: dict[LabelValues, float] = {}
-        if not self.label_names:
-            self._values[()] = 0.0
-
-    def inc(self, amount: float = 1.0, labels: Sequence[str] = ()) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def value(self, labels: Sequence[str] = ()) -> float:
-        with self._lock:
-            return self._values.get(self._key(labels), 0.0)
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return [f"{self.name}{_format_labels(self.label_names, k)} {_number(v)}" for k, v in items]
-
-
-class Gauge(Counter):
-    kind = "gauge"
-
-    def __init__(
-        self,
-        name: str,
-        help_text: str,
-        label_names: Sequence[str] = (),
-        read: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(name, help_text, label_names)
-        self._read = read
-
-    def set(self, value: float, labels: Sequence[str] = ()) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = float(value)
-
-    def samples(self) -> list[str]:
-        if self._read is not None:
-            self.set(self._read())
-        return super().samples()
-
-
-class Histogram(_Metric):
-    kind = "histogram"
-
-    def __init__(
-        self,
-        name: str,
-        help_text: str,
-        label_names: Sequence[str] = (),
-        buckets: Sequence[float] = LATENCY_BUCKETS_S,
-    ) -> None:
-        super().__init__(name, help_text, label_names)
-        self.buckets = (*sorted(buckets), math.inf)
-        self._counts: dict[LabelValues, list[int]] = {}
-        self._sums: dict[LabelValues, float] = {}
-
-    def observe(self, value: float, labels: Sequence[str] = ()) -> None:
-        key = self._key(labels)
-        with self._lock:
-            counts = self._counts.setdefault(key, [0] * len(self.buckets))
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    counts[i] += 1
-            self._sums[key] = self._sums.get(key, 0.0) + value
-
-    def count(self, labels: Sequence[str] = ()) -> int:
-        with self._lock:
-            return self._counts.get(self._key(labels), [0] * len(self.buckets))[-1]
-
-    def samples(self) -> list[str]:
-        lines: list[str] = []
-        with self._lock:
-            items = sorted(self._counts.items())
-            sums = dict(self._sums)
-        for key, counts in items:
-            for bound, count in zip(self.buckets, counts, strict=True):
-                le = 'le="' + _number(bound) + '"'
-                lines.append(f"{self.name}_bucket{_format_labels(self.label_names, key, le)} {count}")
-            lines.append(f"{self.name}_sum{_format_labels(self.label_names, key)} {_number(sums[key])}")
-            lines.append(f"{self.name}_count{_format_labels(self.label_names, key)} {counts[-1]}")
-        return lines
-
-
-M = TypeVar("M", bound=_Metric)
-
-
-class Registry:
-    def __init__(self) -> None:
-        self._metrics: list[_Metric] = []
-
-    def add(self, metric: M) -> M:
-        self._metrics.append(metric)
-        return metric
-
-    def render(self) -> str:
-        lines: list[str] = []
-        for metric in self._metrics:
-            lines.extend(metric.header())
-            lines.extend(metric.samples())
-        return "\n".join(lines) + "\n"
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+PADDING_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class RuntimeMetrics:
-    """Every metric the runtime exports; names are the stable interface for dashboards."""
+    """Every metric the runtime exports."""
 
     def __init__(self, rss_bytes: Callable[[], float]) -> None:
-        r = self.registry = Registry()
-        self.requests = r.add(Counter(
-            "tailor_requests_total", "HTTP requests by route and status code.", ("route", "status")))
-        self.latency = r.add(Histogram(
-            "tailor_request_duration_seconds", "Speech request latency until the last byte.", ("route",)))
-        self.ttfa = r.add(Histogram(
-            "tailor_time_to_first_audio_seconds", "Time from request to the first audio being ready."))
-        self.queue_depth = r.add(Gauge(
-            "tailor_queue_depth", "Sentence jobs waiting for a synthesis worker."))
-        self.in_flight = r.add(Gauge(
-            "tailor_requests_in_flight", "Admitted speech requests not finished yet."))
-        self.audio_seconds = r.add(Counter(
-            "tailor_audio_seconds_total", "Seconds of audio synthesized.", ("voice",)))
-        self.rss = r.add(Gauge(
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.requests = Counter(
+            "tailor_requests_total",
+            "HTTP requests by route and status code (499: the client disconnected first).",
+            ("route", "status"), registry=r)
+        self.latency = Histogram(
+            "tailor_request_duration_seconds", "Speech request latency until the last byte.",
+            ("route",), buckets=LATENCY_BUCKETS_S, registry=r)
+        self.ttfa = Histogram(
+            "tailor_time_to_first_audio_seconds", "Time from request to the first audio being ready.",
+            buckets=LATENCY_BUCKETS_S, registry=r)
+        self.queue_depth = Gauge(
+            "tailor_queue_depth", "Sentence jobs waiting for a synthesis worker.", registry=r)
+        self.in_flight = Gauge(
+            "tailor_requests_in_flight", "Admitted speech requests not finished yet.", registry=r)
+        self.audio_seconds = Counter(
+            "tailor_audio_seconds_total", "Seconds of audio synthesized.", ("voice",), registry=r)
+        self.rss = Gauge(
             "tailor_process_resident_memory_bytes", "Resident set size of the server process.",
-            read=rss_bytes))
-        self.model_load = r.add(Gauge(
-            "tailor_model_load_seconds", "Time to load each engine instance's model.", ("engine", "voice")))
-        self.cache_hits = r.add(Counter("tailor_cache_hits_total", "Audio cache hits."))
-        self.cache_misses = r.add(Counter("tailor_cache_misses_total", "Audio cache misses."))
-        self.cache_bytes = r.add(Gauge("tailor_cache_bytes", "Bytes held by the audio cache."))
-        self.fallbacks = r.add(Counter(
-            "tailor_engine_fallbacks_total", "Times a fallback engine served work the primary could not.",
-            ("reason", "to_engine")))
-        self.engine_active = r.add(Gauge(
+            registry=r)
+        self.rss.set_function(rss_bytes)
+        self.model_load = Gauge(
+            "tailor_model_load_seconds", "Time to load each engine instance's model.",
+            ("engine", "voice"), registry=r)
+        self.cache_hits = Counter("tailor_cache_hits_total", "Audio cache hits.", registry=r)
+        self.cache_misses = Counter("tailor_cache_misses_total", "Audio cache misses.", registry=r)
+        self.cache_bytes = Gauge("tailor_cache_bytes", "Bytes held by the audio cache.", registry=r)
+        self.fallbacks = Counter(
+            "tailor_engine_fallbacks_total",
+            "Times a fallback engine served work the primary could not.",
+            ("reason", "to_engine"), registry=r)
+        self.engine_active = Gauge(
             "tailor_engine_active", "1 for the engine:voice entry currently serving the default voice.",
-            ("engine", "voice")))
-        self.batch_size = r.add(Histogram(
-            "tailor_batch_size", "Sentence jobs per engine call.", buckets=(1, 2, 4, 8, 16, 32)))
-        self.ready = r.add(Gauge("tailor_ready", "1 when the server reports ready."))
+            ("engine", "voice"), registry=r)
+        self.engine_info = Info(
+            "tailor_engine",
+            "The engine serving the default voice: engine, voice, device, precision, "
+            "role (primary or fallback).", registry=r)
+        self.batch_size = Histogram(
+            "tailor_batch_size", "Sentences per engine call.", buckets=BATCH_SIZE_BUCKETS, registry=r)
+        self.batch_padding = Histogram(
+            "tailor_batch_padding_fraction",
+            "Share of an engine call's phoneme slots that are padding (0 for a single sentence).",
+            buckets=PADDING_BUCKETS, registry=r)
+        self.ready = Gauge("tailor_ready", "1 when the server reports ready.", registry=r)
+        self.admission_rejections = Counter(
+            "tailor_admission_rejections_total",
+            "Speech requests refused at admission, by reason (queue_full, deadline).",
+            ("reason",), registry=r)
+        self.seconds_per_char = Gauge(
+            "tailor_estimated_seconds_per_character",
+            "Measured synthesis seconds per input character (one worker), used for admission.",
+            registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def observe_batch(self, phoneme_lengths: Sequence[int]) -> None:
+        """One engine call: its size, and the share of padding when items are padded to the
+        longest (``1 - sum(lengths) / (len * max)``)."""
+        if not phoneme_lengths:
+            return
+        self.batch_size.observe(len(phoneme_lengths))
+        longest = max(phoneme_lengths)
+        padded = len(phoneme_lengths) * longest
+        self.batch_padding.observe(1.0 - sum(phoneme_lengths) / padded if padded else 0.0)
+
+    def set_engine_in_use(self, engine: str, voice: str, device: str, precision: str, role: str) -> None:
+        self.engine_info.info(
+            {"engine": engine, "voice": voice, "device": device, "precision": precision, "role": role})
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """A sample's current value (0 when absent): for tests and the soak benchmark."""
+        found = self.registry.get_sample_value(name, labels or {})
+        return 0.0 if found is None else float(found)

@@ -1,16 +1,23 @@
-"""Pure ASGI middleware: request metrics, API-key check, request-body size limit.
+"""Pure ASGI middleware: request context (id, instance, access log, metrics), API-key check,
+request-body size limit and body timeout.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so streamed responses pass through untouched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
+import re
+import time
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
-from runtime.errors import ApiError, PayloadTooLarge, Unauthorized
+from runtime.errors import ApiError, PayloadTooLarge, RequestBodyTimeout, Unauthorized
 from runtime.metrics import RuntimeMetrics
 
 Scope = MutableMapping[str, Any]
@@ -23,6 +30,10 @@ KNOWN_ROUTES = frozenset(
     {"/v1/audio/speech", "/v1/models", "/v1/audio/voices", "/healthz", "/readyz", "/metrics"}
 )
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+CLIENT_CLOSED = 499
+"""Status recorded (metrics, access log) when the client went away before the response ended."""
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
+ACCESS_LOG = logging.getLogger("tailor.access")
 
 
 async def send_error(send: Send, error: ApiError) -> None:
@@ -33,30 +44,124 @@ async def send_error(send: Send, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class MetricsMiddleware:
-    """Counts every HTTP response by route (unknown paths share the label ``other``) and status."""
+@dataclass
+class AccessRecord:
+    """What one request's access line says; the speech route fills in the speech fields."""
 
-    def __init__(self, app: ASGIApp, metrics: RuntimeMetrics) -> None:
+    request_id: str
+    method: str
+    path: str
+    started: float
+    status: int = 0
+    voice: str | None = None
+    characters: int | None = None
+    audio_seconds: float | None = None
+    ttfa_seconds: float | None = None
+    response_format: str | None = None
+    stream: str | None = None
+    outcome: str | None = None
+    """Set when a response started as 200 did not end well: ``cut:<code>`` (deadline, engine
+    failure, shutdown) after audio was sent."""
+
+
+def access_record(scope: Scope) -> AccessRecord | None:
+    """The access record of a request (None outside the middleware, e.g. in unit tests)."""
+    state = scope.get("state")
+    record = state.get("tailor_access") if isinstance(state, dict) else None
+    return record if isinstance(record, AccessRecord) else None
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"x-request-id":
+            supplied = value.decode("latin-1").strip()
+            if REQUEST_ID_PATTERN.fullmatch(supplied):
+                return supplied
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Outermost layer. For every HTTP request: accepts ``X-Request-ID`` (letters, digits and
+    ``._:/+=@-``, at most 128) or generates one; adds ``X-Request-ID`` and ``X-Tailor-Instance``
+    to the response; counts it in ``tailor_requests_total`` by route and status, with 499 for a
+    client that disconnected before the response was complete; writes one JSON access line
+    (logger ``tailor.access``) per request."""
+
+    def __init__(self, app: ASGIApp, metrics: RuntimeMetrics, instance_id: str) -> None:
         self.app = app
         self.metrics = metrics
+        self.instance = instance_id.encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        route = path if path in KNOWN_ROUTES else "other"
-        status = {"code": 500}
+        path = str(scope.get("path", ""))
+        record = AccessRecord(_request_id(scope), str(scope.get("method", "")), path, time.monotonic())
+        state = scope.setdefault("state", {})
+        if isinstance(state, dict):
+            state["tailor_access"] = record
+        ended = False
+        disconnected = False
+
+        async def tracking_receive() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect" and not ended:
+                disconnected = True
+            return message
 
         async def tracking_send(message: Message) -> None:
+            nonlocal ended, disconnected
             if message["type"] == "http.response.start":
-                status["code"] = int(message["status"])
-            await send(message)
+                record.status = int(message["status"])
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", record.request_id.encode("latin-1")))
+                headers.append((b"x-tailor-instance", self.instance))
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                ended = True
+            try:
+                await send(message)
+            except OSError:
+                disconnected = True
+                raise
 
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, tracking_receive, tracking_send)
+        except BaseException:
+            if not record.status:
+                record.status = 500
+            raise
         finally:
-            self.metrics.requests.inc(labels=(route, str(status["code"])))
+            if disconnected and not ended:
+                record.status = CLIENT_CLOSED
+            elif not record.status:
+                record.status = CLIENT_CLOSED if disconnected else 500
+            route = path if path in KNOWN_ROUTES else "other"
+            self.metrics.requests.labels(route, str(record.status)).inc()
+            self._log(record)
+
+    @staticmethod
+    def _log(record: AccessRecord) -> None:
+        if not ACCESS_LOG.isEnabledFor(logging.INFO):
+            return
+        line: dict[str, Any] = {
+            "request_id": record.request_id,
+            "method": record.method,
+            "path": record.path,
+            "status": record.status,
+            "latency_s": round(time.monotonic() - record.started, 4),
+        }
+        for key in ("voice", "characters", "response_format", "stream", "outcome"):
+            value = getattr(record, key)
+            if value is not None:
+                line[key] = value
+        if record.audio_seconds is not None:
+            line["audio_s"] = round(record.audio_seconds, 3)
+        if record.ttfa_seconds is not None:
+            line["ttfa_s"] = round(record.ttfa_seconds, 4)
+        ACCESS_LOG.info("%s", json.dumps(line, separators=(",", ":")))
 
 
 class ApiKeyMiddleware:
@@ -67,7 +172,7 @@ class ApiKeyMiddleware:
         self.key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.key or not scope.get("path", "").startswith("/v1/"):
+        if scope["type"] != "http" or not self.key or not str(scope.get("path", "")).startswith("/v1/"):
             await self.app(scope, receive, send)
             return
         supplied = b""
@@ -86,11 +191,13 @@ class ApiKeyMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Reads request bodies up to ``limit_bytes`` (413 beyond) and replays them to the app."""
+    """Reads request bodies up to ``limit_bytes`` (413 beyond) within ``timeout_s`` (408 after)
+    and replays them to the app, so a slow or endless body cannot pin a request."""
 
-    def __init__(self, app: ASGIApp, limit_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, limit_bytes: int, timeout_s: float = 15.0) -> None:
         self.app = app
         self.limit_bytes = limit_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
@@ -105,8 +212,17 @@ class BodyLimitMiddleware:
                 await send_error(send, too_large)
                 return
         body = bytearray()
+        deadline = time.monotonic() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                await send_error(send, RequestBodyTimeout(
+                    f"request body not received within {self.timeout_s:g} s "
+                    f"(TAILOR_BODY_TIMEOUT_S); {len(body)} bytes arrived",
+                    headers={"Connection": "close"},
+                ))
+                return
             if message["type"] == "http.disconnect":
                 return
             body.extend(message.get("body", b""))

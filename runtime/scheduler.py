@@ -47,6 +47,11 @@ class JobQueue:
     def __len__(self) -> int:
         return len(self._jobs)
 
+    def live(self) -> int:
+        """Jobs waiting whose request still wants them (cancelled ones are dropped unrun)."""
+        with self._cond:
+            return sum(1 for j in self._jobs if not j.is_cancelled() and not j.future.cancelled())
+
     def put(self, job: Job) -> None:
         with self._cond:
             self._jobs.append(job)
@@ -146,7 +151,7 @@ class Scheduler:
             self._metrics.queue_depth.set(len(self.queue))
             if batch is None:
                 return
-            self._metrics.batch_size.observe(len(batch))
+            self._metrics.observe_batch([len(j.chunk.phoneme_ids) for j in batch])
             voice = batch[0].voice
             with self._busy_lock:
                 # Alone in the server: take the instance that has every worker's threads.

@@ -15,6 +15,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,11 +94,15 @@ class SpeechService:
             metrics=self.metrics,
             solo_wide=settings.solo_wide,
         )
+        self.metrics.queue_depth.set_function(lambda: float(self.scheduler.queue.live()))
         self.cache = AudioCache(settings.cache_bytes)
         self.watchdog = MemoryWatchdog(settings.rss_soft_limit_bytes, rss_reader)
+        self.instance_id = settings.instance_id or uuid.uuid4().hex
+        """Returned on every response (X-Tailor-Instance) so a launcher knows whom it asks."""
         self.state = "starting"
         self.state_detail = "loading model"
         self.active_engine = ""
+        self.engine_in_use: dict[str, str] | None = None
         self.warmup_seconds = 0.0
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -113,6 +118,16 @@ class SpeechService:
             voice = self.settings.default_voice
             loaded = self.chain.load_default(voice)
             self.active_engine = loaded.entry.label()
+            first = loaded.engines[0] if loaded.engines else None
+            self.engine_in_use = {
+                "engine": loaded.entry.engine,
+                "voice": loaded.entry.voice,
+                "device": str(getattr(first, "device", self.settings.device)),
+                "precision": str(getattr(first, "precision", "fp32")),
+                "role": "primary" if loaded.entry.engine == self.settings.engine
+                and loaded.entry.voice == voice else "fallback",
+            }
+            self.metrics.set_engine_in_use(**self.engine_in_use)
             if self.settings.preload:
                 self.state_detail = "warming up"
                 started = time.perf_counter()
@@ -161,12 +176,25 @@ class SpeechService:
         return self._in_flight
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        ready = self.state == "ready"
+        """(ready, body). Ready means new speech work is accepted: loaded, warmed up, not
+        draining, not over the memory soft limit. The body is the runtime's own view."""
         over, rss = self.watchdog.over_limit()
+        state, reason = self.state, self.state_detail or None
+        if state == "ready" and over:
+            state = "memory_pressure"
+            reason = (f"resident memory {rss} bytes is above the soft limit "
+                      f"{self.settings.rss_soft_limit_bytes} (TAILOR_RSS_SOFT_LIMIT_BYTES); "
+                      "new speech requests get 503")
+        ready = state == "ready"
         body: dict[str, Any] = {
-            "status": self.state,
-            "detail": self.state_detail or None,
+            "ready": ready,
+            "status": state,
+            "state": state,
+            "reason": None if ready else reason or state,
+            "detail": None if ready else reason or state,
+            "instance": self.instance_id,
             "engine": self.active_engine or None,
+            "engine_in_use": self.engine_in_use,
             "voice": self.settings.default_voice,
             "device": self.settings.device,
             "workers": self.settings.workers,
@@ -174,12 +202,11 @@ class SpeechService:
             "batching": self.settings.batching,
             "solo_wide": {"enabled": self.scheduler.solo_wide, "runs": self.scheduler.wide_runs},
             "in_flight": self._in_flight,
-            "queue_depth": len(self.scheduler.queue),
+            "queue_depth": self.scheduler.queue.live(),
             "warmup_seconds": round(self.warmup_seconds, 3),
             "fallback": {
                 "configured": [e.label() for e in self.chain.fallback],
-                "active": bool(self.active_engine)
-                and self.active_engine.split(":", 1)[0] != self.settings.engine,
+                "active": self.engine_in_use is not None and self.engine_in_use["role"] == "fallback",
                 "entries": self.chain.status(),
             },
             "memory": {"over_soft_limit": over, "rss_bytes": rss or None,
@@ -267,7 +294,7 @@ class SpeechService:
                 pending.pop(0)
                 samples = head.result()
                 refill()
-                self.metrics.audio_seconds.inc(samples.size / sample_rate, (job.voice,))
+                self.metrics.audio_seconds.labels(job.voice).inc(samples.size / sample_rate)
                 yield samples
                 if is_disconnected is not None and pending and await is_disconnected():
                     _LOG.info("client disconnected; cancelling %d queued sentences", len(pending))

@@ -134,6 +134,10 @@ VARIABLES: tuple[EnvVar, ...] = (
            _bool),
     EnvVar("TAILOR_LOG_LEVEL", "log_level", "info", "debug, info, warning or error.",
            _choice("debug", "info", "warning", "error")),
+    EnvVar("TAILOR_INSTANCE_ID", "instance_id", "",
+           "Identity of this runtime process, returned as header X-Tailor-Instance on every response and as 'instance' in /healthz and /readyz (the launcher counts readiness only when it matches). Empty: a random id is generated at start.", _text),
+    EnvVar("TAILOR_BODY_TIMEOUT_S", "body_timeout_s", "15",
+           "Seconds a client gets to send a request body once its headers arrived; then 408.", _float_at_least(0.1)),
 )
 
 _BY_NAME = {v.name: v for v in VARIABLES}
@@ -170,6 +174,8 @@ class Settings:
     cudnn_benchmark: bool = False
     torch_compile: bool = False
     log_level: str = "info"
+    instance_id: str = ""
+    body_timeout_s: float = 15.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:

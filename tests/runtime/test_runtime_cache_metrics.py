@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runtime.cache import AudioCache, CacheKey
-from runtime.metrics import Counter, Histogram, Registry, RuntimeMetrics
+from runtime.metrics import RuntimeMetrics
 
 
 def key(text: str, fmt: str = "mp3") -> CacheKey:
@@ -38,28 +38,17 @@ def test_cache_refuses_oversized_entries_and_can_be_disabled() -> None:
     assert off.get(key("a")) is None and len(off) == 0
 
 
-def test_exposition_format() -> None:
-    registry = Registry()
-    counter = registry.add(Counter("c_total", "A counter.", ("route", "status")))
-    hist = registry.add(Histogram("h_seconds", "A histogram.", buckets=(0.1, 1.0)))
-    counter.inc(labels=("/x", "200"))
-    counter.inc(2, labels=("/x", "200"))
-    hist.observe(0.05)
-    hist.observe(0.5)
-    text = registry.render()
-    assert "# TYPE c_total counter" in text
-    assert 'c_total{route="/x",status="200"} 3' in text
-    assert 'h_seconds_bucket{le="0.1"} 1' in text
-    assert 'h_seconds_bucket{le="1"} 2' in text
-    assert 'h_seconds_bucket{le="+Inf"} 2' in text
-    assert "h_seconds_count 2" in text and "h_seconds_sum 0.55" in text
-
-
-def test_label_count_is_checked() -> None:
-    with pytest.raises(ValueError, match="takes labels"):
-        Counter("c", "help", ("a",)).inc(labels=())
+def test_batch_observation_records_size_and_padding() -> None:
+    metrics = RuntimeMetrics(rss_bytes=lambda: 0.0)
+    metrics.observe_batch([10, 10, 10, 30])  # 60 of 120 slots used
+    metrics.observe_batch([7])
+    assert metrics.value("tailor_batch_size_count") == 2
+    assert metrics.value("tailor_batch_size_sum") == 5
+    assert metrics.value("tailor_batch_padding_fraction_sum") == pytest.approx(0.5)
+    assert metrics.value("tailor_batch_padding_fraction_bucket", {"le": "0.0"}) == 1
 
 
 def test_runtime_metrics_reads_rss_at_scrape() -> None:
     metrics = RuntimeMetrics(rss_bytes=lambda: 123456.0)
-    assert "tailor_process_resident_memory_bytes 123456" in metrics.registry.render()
+    assert b"tailor_process_resident_memory_bytes 123456.0" in metrics.render()
+    assert metrics.value("tailor_process_resident_memory_bytes") == 123456.0

@@ -156,7 +156,7 @@ def test_batching_groups_concurrent_sentences_with_their_own_speed(real_engine: 
         assert batches == [[0.5, 2.0]]  # length_scale = 1 / speed, per item
         lengths = sorted(len(r.content) for r in results if len(r.content))
         assert lengths[-1] / lengths[0] > 2.5
-        assert 'tailor_batch_size_bucket{le="2"}' in client.get("/metrics").text
+        assert 'tailor_batch_size_bucket{le="2.0"}' in client.get("/metrics").text
 
 
 def test_solo_wide_instance_serves_lone_sentences_only(real_engine: object) -> None:
