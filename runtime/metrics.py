@@ -32,7 +32,8 @@ from prometheus_client import (
 )
 from prometheus_client import disable_created_metrics as _disable_created_metrics
 
-_disable_created_metrics()  # no ``*_created`` series: they double every counter for no use here
+_disable_created: Callable[[], None] = _disable_created_metrics  # untyped upstream
+_disable_created()  # no ``*_created`` series: they double every counter for no use here
 
 LATENCY_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)

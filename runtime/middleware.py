@@ -74,7 +74,7 @@ def access_record(scope: Scope) -> AccessRecord | None:
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name.lower() == b"x-request-id":
-            supplied = value.decode("latin-1").strip()
+            supplied = bytes(value).decode("latin-1").strip()
             if REQUEST_ID_PATTERN.fullmatch(supplied):
                 return supplied
     return uuid.uuid4().hex
