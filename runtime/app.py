@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,11 +23,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.audio import MEDIA_TYPES, StreamEncoder, check_format, encode, output_rate_hz
+from runtime.audio import MEDIA_TYPES, StreamEncoder, check_format, output_rate_hz
 from runtime.cache import CacheKey
 from runtime.engine_chain import EngineFactory
 from runtime.engines import create_engine
-from runtime.errors import ApiError, BadRequest, EngineFailed, MethodNotAllowed, NotFound
+from runtime.errors import ApiError, BadRequest, EngineFailed, MethodNotAllowed, NotFound, StreamCut
 from runtime.memory import process_rss_bytes
 from runtime.metrics import CONTENT_TYPE
 from runtime.middleware import (
@@ -37,8 +37,8 @@ from runtime.middleware import (
     RequestContextMiddleware,
     access_record,
 )
-from runtime.schemas import OPENAI_MODELS, SpeechRequest
-from runtime.service import SpeechJob, SpeechService, concatenate
+from runtime.schemas import OPENAI_MODELS, SpeechRequest, is_openai_model
+from runtime.service import SpeechJob, SpeechService
 from runtime.settings import Settings
 from runtime.text import FIRST_CHUNK_PHONEMES, MAX_PHONEMES_PER_CHUNK, validate_input
 from runtime.voices import OPENAI_VOICES, VoiceFiles, resolve_voice
@@ -62,21 +62,24 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return f"{where}: {first.get('msg', 'invalid value')}", where
 
 
-def resolve_request_voice(model: str, voice: str | None, catalog: dict[str, VoiceFiles], default: str) -> VoiceFiles:
-    """OpenAI model names use ``voice``; a voice name as model picks that voice unless
-    ``voice`` names another real voice."""
+def resolve_request_voice(
+    model: str, voice: str | None, catalog: dict[str, VoiceFiles], default: str,
+    voice_map: Mapping[str, str] | None = None,
+) -> VoiceFiles:
+    """OpenAI model names (and their dated snapshots) use ``voice``; a voice name as model picks
+    that voice unless ``voice`` names another real voice."""
     name = model.strip()
-    if name in OPENAI_MODELS:
-        return resolve_voice(voice, catalog, default)
+    if is_openai_model(name):
+        return resolve_voice(voice, catalog, default, voice_map)
     if name in catalog:
         if voice is not None and voice.strip() in catalog:
             return catalog[voice.strip()]
         if voice is not None and voice.strip().lower() not in OPENAI_VOICES:
-            return resolve_voice(voice, catalog, default)
+            return resolve_voice(voice, catalog, default, voice_map)
         return catalog[name]
     raise BadRequest(
-        f"unknown model {model!r}; use one of {', '.join(OPENAI_MODELS)} or a voice name "
-        "from GET /v1/audio/voices",
+        f"unknown model {model!r}; use one of {', '.join(OPENAI_MODELS)} (dated snapshots such as "
+        "gpt-4o-mini-tts-2025-03-20 too) or a voice name from GET /v1/audio/voices",
         param="model",
         code="model_not_found",
     )
@@ -191,7 +194,8 @@ def create_app(
                          "sample_rate": info.sample_rate_hz, "source": files.source,
                          "default": name == settings.default_voice})
         return {"object": "list", "voices": rows, "default": settings.default_voice,
-                "aliases": {alias: settings.default_voice for alias in sorted(OPENAI_VOICES)}}
+                "aliases": {alias: service.voice_map.get(alias, settings.default_voice)
+                            for alias in sorted(OPENAI_VOICES | set(service.voice_map))}}
 
     @app.post(
         SPEECH_ROUTE,
@@ -206,22 +210,30 @@ def create_app(
         started = time.monotonic()
         service.check_accepting()
         fmt = check_format(body.response_format)
-        voice = resolve_request_voice(body.model, body.voice, service.catalog, settings.default_voice)
+        voice = resolve_request_voice(body.model, body.voice_name(), service.catalog,
+                                      settings.default_voice, service.voice_map)
         text = validate_input(body.input, settings.max_input_chars)
         rate = service.chain.voice_info(voice.name).sample_rate_hz
+        sse = body.stream_format == "sse"
         record = access_record(request.scope)
         if record is not None:
             record.voice, record.characters, record.response_format = voice.name, len(text), fmt
-            record.stream = body.stream_format
+            record.stream = "sse" if sse else "audio"
         key = CacheKey(voice.name, f"{settings.engine}|{settings.fallback}", text, body.speed, fmt)
         cached = service.cache.get(key)
         (service.metrics.cache_hits if cached is not None else service.metrics.cache_misses).inc()
         if cached is not None:
-            if body.stream_format == "sse":
+            if sse:
                 return _sse_response(_sse_cached(cached))
-            return Response(cached, media_type=MEDIA_TYPES[fmt], headers={"X-Tailor-Cache": "hit"})
+            return Response(cached, media_type=MEDIA_TYPES[fmt],
+                            headers={"X-Tailor-Cache": "hit", "X-Tailor-Sample-Rate": str(output_rate_hz(fmt, rate))})
 
-        service.admit()
+        phonemizer = service.chain.phonemizer(voice.name)
+        chunks = await anyio.to_thread.run_sync(phonemizer.prepare, text, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
+        if not chunks:
+            raise BadRequest("input has nothing to speak (no pronounceable text)", param="input",
+                             code="empty_input")
+        ticket = service.admit(sum(len(c.text) for c in chunks), started)
         released = False
         generator: AsyncGenerator[Any, None] | None = None
 
@@ -229,41 +241,28 @@ def create_app(
             nonlocal released
             if not released:
                 released = True
-                service.release()
+                service.release(ticket)
                 service.metrics.latency.labels(SPEECH_ROUTE).observe(time.monotonic() - started)
 
         try:
-            phonemizer = service.chain.phonemizer(voice.name)
-            first_limit = FIRST_CHUNK_PHONEMES if body.stream_format is not None else None
-            chunks = await anyio.to_thread.run_sync(phonemizer.prepare, text, MAX_PHONEMES_PER_CHUNK, first_limit)
-            if not chunks:
-                raise BadRequest("input has nothing to speak (no pronounceable text)", param="input",
-                                 code="empty_input")
-            job = SpeechJob(voice.name, tuple(chunks), body.speed, started + settings.request_timeout_s)
-            if body.stream_format is None:
-                blocks = [b async for b in _timed(service, service.audio_blocks(job, request.is_disconnected), started, record, rate)]
-                if len(blocks) < len(chunks):
-                    return Response(status_code=499)  # client went away; nobody reads this
-                audio = await anyio.to_thread.run_sync(encode, concatenate(blocks), rate, fmt)
-                service.cache.put(key, audio)
-                headers = {"X-Tailor-Cache": "miss", "X-Tailor-Sample-Rate": str(output_rate_hz(fmt, rate))}
-                return Response(audio, media_type=MEDIA_TYPES[fmt], headers=headers)
-
+            job = SpeechJob(voice.name, tuple(chunks), body.speed, ticket.deadline, ticket)
             generator = _timed(service, service.audio_blocks(job), started, record, rate)
             first = await generator.__anext__()  # errors before the first audio stay JSON errors
             encoder = StreamEncoder(fmt, rate)
+            live = generator
 
             async def close() -> None:
-                await generator.aclose()
+                await live.aclose()
                 encoder.abort()
                 await release()
 
-            failures: list[ApiError] = []
-            stream = _stream_bytes(first, generator, encoder, failures)
-            if body.stream_format == "sse":
-                return _sse_response(_sse_events(stream, len(text), failures), close)
+            stream = _stream_bytes(first, generator, encoder, record,
+                                   lambda data: service.cache.put(key, data))
+            if sse:
+                return _sse_response(_sse_events(stream, len(text)), close)
             return _ClosingStream(stream, close, media_type=MEDIA_TYPES[fmt],
-                                  headers={"X-Tailor-Sample-Rate": str(encoder.output_rate_hz)})
+                                  headers={"X-Tailor-Sample-Rate": str(encoder.output_rate_hz),
+                                           "X-Tailor-Cache": "miss"})
         except StopAsyncIteration:
             await release()
             raise EngineFailed("synthesis produced no audio") from None
@@ -272,9 +271,6 @@ def create_app(
                 await generator.aclose()  # cancels queued sentences now, not at garbage collection
             await release()
             raise
-        finally:
-            if body.stream_format is None:
-                await release()
 
     def _sse_response(events: AsyncIterator[bytes], on_close: Callable[[], Any] | None = None) -> Response:
         async def nothing() -> None:
@@ -311,38 +307,49 @@ async def _timed(
 
 
 async def _stream_bytes(
-    first: Any, rest: AsyncIterator[Any], encoder: StreamEncoder, failures: list[ApiError]
+    first: Any, rest: AsyncIterator[Any], encoder: StreamEncoder, record: AccessRecord | None,
+    on_complete: Callable[[bytes], Any],
 ) -> AsyncIterator[bytes]:
-    """Encoded audio, block by block. A failure after the first block (timeout, every engine
-    failing) cannot change the status any more: it is logged, recorded in ``failures`` and the
-    stream ends cleanly (the encoder is finished, so the audio sent so far stays decodable)."""
+    """Encoded audio, block by block; the whole answer goes to ``on_complete`` (the cache)
+    when it finished. A failure after the first block raises :class:`StreamCut`."""
+    sent: list[bytes] = []
     data = await anyio.to_thread.run_sync(encoder.feed, first)
     if data:
+        sent.append(data)
         yield data
     try:
         async for block in rest:
             data = await anyio.to_thread.run_sync(encoder.feed, block)
             if data:
+                sent.append(data)
                 yield data
     except ApiError as exc:
-        _LOG.warning("stream cut short after the first audio: %s", exc.message)
-        failures.append(exc)
+        _LOG.warning("stream cut after the first audio: %s", exc.message)
+        if record is not None:
+            record.outcome = f"cut:{exc.code}"
+        encoder.abort()
+        raise StreamCut(exc) from exc
     tail = await anyio.to_thread.run_sync(encoder.finish)
     if tail:
+        sent.append(tail)
         yield tail
+    on_complete(b"".join(sent))
 
 
 def _sse_event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
-async def _sse_events(stream: AsyncIterator[bytes], characters: int, failures: list[ApiError]) -> AsyncIterator[bytes]:
+async def _sse_events(stream: AsyncIterator[bytes], characters: int) -> AsyncIterator[bytes]:
+    """OpenAI's speech SSE: ``speech.audio.delta`` events, then ``speech.audio.done``; a cut
+    stream ends with an ``error`` event (OpenAI's error shape) instead of ``done``."""
     samples_bytes = 0
-    async for data in stream:
-        samples_bytes += len(data)
-        yield _sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
-    if failures:
-        yield _sse_event({"type": "error", **failures[0].body()})
+    try:
+        async for data in stream:
+            samples_bytes += len(data)
+            yield _sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    except StreamCut as cut:
+        yield _sse_event({"type": "error", **cut.error.body()})
         return
     yield _sse_event({"type": "speech.audio.done",
                       "usage": {"input_characters": characters, "output_bytes": samples_bytes}})

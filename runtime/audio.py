@@ -1,11 +1,16 @@
-"""Audio encoding: float32 samples to wav, pcm, flac, mp3 and Ogg/Opus, whole or streamed.
+"""Audio encoding: float32 samples to wav, pcm, flac, mp3, aac and Ogg/Opus, whole or streamed.
 
-Every format streams: ``pcm`` is raw 16-bit little-endian mono; ``wav`` starts with a header
-whose length fields say "unknown" (0xFFFFFFFF), then raw PCM; ``mp3``, ``flac`` and ``opus``
-run libsndfile's encoder (through soundfile) into a sink that hands out bytes as soon as the
-encoder writes them. libsndfile goes back at close to patch a FLAC header's sample count;
-in a stream that patch is dropped, which leaves the valid "length unknown" header. Opus only
-takes 8/12/16/24/48 kHz, so audio is resampled (windowed sinc) to the next such rate.
+Rates: ``pcm`` is raw 16-bit little-endian mono at 24 kHz, as OpenAI clients play it (the
+voice's rate is resampled); Opus runs at 24 kHz (one of its own rates); the other formats keep
+the voice's rate, which their headers state.
+
+Streaming: ``pcm`` is raw samples; ``wav`` starts with a header whose length fields say
+"unknown" (0xFFFFFFFF), then raw PCM; ``mp3``, ``aac`` (ADTS) and ``opus`` (Ogg) run FFmpeg's
+encoders (libmp3lame, aac, libopus through PyAV's bundled FFmpeg) into a non-seekable sink that
+hands out bytes as soon as the muxer writes them, so nothing is patched back afterwards.
+``flac`` is the exception: FLAC's header carries the total sample count, and a stream without it
+is unreadable for libsndfile (soundfile), so a FLAC answer is encoded whole once the audio is
+complete and then sent (still chunked on the wire).
 """
 
 from __future__ import annotations
@@ -20,21 +25,19 @@ from runtime.errors import BadRequest
 
 MEDIA_TYPES = {
     "mp3": "audio/mpeg",
-    "wav": "audio/wav",
-    "flac": "audio/flac",
     "opus": "audio/ogg; codecs=opus",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
     "pcm": "audio/pcm",
 }
 FORMATS = tuple(MEDIA_TYPES)
-_SOUNDFILE = {"mp3": ("MP3", "MPEG_LAYER_III"), "flac": ("FLAC", "PCM_16"), "opus": ("OGG", "OPUS")}
+PCM_RATE_HZ = 24000
+"""OpenAI's raw PCM: 24 kHz, 16-bit signed little-endian, mono."""
+_AV = {"mp3": ("mp3", "libmp3lame", 64000), "aac": ("adts", "aac", 64000),
+       "opus": ("ogg", "libopus", 32000), "flac": ("flac", "flac", 0)}
+"""format -> (FFmpeg muxer, encoder, bit rate; 0 = lossless)."""
 _OPUS_RATES_HZ = (8000, 12000, 16000, 24000, 48000)
-_MP3_OPTIONS = {"bitrate_mode": "CONSTANT", "compression_level": 0.6}
-"""Constant ~64 kbit/s for 22 kHz mono: decoders can size a stream without a VBR header, and
-libsndfile's default VBR setting sounds thin on speech."""
-
-
-def _encoder_options(fmt: str) -> dict[str, Any]:
-    return dict(_MP3_OPTIONS) if fmt == "mp3" else {}
 
 
 def check_format(name: str) -> str:
@@ -48,7 +51,9 @@ def check_format(name: str) -> str:
 
 
 def output_rate_hz(fmt: str, sample_rate_hz: int) -> int:
-    """The sample rate a format is delivered at (Opus needs one of its own rates)."""
+    """The sample rate a format is delivered at (pcm: 24 kHz; Opus: one of its own rates)."""
+    if fmt == "pcm":
+        return PCM_RATE_HZ
     if fmt != "opus" or sample_rate_hz in _OPUS_RATES_HZ:
         return sample_rate_hz
     return next((r for r in _OPUS_RATES_HZ if r >= sample_rate_hz), _OPUS_RATES_HZ[-1])
@@ -86,51 +91,63 @@ def wav_stream_header(sample_rate_hz: int) -> bytes:
     return b"RIFF" + struct.pack("<I", unknown) + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", unknown)
 
 
-class _Sink(io.RawIOBase):
-    """A seekable write target that releases bytes incrementally; late back-patches are dropped."""
+class _Sink:
+    """A write-only, non-seekable target: the muxer cannot go back, bytes leave as written."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
-        self._position = 0
-        self._emitted = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
 
     def write(self, data: Any) -> int:
         chunk = bytes(data)
-        end = self._position + len(chunk)
-        if end > len(self._buffer):
-            self._buffer.extend(b"\0" * (end - len(self._buffer)))
-        self._buffer[self._position : end] = chunk
-        self._position = end
+        self._buffer.extend(chunk)
         return len(chunk)
 
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if whence == 0:
-            self._position = offset
-        elif whence == 1:
-            self._position += offset
-        else:
-            self._position = len(self._buffer) + offset
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
-
     def take(self) -> bytes:
-        fresh = bytes(self._buffer[self._emitted :])
-        self._emitted = len(self._buffer)
+        fresh = bytes(self._buffer)
+        self._buffer.clear()
         return fresh
+
+
+class _AvEncoder:
+    """One FFmpeg encoder + muxer (PyAV) writing into ``target``."""
+
+    def __init__(self, fmt: str, rate_hz: int, target: Any) -> None:
+        import av
+
+        muxer, codec, bit_rate = _AV[fmt]
+        self._container: Any = av.open(target, mode="w", format=muxer)
+        stream: Any = self._container.add_stream(codec, rate=rate_hz, layout="mono")
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        self._stream = stream
+        self._rate = rate_hz
+        self._pts = 0
+        self._closed = False
+
+    def write(self, samples: np.ndarray) -> None:
+        import av
+
+        if samples.size == 0:
+            return
+        frame = av.AudioFrame.from_ndarray(to_int16(samples).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self._rate
+        frame.pts = self._pts
+        self._pts += samples.size
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+
+    def abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._container.close()
 
 
 class StreamEncoder:
@@ -141,17 +158,11 @@ class StreamEncoder:
         self.input_rate_hz = sample_rate_hz
         self.output_rate_hz = output_rate_hz(fmt, sample_rate_hz)
         self._started = False
-        self._sink: _Sink | None = None
-        self._file: Any = None
-        if fmt in _SOUNDFILE:
-            import soundfile
-
-            container, subtype = _SOUNDFILE[fmt]
-            self._sink = _Sink()
-            self._file = soundfile.SoundFile(
-                self._sink, "w", self.output_rate_hz, 1, format=container, subtype=subtype,
-                **_encoder_options(fmt),
-            )
+        self._sink = _Sink()
+        self._encoder: _AvEncoder | None = None
+        self._held: list[np.ndarray] = []
+        if fmt in _AV and fmt != "flac":
+            self._encoder = _AvEncoder(fmt, self.output_rate_hz, self._sink)
 
     def feed(self, samples: np.ndarray) -> bytes:
         samples = resample(samples, self.input_rate_hz, self.output_rate_hz)
@@ -161,31 +172,38 @@ class StreamEncoder:
                 prefix = wav_stream_header(self.output_rate_hz)
             self._started = True
             return prefix + to_int16(samples).tobytes()
-        assert self._file is not None and self._sink is not None
-        self._file.write(np.clip(samples, -1.0, 1.0).astype(np.float32))
-        if self.format != "mp3":
-            # Ogg and FLAC hold encoded audio until a page/frame is complete; flushing now sends
-            # this block's audio at once. For mp3, a flush rewrites the LAME info frame at the
-            # start of the file with the frame count so far, which would end decoding early.
-            self._file.flush()
+        if self.format == "flac":
+            self._held.append(samples)
+            return b""
+        assert self._encoder is not None
+        self._encoder.write(samples)
         return self._sink.take()
 
     def finish(self) -> bytes:
-        if self._file is None or self._sink is None:
+        if self.format == "flac":
+            held = np.concatenate(self._held) if self._held else np.zeros(0, dtype=np.float32)
+            self._held = []
+            return _encode_av(held, self.output_rate_hz, "flac")
+        if self._encoder is None:
             if self.format == "wav" and not self._started:
                 self._started = True
                 return wav_stream_header(self.output_rate_hz)
             return b""
-        self._file.close()
-        self._file = None
+        self._encoder.close()
         return self._sink.take()
 
     def abort(self) -> None:
-        if self._file is not None:
-            try:
-                self._file.close()
-            finally:
-                self._file = None
+        self._held = []
+        if self._encoder is not None:
+            self._encoder.abort()
+
+
+def _encode_av(samples: np.ndarray, rate_hz: int, fmt: str) -> bytes:
+    buffer = io.BytesIO()  # seekable: the muxer patches exact lengths into the header
+    encoder = _AvEncoder(fmt, rate_hz, buffer)
+    encoder.write(samples)
+    encoder.close()
+    return buffer.getvalue()
 
 
 def encode(samples: np.ndarray, sample_rate_hz: int, fmt: str) -> bytes:
@@ -195,12 +213,11 @@ def encode(samples: np.ndarray, sample_rate_hz: int, fmt: str) -> bytes:
     samples = resample(samples, sample_rate_hz, rate)
     if fmt == "pcm":
         return to_int16(samples).tobytes()
+    if fmt in _AV:
+        return _encode_av(samples, rate, fmt)
     import soundfile
 
-    container, subtype = ("WAV", "PCM_16") if fmt == "wav" else _SOUNDFILE[fmt]
     buffer = io.BytesIO()
-    with soundfile.SoundFile(
-        buffer, "w", rate, 1, format=container, subtype=subtype, **_encoder_options(fmt)
-    ) as handle:
+    with soundfile.SoundFile(buffer, "w", rate, 1, format="WAV", subtype="PCM_16") as handle:
         handle.write(np.clip(samples, -1.0, 1.0).astype(np.float32))
     return buffer.getvalue()

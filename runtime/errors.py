@@ -134,3 +134,13 @@ class RequestTimeout(ApiError):
     status_code = 504
     error_type = "server_error"
     default_code = "timeout"
+
+
+class StreamCut(Exception):
+    """A response that already started as 200 cannot finish (deadline, every engine failing,
+    shutdown). Raised out of the body; the request middleware then ends the connection without
+    the final chunk, so the client sees an incomplete body, never a clean but truncated 200."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.error = error

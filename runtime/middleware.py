@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.errors import ApiError, PayloadTooLarge, RequestBodyTimeout, Unauthorized
+from runtime.errors import ApiError, PayloadTooLarge, RequestBodyTimeout, StreamCut, Unauthorized
 from runtime.metrics import RuntimeMetrics
 
 Scope = MutableMapping[str, Any]
@@ -34,6 +34,7 @@ CLIENT_CLOSED = 499
 """Status recorded (metrics, access log) when the client went away before the response ended."""
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
 ACCESS_LOG = logging.getLogger("tailor.access")
+_LOG = logging.getLogger("tailor.runtime")
 
 
 async def send_error(send: Send, error: ApiError) -> None:
@@ -129,10 +130,20 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, tracking_receive, tracking_send)
-        except BaseException:
-            if not record.status:
-                record.status = 500
-            raise
+        except StreamCut:
+            # Already logged and recorded; returning without the final body message makes the
+            # server close the connection, so the client sees the cut.
+            pass
+        except Exception as exc:
+            if record.status:  # response started: nothing valid can follow
+                _LOG.error("request %s failed after the response started: %s: %s",
+                           record.request_id, type(exc).__name__, exc)
+            else:
+                _LOG.exception("request %s: unexpected error", record.request_id)
+                try:
+                    await send_error(tracking_send, ApiError(f"internal error: {type(exc).__name__}"))
+                except OSError:
+                    disconnected = True
         finally:
             if disconnected and not ended:
                 record.status = CLIENT_CLOSED

@@ -12,6 +12,7 @@ engine instance (all workers' threads), so a lone request is not limited to one 
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -36,6 +37,8 @@ class Job:
     speed: float
     is_cancelled: Callable[[], bool] = lambda: False
     future: Future[np.ndarray] = field(default_factory=Future)
+    priority: float = 0.0
+    """Lower runs first (the request's deadline: earliest deadline first); ties keep FIFO."""
 
 
 class JobQueue:
@@ -54,7 +57,7 @@ class JobQueue:
 
     def put(self, job: Job) -> None:
         with self._cond:
-            self._jobs.append(job)
+            bisect.insort_right(self._jobs, job, key=lambda j: j.priority)
             self._cond.notify()
 
     def stop(self) -> None:

@@ -22,21 +22,31 @@ from typing import Any
 
 import numpy as np
 
+from runtime.admission import WorkEstimator
 from runtime.cache import AudioCache
 from runtime.engine_chain import EngineChain, EngineFactory, parse_fallback
 from runtime.engines import create_engine, engine_names
 from runtime.engines.base import EngineOptions
-from runtime.errors import NotReady, QueueFull, RequestTimeout, StartupError
+from runtime.errors import NotReady, Overloaded, QueueFull, RequestTimeout, StartupError
 from runtime.memory import MemoryWatchdog, process_rss_bytes
 from runtime.metrics import RuntimeMetrics
 from runtime.scheduler import Job, Scheduler
 from runtime.settings import Settings
 from runtime.text import TextChunk
-from runtime.voices import VoiceFiles, discover_voices, usable_voices
+from runtime.voices import VoiceFiles, discover_voices, parse_voice_map, usable_voices
 
 _LOG = logging.getLogger("tailor.runtime")
 
 WARMUP_TEXT = "Warm up."
+
+
+@dataclass
+class Ticket:
+    """An admitted request's share of the admission backlog."""
+
+    remaining_chars: int
+    deadline: float
+    """``time.monotonic()`` value after which the request times out."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,23 @@ class SpeechJob:
     speed: float
     deadline: float
     """``time.monotonic()`` value after which the request times out."""
+    ticket: Ticket | None = None
+
+
+class _MeasuredChain(EngineChain):
+    """The engine chain, timing every engine call for admission's seconds-per-character."""
+
+    estimator: WorkEstimator | None = None
+
+    def synthesize(
+        self, worker: int, voice: str, chunks: Sequence[TextChunk], speeds: Sequence[float],
+        start_at: int = 0, wide: bool = False,
+    ) -> list[np.ndarray]:
+        started = time.perf_counter()
+        audio = super().synthesize(worker, voice, chunks, speeds, start_at, wide)
+        if self.estimator is not None:
+            self.estimator.observe(sum(len(c.text) for c in chunks), time.perf_counter() - started)
+        return audio
 
 
 class SpeechService:
@@ -67,7 +94,8 @@ class SpeechService:
             )
         self.catalog = usable_voices(self.catalog, settings.default_voice)
         self.metrics = RuntimeMetrics(rss_bytes=lambda: float(rss_reader()))
-        self.chain = EngineChain(
+        self.voice_map = parse_voice_map(settings.voice_map, self.catalog)
+        self.chain = _MeasuredChain(
             primary_engine=settings.engine,
             fallback=parse_fallback(settings.fallback, engine_names()),
             catalog=self.catalog,
@@ -94,7 +122,10 @@ class SpeechService:
             metrics=self.metrics,
             solo_wide=settings.solo_wide,
         )
+        self.admission = WorkEstimator(settings.workers, settings.request_timeout_s)
+        self.chain.estimator = self.admission
         self.metrics.queue_depth.set_function(lambda: float(self.scheduler.queue.live()))
+        self.metrics.seconds_per_char.set_function(lambda: self.admission.seconds_per_char)
         self.cache = AudioCache(settings.cache_bytes)
         self.watchdog = MemoryWatchdog(settings.rss_soft_limit_bytes, rss_reader)
         self.instance_id = settings.instance_id or uuid.uuid4().hex
@@ -105,6 +136,8 @@ class SpeechService:
         self.engine_in_use: dict[str, str] | None = None
         self.warmup_seconds = 0.0
         self._in_flight = 0
+        self._aborted = threading.Event()
+        """Set when the shutdown grace period is over: in-flight requests end with 503."""
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self.on_start_failed: Callable[[], None] | None = None
@@ -229,25 +262,47 @@ class SpeechService:
                 code="memory_pressure", headers={"Retry-After": "5"},
             )
 
-    def admit(self) -> None:
+    def admit(self, characters: int, started: float) -> Ticket:
+        """Admit a request of ``characters`` (503 when not accepting, 429 when the queue is
+        full, 503 ``overloaded`` when the admitted work would not let it finish in time)."""
         self.check_accepting()
         capacity = self.settings.workers + self.settings.max_queue
         with self._lock:
             if self._in_flight >= capacity:
-                retry = max(1, math.ceil(self.settings.request_timeout_s / 10))
+                retry = max(1, math.ceil(self.admission.drain_seconds() / max(1, self._in_flight)))
+                self.metrics.admission_rejections.labels("queue_full").inc()
                 raise QueueFull(
                     f"server is busy: {self._in_flight} requests in flight, queue limit "
                     f"{self.settings.max_queue} (TAILOR_MAX_QUEUE); retry after {retry} s",
                     headers={"Retry-After": str(retry)},
                 )
+            decision = self.admission.try_admit(characters)
+            if not decision.admitted:
+                self.metrics.admission_rejections.labels("deadline").inc()
+                raise Overloaded(
+                    f"server is overloaded: the work already admitted plus this input "
+                    f"({characters} characters) needs about {decision.estimated_finish_s:.0f} s, "
+                    f"more than TAILOR_REQUEST_TIMEOUT_S={self.settings.request_timeout_s:g} s allows; "
+                    f"retry after {decision.retry_after_s} s",
+                    headers={"Retry-After": str(decision.retry_after_s)},
+                )
             self._in_flight += 1
             self.metrics.in_flight.set(self._in_flight)
+        return Ticket(characters, started + self.settings.request_timeout_s)
 
-    def release(self) -> None:
+    def release(self, ticket: Ticket | None = None) -> None:
+        if ticket is not None:
+            self.admission.done(ticket.remaining_chars)
+            ticket.remaining_chars = 0
         with self._idle:
             self._in_flight = max(0, self._in_flight - 1)
             self.metrics.in_flight.set(self._in_flight)
             self._idle.notify_all()
+
+    def abort_in_flight(self) -> None:
+        """Grace period over: every request still running ends now with 503 (JSON, or an
+        aborted stream)."""
+        self._aborted.set()
 
     # --- the pipeline ---------------------------------------------------------------------
     async def audio_blocks(
@@ -264,6 +319,7 @@ class SpeechService:
         lookahead = max(2, self.settings.workers)
         pending: list[asyncio.Future[np.ndarray]] = []
         jobs = iter(job.chunks)
+        completed = 0
         sample_rate = self.chain.voice_info(job.voice).sample_rate_hz
 
         def refill() -> None:
@@ -272,7 +328,7 @@ class SpeechService:
                 if chunk is None:
                     return
                 future = self.scheduler.submit(
-                    Job(job.voice, chunk, job.speed, is_cancelled=cancelled.is_set)
+                    Job(job.voice, chunk, job.speed, is_cancelled=cancelled.is_set, priority=job.deadline)
                 )
                 pending.append(asyncio.wrap_future(future))
 
@@ -281,18 +337,27 @@ class SpeechService:
             while pending:
                 head = pending[0]
                 while not head.done():
+                    if self._aborted.is_set():
+                        raise NotReady("the server shut down before this request finished "
+                                       "(TAILOR_SHUTDOWN_GRACE_S is over); retry on another replica",
+                                       code="shutdown", headers={"Retry-After": "5"})
                     remaining = job.deadline - time.monotonic()
                     if remaining <= 0:
                         raise RequestTimeout(
                             f"synthesis took longer than {self.settings.request_timeout_s:g} s "
                             "(TAILOR_REQUEST_TIMEOUT_S); send shorter input or retry",
                         )
-                    await asyncio.wait({head}, timeout=min(remaining, 0.25))
+                    await asyncio.wait({head}, timeout=min(remaining, 0.1))
                     if not head.done() and is_disconnected is not None and await is_disconnected():
                         _LOG.info("client disconnected; cancelling %d queued sentences", len(pending))
                         return
                 pending.pop(0)
                 samples = head.result()
+                done_chunk = job.chunks[completed]
+                completed += 1
+                if job.ticket is not None:
+                    self.admission.done(len(done_chunk.text))
+                    job.ticket.remaining_chars = max(0, job.ticket.remaining_chars - len(done_chunk.text))
                 refill()
                 self.metrics.audio_seconds.labels(job.voice).inc(samples.size / sample_rate)
                 yield samples

@@ -156,11 +156,40 @@ def usable_voices(catalog: Mapping[str, VoiceFiles], default_voice: str) -> dict
     return usable
 
 
+def parse_voice_map(spec: str, catalog: Mapping[str, VoiceFiles]) -> dict[str, str]:
+    """``TAILOR_VOICE_MAP`` (``alloy=en_US-amy-medium,onyx=...``) to a dict; a StartupError
+    names an entry that is malformed or points at a voice that does not exist."""
+    mapping: dict[str, str] = {}
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        alias, sep, voice = item.partition("=")
+        alias, voice = alias.strip().lower(), voice.strip()
+        if not sep or not alias or not voice:
+            raise StartupError(f"TAILOR_VOICE_MAP entry {item!r} is not NAME=VOICE",
+                               hint="e.g. TAILOR_VOICE_MAP=alloy=en_US-amy-medium,onyx=en_US-joe-medium")
+        if voice not in catalog:
+            raise StartupError(
+                f"TAILOR_VOICE_MAP maps {alias!r} to {voice!r}, which is not an installed voice; "
+                f"available: {', '.join(sorted(catalog))}",
+                hint="put VOICE.onnx and VOICE.onnx.json into TAILOR_VOICES_DIR")
+        mapping[alias] = voice
+    return mapping
+
+
 def resolve_voice(
-    requested: str | None, catalog: Mapping[str, VoiceFiles], default_voice: str
+    requested: str | None, catalog: Mapping[str, VoiceFiles], default_voice: str,
+    voice_map: Mapping[str, str] | None = None,
 ) -> VoiceFiles:
-    """Map a request's voice name to a voice; OpenAI names and None mean the default voice."""
-    if requested is None or requested.strip().lower() in OPENAI_VOICES:
+    """Map a request's voice name to a voice: a name in ``voice_map`` (TAILOR_VOICE_MAP) to its
+    voice, other OpenAI names and None to the default voice, anything else to itself."""
+    if requested is None:
+        return catalog[default_voice]
+    alias = requested.strip().lower()
+    if voice_map and alias in voice_map:
+        return catalog[voice_map[alias]]
+    if alias in OPENAI_VOICES:
         return catalog[default_voice]
     name = requested.strip()
     if not is_valid_voice_name(name):

@@ -91,12 +91,15 @@ def test_second_identical_request_is_a_cache_hit(app_client: httpx.Client) -> No
 def test_streamed_wav_and_pcm(app_client: httpx.Client) -> None:
     text = "Streaming starts here. It ends here."
     wav = speech(app_client, response_format="wav", stream_format="audio", input=text)
-    assert wav.status_code == 200 and "x-tailor-cache" not in wav.headers
+    assert wav.status_code == 200 and wav.headers["x-tailor-cache"] == "miss"
+    assert "content-length" not in wav.headers  # chunked: streamed as synthesized
     assert wav.content[4:8] == b"\xff\xff\xff\xff"
     samples, rate = decode(wav.content)
     assert rate == 22050 and 1.0 < len(samples) / rate < 6.0
     pcm = speech(app_client, response_format="pcm", stream_format="audio", input=text)
-    assert abs(len(pcm.content) - (len(wav.content) - 44)) < 22050  # same speech, sampling noise aside
+    assert pcm.headers["x-tailor-sample-rate"] == "24000"
+    wav_seconds = (len(wav.content) - 44) / 2 / 22050
+    assert abs(len(pcm.content) / 2 / 24000 - wav_seconds) < 0.5  # same speech, sampling noise aside
 
 
 def test_sse_events(app_client: httpx.Client) -> None:
