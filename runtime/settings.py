@@ -136,8 +136,18 @@ VARIABLES: tuple[EnvVar, ...] = (
            _choice("debug", "info", "warning", "error")),
     EnvVar("TAILOR_INSTANCE_ID", "instance_id", "",
            "Identity of this runtime process, returned as header X-Tailor-Instance on every response and as 'instance' in /healthz and /readyz (the launcher counts readiness only when it matches). Empty: a random id is generated at start.", _text),
+    EnvVar("TAILOR_NORMALIZE", "normalize", "on",
+           "Text normalisation before phonemisation (numbers, currency, dates, times, units, abbreviations, SSML subset); off reads the text as written.", _bool),
+    EnvVar("TAILOR_HEADER_TIMEOUT_S", "header_timeout_s", "10",
+           "Seconds a client gets to send a request's headers (from connecting, or from the first byte of a keep-alive request); then the connection is closed.", _float_at_least(0.1)),
     EnvVar("TAILOR_BODY_TIMEOUT_S", "body_timeout_s", "15",
            "Seconds a client gets to send a request body once its headers arrived; then 408.", _float_at_least(0.1)),
+    EnvVar("TAILOR_IDLE_TIMEOUT_S", "idle_timeout_s", "5",
+           "Seconds an idle keep-alive connection stays open between requests.", _int_at_least(1)),
+    EnvVar("TAILOR_MAX_CONNECTIONS", "max_connections", "256",
+           "Open TCP connections served at once; a connection beyond it gets a JSON 503 and is closed.", _int_at_least(1)),
+    EnvVar("TAILOR_VOICE_MAP", "voice_map", "",
+           "OpenAI voice names mapped to local voices, comma-separated NAME=VOICE (e.g. alloy=en_US-amy-medium,onyx=en_US-joe-medium). OpenAI names not listed map to TAILOR_VOICE.", _text),
 )
 
 _BY_NAME = {v.name: v for v in VARIABLES}
@@ -175,7 +185,12 @@ class Settings:
     torch_compile: bool = False
     log_level: str = "info"
     instance_id: str = ""
+    normalize: bool = True
+    header_timeout_s: float = 10.0
     body_timeout_s: float = 15.0
+    idle_timeout_s: int = 5
+    max_connections: int = 256
+    voice_map: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
