@@ -24,6 +24,18 @@ from runtime.settings import Settings, SettingsError
 _LOG = logging.getLogger("tailor.runtime")
 EXIT_BAD_SETTINGS = 2
 EXIT_START_FAILED = 3
+ABORT_WAIT_S = 3.0
+"""After the grace period, how long aborted requests get to send their 503."""
+
+
+class _CutStreamFilter(logging.Filter):
+    """A stream cut on purpose (deadline, shutdown; see ``runtime.errors.StreamCut``) ends
+    without its final chunk, which uvicorn reports as an error; the access line already says
+    ``outcome: cut:<code>``, so that one message is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing response" not in record.getMessage()
+
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -81,19 +93,28 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
             def finish() -> None:
                 if not service.wait_idle(settings.shutdown_grace_s):
-                    _LOG.warning("grace period over with %d requests in flight", service.in_flight)
+                    _LOG.warning("grace period over with %d requests in flight: ending them with 503",
+                                 service.in_flight)
+                    service.abort_in_flight()
+                    if not service.wait_idle(ABORT_WAIT_S):
+                        _LOG.warning("%d requests still in flight after the abort", service.in_flight)
                 self.should_exit = True
 
             threading.Thread(target=finish, name="tailor-drain", daemon=True).start()
 
+    from runtime.connections import protocol_class
+
+    logging.getLogger("uvicorn.error").addFilter(_CutStreamFilter())
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
+        access_log=False,  # one structured line per request comes from the tailor.access logger
         lifespan="on",
         timeout_graceful_shutdown=2,
+        timeout_keep_alive=settings.idle_timeout_s,
+        http=protocol_class(settings.header_timeout_s, settings.max_connections, service.instance_id),
     )
     server = DrainingServer(config)
 
