@@ -58,3 +58,21 @@ class SupervisorError(DeployError):
 
 class StateError(DeployError):
     """The deployment state file is missing, stale or unreadable."""
+
+
+class PortInUseError(LaunchError):
+    """The runtime's port is held by another program (named in the message)."""
+
+
+class AlreadyRunningError(LaunchError):
+    """A live supervisor already runs a deployment from this state directory."""
+
+
+class UnhealthyError(SupervisorError):
+    """`deploy status` found the deployment FATAL, backing off, stale or not ready by its own account."""
+
+
+class Interrupted(DeployError):
+    """Ctrl-C / SIGINT stopped a foreground command (after it cleaned up)."""
+
+    exit_code = 130

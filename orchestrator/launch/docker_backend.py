@@ -9,6 +9,7 @@ capabilities dropped.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +21,16 @@ import docker.types
 from docker.models.containers import Container
 
 from orchestrator.errors import LaunchError
-from orchestrator.launch.runner import RunnerStatus
+from orchestrator.launch.ports import ensure_port_free
+from orchestrator.launch.runner import INSTANCE_ENV, RunnerStatus, RuntimeIdentity, new_instance_id
 from orchestrator.launch.spec import LaunchSpec
 
 _MB = 1024 * 1024
 _NS = 1_000_000_000
 CONTAINER_LABEL = "io.tailor.deployment"
+INSTANCE_LABEL = "io.tailor.instance"
+ENGINE_RESTARTS = 5
+"""Docker's own restarts of a crashed container (restart policy on-failure) before it gives up."""
 
 
 @dataclass(frozen=True)
@@ -91,14 +96,24 @@ def container_name(spec: LaunchSpec) -> str:
     return f"tailor-runtime-{spec.port}"
 
 
-def run_options(spec: LaunchSpec, deployment: str) -> dict[str, Any]:
-    """Keyword arguments for ``containers.run``: pure, so the mapping from plan to container is testable."""
+def run_options(spec: LaunchSpec, deployment: str, instance_id: str = "") -> dict[str, Any]:
+    """Keyword arguments for ``containers.run``: pure, so the mapping from plan to container is testable.
+
+    Restart policy ``on-failure`` (at most ENGINE_RESTARTS times): a crashed container comes back
+    even while no supervisor watches (it was killed); a live supervisor counts Docker's restarts
+    as its own (see DockerRunner.poll) and never starts a second container beside it. A clean
+    stop (``deploy down``, ``docker stop``) is not restarted.
+    """
     env = spec.env_map
+    if instance_id:
+        env[INSTANCE_ENV] = instance_id
     opts: dict[str, Any] = {
         "name": container_name(spec),
         "detach": True,
         "environment": env,
-        "labels": {CONTAINER_LABEL: deployment},
+        "labels": {CONTAINER_LABEL: deployment, INSTANCE_LABEL: instance_id},
+        "restart_policy": {"Name": "on-failure", "MaximumRetryCount": ENGINE_RESTARTS},
+        "pids_limit": spec.pids_limit,
         "user": spec.user,
         "read_only": spec.read_only_root,
         "tmpfs": {"/tmp": "rw,nosuid,nodev,size=256m"},
@@ -131,6 +146,45 @@ def run_options(spec: LaunchSpec, deployment: str) -> dict[str, Any]:
     return opts
 
 
+def deployment_of(client: docker.DockerClient, container_id: str) -> str:
+    """The Tailor deployment (state directory) a container belongs to, "" for any other container."""
+    try:
+        container = client.containers.get(container_id)
+    except docker.errors.DockerException:
+        return ""
+    labels = container.labels or {}
+    where = labels.get(CONTAINER_LABEL, "")
+    return f"{where} (container {container.name})" if where else ""
+
+
+def network_problem(client: docker.DockerClient, spec: LaunchSpec) -> str:
+    """Why a container of ``spec`` would have no working network on this engine; "" when it would."""
+    if spec.network_mode != "bridge":
+        return ""
+    try:
+        found = client.networks.list(names=["bridge"])
+    except docker.errors.DockerException as exc:
+        return f"cannot list the engine's networks ({_short(exc)})"
+    if not any(n.name == "bridge" for n in found):
+        return ("the Docker engine has no default bridge network (dockerd runs with --bridge=none), so the "
+                "container would get no network and its port could not be published")
+    return ""
+
+
+def published_problem(attrs: Mapping[str, Any], spec: LaunchSpec) -> str:
+    """Checks a started container's inspect data: a bridge container must have an address and its port published."""
+    if spec.network_mode != "bridge":
+        return ""
+    settings = attrs.get("NetworkSettings") or {}
+    networks = settings.get("Networks") or {}
+    if not any((n or {}).get("IPAddress") for n in networks.values()):
+        return f"the container has no network address (networks: {', '.join(networks) or 'none'})"
+    bound = (settings.get("Ports") or {}).get(f"{spec.port}/tcp") or []
+    if not any(str(b.get("HostPort")) == str(spec.port) for b in bound):
+        return f"port {spec.port}/tcp is not published on the host"
+    return ""
+
+
 class DockerRunner:
     """Runs one container of the runtime image."""
 
@@ -141,22 +195,66 @@ class DockerRunner:
         self._client = client
         self._deployment = deployment
         self._container: Container | None = None
+        self._instance_id = ""
+        self._restarts_seen = 0
+        self._started_at = 0.0
 
     @property
     def ident(self) -> str:
         return (self._container.id or "")[:12] if self._container is not None else ""
 
+    @property
+    def identity(self) -> RuntimeIdentity:
+        return RuntimeIdentity(ident=self.ident, instance_id=self._instance_id)
+
     def start(self) -> str:
         name = container_name(self.spec)
+        no_network = network_problem(self._client, self.spec)
+        if no_network:
+            raise LaunchError(f"cannot run container {name}: {no_network}",
+                              "use --network host, or start dockerd with its default bridge")
         try:
             # A container of that name left behind by a crashed supervisor would block the name.
             stale = self._client.containers.list(all=True, filters={"name": f"^{name}$"})
             for old in stale:
                 old.remove(force=True)
-            self._container = self._client.containers.run(self.spec.image, **run_options(self.spec, self._deployment))
+        except docker.errors.DockerException as exc:
+            raise wrap(exc, f"cannot remove the old container {name}") from exc
+        ensure_port_free(self.spec.port, self.spec.env_map.get("TAILOR_HOST", "127.0.0.1")
+                         if self.spec.network_mode == "host" else "127.0.0.1",
+                         container_label=lambda cid: deployment_of(self._client, cid))
+        self._instance_id = new_instance_id()
+        self._started_at = time.time()
+        try:
+            self._container = self._client.containers.run(
+                self.spec.image, **run_options(self.spec, self._deployment, self._instance_id))
         except docker.errors.DockerException as exc:
             raise wrap(exc, f"cannot start container {name} from {self.spec.image}") from exc
+        self._check_network()
         return self.ident
+
+    def _check_network(self) -> None:
+        assert self._container is not None
+        try:
+            self._container.reload()
+        except docker.errors.DockerException as exc:
+            raise wrap(exc, f"cannot inspect container {self.ident}") from exc
+        problem = published_problem(self._container.attrs, self.spec)
+        if problem:
+            ident = self.ident
+            self.remove()
+            raise LaunchError(f"container {ident} cannot serve: {problem}",
+                              "use --network host, or check the engine's networking (`docker network ls`)")
+
+    def adopt(self, container_id: str, instance_id: str) -> bool:
+        """Take over a running container a previous supervisor started; False when it is not running."""
+        container = find_container(self._client, container_id)
+        if container is None or container.status != "running":
+            return False
+        self._container = container
+        self._instance_id = instance_id
+        self._restarts_seen = int(container.attrs.get("RestartCount") or 0)
+        return True
 
     def _state(self) -> dict[str, Any]:
         assert self._container is not None
@@ -174,6 +272,12 @@ class DockerRunner:
             return RunnerStatus(running=False, detail="not started")
         state = self._state()
         status = state.get("Status", "")
+        restarts = int(self._container.attrs.get("RestartCount") or 0) if status != "removed" else 0
+        if restarts > self._restarts_seen:
+            self._restarts_seen = restarts
+            oom, detail = self._last_exit_from_events()
+            return RunnerStatus(running=True, restarted=True, oom_killed=oom,
+                                detail=f"{detail}; Docker restarted it (restart policy, restart {restarts})")
         if status in ("created", "running", "restarting"):
             return RunnerStatus(running=True, detail=status)
         code = state.get("ExitCode")
@@ -192,6 +296,29 @@ class DockerRunner:
         if state.get("Error"):
             detail += f": {state['Error']}"
         return RunnerStatus(running=False, exit_code=code, detail=detail)
+
+    def _last_exit_from_events(self) -> tuple[bool, str]:
+        """(OOM-killed?, how it died) for the container's last exit, from the engine's event log."""
+        assert self._container is not None
+        oom = False
+        detail = "container exited"
+        try:
+            until = int(time.time()) + 1
+            since, self._started_at = int(self._started_at) - 1, float(until)
+            events = self._client.events(since=since, until=until, decode=True,
+                                         filters={"container": self._container.id or "", "event": ["die", "oom"]})
+            for event in events:
+                if event.get("Action") == "oom":
+                    oom = True
+                elif event.get("Action") == "die":
+                    code = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode", "?")
+                    detail = f"container exited with code {code}" + (" (SIGKILL)" if code == "137" else "")
+        except docker.errors.DockerException as exc:
+            return False, f"container exited ({_short(exc)})"
+        if oom:
+            limit = (self.spec.memory_limit_bytes or 0) // _MB
+            detail = f"OOM-killed at the {limit} MB container memory limit ({detail})"
+        return oom, detail
 
     def stop(self, grace_s: float) -> RunnerStatus:
         if self._container is None:

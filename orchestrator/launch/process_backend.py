@@ -32,7 +32,15 @@ from pathlib import Path
 import psutil
 
 from orchestrator.errors import LaunchError
-from orchestrator.launch.runner import OsCalls, RunnerStatus, describe_exit
+from orchestrator.launch.ports import ensure_port_free
+from orchestrator.launch.runner import (
+    INSTANCE_ENV,
+    OsCalls,
+    RunnerStatus,
+    RuntimeIdentity,
+    describe_exit,
+    new_instance_id,
+)
 from orchestrator.launch.spec import LaunchSpec
 
 LOG_FILE = "runtime.log"
@@ -45,12 +53,87 @@ def runtime_command() -> list[str]:
     return [sys.executable, "-m", "runtime"]
 
 
-def child_environment(spec: LaunchSpec, environ: Mapping[str, str]) -> dict[str, str]:
+def child_environment(spec: LaunchSpec, environ: Mapping[str, str], instance_id: str = "") -> dict[str, str]:
     """The plan's env, plus the few host variables a Python process needs (PATH, HOME, locale)."""
     env = {k: environ[k] for k in _INHERITED if k in environ}
     env["PYTHONUNBUFFERED"] = "1"
     env.update(spec.env_map)
+    if instance_id:
+        env[INSTANCE_ENV] = instance_id
     return env
+
+
+def process_start_time(pid: int) -> float | None:
+    """Start time (Unix seconds) of a live process; None when there is none (or a zombie)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(proc.create_time())
+    except psutil.Error:
+        return None
+
+
+def process_instance_id(pid: int) -> str | None:
+    """The TAILOR_INSTANCE_ID in a process's environment; None when unreadable."""
+    try:
+        return psutil.Process(pid).environ().get(INSTANCE_ENV, "")
+    except psutil.Error:
+        return None
+
+
+def is_same_process(identity: RuntimeIdentity) -> bool:
+    """True when the recorded pid still runs the recorded instance (start time, instance id)."""
+    if not identity.ident.isdigit():
+        return False
+    pid = int(identity.ident)
+    started = process_start_time(pid)
+    if started is None:
+        return False
+    if identity.started_at_s is not None and abs(started - identity.started_at_s) > 1.0:
+        return False  # the pid was reused by an unrelated process
+    seen = process_instance_id(pid)
+    return seen is None or not identity.instance_id or seen == identity.instance_id
+
+
+def stop_process_group(identity: RuntimeIdentity, grace_s: float) -> str:
+    """SIGTERM the recorded runtime's process group, SIGKILL after ``grace_s``; a sentence saying what happened.
+
+    Used for a runtime whose supervisor is gone (not our child, so there is no waitpid).
+    """
+    if not is_same_process(identity):
+        return f"runtime process {identity.ident} is already gone"
+    pid = int(identity.ident)
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and is_same_process(identity):
+            time.sleep(0.1)
+        if not is_same_process(identity):
+            return f"stopped runtime process {pid} ({sig.name})"
+    if is_same_process(identity):
+        raise LaunchError(f"runtime process {pid} survived SIGKILL", "it may be stuck in the kernel (D state); "
+                          f"check `ps -o stat,wchan -p {pid}`")
+    return f"stopped runtime process {pid}"
+
+
+def remove_cgroup_dir(path: str) -> str:
+    """Remove a per-instance memory cgroup left behind; a sentence, "" when there was none."""
+    if not path:
+        return ""
+    group = Path(path)
+    if not group.exists():
+        return ""
+    MemoryCgroup(group, 2, OsCalls()).remove()
+    if group.exists():
+        raise LaunchError(f"cannot remove the memory cgroup {group}: it still has processes",
+                          f"see `cat {group / 'cgroup.procs'}`")
+    return f"removed memory cgroup {group}"
 
 
 def _vmstat_oom_kills(os_calls: OsCalls, proc_root: Path) -> int | None:
@@ -167,6 +250,8 @@ class ProcessRunner:
         self._killed_by_us = False
         self._watchdog_detail = ""
         self._final: RunnerStatus | None = None
+        self._instance_id = ""
+        self._started_at_s: float | None = None
 
     @property
     def log_path(self) -> Path:
@@ -176,9 +261,16 @@ class ProcessRunner:
     def ident(self) -> str:
         return str(self._child.pid) if self._child is not None else ""
 
+    @property
+    def identity(self) -> RuntimeIdentity:
+        return RuntimeIdentity(ident=self.ident, instance_id=self._instance_id, started_at_s=self._started_at_s,
+                               cgroup_path=str(self._cgroup.path) if self._cgroup is not None else "")
+
     def start(self) -> str:
         if self._child is not None:
             raise LaunchError("this runner already started an instance", "create a new runner per instance")
+        ensure_port_free(self.spec.port, self.spec.env_map.get("TAILOR_HOST", "127.0.0.1"))
+        self._instance_id = new_instance_id()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             log = open(self.log_path, "ab")  # noqa: SIM115 -- the child keeps its own copy of the fd
@@ -190,11 +282,13 @@ class ProcessRunner:
                       f"{' '.join(self.argv)}\n".encode())
             log.flush()
             try:
-                self._child = self._os.spawn(self.argv, child_environment(self.spec, self._environ),
+                self._child = self._os.spawn(self.argv,
+                                             child_environment(self.spec, self._environ, self._instance_id),
                                              self.state_dir, log)
             except OSError as exc:
                 raise LaunchError(f"cannot start {self.argv[0]}: {exc.strerror}",
                                   "check that the interpreter exists and is executable") from exc
+        self._started_at_s = process_start_time(self._child.pid)
         limit = self.spec.memory_limit_bytes
         self._vmstat_before = _vmstat_oom_kills(self._os, self._proc_root)
         if limit:

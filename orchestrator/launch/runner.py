@@ -8,10 +8,12 @@ real (``tests/process``, ``tests/docker``).
 
 from __future__ import annotations
 
+import ctypes
 import os
+import secrets
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -27,6 +29,31 @@ class RunnerStatus:
     oom_killed: bool = False
     detail: str = ""
     """A sentence: ``running``, ``exited with code 1``, ``OOM-killed (cgroup memory limit 200 MB)``."""
+    restarted: bool = False
+    """The engine restarted the instance by itself since the last poll (Docker's restart policy);
+    ``detail`` says after what, ``oom_killed`` whether that exit was an OOM kill."""
+
+
+INSTANCE_ENV = "TAILOR_INSTANCE_ID"
+"""The runtime returns this value as ``X-Tailor-Instance`` and ``"instance"`` in /healthz, /readyz."""
+
+
+def new_instance_id() -> str:
+    """A fresh per-launch identity: readiness counts only when the answering server returns it."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class RuntimeIdentity:
+    """What recognises one running instance later, from another process (``deploy up/down``)."""
+
+    ident: str
+    """Pid of the runtime process, or the container id."""
+    instance_id: str
+    started_at_s: float | None = None
+    """The process's start time (Unix seconds; psutil create_time), to tell a reused pid apart."""
+    cgroup_path: str = ""
+    """The per-instance memory cgroup of a process runtime, removed with it."""
 
 
 class Runner(Protocol):
@@ -38,8 +65,16 @@ class Runner(Protocol):
         """Pid or container id of the current instance ("" before start)."""
         ...
 
+    @property
+    def identity(self) -> RuntimeIdentity:
+        """Identity of the current instance (empty ident before start)."""
+        ...
+
     def start(self) -> str:
-        """Start a fresh instance; returns its pid or container id. Raises LaunchError."""
+        """Start a fresh instance; returns its pid or container id.
+
+        Raises PortInUseError (naming the holder) when the port is taken, LaunchError otherwise.
+        """
         ...
 
     def poll(self) -> RunnerStatus: ...
@@ -62,10 +97,13 @@ class OsCalls:
 
     def spawn(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
         # A new session: the child has its own process group, so Ctrl-C in the terminal
-        # reaches the supervisor only, which then stops the child cleanly.
+        # reaches the supervisor only, which then stops the child cleanly. The child also
+        # gets SIGTERM when the supervisor dies (kill -9 included): the runtime never outlives
+        # the process that tracks it (see die_with_parent).
         return subprocess.Popen(
             list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+            preexec_fn=die_with_parent(os.getpid()),
         )
 
     def kill(self, pid: int, sig: int) -> None:
@@ -88,6 +126,27 @@ class OsCalls:
 
     def geteuid(self) -> int:
         return os.geteuid()
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl option (linux/prctl.h): the signal this process gets when its parent thread exits."""
+
+
+def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn``: the child receives ``sig`` when ``parent_pid`` dies (Linux PR_SET_PDEATHSIG).
+
+    SIGTERM, not SIGKILL: the runtime drains in-flight requests and exits within its grace time.
+    The death signal survives ``exec``. If the parent died between fork and prctl, the child
+    would never get it, so that case exits at once.
+    """
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            os._exit(127)
+        if os.getppid() != parent_pid:
+            os._exit(128 + int(sig))
+
+    return preexec
 
 
 def describe_exit(code: int | None) -> str:

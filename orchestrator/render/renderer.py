@@ -23,6 +23,7 @@ import yaml
 from orchestrator import __version__
 from orchestrator.errors import RenderError, UsageError
 from orchestrator.plan.planner import Plan
+from orchestrator.plan.runtime_env import set_by_user
 from orchestrator.render.templating import render_template
 
 FORMATS = ("compose", "env", "k8s", "systemd")
@@ -42,7 +43,6 @@ _TEMPLATES = {
 }
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/=+@%-]*$")
 _ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-_USER_SOURCES = ("cli", "env", "config")
 # The planner preloads jemalloc/tcmalloc when the facts' host has it; the runtime images built
 # from templates/docker/ install none, so container targets leave these out.
 _HOST_ALLOCATOR_VARIABLES = ("LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE")
@@ -55,10 +55,10 @@ class RenderOptions:
     network: str = "bridge"
     """``bridge`` (ports published on 127.0.0.1 unless public) or ``host`` (no ports)."""
     python: str = "/opt/tailor/venv/bin/python"
-    """Interpreter for the systemd unit's ExecStart."""
+    """Interpreter for the systemd unit's ExecStart: the commands pass the running install's
+    (``sys.executable``), so the unit runs the package that rendered it."""
     env_file: str = "/etc/tailor/tailor-runtime.env"
     """Where the systemd unit expects its environment file to be installed."""
-    working_dir: str = "/opt/tailor"
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -77,7 +77,7 @@ def _q(text: str) -> str:
 
 
 def _user_set(plan: Plan, name: str) -> bool:
-    return any(p.name == name and p.source in _USER_SOURCES for p in plan.provenance)
+    return any(p.name == name and set_by_user(p.source) for p in plan.provenance)
 
 
 def runtime_env(plan: Plan, target: str, options: RenderOptions) -> tuple[dict[str, str], dict[str, str]]:
@@ -166,7 +166,10 @@ def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
         **common,
         "python": options.python,
         "env_file": options.env_file,
-        "working_dir": options.working_dir,
+        **_service_identity(options.python),
+        "start_limit_burst": SYSTEMD_START_LIMIT_BURST,
+        "start_limit_interval_s": SYSTEMD_START_LIMIT_INTERVAL_S,
+        "tasks_max": getattr(c, "pids_limit", 512),
         "memory_max": str(c.memory_limit_bytes),
         "cpu_quota": f"{round(c.cpus * 100)}%",
         "private_devices": "no" if plan.device == "cuda" else "yes",
@@ -179,6 +182,38 @@ def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
         "tailor-runtime.service": systemd,
         "tailor-runtime.env": _env_context(plan, host_env, "systemd EnvironmentFile"),
     }
+
+
+SYSTEMD_START_LIMIT_BURST = 5
+SYSTEMD_START_LIMIT_INTERVAL_S = 300
+"""A crash loop under systemd stops after 5 starts in 5 minutes (the supervisor's own rule is
+more than 5 restarts in 2 minutes; systemd restarts every 2 s, so it needs the longer window)."""
+_HOME_ROOTS = ("/root/", "/home/")
+
+
+def _service_identity(python: str) -> dict[str, str]:
+    """Who the unit runs as, from where the interpreter lives.
+
+    An install outside home directories (``/opt/tailor/venv``, ``/usr``) runs as a transient
+    ``DynamicUser`` with home directories hidden. A venv inside a home directory (a clone's
+    ``.venv``) is unreadable to a dynamic user (``/root`` is 0700), so the unit runs as that
+    directory's owner, with home directories read-only.
+    """
+    # A venv's python is a symlink to the base interpreter, which may live in a home (pyenv).
+    real = os.path.realpath(python) if python.startswith("/") and os.path.exists(python) else python
+    in_home = next((p for p in (python, real) if p.startswith(_HOME_ROOTS)), "")
+    if not in_home:
+        return {"user_directive": "DynamicUser=yes", "protect_home": "yes",
+                "install_note": f"{python}, run by a transient DynamicUser"}
+    import pwd
+
+    try:
+        owner = pwd.getpwuid(os.stat(in_home).st_uid).pw_name
+    except (OSError, KeyError):
+        owner = "root" if in_home.startswith("/root/") else in_home.split("/")[2]
+    return {"user_directive": f"User={owner}", "protect_home": "read-only",
+            "install_note": f"{in_home} is in a home directory, which a DynamicUser cannot read, so it runs as "
+                            f"User={owner}; install into /opt/tailor/venv for an isolated service user"}
 
 
 def _cpus(value: float) -> str:

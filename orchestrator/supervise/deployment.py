@@ -9,25 +9,26 @@ and ``supervisor.log``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from orchestrator import pipeline
 from orchestrator.errors import LaunchError, PlanError, UsageError
-from orchestrator.launch.process_backend import LOG_FILE, ProcessRunner
+from orchestrator.files import write_json_atomic
+from orchestrator.launch.process_backend import LOG_FILE, ProcessRunner, process_start_time
 from orchestrator.launch.rendered import spec_from_rendered_dir
 from orchestrator.launch.runner import Runner
-from orchestrator.launch.spec import PLAN_FILE, LaunchSpec, load_plan_file, spec_from_plan_dict
+from orchestrator.launch.spec import FACTS_FILE, PLAN_FILE, LaunchSpec
+from orchestrator.plan.planner import Plan
 from orchestrator.probe.facts import HostFacts
+from orchestrator.select.profiles import ProfileSet, load_profiles
 from orchestrator.supervise.http_client import check_ready
-from orchestrator.supervise.state import DeploymentState, process_start_time, write_state
+from orchestrator.supervise.state import DeploymentState, write_state
 from orchestrator.supervise.supervisor import Policy, Snapshot, Supervisor
 
-FACTS_FILE = "facts.json"
 RENDERED_DIR = "rendered"
 SUPERVISOR_LOG = "supervisor.log"
 BACKENDS = ("auto", "docker", "process")
@@ -35,63 +36,30 @@ BACKENDS = ("auto", "docker", "process")
 
 @dataclass(frozen=True)
 class Prepared:
-    plan: dict[str, Any] | None
-    """The plan's JSON form; None for a directory rendered without plan.json."""
+    plan: Plan | None
+    """None for a directory rendered without plan.json."""
     facts: HostFacts | None
     spec: LaunchSpec
     directory: Path
     """The deployment directory (plan.json, facts.json, rendered configs)."""
     notes: tuple[str, ...] = ()
+    profiles: ProfileSet | None = None
+    """The profiles the plan was chosen from (built-ins + --profiles), for the OOM step-down."""
+
+    @property
+    def launch_settings(self) -> Mapping[str, float]:
+        """``startup_timeout_s`` / ``health_interval_s`` from the config file or --set (empty if none)."""
+        return self.plan.launch_settings if self.plan is not None else {}
 
 
-def plan_deployment(state_dir: Path, environ: Mapping[str, str], *, facts_file: Path | None,
-                    profile: str | None, port: int | None) -> Prepared:
-    """probe (or read ``facts_file``) -> select -> plan -> write the deployment directory."""
-    from orchestrator.plan.planner import make_plan
-    from orchestrator.select.profiles import load_profiles
-    from orchestrator.select.selection import select_profile
-
-    if facts_file is not None:
-        facts = HostFacts.from_json_file(facts_file)
-    else:
-        from orchestrator.probe.host import probe_host
-
-        facts = probe_host(environ=environ)
-    selection = select_profile(facts, load_profiles(), profile)
-    overrides = {"TAILOR_PORT": str(port)} if port is not None else {}
-    plan = make_plan(facts, selection, overrides, environ)
+def plan_deployment(state_dir: Path, inputs: pipeline.Inputs) -> Prepared:
+    """The pipeline (probe or --facts, --profiles, --config, --set, flags) -> ``<state dir>/rendered``."""
+    planned = pipeline.plan_from(inputs)
     directory = state_dir / RENDERED_DIR
-    notes = write_deployment_dir(directory, plan.to_dict(), facts)
-    return load_deployment(directory, port=port, notes=notes)
-
-
-def write_deployment_dir(directory: Path, plan: dict[str, Any], facts: HostFacts) -> tuple[str, ...]:
-    """plan.json + facts.json, then the renderer's files (compose, .env, k8s, systemd) when it is available."""
-    write_plan_files(directory, plan, facts)
-    return render_into(directory, plan)
-
-
-def write_plan_files(directory: Path, plan: dict[str, Any], facts: HostFacts) -> tuple[Path, Path]:
-    """plan.json + facts.json: what `deploy up DIR` needs to step a deployment down after an OOM kill."""
-    directory.mkdir(parents=True, exist_ok=True)
-    _write_json(directory / PLAN_FILE, plan)
-    _write_json(directory / FACTS_FILE, facts.to_dict())
-    return directory / PLAN_FILE, directory / FACTS_FILE
-
-
-def render_into(directory: Path, plan: dict[str, Any], network: str = "bridge") -> tuple[str, ...]:
-    """Render every format of ``orchestrator.render.renderer`` into ``directory``."""
-    from orchestrator.plan.planner import Plan
-    from orchestrator.render.renderer import RenderOptions, render, write_rendered
-
-    written = write_rendered(render(Plan.from_dict(plan), options=RenderOptions(network=network)), directory)
-    return (f"rendered {', '.join(p.name for p in written)} into {directory}",)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    written = pipeline.write_deployment(directory, planned)
+    note = f"rendered {', '.join(p.name for p in written)} into {directory}"
+    return Prepared(plan=planned.plan, facts=planned.facts, spec=planned.spec, directory=directory,
+                    notes=(*planned.notes, note), profiles=planned.profiles)
 
 
 def load_deployment(directory: Path, *, port: int | None = None, notes: tuple[str, ...] = ()) -> Prepared:
@@ -103,8 +71,8 @@ def load_deployment(directory: Path, *, port: int | None = None, notes: tuple[st
         return Prepared(plan=None, facts=None, spec=spec, directory=directory,
                         notes=(*notes, f"no {PLAN_FILE} in {directory}: launching from docker-compose.yml + .env; "
                                "an OOM kill cannot be stepped down"))
-    plan = load_plan_file(directory)
-    spec = spec_from_plan_dict(plan, source=str(directory / PLAN_FILE))
+    plan = Plan.from_json_file(directory / PLAN_FILE)
+    spec = LaunchSpec.from_plan(plan)
     if port is not None and port != spec.port:
         spec = spec.with_port(port)
     facts_path = directory / FACTS_FILE
@@ -133,29 +101,80 @@ def choose_backend(requested: str, environ: Mapping[str, str]) -> tuple[str, str
 
 
 def step_down_function(prepared: Prepared, log: Callable[[str], None]) -> Callable[[LaunchSpec], tuple[LaunchSpec, str] | None]:
-    """Wraps ``orchestrator.plan.step_down`` for the supervisor (keeps port and network mode)."""
-    from orchestrator.plan.planner import Plan, step_down
-    from orchestrator.select.profiles import load_profiles
+    """Wraps ``orchestrator.plan.step_down`` for the supervisor.
 
-    profiles = load_profiles()
+    It starts from what the runtime really ran with (the spec's env: TAILOR_WORKERS and friends,
+    which an edited plan.json may set apart from its ``workers`` field) and keeps the launch's
+    own limits: port, network mode and the plan's memory limit (a step-down fits the work into
+    the limit it was given, it never recomputes a bigger one from the facts).
+    """
+    from orchestrator.plan.planner import step_down
+
+    profiles = prepared.profiles or load_profiles()
 
     def down(spec: LaunchSpec) -> tuple[LaunchSpec, str] | None:
         if spec.plan is None or prepared.facts is None:
             log("step-down impossible: no plan.json and facts.json in the deployment directory")
             return None
         try:
-            smaller = step_down(Plan.from_dict(spec.plan), prepared.facts, profiles)
+            smaller = step_down(_as_run(spec.plan, spec), prepared.facts, profiles)
         except PlanError as exc:
             log(f"step-down impossible: {exc.message}")
             return None
         if smaller is None:
             return None
-        data = smaller.to_dict()
-        new = spec_from_plan_dict(data).with_port(spec.port).with_network_mode(spec.network_mode)
-        _write_json(prepared.directory / "plan.stepped.json", data)
+        if spec.memory_limit_bytes:
+            smaller = dataclasses.replace(smaller, container=dataclasses.replace(
+                smaller.container, memory_limit_bytes=spec.memory_limit_bytes))
+        new = LaunchSpec.from_plan(smaller).with_port(spec.port).with_network_mode(spec.network_mode)
+        write_json_atomic(prepared.directory / "plan.stepped.json", smaller.to_dict(), mode=0o600)
         return new, smaller.steps[-1] if smaller.steps else "stepped down"
 
     return down
+
+
+def _as_run(plan: Plan, spec: LaunchSpec) -> Plan:
+    """The plan with the sizes the runtime was really started with (its env), where they differ."""
+    env = spec.env_map
+
+    def started(name: str, planned: int) -> int:
+        raw = env.get(name, "")
+        return int(raw) if raw.isdigit() else planned
+
+    run = dataclasses.replace(
+        plan, workers=started("TAILOR_WORKERS", plan.workers),
+        threads=started("TAILOR_THREADS_PER_WORKER", plan.threads),
+        max_batch_size=started("TAILOR_MAX_BATCH_SIZE", plan.max_batch_size))
+    return plan if run == plan else run
+
+
+def startup_budget(spec: LaunchSpec) -> tuple[float, str]:
+    """Default start-up budget (seconds from start to ready) and how it was derived from the plan.
+
+    Model load and warm-up grow with the number of engine instances (each worker loads its own
+    session), with the engine (torch builds a module, onnxruntime maps a file) and with the
+    device (a CUDA context and cuDNN autotuning take tens of seconds).
+    """
+    env = spec.env_map
+    raw = env.get("TAILOR_WORKERS", "1")
+    workers = int(raw) if raw.isdigit() and int(raw) > 0 else 1
+    engine = env.get("TAILOR_ENGINE", "onnx")
+    per_worker = 20 if engine == "onnx" else 45
+    device = 60 if env.get("TAILOR_DEVICE", "cpu") not in ("cpu", "") else 0
+    total = 60.0 + per_worker * workers + device
+    why = f"60 s + {per_worker} s x {workers} {engine} worker(s)" + (f" + {device} s GPU start" if device else "")
+    return total, why
+
+
+def launch_policy(spec: LaunchSpec, *, startup_timeout_s: float | None = None,
+                  health_interval_s: float | None = None) -> tuple[Policy, str]:
+    """The supervisor's timings: given values win, else derived from the plan. Returns (policy, explanation)."""
+    derived, why = startup_budget(spec)
+    budget = startup_timeout_s if startup_timeout_s is not None else derived
+    interval = health_interval_s if health_interval_s is not None else Policy().health_interval_s
+    explain = (f"start-up budget {budget:.0f} s ({'given' if startup_timeout_s is not None else why}), "
+               f"health check every {interval:g} s")
+    return Policy(startup_budget_s=budget, health_interval_s=interval), explain
 
 
 def runner_factory(backend: str, state_dir: Path, environ: Mapping[str, str]) -> Callable[[LaunchSpec], Runner]:
@@ -192,7 +211,7 @@ def make_supervisor(prepared: Prepared, backend: str, backend_reason: str, state
                                                    log_path=log_path, rendered_dir=str(prepared.directory)))
 
     return Supervisor(prepared.spec, runner_factory(backend, state_dir, environ),
-                      lambda spec: check_ready(spec.url), policy=policy, rng=random.Random(),
+                      lambda spec, instance: check_ready(spec.url, instance), policy=policy, rng=random.Random(),
                       step_down=step_down_function(prepared, log), on_change=record, log=log)
 
 
@@ -200,10 +219,14 @@ def state_from_snapshot(snap: Snapshot, *, backend: str, backend_reason: str, su
                         supervisor_started_at_s: float, log_path: str, rendered_dir: str) -> DeploymentState:
     import time
 
+    ident = snap.identity
     return DeploymentState(
         profile=snap.spec.profile, backend=backend, backend_reason=backend_reason, url=snap.spec.url,
         state=snap.state.value, state_reason=snap.reason, supervisor_pid=supervisor_pid,
         supervisor_started_at_s=supervisor_started_at_s, runner_id=snap.runner_id,
+        instance_id=ident.instance_id if ident else "",
+        runtime_started_at_s=ident.started_at_s if ident else None,
+        cgroup_path=ident.cgroup_path if ident else "",
         instance_started_at_s=snap.instance_started_at_s, restarts=snap.restarts, step_downs=snap.step_downs,
         last_health=snap.last_health, last_health_at_s=snap.last_health_at_s,
         last_exit_reason=snap.last_exit_reason, log_path=log_path, rendered_dir=rendered_dir,

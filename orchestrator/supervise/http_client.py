@@ -5,7 +5,10 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.errors import LaunchError, UsageError
@@ -23,22 +26,87 @@ def _connection(url: str, timeout_s: float) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
 
 
-def check_ready(url: str, timeout_s: float = 3.0) -> HealthResult:
-    """GET ``/readyz``: ok on HTTP 200 (model loaded and warmed up)."""
+INSTANCE_HEADER = "X-Tailor-Instance"
+
+
+@dataclass(frozen=True)
+class RuntimeView:
+    """The runtime's own account of itself (``GET /readyz``), as ``deploy status`` shows it."""
+
+    reachable: bool
+    ready: bool
+    instance: str
+    """What the answering server says it is ("" when it did not say: not a Tailor runtime of this version)."""
+    detail: str
+    """``GET /readyz 200`` / ``connection refused`` / ``GET /readyz 503``."""
+    body: Mapping[str, Any]
+    """The /readyz JSON body (state, engine, workers, queue_depth, reason...); empty when none."""
+
+    def ours(self, expected_instance: str) -> bool:
+        return not expected_instance or self.instance == expected_instance
+
+    def summary(self) -> str:
+        """One line: ``ready, engine onnx:en_US-joe-medium, 2 workers, queue 0``."""
+        if not self.reachable:
+            return f"not answering ({self.detail})"
+        b = self.body
+        state = str(b.get("state") or b.get("status") or ("ready" if self.ready else "not ready"))
+        parts = [state]
+        if b.get("reason"):
+            parts[0] += f" ({b['reason']})"
+        if b.get("engine"):
+            parts.append(f"engine {b['engine']}")
+        if isinstance(b.get("workers"), int):
+            parts.append(f"{b['workers']} workers")
+        if isinstance(b.get("queue_depth"), int):
+            parts.append(f"queue {b['queue_depth']}")
+        if isinstance(b.get("in_flight"), int):
+            parts.append(f"in flight {b['in_flight']}")
+        return ", ".join(parts)
+
+
+def fetch_readiness(url: str, timeout_s: float = 3.0) -> RuntimeView:
+    """``GET /readyz`` and the identity the answering server gives (header, else body)."""
     conn = _connection(url, timeout_s)
     try:
         conn.request("GET", "/readyz")
         resp = conn.getresponse()
-        body = resp.read(300).decode("utf-8", errors="replace").strip()
+        raw = resp.read(64 * 1024)
     except (OSError, http.client.HTTPException) as exc:
         reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else (
             "timed out" if isinstance(exc, (socket.timeout, TimeoutError)) else f"{type(exc).__name__}: {exc}")
-        return HealthResult(False, f"GET /readyz: {reason}")
+        return RuntimeView(False, False, "", f"GET /readyz: {reason}", {})
     finally:
         conn.close()
-    if resp.status == 200:
-        return HealthResult(True, "GET /readyz 200")
-    return HealthResult(False, f"GET /readyz {resp.status}" + (f": {body[:120]}" if body else ""))
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    instance = resp.getheader(INSTANCE_HEADER) or str(body.get("instance") or "")
+    detail = f"GET /readyz {resp.status}"
+    if resp.status != 200:
+        reason = body.get("reason") or body.get("state") or raw[:120].decode("utf-8", errors="replace").strip()
+        if reason:
+            detail += f": {reason}"
+    return RuntimeView(True, resp.status == 200, instance, detail, body)
+
+
+def check_ready(url: str, instance_id: str = "", timeout_s: float = 3.0) -> HealthResult:
+    """Ready means: ``/readyz`` 200 from the server that carries this launch's ``instance_id``.
+
+    Another server answering on the port (another deployment, any other program) is never
+    counted as ready, whatever it answers.
+    """
+    view = fetch_readiness(url, timeout_s)
+    if not view.reachable:
+        return HealthResult(False, view.detail)
+    if not view.ours(instance_id):
+        who = f"instance {view.instance}" if view.instance else "a server that gives no Tailor instance id"
+        return HealthResult(False, f"port answered by another server ({who}; this launch is instance {instance_id})")
+    if view.ready:
+        return HealthResult(True, "GET /readyz 200" + (f" from instance {instance_id}" if instance_id else ""))
+    return HealthResult(False, view.detail)
 
 
 def audio_format_for(path: Path) -> str:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from orchestrator.errors import StateError
 from orchestrator.jsonfile import read_json
+from orchestrator.launch.process_backend import process_start_time
+from orchestrator.launch.runner import RuntimeIdentity
 
 STATE_FILE = "state.json"
 SCHEMA_VERSION = 1
@@ -57,6 +57,12 @@ class DeploymentState:
     """The supervisor process's start time (psutil create_time), to tell a reused pid apart."""
     runner_id: str = ""
     """Pid of the runtime process or id of its container."""
+    instance_id: str = ""
+    """The launch's identity (TAILOR_INSTANCE_ID), which the runtime returns on every response."""
+    runtime_started_at_s: float | None = None
+    """The runtime process's start time (psutil create_time), to tell a reused pid apart."""
+    cgroup_path: str = ""
+    """The runtime's per-instance memory cgroup (process backend as root); removed by `deploy down`."""
     instance_started_at_s: float | None = None
     restarts: int = 0
     step_downs: tuple[str, ...] = ()
@@ -123,12 +129,10 @@ def read_state(directory: Path) -> DeploymentState:
     return DeploymentState.from_dict(data, str(path))
 
 
-def process_start_time(pid: int) -> float | None:
-    """Start time (Unix seconds) of a live process, None when there is no such process."""
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
+def runtime_identity(state: DeploymentState) -> RuntimeIdentity:
+    """What recognises the recorded runtime: pid + start time + instance id, or the container id."""
+    return RuntimeIdentity(ident=state.runner_id, instance_id=state.instance_id,
+                           started_at_s=state.runtime_started_at_s, cgroup_path=state.cgroup_path)
 
 
 def supervisor_alive(state: DeploymentState) -> bool:

@@ -6,6 +6,8 @@ States and what moves between them::
     STARTING --exited / crashed-----> BACKOFF   (restart after an exponential, jittered delay)
     STARTING --not ready in budget--> FATAL     (a stalled start-up is not fixed by restarting)
     RUNNING  --exited / N failed health checks--> BACKOFF
+    RUNNING  --the engine restarted it (Docker restart policy)--> STARTING  (counted as a restart)
+    any      --port taken by another program--> FATAL  (named; restarting cannot fix it)
     BACKOFF  --delay over-----------> STARTING
     any      --crash loop (more than `crash_loop_restarts` restarts in `crash_loop_window_s`)--> FATAL
     any      --OOM kill, no smaller plan--> FATAL   (with a smaller plan: step down, then BACKOFF)
@@ -26,8 +28,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from orchestrator.errors import LaunchError
-from orchestrator.launch.runner import Runner, RunnerStatus
+from orchestrator.errors import LaunchError, PortInUseError
+from orchestrator.launch.runner import Runner, RunnerStatus, RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.supervise.state import Transition
 
@@ -94,6 +96,7 @@ class Snapshot:
     reason: str
     spec: LaunchSpec
     runner_id: str
+    identity: RuntimeIdentity | None
     instance_started_at_s: float | None
     restarts: int
     step_downs: tuple[str, ...]
@@ -105,7 +108,8 @@ class Snapshot:
 
 
 RunnerFactory = Callable[[LaunchSpec], Runner]
-HealthCheck = Callable[[LaunchSpec], HealthResult]
+HealthCheck = Callable[[LaunchSpec, str], HealthResult]
+"""``(spec, instance_id) -> result``: ready only when the answering server is that instance."""
 StepDown = Callable[[LaunchSpec], "tuple[LaunchSpec, str] | None"]
 """Returns the next smaller spec and a sentence describing the change, or None at the bottom."""
 
@@ -193,6 +197,7 @@ class Supervisor:
         return Snapshot(
             state=self.state, reason=self.reason, spec=self.spec,
             runner_id=self.runner.ident if self.runner is not None else "",
+            identity=self.runner.identity if self.runner is not None else None,
             instance_started_at_s=self._started_wall, restarts=self.restarts,
             step_downs=tuple(self.step_downs), last_health=self.last_health,
             last_health_at_s=self.last_health_at_s, last_exit_reason=self.last_exit_reason,
@@ -223,6 +228,12 @@ class Supervisor:
         self._health_failures = 0
         try:
             ident = self.runner.start()
+        except PortInUseError as exc:
+            self.last_exit_reason = exc.message
+            self._transition(State.FATAL, f"could not start: {exc.message}")
+            if first:
+                raise
+            return
         except LaunchError as exc:
             if first:
                 self._transition(State.FATAL, f"could not start: {exc.message}")
@@ -238,6 +249,9 @@ class Supervisor:
         status = self.runner.poll()
         if not status.running:
             self._failed(status)
+            return
+        if status.restarted:
+            self._engine_restarted(status)
             return
         health = self._check_health()
         now = self._clock.monotonic()
@@ -262,6 +276,9 @@ class Supervisor:
         if not status.running:
             self._failed(status)
             return
+        if status.restarted:
+            self._engine_restarted(status)
+            return
         now = self._clock.monotonic()
         if (self._consecutive_failures and self._ready_mono is not None
                 and now - self._ready_mono >= self.policy.stable_after_s):
@@ -279,8 +296,38 @@ class Supervisor:
                 final, running=False,
                 detail=f"{self._health_failures} consecutive failed health checks ({health.detail})"))
 
+    def _engine_restarted(self, status: RunnerStatus) -> None:
+        """The engine restarted the instance itself: count it as our restart, never start a second one.
+
+        An OOM kill still steps down (the restarted instance has the same too-small plan), and a
+        crash loop still goes FATAL; both stop the engine's instance first.
+        """
+        assert self.runner is not None
+        self.last_exit_reason = status.detail
+        if status.oom_killed:
+            self.runner.stop(self.policy.stop_grace_s)
+            self._failed(dataclasses.replace(status, running=False, restarted=False))
+            return
+        now = self._clock.monotonic()
+        window = self.policy.crash_loop_window_s
+        self._failure_times = [t for t in self._failure_times if now - t <= window] + [now]
+        self._capture_logs()
+        if len(self._failure_times) > self.policy.crash_loop_restarts:
+            self.runner.stop(self.policy.stop_grace_s)
+            self.runner.remove()
+            self._transition(State.FATAL, f"crash loop: {len(self._failure_times)} failures within {window:.0f} s; "
+                                          f"last: {status.detail}" + self._logs_suffix())
+            return
+        self.restarts += 1
+        self._started_mono = now
+        self._started_wall = self._clock.time()
+        self._ready_mono = None
+        self._health_failures = 0
+        self._transition(State.STARTING, f"restart {self.restarts}: {status.detail}")
+
     def _check_health(self) -> HealthResult:
-        result = self._health(self.spec)
+        assert self.runner is not None
+        result = self._health(self.spec, self.runner.identity.instance_id)
         self._last_health_mono = self._clock.monotonic()
         self.last_health_at_s = self._clock.time()
         text = ("ok: " if result.ok else "failed: ") + result.detail

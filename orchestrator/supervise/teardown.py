@@ -1,8 +1,13 @@
-"""`deploy down`: stop a recorded deployment, whether its supervisor is alive or gone.
+"""Stopping a recorded deployment, whether its supervisor is alive or gone.
 
-A live supervisor gets SIGTERM and stops the runtime itself (SIGTERM, grace, SIGKILL, container
-removed). A supervisor that is gone (killed, rebooted) left its runtime behind: that process
-group is stopped here, or that container removed, and the state file is marked STOPPED.
+`deploy down`: a live supervisor gets SIGTERM and stops the runtime itself (SIGTERM, grace,
+SIGKILL, container and cgroup removed). A supervisor that is gone (killed, rebooted) left its
+runtime behind: a process runtime is recognised by pid + start time + instance id and its
+process group stopped, a container is removed by id, the memory cgroup removed, and the state
+file marked STOPPED. With nothing recorded, or already stopped, it says "nothing to stop".
+
+`deploy up`/`auto` call :func:`reclaim` first: a live supervisor refuses the launch (already
+running); a stale one's runtime is stopped before starting anew, and what was done is said.
 """
 
 from __future__ import annotations
@@ -14,25 +19,37 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from orchestrator.errors import LaunchError
+from orchestrator.errors import AlreadyRunningError, LaunchError, StateError
+from orchestrator.launch.process_backend import remove_cgroup_dir, stop_process_group
 from orchestrator.supervise.state import (
+    STATE_FILE,
     DeploymentState,
-    process_start_time,
     read_state,
+    runtime_identity,
     stale_reason,
     supervisor_alive,
     write_state,
 )
 
 Say = Callable[[str], None]
+_RUNTIME_GRACE_S = 30.0
 
 
 def stop_deployment(sd: Path, environ: Mapping[str, str], timeout_s: float, say: Say, warn: Say) -> DeploymentState | None:
-    """Stop what ``sd/state.json`` records; returns the final state, or None when it was already stopped."""
-    state = read_state(sd)
-    if state.state == "STOPPED" and not supervisor_alive(state):
+    """Stop what ``sd/state.json`` records; the final state, or None when there was nothing to stop."""
+    if not (sd / STATE_FILE).exists():
         return None
-    if supervisor_alive(state):
+    state = read_state(sd)
+    alive = supervisor_alive(state)
+    if state.state in ("STOPPED", "FATAL") and not alive:
+        # The supervisor cleaned up after itself; a cgroup can only be left by a crash in between.
+        if state.cgroup_path:
+            _remove_cgroup(state, say, warn)
+        if state.state == "FATAL":
+            write_state(sd, dataclasses.replace(state, state="STOPPED", updated_at_s=time.time(),
+                                                state_reason=f"stopped by `deploy down` after: {state.state_reason}"))
+        return None
+    if alive:
         pid = state.supervisor_pid
         say(f"stopping the supervisor (pid {pid})")
         os.kill(pid, signal.SIGTERM)
@@ -56,11 +73,35 @@ def stop_deployment(sd: Path, environ: Mapping[str, str], timeout_s: float, say:
     return final
 
 
-def cleanup_runtime(state: DeploymentState, environ: Mapping[str, str], say: Say, warn: Say) -> None:
-    """Remove what a dead supervisor left behind: its runtime process group or its container."""
-    if not state.runner_id:
+def reclaim(sd: Path, environ: Mapping[str, str], say: Say, warn: Say) -> None:
+    """Before a launch from ``sd``: refuse when a live supervisor runs there; clean up after a dead one."""
+    try:
+        state = read_state(sd)
+    except StateError:
         return
+    if supervisor_alive(state):
+        if state.state in ("STOPPED", "FATAL"):
+            return  # exiting right now
+        raise AlreadyRunningError(
+            f"a deployment is already {state.state} from {sd} (supervisor pid {state.supervisor_pid}, {state.url})",
+            f"stop it with `deploy down --state-dir {sd}`, or pass another --state-dir")
+    reason = stale_reason(state)
+    if reason is None and not state.cgroup_path:
+        return
+    if reason is not None:
+        warn(f"{reason}; stopping what it left before starting anew")
+        cleanup_runtime(state, environ, say, warn)
+    elif state.cgroup_path:
+        _remove_cgroup(state, say, warn)
+    write_state(sd, dataclasses.replace(state, state="STOPPED", cgroup_path="", updated_at_s=time.time(),
+                                        state_reason="runtime of a dead supervisor stopped before a new launch"))
+
+
+def cleanup_runtime(state: DeploymentState, environ: Mapping[str, str], say: Say, warn: Say) -> None:
+    """Remove what a dead supervisor left behind: its runtime process group and cgroup, or its container."""
     if state.backend == "docker":
+        if not state.runner_id:
+            return
         from orchestrator.launch.docker_backend import connect, remove_container
 
         try:
@@ -68,22 +109,24 @@ def cleanup_runtime(state: DeploymentState, environ: Mapping[str, str], say: Say
         except LaunchError as exc:
             warn(f"cannot remove container {state.runner_id}: {exc.message}")
             return
-        if remove_container(client, state.runner_id):
-            say(f"removed container {state.runner_id}")
-        return
-    pid = int(state.runner_id)
-    started = process_start_time(pid)
-    if started is None or (state.instance_started_at_s and abs(started - state.instance_started_at_s) > 5):
-        return  # gone, or the pid now belongs to an unrelated process
-    # The runtime runs in its own session, so its pid is its process group id.
-    for sig, wait_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and process_start_time(pid) is not None:
-            time.sleep(0.2)
-        if process_start_time(pid) is None:
-            say(f"stopped runtime process {pid} ({sig.name})")
-            return
+            if remove_container(client, state.runner_id):
+                say(f"removed container {state.runner_id}")
+            else:
+                say(f"container {state.runner_id} is already gone")
+        finally:
+            client.close()
+        return
+    if state.runner_id:
+        say(stop_process_group(runtime_identity(state), _RUNTIME_GRACE_S))
+    _remove_cgroup(state, say, warn)
+
+
+def _remove_cgroup(state: DeploymentState, say: Say, warn: Say) -> None:
+    try:
+        done = remove_cgroup_dir(state.cgroup_path)
+    except LaunchError as exc:
+        warn(exc.message)
+        return
+    if done:
+        say(done)

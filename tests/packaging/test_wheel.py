@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -73,3 +74,11 @@ def test_fresh_venv_install_runs_from_another_directory(wheel: Path, tmp_path: P
     )
     assert (out / "docker-compose.yml").is_file()
     assert (out / ".env").is_file()
+    # The systemd unit runs the installed package's interpreter, not a clone's, and verifies.
+    unit = (out / "tailor-runtime.service").read_text()
+    assert f"ExecStart={env_dir / 'bin' / 'python'} -m runtime" in unit, unit
+    analyze = shutil.which("systemd-analyze")
+    if analyze is not None:
+        verified = subprocess.run([analyze, "verify", str(out / "tailor-runtime.service")],
+                                  capture_output=True, text=True, timeout=60, check=False)
+        assert verified.returncode == 0, verified.stderr

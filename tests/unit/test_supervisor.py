@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from orchestrator.errors import LaunchError
-from orchestrator.launch.runner import RunnerStatus
+from orchestrator.errors import LaunchError, PortInUseError
+from orchestrator.launch.runner import RunnerStatus, RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.supervise.supervisor import HealthResult, Policy, State, Supervisor
 
@@ -43,11 +43,20 @@ class FakeRunner:
     stopped_with: float | None = None
     removed: bool = False
     fail_start: bool = False
+    port_taken: bool = False
+    instance_id: str = ""
+
+    @property
+    def identity(self) -> RuntimeIdentity:
+        return RuntimeIdentity(ident=self.ident, instance_id=self.instance_id)
 
     def start(self) -> str:
+        if self.port_taken:
+            raise PortInUseError("port 8000 is already in use by pid 42 (nc -l 8000)", "pass --port")
         if self.fail_start:
-            raise LaunchError("port 8000 is taken", "pick another port")
+            raise LaunchError("cannot start python: No such file", "check the interpreter")
         self.ident = "pid-1"
+        self.instance_id = "inst-1"
         return self.ident
 
     def poll(self) -> RunnerStatus:
@@ -71,15 +80,18 @@ class World:
     runners: list[FakeRunner] = field(default_factory=list)
     healthy: bool = True
     fail_next_start: bool = False
+    port_taken_next: bool = False
+    health_instances: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     snapshots: list[str] = field(default_factory=list)
 
     def factory(self, spec: LaunchSpec) -> FakeRunner:
-        runner = FakeRunner(spec, fail_start=self.fail_next_start)
+        runner = FakeRunner(spec, fail_start=self.fail_next_start, port_taken=self.port_taken_next)
         self.runners.append(runner)
         return runner
 
-    def health(self, _spec: LaunchSpec) -> HealthResult:
+    def health(self, _spec: LaunchSpec, instance: str) -> HealthResult:
+        self.health_instances.append(instance)
         return HealthResult(self.healthy, "200 from /readyz" if self.healthy else "connection refused")
 
     def supervisor(self, step_down=None, policy: Policy | None = None) -> Supervisor:
@@ -199,7 +211,7 @@ def test_failures_spread_over_time_are_not_a_crash_loop() -> None:
 def test_health_is_checked_every_interval_once_running() -> None:
     w = World()
     calls: list[float] = []
-    sup = Supervisor(SPEC, w.factory, lambda s: calls.append(w.clock.now) or HealthResult(True, "ok"),
+    sup = Supervisor(SPEC, w.factory, lambda s, _i: calls.append(w.clock.now) or HealthResult(True, "ok"),
                      clock=w.clock, policy=Policy(poll_interval_s=0.5, health_interval_s=2.0))
     sup.start()
     sup.tick()  # STARTING: checks at once
@@ -276,7 +288,7 @@ def test_stop_request_stops_runtime_cleanly() -> None:
 def test_first_start_failure_propagates_as_launch_error() -> None:
     w = World(fail_next_start=True)
     sup = w.supervisor()
-    with pytest.raises(LaunchError, match="port 8000 is taken"):
+    with pytest.raises(LaunchError, match="cannot start python"):
         sup.start()
     assert sup.state is State.FATAL
 
@@ -291,7 +303,7 @@ def test_restart_start_failure_backs_off() -> None:
     sup.tick()
     w.advance(sup, 1.5)
     assert sup.state is State.BACKOFF
-    assert "could not start: port 8000 is taken" in sup.reason
+    assert "could not start: cannot start python" in sup.reason
 
 
 def test_run_until_predicate_and_terminal() -> None:
@@ -300,3 +312,83 @@ def test_run_until_predicate_and_terminal() -> None:
     assert sup.run(until=lambda s: s.state is State.RUNNING) is State.RUNNING
     sup.request_stop("done")
     assert sup.run() is State.STOPPED
+
+
+def test_health_checks_ask_for_the_launchs_own_instance() -> None:
+    w = World()
+    sup = w.supervisor()
+    sup.start()
+    w.advance(sup, 1)
+    assert sup.state is State.RUNNING
+    assert set(w.health_instances) == {"inst-1"}
+    assert sup.snapshot().identity == RuntimeIdentity(ident="pid-1", instance_id="inst-1")
+
+
+def test_first_start_on_a_taken_port_is_fatal_and_raised() -> None:
+    w = World(port_taken_next=True)
+    sup = w.supervisor()
+    with pytest.raises(PortInUseError):
+        sup.start()
+    assert sup.state is State.FATAL and "in use by pid 42" in sup.reason
+
+
+def test_port_taken_before_a_restart_is_fatal_not_a_crash_loop() -> None:
+    w = World()
+    sup = w.supervisor(policy=Policy(backoff_initial_s=1, backoff_jitter_fraction=0))
+    sup.start()
+    w.advance(sup, 1)
+    w.port_taken_next = True
+    crash(w.runners[-1])
+    w.advance(sup, 10)
+    assert sup.state is State.FATAL
+    assert "could not start: port 8000 is already in use by pid 42" in sup.reason
+    assert len(w.runners) == 2  # no retries: another program holds the port
+
+
+def test_a_restart_done_by_the_engine_is_counted_and_waits_for_ready_again() -> None:
+    w = World()
+    sup = w.supervisor()
+    sup.start()
+    w.advance(sup, 1)
+    runner = w.runners[-1]
+    runner.exit_status = RunnerStatus(running=True, restarted=True,
+                                      detail="container exited with code 137 (SIGKILL); Docker restarted it")
+    w.healthy = False
+    sup.tick()
+    assert sup.state is State.STARTING and sup.restarts == 1
+    assert "Docker restarted it" in sup.reason and "Docker restarted it" in sup.last_exit_reason
+    assert len(w.runners) == 1  # the engine's instance is kept: no second one started
+    runner.exit_status = None
+    w.healthy = True
+    w.advance(sup, 1)
+    assert sup.state is State.RUNNING and len(w.runners) == 1
+
+
+def test_an_oom_restart_by_the_engine_still_steps_down() -> None:
+    w = World()
+    smaller = replace(SPEC, env=(("TAILOR_PORT", "8000"), ("TAILOR_WORKERS", "1")))
+    sup = w.supervisor(step_down=lambda spec: (smaller, "workers 2 -> 1"),
+                       policy=Policy(backoff_initial_s=1, backoff_jitter_fraction=0))
+    sup.start()
+    w.advance(sup, 1)
+    first = w.runners[-1]
+    first.exit_status = RunnerStatus(running=True, restarted=True, oom_killed=True, detail="OOM-killed at 200 MB")
+    w.advance(sup, 3)
+    assert first.stopped_with is not None and first.removed
+    assert sup.step_downs == ["workers 2 -> 1"] and w.runners[-1].spec is smaller
+    assert sup.state is State.RUNNING
+
+
+def test_engine_restarts_in_a_loop_go_fatal_and_remove_the_instance() -> None:
+    w = World()
+    sup = w.supervisor(policy=Policy(crash_loop_restarts=3, crash_loop_window_s=120))
+    sup.start()
+    w.advance(sup, 1)
+    runner = w.runners[-1]
+    for _ in range(4):
+        runner.exit_status = RunnerStatus(running=True, restarted=True, detail="exited with code 1; Docker restarted it")
+        sup.tick()
+        runner.exit_status = None
+        w.advance(sup, 1)
+    assert sup.state is State.FATAL and "crash loop: 4 failures" in sup.reason
+    assert runner.removed
