@@ -9,9 +9,9 @@ heavy dependencies.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 class SettingsError(ValueError):
@@ -24,94 +24,180 @@ class SettingsError(ValueError):
         self.expected = expected
 
 
-def _bool(name: str, raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in {"1", "true", "yes", "on"}:
-        return True
-    if low in {"0", "false", "no", "off", ""}:
-        return False
-    raise SettingsError(name, raw, "one of 1/0, true/false, yes/no, on/off")
+@dataclass(frozen=True)
+class _Bool:
+    """true/false, also 1/0, yes/no, on/off."""
+
+    type_name: ClassVar[str] = "bool"
+    expected: ClassVar[str] = "one of 1/0, true/false, yes/no, on/off"
+    allowed: ClassVar[str] = "true/false"
+
+    def __call__(self, name: str, raw: str) -> bool:
+        low = raw.strip().lower()
+        if low in {"1", "true", "yes", "on"}:
+            return True
+        if low in {"0", "false", "no", "off", ""}:
+            return False
+        raise SettingsError(name, raw, self.expected)
 
 
-def _int_at_least(minimum: int) -> Callable[[str, str], int]:
-    def parse(name: str, raw: str) -> int:
+@dataclass(frozen=True)
+class _Int:
+    minimum: int
+    maximum: int | None = None
+    type_name: ClassVar[str] = "int"
+
+    @property
+    def allowed(self) -> str:
+        return f">= {self.minimum}" if self.maximum is None else f"{self.minimum}-{self.maximum}"
+
+    @property
+    def expected(self) -> str:
+        return f"an integer {self.allowed}" if self.maximum is None else f"an integer from {self.allowed}"
+
+    def __call__(self, name: str, raw: str) -> int:
         try:
             value = int(raw.strip())
         except ValueError:
-            raise SettingsError(name, raw, f"an integer >= {minimum}") from None
-        if value < minimum:
-            raise SettingsError(name, raw, f"an integer >= {minimum}")
+            raise SettingsError(name, raw, self.expected) from None
+        if value < self.minimum or (self.maximum is not None and value > self.maximum):
+            raise SettingsError(name, raw, self.expected)
         return value
 
-    return parse
 
+@dataclass(frozen=True)
+class _Float:
+    minimum: float
+    type_name: ClassVar[str] = "float"
 
-def _float_at_least(minimum: float) -> Callable[[str, str], float]:
-    def parse(name: str, raw: str) -> float:
+    @property
+    def allowed(self) -> str:
+        return f">= {self.minimum:g}"
+
+    @property
+    def expected(self) -> str:
+        return f"a number >= {self.minimum}"
+
+    def __call__(self, name: str, raw: str) -> float:
         try:
             value = float(raw.strip())
         except ValueError:
-            raise SettingsError(name, raw, f"a number >= {minimum}") from None
-        if not value >= minimum:  # also rejects NaN
-            raise SettingsError(name, raw, f"a number >= {minimum}")
+            raise SettingsError(name, raw, self.expected) from None
+        if not value >= self.minimum:  # also rejects NaN
+            raise SettingsError(name, raw, self.expected)
         return value
 
-    return parse
 
+@dataclass(frozen=True)
+class _Choice:
+    choices: tuple[str, ...]
+    type_name: ClassVar[str] = "choice"
 
-def _choice(*choices: str) -> Callable[[str, str], str]:
-    def parse(name: str, raw: str) -> str:
+    @property
+    def allowed(self) -> str:
+        return ", ".join(self.choices)
+
+    @property
+    def expected(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+    def __call__(self, name: str, raw: str) -> str:
         value = raw.strip().lower()
-        if value not in choices:
-            raise SettingsError(name, raw, "one of " + ", ".join(choices))
+        if value not in self.choices:
+            raise SettingsError(name, raw, self.expected)
         return value
 
-    return parse
+
+@dataclass(frozen=True)
+class _Text:
+    type_name: ClassVar[str] = "text"
+    expected: ClassVar[str] = "text"
+    allowed: ClassVar[str] = ""
+
+    def __call__(self, _name: str, raw: str) -> str:
+        return raw.strip()
 
 
-def _text(_name: str, raw: str) -> str:
-    return raw.strip()
+Parser = _Bool | _Int | _Float | _Choice | _Text
+"""A variable's type and allowed range: parses a raw string and describes itself for docs."""
+
+_bool = _Bool()
+_text = _Text()
+
+
+def _int_at_least(minimum: int, maximum: int | None = None) -> _Int:
+    return _Int(minimum, maximum)
+
+
+def _float_at_least(minimum: float) -> _Float:
+    return _Float(minimum)
+
+
+def _choice(*choices: str) -> _Choice:
+    return _Choice(tuple(choices))
 
 
 @dataclass(frozen=True)
 class EnvVar:
+    """One runtime setting, declared once. Settings (checked against it at import), the plan's
+    env, the config file's ``settings:`` keys, ``deploy env`` and the README table derive from it."""
+
     name: str
+    """The environment variable."""
     field: str
+    """The :class:`Settings` attribute."""
     default: str
     description: str
-    parse: Callable[[str, str], Any]
+    parse: Parser
+    """Type and allowed range (see :data:`Parser`)."""
+    knob: str | None = None
+    """Short name: key under ``settings:`` in a config file and in ``--set NAME=VALUE``; None: only
+    by its variable name (``env:`` in a config file, ``--set TAILOR_...=``)."""
+    unit: str = ""
+    """``bytes``, ``s`` or ``ms``; empty for counts, names and flags."""
+    secret: bool = False
+    """Redacted in every printed plan, explanation and status unless ``--show-secrets``."""
+
+    @property
+    def type_name(self) -> str:
+        return self.parse.type_name
+
+    @property
+    def allowed(self) -> str:
+        """The allowed values or range, for docs (``1-65535``, ``>= 0``, ``onnx, torch``)."""
+        return self.parse.allowed
 
 
 VARIABLES: tuple[EnvVar, ...] = (
-    EnvVar("TAILOR_HOST", "host", "127.0.0.1", "Address to bind. Loopback by default; 0.0.0.0 inside a container. `python -m runtime --host` overrides it.", _text),
-    EnvVar("TAILOR_PORT", "port", "8000", "TCP port to listen on. `python -m runtime --port` overrides it.", _int_at_least(1)),
-    EnvVar("TAILOR_ENGINE", "engine", "onnx", "Inference engine: onnx or torch.", _choice("onnx", "torch")),
-    EnvVar("TAILOR_DEVICE", "device", "cpu", "cpu or cuda.", _choice("cpu", "cuda")),
+    EnvVar("TAILOR_HOST", "host", "127.0.0.1", "Address to bind. Loopback by default; 0.0.0.0 inside a container. `python -m runtime --host` overrides it.", _text, knob="host"),
+    EnvVar("TAILOR_PORT", "port", "8000", "TCP port to listen on. `python -m runtime --port` overrides it.", _int_at_least(1, 65535), knob="port"),
+    EnvVar("TAILOR_ENGINE", "engine", "onnx", "Inference engine: onnx or torch.", _choice("onnx", "torch"), knob="engine"),
+    EnvVar("TAILOR_DEVICE", "device", "cpu", "cpu or cuda.", _choice("cpu", "cuda"), knob="device"),
     EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16 or bf16 (fp16/bf16 only on CUDA).",
-           _choice("fp32", "fp16", "bf16")),
+           _choice("fp32", "fp16", "bf16"), knob="precision"),
     EnvVar("TAILOR_VOICE", "default_voice", "en_US-joe-medium",
-           "Voice used when a request names none (or names an OpenAI voice such as 'alloy').", _text),
+           "Voice used when a request names none (or names an OpenAI voice such as 'alloy').", _text, knob="voice"),
     EnvVar("TAILOR_VOICES_DIR", "voices_dir", "",
            "Directory with extra Piper voices (NAME.onnx + NAME.onnx.json), loaded on first use. Empty: bundled voice only. Set but missing: start-up error.", _text),
-    EnvVar("TAILOR_WORKERS", "workers", "1", "Synthesis workers (concurrent syntheses); each holds its own engine instance per loaded voice.", _int_at_least(1)),
+    EnvVar("TAILOR_WORKERS", "workers", "1", "Synthesis workers (concurrent syntheses); each holds its own engine instance per loaded voice.", _int_at_least(1), knob="workers"),
     EnvVar("TAILOR_THREADS_PER_WORKER", "threads_per_worker", "1",
-           "Intra-op threads per worker (onnxruntime / torch).", _int_at_least(1)),
-    EnvVar("TAILOR_INTER_OP_THREADS", "inter_op_threads", "1", "Inter-op threads per worker.", _int_at_least(1)),
+           "Intra-op threads per worker (onnxruntime / torch).", _int_at_least(1), knob="threads"),
+    EnvVar("TAILOR_INTER_OP_THREADS", "inter_op_threads", "1", "Inter-op threads per worker.", _int_at_least(1), knob="inter_op_threads"),
     EnvVar("TAILOR_MAX_QUEUE", "max_queue", "16",
-           "Requests allowed to wait for a worker: at most WORKERS + MAX_QUEUE speech requests are in flight; beyond that 429 with Retry-After.", _int_at_least(0)),
+           "Requests allowed to wait for a worker: at most WORKERS + MAX_QUEUE speech requests are in flight; beyond that 429 with Retry-After.", _int_at_least(0), knob="max_queue"),
     EnvVar("TAILOR_BATCHING", "batching", "false",
-           "Dynamic batching: concurrent sentences of the same voice go to engine.synthesize_batch together, each with its own speed (meant for GPU; the onnx engine runs a batch item by item).", _bool),
-    EnvVar("TAILOR_BATCH_WINDOW_MS", "batch_window_ms", "5", "Milliseconds a worker waits for more sentences to fill a batch.", _float_at_least(0.0)),
-    EnvVar("TAILOR_MAX_BATCH_SIZE", "max_batch_size", "8", "Largest batch (sentences per engine call).", _int_at_least(1)),
+           "Dynamic batching: concurrent sentences of the same voice go to engine.synthesize_batch together, each with its own speed (meant for GPU; the onnx engine runs a batch item by item).", _bool, knob="batching"),
+    EnvVar("TAILOR_BATCH_WINDOW_MS", "batch_window_ms", "5", "Milliseconds a worker waits for more sentences to fill a batch.", _float_at_least(0.0), knob="batch_window_ms", unit="ms"),
+    EnvVar("TAILOR_MAX_BATCH_SIZE", "max_batch_size", "8", "Largest batch (sentences per engine call).", _int_at_least(1), knob="max_batch_size"),
     EnvVar("TAILOR_REQUEST_TIMEOUT_S", "request_timeout_s", "60", "Per-request timeout in seconds: 504 before the first audio; a stream already started ends early.",
-           _float_at_least(0.1)),
+           _float_at_least(0.1), unit="s"),
     EnvVar("TAILOR_MAX_INPUT_CHARS", "max_input_chars", "4096", "Longest accepted input text (413 above).",
            _int_at_least(1)),
     EnvVar("TAILOR_CACHE_BYTES", "cache_bytes", "67108864", "Byte budget of the LRU cache of finished responses (voice, engine, text, speed, format); 0 disables.",
-           _int_at_least(0)),
+           _int_at_least(0), knob="cache_bytes", unit="bytes"),
     EnvVar("TAILOR_RSS_SOFT_LIMIT_BYTES", "rss_soft_limit_bytes", "0",
-           "Resident memory (bytes) above which new speech requests get 503 and a log line; 0 disables the watchdog.", _int_at_least(0)),
-    EnvVar("TAILOR_API_KEY", "api_key", "", "When set, /v1/* requests need 'Authorization: Bearer KEY' (401 otherwise); /healthz, /readyz, /metrics stay open.", _text),
+           "Resident memory (bytes) above which new speech requests get 503 and a log line; 0 disables the watchdog.", _int_at_least(0), unit="bytes"),
+    EnvVar("TAILOR_API_KEY", "api_key", "", "When set, /v1/* requests need 'Authorization: Bearer KEY' (401 otherwise); /healthz, /readyz, /metrics stay open.", _text, secret=True),
     EnvVar("TAILOR_FALLBACK", "fallback", "",
            "Fallback chain, comma-separated ENGINE:VOICE entries (e.g. onnx:en_US-joe-medium) tried in order when the primary fails to load or raises; shown in /readyz and metrics.",
            _text),
@@ -120,9 +206,9 @@ VARIABLES: tuple[EnvVar, ...] = (
            "instance with WORKERS x THREADS_PER_WORKER intra-op threads, so a lone request uses every core "
            "(costs one more model instance in memory per loaded voice).", _bool),
     EnvVar("TAILOR_PRELOAD", "preload", "true",
-           "Run a warm-up synthesis on every worker before reporting ready (the model always loads before ready).", _bool),
+           "Run a warm-up synthesis on every worker before reporting ready (the model always loads before ready).", _bool, knob="preload"),
     EnvVar("TAILOR_SHUTDOWN_GRACE_S", "shutdown_grace_s", "20",
-           "Seconds in-flight requests get to finish after SIGTERM (readiness and new requests answer 503 meanwhile); then exit 0.", _float_at_least(0.0)),
+           "Seconds in-flight requests get to finish after SIGTERM (readiness and new requests answer 503 meanwhile); then exit 0.", _float_at_least(0.0), unit="s"),
     EnvVar("TAILOR_ORT_EXECUTION_MODE", "ort_execution_mode", "sequential",
            "onnxruntime execution mode.", _choice("sequential", "parallel")),
     EnvVar("TAILOR_ORT_GRAPH_OPTIMIZATION", "ort_graph_optimization", "all",
@@ -133,17 +219,17 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_TORCH_COMPILE", "torch_compile", "false", "torch.compile the decoder where measured faster.",
            _bool),
     EnvVar("TAILOR_LOG_LEVEL", "log_level", "info", "debug, info, warning or error.",
-           _choice("debug", "info", "warning", "error")),
+           _choice("debug", "info", "warning", "error"), knob="log_level"),
     EnvVar("TAILOR_INSTANCE_ID", "instance_id", "",
            "Identity of this runtime process, returned as header X-Tailor-Instance on every response and as 'instance' in /healthz and /readyz (the launcher counts readiness only when it matches). Empty: a random id is generated at start.", _text),
     EnvVar("TAILOR_NORMALIZE", "normalize", "on",
            "Text normalisation before phonemisation (numbers, currency, dates, times, units, abbreviations, SSML subset); off reads the text as written.", _bool),
     EnvVar("TAILOR_HEADER_TIMEOUT_S", "header_timeout_s", "10",
-           "Seconds a client gets to send a request's headers (from connecting, or from the first byte of a keep-alive request); then the connection is closed.", _float_at_least(0.1)),
+           "Seconds a client gets to send a request's headers (from connecting, or from the first byte of a keep-alive request); then the connection is closed.", _float_at_least(0.1), unit="s"),
     EnvVar("TAILOR_BODY_TIMEOUT_S", "body_timeout_s", "15",
-           "Seconds a client gets to send a request body once its headers arrived; then 408.", _float_at_least(0.1)),
+           "Seconds a client gets to send a request body once its headers arrived; then 408.", _float_at_least(0.1), unit="s"),
     EnvVar("TAILOR_IDLE_TIMEOUT_S", "idle_timeout_s", "5",
-           "Seconds an idle keep-alive connection stays open between requests.", _int_at_least(1)),
+           "Seconds an idle keep-alive connection stays open between requests.", _int_at_least(1), unit="s"),
     EnvVar("TAILOR_MAX_CONNECTIONS", "max_connections", "256",
            "Open TCP connections served at once; a connection beyond it gets a JSON 503 and is closed.", _int_at_least(1)),
     EnvVar("TAILOR_VOICE_MAP", "voice_map", "",
@@ -195,7 +281,7 @@ class Settings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         """Read every declared variable from ``environ``; unset ones take their default."""
-        values = {}
+        values: dict[str, Any] = {}
         for var in VARIABLES:
             raw = environ.get(var.name)
             values[var.field] = var.parse(var.name, var.default if raw is None else raw)
@@ -211,9 +297,15 @@ def variable(name: str) -> EnvVar:
 
 
 def _check_declarations() -> None:
-    fields = {f.name for f in dataclasses.fields(Settings)}
+    """Settings is the typed view of VARIABLES: same fields, same defaults, knob names unique."""
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
     declared = {v.field for v in VARIABLES}
-    assert fields == declared, f"Settings and VARIABLES disagree: {fields ^ declared}"
+    assert set(fields) == declared, f"Settings and VARIABLES disagree: {set(fields) ^ declared}"
+    for var in VARIABLES:
+        default = var.parse(var.name, var.default)
+        assert fields[var.field].default == default, f"{var.name}: Settings default differs from {var.default!r}"
+    knobs = [v.knob for v in VARIABLES if v.knob is not None]
+    assert len(knobs) == len(set(knobs)), "a knob name is declared twice"
 
 
 _check_declarations()

@@ -3,9 +3,7 @@ pure services (profiles, selection, plan, render). Data goes to stdout, warnings
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -13,99 +11,52 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator import pipeline
 from orchestrator.cli import output as out
-from orchestrator.errors import PlanError, UsageError
-from orchestrator.plan.planner import Plan, make_plan
-from orchestrator.plan.user_config import UserConfig, load_config
-from orchestrator.probe.facts import HostFacts
-from orchestrator.render.renderer import (
-    FORMATS,
-    RenderOptions,
-    parse_formats,
-    render,
-    write_rendered,
+from orchestrator.cli.explain import knob_rows, knob_table_markdown, plan_json, print_sources
+from orchestrator.cli.options import (
+    ConfigOpt,
+    ExplainOpt,
+    FactsOpt,
+    JsonOpt,
+    PortOpt,
+    PrecisionOpt,
+    ProfileOpt,
+    ProfilesDirOpt,
+    SetOpt,
+    ShowSecretsOpt,
+    ThreadsOpt,
+    WorkersOpt,
+    pipeline_inputs,
 )
-from orchestrator.select.profiles import ProfileSet, load_profiles
+from orchestrator.errors import PlanError
+from orchestrator.render.renderer import FORMATS, RenderOptions, parse_formats
 from orchestrator.select.selection import (
     DOES_NOT_FIT,
     FITS,
     FITS_WITH_CHANGE,
     STATUS_LABELS,
-    Selection,
     judge_all,
-    select_profile,
 )
 from orchestrator.yaml_doc import format_size
-from runtime.settings import VARIABLES
-
-# Shared typed options: every command spells these the same way.
-FactsOpt = Annotated[Path | None, typer.Option(
-    "--facts", help="Plan for a facts file (`deploy probe --json > FILE`) instead of probing this machine.",
-    dir_okay=False)]
-ProfilesDirOpt = Annotated[list[Path] | None, typer.Option(
-    "--profiles", help="Directory of extra profiles (NAME.yaml); same name replaces a built-in. Repeatable.",
-    file_okay=False)]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Force this profile (warns if it does not fit).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="User config file (YAML).", dir_okay=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Set a runtime variable or knob: --set workers=2, --set TAILOR_LOG_LEVEL=debug. Repeatable.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Synthesis workers.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="Intra-op threads per worker.")]
-PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="fp32, fp16 or bf16.")]
-PortOpt = Annotated[int | None, typer.Option("--port", min=1, max=65535, help="Port the runtime listens on.")]
 
 
-def _load_facts(facts_file: Path | None) -> HostFacts:
-    if facts_file is not None:
-        return HostFacts.from_json_file(facts_file)
-    from orchestrator.probe.host import probe_host  # the probe is heavy; only load it when needed
-
-    return probe_host()
-
-
-def _cli_overrides(sets: list[str] | None, **flags: object) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for item in sets or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {item!r} is not KEY=VALUE", "for example --set workers=2")
-        result[key.strip()] = value.strip()
-    for flag, flag_value in flags.items():
-        if flag_value is not None:
-            result[flag] = str(flag_value)
-    return result
-
-
-def _prepare(facts_file: Path | None, profiles_dirs: list[Path] | None, profile: str | None,
-             config_file: Path | None) -> tuple[HostFacts, ProfileSet, Selection, UserConfig | None]:
-    profiles = load_profiles(tuple(profiles_dirs or ()))
-    for sentence in profiles.overrides:
+def _warn_and_note(notes: tuple[str, ...], warnings: tuple[str, ...] = ()) -> None:
+    for sentence in notes:
         out.info(sentence)
-    config = load_config(config_file) if config_file is not None else None
-    facts = _load_facts(facts_file)
-    forced = profile or (config.profile if config is not None else None)
-    return facts, profiles, select_profile(facts, profiles, forced), config
-
-
-def _plan(facts_file: Path | None, profiles_dirs: list[Path] | None, profile: str | None,
-          config_file: Path | None, overrides: Mapping[str, str]) -> tuple[Plan, Selection, HostFacts]:
-    facts, _profiles, selection, config = _prepare(facts_file, profiles_dirs, profile, config_file)
-    plan = make_plan(facts, selection, overrides, os.environ, config)
-    for warning in plan.warnings:
+    for warning in warnings:
         out.warn(warning)
-    return plan, selection, facts
 
 
-def profiles_command(facts: FactsOpt = None, profiles_dir: ProfilesDirOpt = None, json_out: JsonOpt = False) -> None:
+def profiles_command(facts: FactsOpt = None, profiles_dir: ProfilesDirOpt = None, config: ConfigOpt = None,
+                     json_out: JsonOpt = False) -> None:
     """Every profile and whether it fits this machine: fits / fits with a change / does not fit."""
-    profiles = load_profiles(tuple(profiles_dir or ()))
-    for sentence in profiles.overrides:
-        out.info(sentence)
-    host = _load_facts(facts)
+    selected = pipeline.select_from(pipeline_inputs(facts=facts, profiles_dirs=profiles_dir, config=config))
+    _warn_and_note(selected.notes)
+    host, profiles = selected.facts, selected.profiles
     verdicts = {v.profile: v for v in judge_all(host, profiles)}
     try:
-        chosen: str | None = select_profile(host, profiles).chosen.name
+        chosen: str | None = selected.select().chosen.name
     except PlanError as exc:
         chosen = None
         out.warn(exc.message)
@@ -134,16 +85,18 @@ def profiles_command(facts: FactsOpt = None, profiles_dir: ProfilesDirOpt = None
 
 def plan_command(
     facts: FactsOpt = None, profile: ProfileOpt = None, config: ConfigOpt = None,
-    profiles_dir: ProfilesDirOpt = None, json_out: JsonOpt = False,
-    explain: Annotated[bool, typer.Option("--explain", help="Why each number: profiles, budget, sources.")] = False,
+    profiles_dir: ProfilesDirOpt = None, json_out: JsonOpt = False, explain: ExplainOpt = False,
     workers: WorkersOpt = None, threads: ThreadsOpt = None, precision: PrecisionOpt = None,
-    port: PortOpt = None, set_values: SetOpt = None,
+    port: PortOpt = None, set_values: SetOpt = None, show_secrets: ShowSecretsOpt = False,
 ) -> None:
     """The tuned plan for this machine (or --facts): engine, precision, workers x threads, memory budget."""
-    overrides = _cli_overrides(set_values, workers=workers, threads=threads, precision=precision, port=port)
-    plan, selection, _facts = _plan(facts, profiles_dir, profile, config, overrides)
+    planned = pipeline.plan_from(pipeline_inputs(
+        facts=facts, profile=profile, profiles_dirs=profiles_dir, config=config, sets=set_values,
+        workers=workers, threads=threads, precision=precision, port=port))
+    _warn_and_note(planned.notes, planned.warnings)
+    plan, selection = planned.plan, planned.selection
     if json_out:
-        data = plan.to_dict()
+        data = plan_json(plan, show_secrets=show_secrets)
         if explain:
             data["selection"] = {"chosen": selection.chosen.name, "forced": selection.forced,
                                  "reasons": list(selection.reasons)}
@@ -174,13 +127,7 @@ def plan_command(
     out.data("[bold]Derived numbers[/bold]")
     for reason in plan.reasons:
         out.data(f"  {reason}", markup=False)
-    sources = Table(title="Runtime environment")
-    for column in ("variable", "value", "source", "reason"):
-        sources.add_column(column)
-    for p in plan.provenance:
-        if p.name in plan.env:
-            sources.add_row(p.name, p.value, p.source, p.reason)
-    out.table(sources)
+    print_sources(plan, show_secrets=show_secrets)
 
 
 def render_command(
@@ -195,33 +142,38 @@ def render_command(
     workers: WorkersOpt = None, threads: ThreadsOpt = None, precision: PrecisionOpt = None,
     set_values: SetOpt = None,
 ) -> None:
-    """Write docker-compose.yml + .env, k8s.yaml and a systemd unit for the plan."""
+    """Write docker-compose.yml + .env, k8s.yaml and a systemd unit for the plan, plus plan.json + facts.json."""
     chosen = parse_formats(formats)
-    if network not in ("bridge", "host"):
-        raise UsageError(f"--network {network!r} is not bridge or host", "use --network bridge or --network host")
-    overrides = _cli_overrides(set_values, workers=workers, threads=threads, precision=precision, port=port)
-    plan, _selection, host_facts = _plan(facts, profiles_dir, profile, config, overrides)
     options = RenderOptions(public=public, network=network, python=python or sys.executable)
-    for path in write_rendered(render(plan, chosen, options), out_dir):
+    planned = pipeline.plan_from(pipeline_inputs(
+        facts=facts, profile=profile, profiles_dirs=profiles_dir, config=config, sets=set_values,
+        workers=workers, threads=threads, precision=precision, port=port))
+    _warn_and_note(planned.notes, planned.warnings)
+    # plan.json + facts.json let `deploy up DIR` launch this directory and step it down after an OOM kill.
+    for path in pipeline.write_deployment(out_dir, planned, chosen, options):
         out.data(str(path), markup=False)
-    # plan.json + facts.json let `deploy up DIR` step this deployment down after an OOM kill.
-    from orchestrator.supervise.deployment import write_plan_files
-
-    for path in write_plan_files(out_dir, plan.to_dict(), host_facts):
-        out.data(str(path), markup=False)
 
 
-def env_command(json_out: JsonOpt = False) -> None:
-    """Every runtime variable: name, default, description."""
-    rows = [{"name": v.name, "default": v.default, "description": v.description} for v in VARIABLES]
+def env_command(
+    json_out: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="The table as Markdown (the README's copy).")] = False,
+) -> None:
+    """Every runtime variable from the knob table: name, type, unit, default, range, config key, description."""
+    rows = knob_rows()
     if json_out:
         out.data_json(rows)
         return
-    table = Table(title="Runtime variables (runtime/settings.py)")
-    for column in ("name", "default", "description"):
+    if markdown:
+        out.data(knob_table_markdown(), markup=False)
+        return
+    table = Table(title="Runtime variables (knob table: runtime/settings.py)")
+    for column in ("name", "type", "unit", "default", "allowed", "config key", "description"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], row["default"] or '""', row["description"])
+        secret = " (secret)" if row["secret"] else ""
+        table.add_row(row["name"], row["type"], row["unit"], row["default"] or '""', escape(row["allowed"]),
+                      f"settings.{row['knob']}" if row["knob"] else f"env.{row['name']}",
+                      escape(row["description"] + secret))
     out.table(table)
 
 

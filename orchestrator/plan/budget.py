@@ -19,7 +19,7 @@ On Jetson the GPU shares system RAM: every row lands in one ``shared`` pool.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 MIB = 1024**2
 
@@ -96,6 +96,7 @@ class BudgetRow:
 
 @dataclass(frozen=True)
 class PoolTotal:
+    JSON_COMPUTED: ClassVar[tuple[str, ...]] = ("fits",)
     pool: str
     capacity_bytes: int
     headroom_bytes: int
@@ -119,22 +120,6 @@ class MemoryBudget:
 
     def total(self, pool: str) -> PoolTotal:
         return next(t for t in self.totals if t.pool == pool)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rows": [{"item": r.item, "pool": r.pool, "bytes": r.bytes, "detail": r.detail} for r in self.rows],
-            "totals": [{"pool": t.pool, "capacity_bytes": t.capacity_bytes, "headroom_bytes": t.headroom_bytes,
-                        "planned_bytes": t.planned_bytes, "free_bytes": t.free_bytes, "fits": t.fits}
-                       for t in self.totals],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MemoryBudget:
-        return cls(
-            rows=tuple(BudgetRow(r["item"], r["pool"], int(r["bytes"]), r["detail"]) for r in data["rows"]),
-            totals=tuple(PoolTotal(t["pool"], int(t["capacity_bytes"]), int(t["headroom_bytes"]),
-                                   int(t["planned_bytes"]), int(t["free_bytes"])) for t in data["totals"]),
-        )
 
 
 def slots_that_fit(pools: Pools, fp: Footprint, workers: int, cache_bytes: int, on_gpu: bool) -> int:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
 
 from orchestrator import __version__
-from orchestrator.probe.facts import HostFacts
+from orchestrator.probe.facts import HostFacts, primary_gpu
 from orchestrator.select.profiles import Profile
-from orchestrator.select.selection import primary_gpu
 
 CONTAINER_USER = "10001:10001"
 
@@ -73,33 +72,20 @@ class ContainerSpec:
     """``nvidia`` on Jetson (the L4T runtime mounts the GPU), else None."""
     read_only: bool
     user: str
-    port: int
     network_mode: str
     """``bridge`` by default; rendering may switch to ``host``."""
+    pids_limit: int
+    """Most processes + threads in the container (see :func:`pids_limit_for`)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "image": self.image, "flavor": self.flavor, "base_image": self.base_image,
-            "memory_limit_bytes": self.memory_limit_bytes,
-            "cpus": self.cpus, "shm_size_bytes": self.shm_size_bytes, "gpu_count": self.gpu_count,
-            "gpu_device_ids": list(self.gpu_device_ids), "gpu_product": self.gpu_product,
-            "gpu_memory_mib": self.gpu_memory_mib, "runtime": self.runtime, "read_only": self.read_only,
-            "user": self.user, "port": self.port, "network_mode": self.network_mode,
-        }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ContainerSpec:
-        return cls(
-            image=str(data["image"]), flavor=str(data["flavor"]),
-            base_image=str(data.get("base_image") or DEFAULT_BASE_IMAGES.get(str(data["flavor"]), "")),
-            memory_limit_bytes=int(data["memory_limit_bytes"]), cpus=float(data["cpus"]),
-            shm_size_bytes=int(data["shm_size_bytes"]), gpu_count=int(data["gpu_count"]),
-            gpu_device_ids=tuple(str(d) for d in data["gpu_device_ids"]),
-            gpu_product=str(data["gpu_product"]), gpu_memory_mib=int(data["gpu_memory_mib"]),
-            runtime=None if data["runtime"] is None else str(data["runtime"]),
-            read_only=bool(data["read_only"]), user=str(data["user"]), port=int(data["port"]),
-            network_mode=str(data["network_mode"]),
-        )
+def pids_limit_for(cpus: float) -> int:
+    """The container's process/thread ceiling: 64 per CPU, at least 512.
+
+    Each worker runs a thread pool per engine instance (intra + inter-op threads), plus the
+    server's own threads; 64 per CPU leaves room for that several times over while a fork bomb
+    or a thread leak still stops at a bound instead of exhausting the host's PIDs.
+    """
+    return max(512, 64 * math.ceil(cpus))
 
 
 def gfd_product_label(name: str) -> str:
@@ -107,8 +93,7 @@ def gfd_product_label(name: str) -> str:
     return "-".join(name.split())
 
 
-def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, on_gpu: bool,
-                   port: int) -> ContainerSpec:
+def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, on_gpu: bool) -> ContainerSpec:
     gpu = primary_gpu(facts) if on_gpu else None
     flavor = profile.container.flavor
     return ContainerSpec(
@@ -125,6 +110,6 @@ def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, 
         runtime="nvidia" if flavor == "l4t" else None,
         read_only=True,
         user=CONTAINER_USER,
-        port=port,
         network_mode="bridge",
+        pids_limit=pids_limit_for(facts.cpu.effective_cpus),
     )

@@ -16,37 +16,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import PlanError, UsageError
+from orchestrator.model import Reader, check_version, from_jsonable, read_json_file, to_jsonable
 from orchestrator.plan.budget import Footprint, MemoryBudget, Pools, build_budget, slots_that_fit
 from orchestrator.plan.container_spec import ContainerSpec, base_image_for, container_spec
 from orchestrator.plan.runtime_env import Provenance, build_env
-from orchestrator.plan.user_config import PASS_THROUGH, UserConfig, check_value, variable_for
-from orchestrator.probe.facts import HostFacts
+from orchestrator.plan.user_config import (
+    LAUNCH_KNOBS,
+    PASS_THROUGH,
+    UserConfig,
+    check_value,
+    variable_for,
+)
+from orchestrator.probe.facts import HostFacts, compute_capability, gpu_memory_bytes, primary_gpu
 from orchestrator.select.profiles import Profile, ProfileSet
 from orchestrator.select.selection import (
     FITS,
     Selection,
     complete_facts,
-    compute_capability,
-    gpu_memory_bytes,
     judge,
     precision_supported,
-    primary_gpu,
     resolve_precision,
 )
 from orchestrator.yaml_doc import format_size
 from runtime.settings import VARIABLES, variable
 
-PLAN_VERSION = 1
-_VARIABLE_FIELDS = {
-    "TAILOR_ENGINE": "engine", "TAILOR_DEVICE": "device", "TAILOR_PRECISION": "precision",
-    "TAILOR_WORKERS": "workers", "TAILOR_THREADS_PER_WORKER": "threads",
-    "TAILOR_INTER_OP_THREADS": "inter_op_threads", "TAILOR_MAX_QUEUE": "max_queue",
-    "TAILOR_BATCHING": "batching", "TAILOR_MAX_BATCH_SIZE": "max_batch_size",
-    "TAILOR_BATCH_WINDOW_MS": "batch_window_ms", "TAILOR_PRELOAD": "preload", "TAILOR_CACHE_BYTES": "cache_bytes",
-}
+PLAN_VERSION = 2
+"""2: the port is recorded once, in ``env`` (``container.port`` is gone)."""
+_PLAN_FIELDS = ("engine", "device", "precision", "workers", "threads", "inter_op_threads", "max_queue",
+                "batching", "max_batch_size", "batch_window_ms", "preload", "cache_bytes")
+_VARIABLE_FIELDS = {v.name: v.knob for v in VARIABLES if v.knob in _PLAN_FIELDS}
+"""Runtime variable -> the Plan field that holds it: a Plan field is named after its knob."""
 SIZING_VARIABLES = ("TAILOR_ENGINE", "TAILOR_DEVICE", "TAILOR_PRECISION", "TAILOR_WORKERS",
                     "TAILOR_THREADS_PER_WORKER", "TAILOR_MAX_BATCH_SIZE", "TAILOR_MAX_QUEUE")
 
@@ -80,47 +83,36 @@ class Plan:
     """Variables the user set (name -> (value, source)); kept when stepping down."""
     steps: tuple[str, ...] = ()
     """Step-down history, oldest first."""
+    launch_settings: Mapping[str, float] = field(default_factory=dict)
+    """The launcher's own settings the user gave (``startup_timeout_s``, ``health_interval_s``; see
+    ``user_config.LAUNCH_KNOBS``), with their sources in ``provenance``; never in ``env``."""
+
+    @property
+    def port(self) -> int:
+        """The runtime's TCP port: the plan's one record of it is ``env["TAILOR_PORT"]``."""
+        return int(self.env["TAILOR_PORT"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "plan_version": PLAN_VERSION,
-            "profile": self.profile, "engine": self.engine, "device": self.device,
-            "precision": self.precision, "workers": self.workers, "threads": self.threads,
-            "inter_op_threads": self.inter_op_threads, "max_concurrency": self.max_concurrency,
-            "max_queue": self.max_queue, "batching": self.batching, "max_batch_size": self.max_batch_size,
-            "batch_window_ms": self.batch_window_ms, "preload": self.preload, "cache_bytes": self.cache_bytes,
-            "memory_budget": self.memory_budget.to_dict(),
-            "env": dict(self.env),
-            "provenance": [p.to_dict() for p in self.provenance],
-            "container": self.container.to_dict(),
-            "warnings": list(self.warnings), "reasons": list(self.reasons),
-            "user_values": {k: list(v) for k, v in self.user_values.items()},
-            "steps": list(self.steps),
-        }
+        """The plan's JSON form (``deploy plan --json``, ``plan.json``), with its format version."""
+        data: dict[str, Any] = {"plan_version": PLAN_VERSION, **to_jsonable(self)}
+        return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
-        try:
-            if data.get("plan_version") != PLAN_VERSION:
-                raise ValueError(f"plan_version {data.get('plan_version')!r} is not {PLAN_VERSION}")
-            return cls(
-                profile=str(data["profile"]), engine=str(data["engine"]), device=str(data["device"]),
-                precision=str(data["precision"]), workers=int(data["workers"]), threads=int(data["threads"]),
-                inter_op_threads=int(data["inter_op_threads"]), max_concurrency=int(data["max_concurrency"]),
-                max_queue=int(data["max_queue"]), batching=bool(data["batching"]),
-                max_batch_size=int(data["max_batch_size"]), batch_window_ms=float(data["batch_window_ms"]),
-                preload=bool(data["preload"]), cache_bytes=int(data["cache_bytes"]),
-                memory_budget=MemoryBudget.from_dict(data["memory_budget"]),
-                env={str(k): str(v) for k, v in sorted(data["env"].items())},
-                provenance=tuple(Provenance.from_dict(p) for p in data["provenance"]),
-                container=ContainerSpec.from_dict(data["container"]),
-                warnings=tuple(data["warnings"]), reasons=tuple(data["reasons"]),
-                user_values={k: (str(v[0]), str(v[1])) for k, v in data["user_values"].items()},
-                steps=tuple(data["steps"]),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            raise PlanError(f"stored plan is unreadable: {exc!r}",
-                            "remove the state file and plan again with `deploy plan`") from exc
+    def from_dict(cls, data: Any, *, source: str = "plan") -> Plan:
+        """Strict reader: every field type-checked; errors name ``source`` and the field."""
+        reader = Reader(PlanError, source, "render the deployment again with `deploy render --out DIR` "
+                                           "or `deploy auto`")
+        check_version(data, "plan_version", PLAN_VERSION, reader, "plan")
+        plan: Plan = from_jsonable(cls, {k: v for k, v in data.items() if k != "plan_version"}, reader)
+        return plan
+
+    @classmethod
+    def from_json_file(cls, path: Path) -> Plan:
+        """Read ``plan.json`` (written by ``deploy render --out`` / ``deploy auto``)."""
+        reader = Reader(PlanError, str(path), "render one with `deploy render --out DIR`, or use `deploy auto`")
+        data = read_json_file(path, reader, missing=f"{path} does not exist: {path.parent} is not a "
+                                                    "rendered deployment")
+        return cls.from_dict(data, source=str(path))
 
 
 class _Choices:
@@ -132,7 +124,7 @@ class _Choices:
         self.reasons: dict[str, str] = {}
         if config is not None:
             for name, value in config.values.items():
-                self._set(name, value, "config", f"set in {config.where.get(name, config.source)}")
+                self._set(name, value, config.label, f"set in {config.where.get(name, config.source)}")
         for name, raw in sorted(environ.items()):
             if name in _PASS or name in _DECLARED:
                 self._set(name, check_value(name, raw, "environment"), "env", "already set in the environment")
@@ -315,12 +307,16 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         if not total.fits:
             warnings.append(f"{total.pool.upper()} budget is over by {format_size(-total.free_bytes)}: "
                             f"the plan needs more than {format_size(total.capacity_bytes)} minus headroom")
-    container = container_spec(facts, profile, ram - ram_headroom, on_gpu, int(_port(user)))
+    container = container_spec(facts, profile, ram - ram_headroom, on_gpu)
     base_warning = base_image_for(facts, container.flavor)[1]
     if base_warning is not None:
         warnings.append(base_warning)
+    runtime_values = {k: v for k, v in user.values.items() if k not in LAUNCH_KNOBS}
+    launch_settings = {k: float(v[0]) for k, v in sorted(user.values.items()) if k in LAUNCH_KNOBS}
+    for knob in launch_settings:
+        prov[knob] = Provenance(knob, user.values[knob][0], user.values[knob][1], user.reasons[knob])
     env, env_prov, env_warnings = build_env(
-        facts=facts, profile=profile, user_values=user.values, engine=engine, device=device,
+        facts=facts, profile=profile, user_values=runtime_values, engine=engine, device=device,
         precision=precision, workers=workers, threads=threads, inter_op=inter_op, max_queue=max_queue,
         batching=batching, max_batch=max_batch, window_ms=window, preload=preload, cache_bytes=cache,
         tight=tight, memory_limit_bytes=container.memory_limit_bytes)
@@ -336,13 +332,8 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         cache_bytes=cache, memory_budget=budget, env=env,
         provenance=tuple(prov[k] for k in sorted(prov)), container=container,
         warnings=tuple(dict.fromkeys(warnings)), reasons=tuple(selection.reasons[:1]) + tuple(reasons),
-        user_values=user.user_set(),
+        user_values=user.user_set(), launch_settings=launch_settings,
     )
-
-
-def _port(user: _Choices) -> str:
-    chosen = user.get("TAILOR_PORT")
-    return chosen[0] if chosen else variable("TAILOR_PORT").default
 
 
 def _num(value: float) -> str:
@@ -385,8 +376,9 @@ def _replan(plan: Plan, facts: HostFacts, profile: Profile, user_values: Mapping
     # Re-apply the user's values under their original sources (config < env < cli).
     env = {k: v for k, v in user_values.items() if sources[k] == "env"}
     cli = {k: v for k, v in user_values.items() if sources[k] == "cli"}
-    config = UserConfig(source="stored plan", values={k: v for k, v in user_values.items()
-                                                      if sources[k] == "config"})
+    from_file = {k: v for k, v in user_values.items() if sources[k] not in ("env", "cli")}
+    label = next((sources[k] for k in from_file), "config")  # "config", or "tuned"...
+    config = UserConfig(source="stored plan", values=from_file, label=label)
     new = make_plan(facts, selection, cli, env, config, stepped=stepped, step_reason=step)
     return replace(new, steps=(*plan.steps, step), reasons=(*new.reasons, step))
 

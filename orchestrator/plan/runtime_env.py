@@ -6,13 +6,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.profiles import Profile
 from runtime.settings import VARIABLES
 
 SOURCES = ("cli", "env", "config", "profile", "default", "derived")
+"""Where a value can come from, strongest first. A config file may carry another label
+(``tuned`` for one `deploy tune` wrote); it ranks where ``config`` does."""
+PLANNED_SOURCES = frozenset({"profile", "default", "derived"})
+"""Sources that mean "Tailor chose it"; every other source is the user's own setting."""
+
+
+SECRET_VARIABLES = frozenset(v.name for v in VARIABLES if v.secret)
+"""Variables whose values are never printed unless the user asks (``--show-secrets``)."""
+REDACTED = "***redacted***"
+
+
+def redact(name: str, value: str, show_secrets: bool = False) -> str:
+    """``value``, or :data:`REDACTED` for a non-empty secret variable (``TAILOR_API_KEY``)."""
+    if name in SECRET_VARIABLES and value and not show_secrets:
+        return REDACTED
+    return value
+
+
+def redact_env(env: Mapping[str, str], show_secrets: bool = False) -> dict[str, str]:
+    """A copy of ``env`` with every secret value redacted (see :func:`redact`)."""
+    return {name: redact(name, value, show_secrets) for name, value in env.items()}
+
+
+def set_by_user(source: str) -> bool:
+    """True for ``cli``, ``env``, ``config`` (or its label, such as ``tuned``)."""
+    return source not in PLANNED_SOURCES and source != "plan"
 
 JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
 """Return freed pages to the OS within a second: RSS follows load instead of its peak."""
@@ -27,13 +52,6 @@ class Provenance:
     source: str
     """``cli``, ``env``, ``config``, ``profile``, ``default`` or ``derived``."""
     reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "source": self.source, "reason": self.reason}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
-        return cls(str(data["name"]), str(data["value"]), str(data["source"]), str(data["reason"]))
 
 
 def _bool(value: bool) -> str:

@@ -27,31 +27,24 @@ from runtime.settings import VARIABLES, SettingsError, variable
 
 _HINT = "fix the config file; `deploy env` lists every runtime variable"
 
-KNOB_VARIABLES: Mapping[str, str] = {
-    "engine": "TAILOR_ENGINE",
-    "device": "TAILOR_DEVICE",
-    "precision": "TAILOR_PRECISION",
-    "workers": "TAILOR_WORKERS",
-    "threads": "TAILOR_THREADS_PER_WORKER",
-    "inter_op_threads": "TAILOR_INTER_OP_THREADS",
-    "max_queue": "TAILOR_MAX_QUEUE",
-    "batching": "TAILOR_BATCHING",
-    "max_batch_size": "TAILOR_MAX_BATCH_SIZE",
-    "batch_window_ms": "TAILOR_BATCH_WINDOW_MS",
-    "preload": "TAILOR_PRELOAD",
-    "cache_bytes": "TAILOR_CACHE_BYTES",
-    "port": "TAILOR_PORT",
-    "host": "TAILOR_HOST",
-    "voice": "TAILOR_VOICE",
-    "log_level": "TAILOR_LOG_LEVEL",
-}
-"""Short knob names (``--workers``, ``settings.workers``) and the runtime variable each sets."""
+KNOB_VARIABLES: Mapping[str, str] = {v.knob: v.name for v in VARIABLES if v.knob is not None}
+"""Short knob names (``--workers``, ``settings.workers``) and the runtime variable each sets,
+from the knob table (``EnvVar.knob`` in runtime/settings.py)."""
 
 PASS_THROUGH = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTORCH_CUDA_ALLOC_CONF",
                 "MALLOC_ARENA_MAX", "LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE")
 """Non-TAILOR variables the plan writes; a user may set them too."""
 
 _DECLARED = frozenset(v.name for v in VARIABLES)
+
+LAUNCH_KNOBS: Mapping[str, str] = {
+    "startup_timeout_s": "Seconds from start to ready before the launch counts as failed "
+                         "(default: derived from the plan's workers, engine and device).",
+    "health_interval_s": "Seconds between health checks of a running runtime.",
+}
+"""Settings of the launcher itself (not the runtime): accepted in ``settings:`` and ``--set``,
+recorded in ``Plan.launch_settings`` with their source, never written to the runtime's env.
+Positive numbers, in seconds."""
 
 
 def check_value(name: str, raw: str, where: str) -> str:
@@ -69,6 +62,15 @@ def check_value(name: str, raw: str, where: str) -> str:
         return str(parsed)
     if name in PASS_THROUGH:
         return raw
+    if name in LAUNCH_KNOBS:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = -1.0
+        if not seconds > 0 or seconds == float("inf"):
+            raise UsageError(f"{where}: {name}={raw!r} is invalid: expected a number of seconds > 0",
+                             "for example 300")
+        return str(int(seconds)) if seconds.is_integer() else str(seconds)
     raise UsageError(f"{where}: {name} is not a runtime variable",
                      "`deploy env` lists the variables the runtime reads")
 
@@ -86,6 +88,8 @@ class UserConfig:
     """Runtime variable name -> checked value."""
     where: Mapping[str, str] = field(default_factory=dict)
     """Runtime variable name -> ``file:line`` it was set on."""
+    label: str = "config"
+    """Source label of these values in the plan (``tuned`` for a file `deploy tune` wrote)."""
 
 
 def _scalar_text(reader: FieldReader, key: str) -> str:
@@ -106,11 +110,11 @@ def parse_config(doc: YamlDoc) -> UserConfig:
     values: dict[str, str] = {}
     where: dict[str, str] = {}
     settings = top.child("settings")
-    settings.reject_unknown(frozenset(KNOB_VARIABLES))
+    settings.reject_unknown(frozenset(KNOB_VARIABLES) | frozenset(LAUNCH_KNOBS))
     for key in sorted(settings.data, key=lambda k: doc.line(f"settings.{k}")):
         if settings.data[key] is None:
             continue
-        name = KNOB_VARIABLES[key]
+        name = variable_for(key)
         place = doc.where(f"settings.{key}")
         values[name] = check_value(name, _scalar_text(settings, key), f"{place}: field settings.{key}")
         where[name] = place

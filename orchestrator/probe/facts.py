@@ -10,15 +10,13 @@ Units are in field names: ``*_bytes`` are bytes, ``*_cpus`` / ``*_cores`` are co
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from orchestrator.errors import FactsError
+from orchestrator.model import Reader, check_version, from_jsonable, read_json_file, to_jsonable
 
 SCHEMA_VERSION = 1
 
@@ -148,93 +146,60 @@ class HostFacts:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(self)  # type: ignore[no-any-return]
+        data: dict[str, Any] = to_jsonable(self)
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "facts") -> HostFacts:
-        if not isinstance(data, dict):
-            raise FactsError(
-                f"{source}: expected a JSON object at the top level",
-                "pass the output of `deploy probe --json`",
-            )
-        version = data.get("schema_version", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
-            raise FactsError(
-                f"{source}: schema_version {version!r} is not supported (this tool reads {SCHEMA_VERSION})",
-                "re-record the facts with this version of `deploy probe --json`",
-            )
-        facts: HostFacts = _from_jsonable(cls, data, source, "")
+        """Strict: every field type-checked, unknown fields refused, errors name ``source`` and the field."""
+        reader = Reader(FactsError, source, "re-record the facts with `deploy probe --json > FILE`",
+                        non_negative_ints=True)
+        if isinstance(data, dict) and "schema_version" not in data:
+            data = {**data, "schema_version": SCHEMA_VERSION}  # files from before the version field
+        check_version(data, "schema_version", SCHEMA_VERSION, reader, "facts")
+        facts: HostFacts = from_jsonable(cls, data, reader)
         return facts
 
     @classmethod
     def from_json_file(cls, path: Path) -> HostFacts:
-        from orchestrator.jsonfile import read_json
-
-        data = read_json(path, FactsError, missing=f"facts file {path} does not exist",
-                         hint="pass a file written by `deploy probe --json > FILE`")
+        reader = Reader(FactsError, str(path), "pass a file written by `deploy probe --json > FILE`")
+        data = read_json_file(path, reader, missing=f"facts file {path} does not exist")
         return cls.from_dict(data, source=str(path))
 
 
-def _to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (tuple, list)):
-        return [_to_jsonable(v) for v in value]
-    return value
+# Jetson GPUs are not visible to NVML; their compute capability follows from the SoC.
+_JETSON_COMPUTE_CAPABILITY = {"tegra234": "8.7", "tegra194": "7.2", "tegra186": "6.2", "tegra210": "5.3"}
 
 
-def _from_jsonable(tp: Any, data: Any, source: str, path: str) -> Any:
-    where = f"{source}: field {path or '(top)'}"
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if data is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _from_jsonable(inner[0], data, source, path)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(data, dict):
-            raise FactsError(f"{where}: expected an object, got {type(data).__name__}",
-                             "pass the output of `deploy probe --json`")
-        hints = typing.get_type_hints(tp)
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(tp):
-            sub = f"{path}.{f.name}" if path else f.name
-            if f.name not in data:
-                if f.default is not dataclasses.MISSING:
-                    continue
-                raise FactsError(f"{source}: field {sub} is missing",
-                                 "re-record the facts with `deploy probe --json`")
-            kwargs[f.name] = _from_jsonable(hints[f.name], data[f.name], source, sub)
-        return tp(**kwargs)  # type: ignore[operator]  # tp is a dataclass type here
-    if origin is tuple:
-        if not isinstance(data, list):
-            raise FactsError(f"{where}: expected a list, got {type(data).__name__}",
-                             "pass the output of `deploy probe --json`")
-        (item_tp, *_rest) = typing.get_args(tp)
-        return tuple(_from_jsonable(item_tp, v, source, f"{path}[{i}]") for i, v in enumerate(data))
-    if tp is bool:
-        if not isinstance(data, bool):
-            raise FactsError(f"{where}: expected true or false, got {data!r}", "fix the facts file")
-        return data
-    if tp is int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise FactsError(f"{where}: expected an integer, got {data!r}", "fix the facts file")
-        if data < 0:
-            raise FactsError(f"{where}: expected a non-negative integer, got {data}", "fix the facts file")
-        return data
-    if tp is float:
-        if isinstance(data, bool) or not isinstance(data, (int, float)):
-            raise FactsError(f"{where}: expected a number, got {data!r}", "fix the facts file")
-        return float(data)
-    if tp is str:
-        if not isinstance(data, str):
-            raise FactsError(f"{where}: expected a string, got {data!r}", "fix the facts file")
-        return data
-    raise FactsError(f"{where}: unsupported type {tp!r}", "this is a bug in tailor")  # pragma: no cover
+def primary_gpu(facts: HostFacts) -> GpuFacts | None:
+    """The discrete GPU the runtime will use: the most memory, lowest index on ties."""
+    if not facts.gpus:
+        return None
+    return sorted(facts.gpus, key=lambda g: (-g.memory_total_bytes, g.index))[0]
+
+
+def compute_capability(facts: HostFacts) -> tuple[int, int] | None:
+    """Of the primary GPU, or of the Jetson SoC; None without a GPU."""
+    gpu = primary_gpu(facts)
+    if gpu is not None:
+        return gpu.compute_capability_tuple
+    if facts.jetson is not None and facts.jetson.soc in _JETSON_COMPUTE_CAPABILITY:
+        major, minor = _JETSON_COMPUTE_CAPABILITY[facts.jetson.soc].split(".")
+        return int(major), int(minor)
+    return None
+
+
+def gpu_memory_bytes(facts: HostFacts) -> int:
+    """VRAM of the primary GPU; on Jetson the shared pool (effective RAM); 0 without a GPU."""
+    gpu = primary_gpu(facts)
+    if gpu is not None:
+        return gpu.memory_total_bytes
+    if facts.jetson is not None:
+        return facts.memory.effective_total_bytes
+    return 0
 
 
 def empty_gpu_facts(reason: str) -> tuple[tuple[GpuFacts, ...], NvmlStatus]:
@@ -251,5 +216,8 @@ __all__ = [
     "JetsonFacts",
     "MemoryFacts",
     "NvmlStatus",
+    "compute_capability",
     "empty_gpu_facts",
+    "gpu_memory_bytes",
+    "primary_gpu",
 ]

@@ -15,11 +15,12 @@ not fit, with a warning.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.errors import PlanError
-from orchestrator.probe.facts import GpuFacts, HostFacts
+from orchestrator.errors import PlanError, UsageError
+from orchestrator.probe.facts import HostFacts, compute_capability, gpu_memory_bytes, primary_gpu
 from orchestrator.select.profiles import Profile, ProfileSet, parse_version
 from orchestrator.yaml_doc import format_size
 
@@ -27,9 +28,6 @@ FITS = "fits"
 FITS_WITH_CHANGE = "fits-with-change"
 DOES_NOT_FIT = "does-not-fit"
 STATUS_LABELS = {FITS: "fits", FITS_WITH_CHANGE: "fits with a change", DOES_NOT_FIT: "does not fit"}
-
-# Jetson GPUs are not visible to NVML; their compute capability follows from the SoC.
-_JETSON_COMPUTE_CAPABILITY = {"tegra234": "8.7", "tegra194": "7.2", "tegra186": "6.2", "tegra210": "5.3"}
 
 FP16_MIN_CC = (7, 0)
 """fp16 is planned only with tensor cores (Volta, CC 7.0+): older cards gain nothing from it."""
@@ -64,34 +62,6 @@ def complete_facts(facts: HostFacts) -> tuple[HostFacts, tuple[str, ...]]:
     if memory is facts.memory:
         return facts, tuple(warnings)
     return dataclasses.replace(facts, memory=memory), tuple(warnings)
-
-
-def primary_gpu(facts: HostFacts) -> GpuFacts | None:
-    """The discrete GPU the runtime will use: the most memory, lowest index on ties."""
-    if not facts.gpus:
-        return None
-    return sorted(facts.gpus, key=lambda g: (-g.memory_total_bytes, g.index))[0]
-
-
-def compute_capability(facts: HostFacts) -> tuple[int, int] | None:
-    """Of the primary GPU, or of the Jetson SoC; None without a GPU."""
-    gpu = primary_gpu(facts)
-    if gpu is not None:
-        return gpu.compute_capability_tuple
-    if facts.jetson is not None and facts.jetson.soc in _JETSON_COMPUTE_CAPABILITY:
-        major, minor = _JETSON_COMPUTE_CAPABILITY[facts.jetson.soc].split(".")
-        return int(major), int(minor)
-    return None
-
-
-def gpu_memory_bytes(facts: HostFacts) -> int:
-    """VRAM of the primary GPU; on Jetson the shared pool (effective RAM); 0 without a GPU."""
-    gpu = primary_gpu(facts)
-    if gpu is not None:
-        return gpu.memory_total_bytes
-    if facts.jetson is not None:
-        return facts.memory.effective_total_bytes
-    return 0
 
 
 def resolve_precision(policy: str, device: str, cc: tuple[int, int] | None) -> tuple[str, str]:
@@ -221,8 +191,10 @@ def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
     warnings: list[str] = list(assumptions)
     if override is not None:
         if override not in by_name:
-            raise PlanError(f"no profile named {override!r}",
-                            "choose one of: " + ", ".join(p.name for p in ordered))
+            close = difflib.get_close_matches(override, list(by_name), n=1)
+            known = "choose one of: " + ", ".join(p.name for p in ordered) + " (`deploy profiles` lists them)"
+            raise UsageError(f"no profile named {override!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+                             known)
         chosen = by_name[override]
         verdict = next(v for v in verdicts if v.profile == override)
         reasons = [f"{override}: chosen by the user (--profile or the config file), {STATUS_LABELS[verdict.status]}"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import PlanError, UsageError
-from orchestrator.plan.planner import Plan, make_plan
+from orchestrator.plan.planner import PLAN_VERSION, Plan, make_plan
 from orchestrator.plan.user_config import parse_config
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.profiles import load_profiles
@@ -141,7 +141,7 @@ def test_precedence_cli_over_env_over_config() -> None:
     assert plan.workers == 1 and source(plan, "workers") == "cli"
     assert plan.env["TAILOR_PORT"] == "9100" and source(plan, "TAILOR_PORT") == "env"
     assert plan.env["TAILOR_LOG_LEVEL"] == "warning" and source(plan, "TAILOR_LOG_LEVEL") == "config"
-    assert plan.container.port == 9100
+    assert plan.port == 9100  # the port has one record in the plan: env TAILOR_PORT
     only_config = plan_for(host, config=config)
     assert only_config.workers == 3 and source(only_config, "workers") == "config"
     reason = next(p.reason for p in only_config.provenance if p.name == "workers")
@@ -241,7 +241,9 @@ def test_plan_round_trips_through_json(name: str) -> None:
 
 
 def test_unreadable_stored_plan_is_a_plan_error() -> None:
-    with pytest.raises(PlanError, match="stored plan is unreadable"):
+    with pytest.raises(PlanError, match=r"^plan: field engine: is missing"):
+        Plan.from_dict({"plan_version": PLAN_VERSION, "profile": "x"})
+    with pytest.raises(PlanError, match="plan_version 1 is an older plan format"):
         Plan.from_dict({"plan_version": 1, "profile": "x"})
 
 

@@ -163,7 +163,10 @@ def test_env_lists_every_runtime_variable(capsys: pytest.CaptureFixture[str], wi
     assert main(["env", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == [v.name for v in VARIABLES]
-    assert all(set(r) == {"name", "default", "description"} for r in rows)
+    assert all(set(r) == {"name", "type", "unit", "default", "allowed", "knob", "secret", "description"}
+               for r in rows)
+    port = next(r for r in rows if r["name"] == "TAILOR_PORT")
+    assert (port["type"], port["allowed"], port["knob"]) == ("int", "1-65535", "port")
     assert main(["env"]) == 0
     assert "TAILOR_WORKERS" in capsys.readouterr().out
 

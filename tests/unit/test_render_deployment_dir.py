@@ -19,7 +19,7 @@ def test_render_out_dir_carries_plan_and_facts(tmp_path: Path, capsys: pytest.Ca
     assert str(out_dir / "plan.json") in written and str(out_dir / "facts.json") in written
 
     prepared = load_deployment(out_dir)
-    assert prepared.plan is not None and prepared.plan["profile"] == "t4-8gb"
+    assert prepared.plan is not None and prepared.plan.profile == "t4-8gb"
     assert prepared.facts is not None and prepared.facts.gpus[0].name.startswith("Tesla T4")
     # Without plan.json an OOM kill could not be stepped down; with it there is no such note.
     assert not any("cannot be stepped down" in note for note in prepared.notes)

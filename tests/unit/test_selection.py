@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import PlanError
+from orchestrator.errors import PlanError, UsageError
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.profiles import load_profile_file, load_profiles
 from orchestrator.select.selection import (
@@ -98,9 +98,13 @@ def test_forced_profile_that_fits_has_no_warning() -> None:
     assert selection.chosen.name == "cpu-only" and selection.warnings == ()
 
 
-def test_unknown_forced_profile_is_an_error() -> None:
-    with pytest.raises(PlanError, match="no profile named 'gpu-99gb'"):
+def test_unknown_forced_profile_is_a_usage_error_with_a_suggestion() -> None:
+    with pytest.raises(UsageError, match="no profile named 'gpu-99gb'; did you mean 'gpu-16gb'") as info:
         select_profile(facts("rtx3060-16gb"), load_profiles(), override="gpu-99gb")
+    assert "cpu-only" in info.value.hint and info.value.exit_code == 2
+    with pytest.raises(UsageError) as far:
+        select_profile(facts("rtx3060-16gb"), load_profiles(), override="zzz")
+    assert far.value.message == "no profile named 'zzz'"  # nothing close: no suggestion
 
 
 def test_nothing_fits_is_an_error_with_every_reason() -> None:

@@ -1,0 +1,46 @@
+"""Typed option aliases shared by every command, and the one place they become pipeline Inputs.
+
+Every command that plans (`profiles`, `plan`, `render`, `auto`, and the fleet/tune commands)
+spells its inputs with these aliases, so ``--facts``, ``--profile``, ``--profiles``,
+``--config``, ``--set`` and the knob flags mean the same everywhere, and
+:func:`pipeline_inputs` turns them into :class:`orchestrator.pipeline.Inputs` the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator import pipeline
+
+FactsOpt = Annotated[Path | None, typer.Option(
+    "--facts", help="Plan for a facts file (`deploy probe --json > FILE`) instead of probing this machine.",
+    dir_okay=False)]
+ProfilesDirOpt = Annotated[list[Path] | None, typer.Option(
+    "--profiles", help="Directory of extra profiles (NAME.yaml); same name replaces a built-in. Repeatable.",
+    file_okay=False)]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Force this profile (warns if it does not fit).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="User config file (YAML).", dir_okay=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+ExplainOpt = Annotated[bool, typer.Option("--explain", help="Why each number: profiles, budget, each value's source.")]
+ShowSecretsOpt = Annotated[bool, typer.Option(
+    "--show-secrets", help="Print secret values (TAILOR_API_KEY...) instead of ***redacted***.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Set a runtime variable or knob: --set workers=2, --set TAILOR_LOG_LEVEL=debug. Repeatable.")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Synthesis workers.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Intra-op threads per worker.")]
+PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="fp32, fp16 or bf16.")]
+PortOpt = Annotated[int | None, typer.Option("--port", help="TCP port the runtime listens on (1-65535).")]
+
+
+def pipeline_inputs(*, facts: Path | None = None, profile: str | None = None,
+                    profiles_dirs: list[Path] | None = None, config: Path | None = None,
+                    sets: list[str] | None = None, workers: int | None = None, threads: int | None = None,
+                    precision: str | None = None, port: int | None = None) -> pipeline.Inputs:
+    """The shared options as pipeline Inputs. Flag values are checked by the planner with the
+    knob table's rules, exactly like ``--set`` and config values."""
+    settings = pipeline.cli_settings(sets or (), workers=workers, threads=threads, precision=precision, port=port)
+    return pipeline.Inputs(facts=facts, profile=profile, profile_dirs=tuple(profiles_dirs or ()),
+                           config=config, settings=settings)
