@@ -37,6 +37,7 @@ from runtime.middleware import (
     RequestContextMiddleware,
     access_record,
 )
+from runtime.normalize import prepare_text
 from runtime.schemas import OPENAI_MODELS, SpeechRequest, is_openai_model
 from runtime.service import SpeechJob, SpeechService
 from runtime.settings import Settings
@@ -228,8 +229,11 @@ def create_app(
             return Response(cached, media_type=MEDIA_TYPES[fmt],
                             headers={"X-Tailor-Cache": "hit", "X-Tailor-Sample-Rate": str(output_rate_hz(fmt, rate))})
 
+        info = service.chain.voice_info(voice.name)
+        segments = prepare_text(text, info.language, voice.name, settings.normalize)
         phonemizer = service.chain.phonemizer(voice.name)
-        chunks = await anyio.to_thread.run_sync(phonemizer.prepare, text, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
+        chunks = await anyio.to_thread.run_sync(
+            phonemizer.prepare_segments, segments, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
         if not chunks:
             raise BadRequest("input has nothing to speak (no pronounceable text)", param="input",
                              code="empty_input")

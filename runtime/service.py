@@ -38,6 +38,8 @@ from runtime.voices import VoiceFiles, discover_voices, parse_voice_map, usable_
 _LOG = logging.getLogger("tailor.runtime")
 
 WARMUP_TEXT = "Warm up."
+MIN_SPEED, MAX_SPEED = 0.1, 8.0
+"""Bounds of request speed x SSML prosody rate handed to an engine."""
 
 
 @dataclass
@@ -327,8 +329,9 @@ class SpeechService:
                 chunk = next(jobs, None)
                 if chunk is None:
                     return
+                speed = min(MAX_SPEED, max(MIN_SPEED, job.speed * chunk.rate))
                 future = self.scheduler.submit(
-                    Job(job.voice, chunk, job.speed, is_cancelled=cancelled.is_set, priority=job.deadline)
+                    Job(job.voice, chunk, speed, is_cancelled=cancelled.is_set, priority=job.deadline)
                 )
                 pending.append(asyncio.wrap_future(future))
 
@@ -359,6 +362,9 @@ class SpeechService:
                     self.admission.done(len(done_chunk.text))
                     job.ticket.remaining_chars = max(0, job.ticket.remaining_chars - len(done_chunk.text))
                 refill()
+                if done_chunk.pause_after_s > 0:
+                    silence = np.zeros(round(done_chunk.pause_after_s * sample_rate), dtype=np.float32)
+                    samples = np.concatenate([samples, silence])
                 self.metrics.audio_seconds.labels(job.voice).inc(samples.size / sample_rate)
                 yield samples
                 if is_disconnected is not None and pending and await is_disconnected():

@@ -11,14 +11,16 @@ Only a single token longer than the bound (no whitespace in it, so not a word) i
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from runtime.errors import BadRequest, PayloadTooLarge
+from runtime.normalize import Segment
 
 MAX_PHONEMES_PER_CHUNK = 300
 FIRST_CHUNK_PHONEMES = 100
@@ -37,12 +39,38 @@ _ESPEAK_LOCK = threading.Lock()
 _espeak: Any = None
 
 
+ESPEAK_PIECE_CHARS = 120
+"""Longest text handed to espeak-ng in one call. Longer texts go in pieces cut at whitespace
+(a piece without any is cut hard): espeak-ng crashes the whole process (segfault) on some long
+clauses - measured with 25 x "a.a.a.a. " (225 characters) and 100 x "A." - while every such
+pattern tried stayed intact up to 180 characters. Pieces only change the phonemes at the cut,
+where espeak starts a new clause."""
+
+
+def espeak_pieces(text: str, limit: int = ESPEAK_PIECE_CHARS) -> list[str]:
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        cut = rest.rfind(" ", 0, limit + 1)
+        if cut <= 0:
+            cut = limit
+        pieces.append(rest[:cut].strip())
+        rest = rest[cut:].strip()
+    if rest:
+        pieces.append(rest)
+    return [p for p in pieces if p]
+
+
 @dataclass(frozen=True)
 class TextChunk:
     """One unit of synthesis: a piece of the input and its phoneme ids for one voice."""
 
     text: str
     phoneme_ids: tuple[int, ...]
+    rate: float = 1.0
+    """Speed factor of this piece (SSML ``<prosody rate>``), times the request's speed."""
+    pause_after_s: float = 0.0
+    """Silence after this piece (SSML ``<break>``)."""
 
 
 def validate_input(text: str, max_chars: int) -> str:
@@ -120,8 +148,25 @@ def _pack(units: list[str], count: Callable[[str], int], limit: int, joiner: str
     return packed
 
 
+def _enforce(piece: str, count: Callable[[str], int], limit: int) -> list[str]:
+    """Halve ``piece`` (at the whitespace nearest the middle, else the middle) until every part
+    is within ``limit``: the bound holds whatever the text (a phoneme count is not linear in
+    characters, so the estimate of ``_split_long_token`` alone cannot promise it)."""
+    if len(piece) <= 1 or count(piece) <= limit:
+        return [piece]
+    middle = len(piece) // 2
+    spaces = [m.start() for m in re.finditer(r"\s", piece)]
+    cut = min(spaces, key=lambda i: abs(i - middle)) if spaces else middle
+    cut = cut if 0 < cut < len(piece) else middle
+    left, right = piece[:cut].strip(), piece[cut:].strip()
+    if not left or not right:
+        left, right = piece[:middle], piece[middle:]
+    return [*_enforce(left, count, limit), *_enforce(right, count, limit)]
+
+
 def chunk_sentence(sentence: str, count: Callable[[str], int], limit: int) -> list[str]:
-    """Split one sentence into pieces of at most ``limit`` phonemes, never inside a word."""
+    """Split one sentence into pieces of at most ``limit`` phonemes, never inside a word
+    unless a single token is longer than the bound."""
     if count(sentence) <= limit:
         return [sentence]
     pieces: list[str] = []
@@ -135,7 +180,7 @@ def chunk_sentence(sentence: str, count: Callable[[str], int], limit: int) -> li
         for word in clause.split():
             words.extend([word] if count(word) <= limit else _split_long_token(word, count, limit))
         pieces.extend(_pack(words, count, limit))
-    return _pack(pieces, count, limit)
+    return [part for piece in _pack(pieces, count, limit) for part in _enforce(piece, count, limit)]
 
 
 class Phonemizer:
@@ -156,12 +201,17 @@ class Phonemizer:
         global _espeak
         from piper.phonemize_espeak import EspeakPhonemizer
 
+
         with _ESPEAK_LOCK:
             if _espeak is None:
                 _espeak = EspeakPhonemizer()
-            groups = _espeak.phonemize(
-                self._config.espeak_voice, text, vowel_clusters=self._config.vowel_clusters
-            )
+            groups = [
+                group
+                for piece in espeak_pieces(text)
+                for group in _espeak.phonemize(
+                    self._config.espeak_voice, piece, vowel_clusters=self._config.vowel_clusters
+                )
+            ]
         joined: list[str] = []
         for group in groups:
             if not group:
@@ -202,4 +252,19 @@ class Phonemizer:
                 ids = self.ids(piece)
                 if ids:
                     chunks.append(TextChunk(piece, ids))
+        return chunks
+
+    def prepare_segments(
+        self, segments: Sequence[Segment], limit: int = MAX_PHONEMES_PER_CHUNK,
+        first_limit: int | None = None,
+    ) -> list[TextChunk]:
+        """``prepare`` for each segment of the front end, keeping its rate and pause."""
+        chunks: list[TextChunk] = []
+        for segment in segments:
+            part = self.prepare(segment.text, limit, first_limit if not chunks else None)
+            if not part:
+                continue
+            part = [dataclasses.replace(c, rate=segment.rate) for c in part]
+            part[-1] = dataclasses.replace(part[-1], pause_after_s=segment.pause_after_s)
+            chunks.extend(part)
         return chunks
