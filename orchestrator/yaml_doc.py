@@ -10,7 +10,6 @@ plain values by hand, so duplicate keys are caught rather than silently overwrit
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,35 +18,9 @@ from typing import Any, NoReturn
 import yaml
 
 from orchestrator.errors import DeployError
+from orchestrator.units import SIZE_EXAMPLES, parse_size
 
 ErrorFactory = Callable[[str, str], DeployError]
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "b": 1,
-    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
-}
-
-
-def parse_size(text: str) -> int | None:
-    """Bytes from ``8GiB``, ``512MiB``, ``1.5GB``, ``1024``; None when the text is not a size."""
-    match = _SIZE_RE.match(text)
-    if not match:
-        return None
-    unit = (match.group(2) or "b").lower()
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
-
-
-def format_size(num_bytes: int | float) -> str:
-    """Human size in binary units with one decimal: ``7.5 GiB``."""
-    value = float(num_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
 
 @dataclass(frozen=True)
 class YamlDoc:
@@ -211,7 +184,7 @@ class FieldReader:
             return value
         parsed = parse_size(value) if isinstance(value, str) else None
         if parsed is None:
-            self.fail(self._path(key), f"expected a size like 8GiB or 512MiB, got {value!r}")
+            self.fail(self._path(key), f"expected {SIZE_EXAMPLES}, got {value!r}")
         return parsed
 
     def text_list(self, key: str, choices: tuple[str, ...] = ()) -> tuple[str, ...]:

@@ -38,7 +38,7 @@ from orchestrator.select.selection import (
     STATUS_LABELS,
     judge_all,
 )
-from orchestrator.yaml_doc import format_size
+from orchestrator.units import format_size
 
 
 def _warn_and_note(notes: tuple[str, ...], warnings: tuple[str, ...] = ()) -> None:

@@ -3,7 +3,7 @@
 This module and ``image.py`` are the only ones that import the docker SDK; every SDK error is
 wrapped in a LaunchError with a hint. The container gets the plan's environment, memory/CPU
 limits, GPU device requests (or ``runtime=nvidia`` on Jetson), a healthcheck, and a locked-down
-security profile: user 10001, read-only root with a tmpfs /tmp, no-new-privileges, all
+security profile (orchestrator.plan.decisions): unprivileged user, read-only root with a tmpfs /tmp, no-new-privileges, all
 capabilities dropped.
 """
 
@@ -24,6 +24,17 @@ from orchestrator.errors import LaunchError
 from orchestrator.launch.ports import ensure_port_free
 from orchestrator.launch.runner import INSTANCE_ENV, RunnerStatus, RuntimeIdentity, new_instance_id
 from orchestrator.launch.spec import LaunchSpec
+from orchestrator.plan.decisions import (
+    HEALTHCHECK_INTERVAL_S,
+    HEALTHCHECK_RETRIES,
+    HEALTHCHECK_TIMEOUT_S,
+    IMAGE_PYTHON,
+    SECURITY,
+    bind_address,
+    healthcheck_command,
+    healthcheck_start_period_s,
+    publish_address,
+)
 
 _MB = 1024 * 1024
 _NS = 1_000_000_000
@@ -116,19 +127,20 @@ def run_options(spec: LaunchSpec, deployment: str, instance_id: str = "") -> dic
         "pids_limit": spec.pids_limit,
         "user": spec.user,
         "read_only": spec.read_only_root,
-        "tmpfs": {"/tmp": "rw,nosuid,nodev,size=256m"},
-        "security_opt": ["no-new-privileges"],
-        "cap_drop": ["ALL"],
+        "tmpfs": {SECURITY.tmpfs_path: f"rw,nosuid,nodev,size={SECURITY.tmpfs_size_mib}m"},
+        "security_opt": ["no-new-privileges"] if SECURITY.no_new_privileges else [],
+        "cap_drop": list(SECURITY.cap_drop),
         "network_mode": spec.network_mode,
         "healthcheck": {
-            "test": ["CMD", "/opt/tailor/bin/python", "-m", "runtime.healthcheck", "--port", str(spec.port)],
-            "interval": 10 * _NS, "timeout": 5 * _NS, "retries": 3, "start_period": 120 * _NS,
+            "test": list(healthcheck_command(spec.port, IMAGE_PYTHON)),
+            "interval": HEALTHCHECK_INTERVAL_S * _NS, "timeout": HEALTHCHECK_TIMEOUT_S * _NS,
+            "retries": HEALTHCHECK_RETRIES, "start_period": healthcheck_start_period_s(True) * _NS,
         },
     }
     if spec.network_mode != "host":
         # Published on loopback only; inside its own network namespace the server must bind all interfaces.
-        opts["ports"] = {f"{spec.port}/tcp": ("127.0.0.1", spec.port)}
-        env["TAILOR_HOST"] = "0.0.0.0"
+        opts["ports"] = {f"{spec.port}/tcp": (publish_address(False), spec.port)}
+        env["TAILOR_HOST"] = bind_address(in_container=True, network="bridge")[0]
     if spec.memory_limit_bytes:
         opts["mem_limit"] = spec.memory_limit_bytes
         opts["memswap_limit"] = spec.memory_limit_bytes  # no swap: an overrun is an OOM kill, not a slowdown

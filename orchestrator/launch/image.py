@@ -31,6 +31,7 @@ from orchestrator import __version__
 from orchestrator.errors import LaunchError, UsageError
 from orchestrator.launch.docker_backend import wrap
 from orchestrator.plan.container_spec import DEFAULT_BASE_IMAGES
+from orchestrator.plan.decisions import container_user
 from orchestrator.render.templating import render_template
 
 DISTRIBUTION = "tailor-deploy"
@@ -88,7 +89,7 @@ def render_dockerfile(fl: Flavor, base_image: str, port: int) -> str:
     """The Dockerfile for a flavor (logic-free template, StrictUndefined)."""
     return render_template(f"docker/Dockerfile.{fl.name}.j2",
                            {"base_image": base_image, "requirement": requirement(fl), "port": port,
-                            "version": __version__})
+                            "version": __version__, "user": container_user()})
 
 
 def dependency_requirements(extras: Sequence[str]) -> list[str]:

@@ -13,40 +13,25 @@ from typing import Any
 
 import yaml
 
+from orchestrator.envfile import parse_env_text
 from orchestrator.errors import LaunchError, UsageError
 from orchestrator.launch.spec import LaunchSpec
+from orchestrator.plan.decisions import bind_address, container_user, default_port, flavor_of_image
+from orchestrator.units import SIZE_EXAMPLES, parse_size
 
 COMPOSE_FILE = "docker-compose.yml"
 ENV_FILE = ".env"
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _PROFILE = re.compile(r"for profile ([A-Za-z0-9_.-]+)")
-_ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
 
-def parse_size_bytes(value: Any, where: str) -> int:
-    """Compose sizes: ``268435456``, ``256m``, ``1.5g``."""
+def _size(value: Any, where: str) -> int:
+    """Compose sizes: ``268435456``, ``256m``, ``1.5g`` (binary units, see orchestrator.units)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    match = _SIZE.match(str(value))
-    if match is None:
-        raise UsageError(f"{where}: {value!r} is not a size", "use bytes or a number with k, m or g")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def parse_env_file(path: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _ENV_LINE.match(line.strip())
-        if match is None:
-            raise UsageError(f"{path}:{number}: not a NAME=value line", "re-render with `deploy render --out DIR`")
-        value = match.group(2)
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        env[match.group(1)] = value
-    return env
+    parsed = parse_size(str(value))
+    if parsed is None:
+        raise UsageError(f"{where}: {value!r} is not a size", f"use {SIZE_EXAMPLES}")
+    return parsed
 
 
 def spec_from_rendered_dir(directory: Path) -> LaunchSpec:
@@ -68,15 +53,17 @@ def spec_from_rendered_dir(directory: Path) -> LaunchSpec:
     where = f"{compose_path}: services.{name}"
     if not isinstance(svc, dict) or not isinstance(svc.get("image"), str):
         raise UsageError(f"{where}.image is missing", "re-render with `deploy render --out DIR`")
-    env = parse_env_file(env_path)
+    env = parse_env_text(env_path.read_text(encoding="utf-8"), str(env_path), UsageError,
+                         "re-render with `deploy render --out DIR`")
     network_mode = "host" if svc.get("network_mode") == "host" else "bridge"
-    if network_mode == "bridge" and env.get("TAILOR_HOST") == "0.0.0.0":
-        # 0.0.0.0 is the bind inside the container's own namespace (published on 127.0.0.1);
-        # the docker backend sets it again, and the process backend must stay on loopback.
-        env["TAILOR_HOST"] = "127.0.0.1"
+    container_bind = bind_address(in_container=True, network="bridge")[0]
+    if network_mode == "bridge" and env.get("TAILOR_HOST") == container_bind:
+        # That is the bind inside the container's own namespace (published on loopback); the
+        # docker backend sets it again, and the process backend must stay on loopback.
+        env["TAILOR_HOST"] = bind_address(in_container=False)[0]
     image: str = svc["image"]
-    flavor = image.rsplit("-", 1)[-1] if "-" in image.rsplit(":", 1)[-1] else "cpu"
-    port = int(env.get("TAILOR_PORT", "8000"))
+    flavor = flavor_of_image(image)
+    port = int(env.get("TAILOR_PORT", str(default_port())))
     devices: list[str] = []
     reservations = ((svc.get("deploy") or {}).get("resources") or {}).get("reservations") or {}
     for device in reservations.get("devices") or []:
@@ -88,14 +75,14 @@ def spec_from_rendered_dir(directory: Path) -> LaunchSpec:
         flavor=flavor,
         env=tuple(sorted(env.items())),
         port=port,
-        memory_limit_bytes=parse_size_bytes(svc["mem_limit"], f"{where}.mem_limit") if "mem_limit" in svc else None,
+        memory_limit_bytes=_size(svc["mem_limit"], f"{where}.mem_limit") if "mem_limit" in svc else None,
         cpus=float(svc["cpus"]) if "cpus" in svc else None,
-        shm_size_bytes=parse_size_bytes(svc["shm_size"], f"{where}.shm_size") if "shm_size" in svc else None,
+        shm_size_bytes=_size(svc["shm_size"], f"{where}.shm_size") if "shm_size" in svc else None,
         gpu_count=len(devices),
         gpu_device_ids=tuple(devices),
         runtime=svc.get("runtime"),
         read_only_root=bool(svc.get("read_only", True)),
-        user=str(svc.get("user", "10001:10001")),
+        user=str(svc.get("user", container_user())),
         network_mode=network_mode,
         plan=None,
     )

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from orchestrator.plan.container_spec import CONTAINER_USER
+from orchestrator.plan.decisions import LOOPBACK
 from orchestrator.plan.planner import Plan
 
 PLAN_FILE = "plan.json"
@@ -51,7 +52,7 @@ class LaunchSpec:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{LOOPBACK}:{self.port}"
 
     def with_port(self, port: int) -> LaunchSpec:
         env = dict(self.env)

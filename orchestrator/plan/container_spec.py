@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from orchestrator import __version__
+from orchestrator.plan.decisions import container_user, image_tag
 from orchestrator.probe.facts import HostFacts, primary_gpu
 from orchestrator.select.profiles import Profile
 
-CONTAINER_USER = "10001:10001"
+CONTAINER_USER = container_user()
 
 DEFAULT_BASE_IMAGES: dict[str, str] = {
     "cpu": "python:3.11-slim-bookworm",
@@ -97,7 +97,7 @@ def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, 
     gpu = primary_gpu(facts) if on_gpu else None
     flavor = profile.container.flavor
     return ContainerSpec(
-        image=f"tailor-runtime:{__version__}-{flavor}",
+        image=image_tag(flavor),
         flavor=flavor,
         base_image=base_image_for(facts, flavor)[0],
         memory_limit_bytes=memory_limit_bytes,

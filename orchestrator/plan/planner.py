@@ -41,7 +41,7 @@ from orchestrator.select.selection import (
     precision_supported,
     resolve_precision,
 )
-from orchestrator.yaml_doc import format_size
+from orchestrator.units import format_size
 from runtime.settings import VARIABLES, variable
 
 PLAN_VERSION = 2

@@ -12,7 +12,6 @@ from __future__ import annotations
 import configparser
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,20 @@ from typing import Any
 
 import yaml
 
-from orchestrator import __version__
+from orchestrator import __version__, envfile
 from orchestrator.errors import RenderError, UsageError
+from orchestrator.plan.decisions import (
+    CONTAINER_GID,
+    CONTAINER_UID,
+    HEALTHCHECK_INTERVAL_S,
+    HEALTHCHECK_RETRIES,
+    HEALTHCHECK_TIMEOUT_S,
+    SECURITY,
+    bind_address,
+    healthcheck_command,
+    healthcheck_start_period_s,
+    publish_address,
+)
 from orchestrator.plan.planner import Plan
 from orchestrator.plan.runtime_env import set_by_user
 from orchestrator.render.templating import render_template
@@ -41,8 +52,6 @@ _TEMPLATES = {
     "tailor-runtime.service": "tailor-runtime.service.j2",
     "tailor-runtime.env": "env.j2",
 }
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/=+@%-]*$")
-_ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 # The planner preloads jemalloc/tcmalloc when the facts' host has it; the runtime images built
 # from templates/docker/ install none, so container targets leave these out.
 _HOST_ALLOCATOR_VARIABLES = ("LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE")
@@ -87,16 +96,10 @@ def runtime_env(plan: Plan, target: str, options: RenderOptions) -> tuple[dict[s
     env = dict(plan.env)
     notes: dict[str, str] = {}
     if not _user_set(plan, "TAILOR_HOST"):
-        if target == "container":
-            public = options.network == "bridge" or options.public
-            env["TAILOR_HOST"] = "0.0.0.0" if public else "127.0.0.1"
-            notes["TAILOR_HOST"] = ("render: bind all interfaces inside the container; exposure is "
-                                    "decided by the published port" if public else
-                                    "render: host networking without --public binds loopback only")
-        else:
-            env["TAILOR_HOST"] = "0.0.0.0" if options.public else "127.0.0.1"
-            notes["TAILOR_HOST"] = ("render: --public binds every interface" if options.public
-                                    else "render: loopback only (pass --public to listen on every interface)")
+        address, why = bind_address(in_container=target == "container", network=options.network,
+                                    public=options.public)
+        env["TAILOR_HOST"] = address
+        notes["TAILOR_HOST"] = f"render: {why}"
     if target == "container":
         for name in _HOST_ALLOCATOR_VARIABLES:
             if name in env and not _user_set(plan, name):
@@ -104,9 +107,7 @@ def runtime_env(plan: Plan, target: str, options: RenderOptions) -> tuple[dict[s
                 notes[name] = (f"render: {name} left out: the runtime images ship no malloc replacement "
                                "(it applies to the process backend only)")
     for name, value in env.items():
-        if not _SAFE_VALUE.match(value):
-            raise RenderError(f"variable {name} has a value with characters an env file cannot carry safely",
-                              "use letters, digits and _ . , : / = + @ % - only")
+        envfile.assignment(name, value, RenderError)
     return env, notes
 
 
@@ -117,7 +118,8 @@ def _env_context(plan: Plan, env_notes: tuple[dict[str, str], dict[str, str]], t
     for name, value in env.items():
         p = sources.get(name)
         note = notes.get(name) or (f"{p.source}: {p.reason}" if p is not None else "set by the plan")
-        lines.append({"comment": f"# {note}".replace("\n", " "), "assignment": f"{name}={value}"})
+        lines.append({"comment": f"# {note}".replace("\n", " "),
+                      "assignment": envfile.assignment(name, value, RenderError)})
     for name in sorted(set(notes) - set(env)):
         lines.append({"comment": f"# {notes[name]}", "assignment": ""})
     return {"title": title, "version": __version__, "profile": plan.profile, "lines": lines}
@@ -132,21 +134,25 @@ def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
     mem_mib = c.memory_limit_bytes // 1024**2
     common = {"version": __version__, "profile": plan.profile, "service": SERVICE_NAME, "port": port,
               "image": _q(c.image), "grace_s": grace, "user": _q(c.user)}
-    publish = f"{port}:{port}" if options.public else f"127.0.0.1:{port}:{port}"
+    publish = f"{port}:{port}" if options.public else f"{publish_address(False)}:{port}:{port}"
     compose = {
         **common,
         "mem_limit": _q(f"{mem_mib}m"),
         "cpus": _q(_cpus(c.cpus)),
         "shm_size": _q(f"{c.shm_size_bytes // 1024**2}m"),
-        "tmpfs": _q("/tmp:size=256m,mode=1777"),
+        "tmpfs": _q(f"{SECURITY.tmpfs_path}:size={SECURITY.tmpfs_size_mib}m,mode=1777"),
+        "security_opt": _q("no-new-privileges:true") if SECURITY.no_new_privileges else "",
+        "cap_drop": list(SECURITY.cap_drop),
+        "read_only": "true" if SECURITY.read_only_root else "false",
         "network_host": options.network == "host",
         "publish": _q(publish),
         "nvidia_runtime": c.runtime == "nvidia",
         "gpu": c.gpu_count > 0,
         "device_ids": ", ".join(_q(d) for d in c.gpu_device_ids),
-        "healthcheck": ", ".join(_q(a) for a in ("CMD", "python3", "-m", "runtime.healthcheck",
-                                                   "--port", str(port))),
-        "start_period": _q("120s" if plan.preload else "30s"),
+        "healthcheck": ", ".join(_q(a) for a in healthcheck_command(port)),
+        "health_interval": f"{HEALTHCHECK_INTERVAL_S}s", "health_timeout": f"{HEALTHCHECK_TIMEOUT_S}s",
+        "health_retries": HEALTHCHECK_RETRIES,
+        "start_period": _q(f"{healthcheck_start_period_s(plan.preload)}s"),
     }
     k8s_env, _notes = runtime_env(plan, "container", RenderOptions(public=True, network="bridge"))
     k8s = {
@@ -161,6 +167,7 @@ def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
         "runtime_class": c.runtime == "nvidia",
         "shm_size": _q(f"{c.shm_size_bytes // 1024**2}Mi"),
         "startup_failures": 30 if plan.preload else 12,
+        "uid": CONTAINER_UID, "gid": CONTAINER_GID,
     }
     systemd = {
         **common,
@@ -240,18 +247,8 @@ def render(plan: Plan, formats: Iterable[str] = FORMATS, options: RenderOptions 
 
 
 def parse_env_text(text: str, source: str = ".env") -> dict[str, str]:
-    """``NAME=value`` lines (``#`` comments and blank lines skipped), as compose/systemd read them."""
-    result: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _ENV_LINE.match(line)
-        if not match:
-            raise RenderError(f"{source}:{number}: not a NAME=value line: {line!r}", "this is a bug in tailor")
-        if match.group(1) in result:
-            raise RenderError(f"{source}:{number}: {match.group(1)} is set twice", "this is a bug in tailor")
-        result[match.group(1)] = match.group(2)
-    return result
+    """Rendered env-file text read back with the one env-file reader (a bad line is a bug here)."""
+    return envfile.parse_env_text(text, source, RenderError, "this is a bug in tailor")
 
 
 def _parse_back(name: str, text: str, plan: Plan, options: RenderOptions) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from orchestrator.errors import PlanError, UsageError
 from orchestrator.probe.facts import HostFacts, compute_capability, gpu_memory_bytes, primary_gpu
 from orchestrator.select.profiles import Profile, ProfileSet, parse_version
-from orchestrator.yaml_doc import format_size
+from orchestrator.units import format_size
 
 FITS = "fits"
 FITS_WITH_CHANGE = "fits-with-change"
