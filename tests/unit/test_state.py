@@ -18,6 +18,7 @@ from orchestrator.supervise.state import (
     read_state,
     stale_reason,
     state_dir_from,
+    supervisor_alive,
     write_state,
 )
 
@@ -80,7 +81,15 @@ def test_dead_pid_is_stale() -> None:
 def test_reused_pid_is_stale() -> None:
     # Our own pid, but recorded with a different start time: an unrelated process reusing it.
     pid = os.getpid()
-    assert stale_reason(make_state(pid, (process_start_time(pid) or 0.0) - 3600)) is not None
+    started = process_start_time(pid)
+    assert started is not None
+    reused = make_state(pid, started - 3600)
+    same = make_state(pid, started)
+    # The pid alone is alive in both; only the recorded start time tells them apart.
+    assert supervisor_alive(same) and not supervisor_alive(reused)
+    reason = stale_reason(reused)
+    assert reason is not None and f"pid {pid}" in reason and "gone" in reason
+    assert stale_reason(same) is None
 
 
 def test_stopped_state_is_never_stale() -> None:
