@@ -43,9 +43,9 @@ def sources_table(plan: Plan, *, show_secrets: bool = False, title: str = "Runti
     return table
 
 
-def print_sources(plan: Plan, *, show_secrets: bool = False) -> None:
+def print_sources(plan: Plan, *, show_secrets: bool = False, title: str = "Runtime environment") -> None:
     """Where each runtime value came from, as a table on stdout (``--explain``)."""
-    out.table(sources_table(plan, show_secrets=show_secrets))
+    out.table(sources_table(plan, show_secrets=show_secrets, title=title))
 
 
 def knob_rows() -> list[dict[str, Any]]:

@@ -16,9 +16,11 @@ import typer
 
 from orchestrator.cli import options as opts
 from orchestrator.cli import output as out
-from orchestrator.cli.explain import print_sources
+from orchestrator.cli.explain import print_sources, source_rows
 from orchestrator.errors import UnhealthyError
 from orchestrator.launch.process_backend import tail_lines
+from orchestrator.launch.spec import PLAN_FILE
+from orchestrator.plan.planner import Plan
 from orchestrator.supervise import deployment as dep
 from orchestrator.supervise.session import LaunchOptions, follow_file, launch, prepare_state_dir
 from orchestrator.supervise.state import DeploymentState, read_state, state_dir_from
@@ -127,6 +129,8 @@ def up(
 
 def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    explain: opts.ExplainOpt = False,
+    show_secrets: opts.ShowSecretsOpt = False,
     state_dir: Optional[str] = StateDirOpt,  # noqa: UP045
 ) -> None:
     """Supervisor state, the runtime's own view (/readyz), pid/container, uptime, restarts, last exit.
@@ -136,15 +140,32 @@ def status(
     """
     sd = state_dir_from(state_dir, os.environ)
     report = deployment_status(sd)
+    plan = _running_plan(sd) if explain else None
     if as_json:
-        out.data_json(report.to_dict())
+        data = report.to_dict()
+        if plan is not None:
+            data["sources"] = source_rows(plan, show_secrets=show_secrets)
+        out.data_json(data)
     else:
         for line in report.lines():
             out.data(line, markup=False)
+        if plan is not None:
+            print_sources(plan, show_secrets=show_secrets, title="Runtime environment (where each value came from)")
         if report.stale:
             out.warn(f"{report.stale}; `deploy down` cleans up what it left behind, `deploy up` starts anew")
     if report.problem:
         raise UnhealthyError(report.problem, "see `deploy logs`; `deploy down` stops it, `deploy up` restarts it")
+
+
+def _running_plan(sd: Path) -> Plan | None:
+    """The plan of the recorded deployment (its rendered plan.json), for ``status --explain``."""
+    state = read_state(sd)
+    path = Path(state.rendered_dir) / PLAN_FILE
+    if not state.rendered_dir or not path.is_file():
+        out.warn(f"no {PLAN_FILE} in {state.rendered_dir or sd}: the deployment was launched from rendered "
+                 "files only, so value sources are unknown")
+        return None
+    return Plan.from_json_file(path)
 
 
 def logs(

@@ -193,3 +193,26 @@ def test_launch_knobs_come_from_config_and_set_but_never_reach_the_runtime_env(t
 def test_pids_limit_is_decided_once_and_reaches_the_launch_spec() -> None:
     planned = pipeline.plan_from(pipeline.Inputs(facts=FACTS / "cgroup-4cpu-on-64core.json", environ={}))
     assert planned.plan.container.pids_limit == 512 == planned.spec.pids_limit
+
+
+def test_status_explain_shows_the_running_plans_sources(tmp_path: Path, user_inputs: list[str],
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.supervise.state import DeploymentState, write_state
+
+    monkeypatch.setattr(launch_cmd, "launch", lambda *_args, **_kw: None)
+    state_dir = tmp_path / "state"
+    assert main(["auto", *user_inputs, "--state-dir", str(state_dir)]) == 0
+    write_state(state_dir, DeploymentState(
+        profile="my-cpu", backend="process", backend_reason="test", url="http://127.0.0.1:9123", state="STOPPED",
+        state_reason="stopped by `deploy down`", supervisor_pid=1, supervisor_started_at_s=0.0,
+        rendered_dir=str(state_dir / "rendered")))
+    capsys.readouterr()
+    main(["status", "--json", "--explain", "--state-dir", str(state_dir)])
+    data = json.loads(capsys.readouterr().out)
+    rows = {row["name"]: row for row in data["sources"]}
+    assert (rows["TAILOR_WORKERS"]["value"], rows["TAILOR_WORKERS"]["source"]) == ("1", "cli")
+    assert rows["TAILOR_LOG_LEVEL"]["source"] == "config" and rows["TAILOR_API_KEY"]["value"] == REDACTED
+    main(["status", "--explain", "--state-dir", str(state_dir)])
+    shown = capsys.readouterr().out
+    assert "where each value came from" in shown and "s3cret-key" not in shown
