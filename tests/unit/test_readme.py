@@ -46,3 +46,12 @@ def test_two_setup_commands_exist_and_ci_runs_the_test_command() -> None:
     assert (REPO / "scripts" / "quickstart.sh").is_file() and (REPO / "scripts" / "test.sh").is_file()
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "scripts/test.sh" in ci
+
+
+def test_readme_knob_table_is_the_generated_one() -> None:
+    from orchestrator.cli.explain import knob_table_markdown
+
+    start, end = "<!-- knob-table:start -->\n", "\n<!-- knob-table:end -->"
+    assert start in README and end in README
+    shown = README.split(start, 1)[1].split(end, 1)[0]
+    assert shown == knob_table_markdown(), "README knob table is stale: paste `deploy env --markdown` into it"
