@@ -93,9 +93,19 @@ def render_dockerfile(fl: Flavor, base_image: str, port: int) -> str:
 
 
 def dependency_requirements(extras: Sequence[str]) -> list[str]:
-    """The installed project's dependencies for these extras (no markers other than extras)."""
+    """The project's dependencies for these extras (no markers other than extras).
+
+    Read from the checkout's pyproject.toml when running from one: the image installs a wheel
+    built from that checkout, and an editable install's metadata goes stale when dependencies
+    are added. Installed from a wheel, the installed metadata is that wheel's.
+    """
     import importlib.metadata as md
 
+    root = project_root()
+    if root is not None:
+        declared = _pyproject_requirements(root / "pyproject.toml", extras)
+        if declared is not None:
+            return declared
     try:
         raw = md.requires(DISTRIBUTION) or []
     except md.PackageNotFoundError as exc:
@@ -108,6 +118,22 @@ def dependency_requirements(extras: Sequence[str]) -> list[str]:
         if not marker.strip() or (wanted is not None and wanted.group(1) in extras):
             out.append(spec.strip())
     return sorted(out)
+
+
+def _pyproject_requirements(path: Path, extras: Sequence[str]) -> list[str] | None:
+    """Core + extras dependencies from pyproject.toml; None where it cannot be read (Python 3.10)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: fall back to the installed metadata
+        return None
+    try:
+        project = tomllib.loads(path.read_text(encoding="utf-8"))["project"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return None
+    out = list(project.get("dependencies", []))
+    for extra in extras:
+        out += project.get("optional-dependencies", {}).get(extra, [])
+    return sorted(str(r).strip() for r in out)
 
 
 def project_root() -> Path | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from orchestrator.errors import Interrupted, StateError, SupervisorError, UsageError
+from orchestrator.errors import Interrupted, LaunchError, StateError, SupervisorError, UsageError
 from orchestrator.launch.ports import ensure_port_free
 from orchestrator.launch.process_backend import tail_lines
 from orchestrator.launch.spec import LaunchSpec
@@ -79,8 +79,9 @@ def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: L
         out.info(note)
     if not opts.detached_child:
         out.info(f"timings: {timings}")
-        # In seconds, before any image build or model load: a busy port is named and refused.
-        _check_port(spec, chosen, environ)
+        # In seconds, before any image build or model load: a busy port is named and refused,
+        # a container that could not get a network is refused with the reason.
+        _preflight(spec, chosen, environ)
         if chosen == "docker":
             _ensure_image(spec, opts, environ, out)
     if opts.detach and not opts.detached_child:
@@ -94,16 +95,20 @@ def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: L
     _supervise_here(prepared, chosen, why, sd, environ, opts, policy, out)
 
 
-def _check_port(spec: LaunchSpec, backend: str, environ: Mapping[str, str]) -> None:
+def _preflight(spec: LaunchSpec, backend: str, environ: Mapping[str, str]) -> None:
     host = spec.env_map.get("TAILOR_HOST", "127.0.0.1") if (backend == "process" or spec.network_mode == "host") \
         else "127.0.0.1"
     if backend != "docker":
         ensure_port_free(spec.port, host)
         return
-    from orchestrator.launch.docker_backend import connect, deployment_of
+    from orchestrator.launch.docker_backend import connect, deployment_of, network_problem
 
     client = connect(environ)
     try:
+        no_network = network_problem(client, spec)
+        if no_network:
+            raise LaunchError(f"cannot run the runtime container: {no_network}",
+                              "use --network host, or start dockerd with its default bridge")
         ensure_port_free(spec.port, host, container_label=lambda cid: deployment_of(client, cid))
     finally:
         client.close()

@@ -150,12 +150,13 @@ def test_up_from_deploy_render_output(state_dir: Path, tmp_path: Path, with_plan
 
 
 def test_oom_kill_is_detected_and_stepped_down(state_dir: Path) -> None:
+    from orchestrator.pipeline import Inputs
     from orchestrator.supervise.deployment import plan_deployment
 
     port = free_port()
-    prepared = plan_deployment(state_dir, {"TAILOR_WORKERS": "2", "TAILOR_THREADS_PER_WORKER": "1"},
-                               facts_file=None, profile="cpu-only", port=port)
-    assert prepared.plan is not None and prepared.plan["workers"] == 2
+    prepared = plan_deployment(state_dir, Inputs(profile="cpu-only", environ={}, settings={
+        "TAILOR_WORKERS": "2", "TAILOR_THREADS_PER_WORKER": "1", "TAILOR_PORT": str(port)}))
+    assert prepared.plan is not None and prepared.plan.workers == 2
     plan_path = prepared.directory / "plan.json"
     plan = json.loads(plan_path.read_text())
     plan["container"]["memory_limit_bytes"] = 200 * 1024 * 1024  # two voices do not fit
@@ -168,7 +169,20 @@ def test_oom_kill_is_detected_and_stepped_down(state_dir: Path) -> None:
     # As root with a writable memory cgroup the kernel kills it; otherwise the RSS watchdog does.
     assert ("OOM-killed by the kernel in its memory cgroup (200 MB limit)" in oom.reason
             or "over the plan's memory budget 200 MB (killed by the RSS watchdog)" in oom.reason), oom.reason
-    assert psutil.Process(int(state.runner_id)).environ()["TAILOR_WORKERS"] == "1"
+    child_env = psutil.Process(int(state.runner_id)).environ()
+    assert child_env["TAILOR_WORKERS"] == "1"
+    # The step-down keeps the plan's memory limit (and the runtime's threshold that goes with it).
+    stepped = json.loads((prepared.directory / "plan.stepped.json").read_text())
+    assert stepped["container"]["memory_limit_bytes"] == 200 * 1024 * 1024
+    assert child_env["TAILOR_RSS_SOFT_LIMIT_BYTES"] == plan["env"]["TAILOR_RSS_SOFT_LIMIT_BYTES"]
+    if state.cgroup_path:  # root with a memory controller: the kernel enforces the same 200 MB
+        limit_file = "memory.limit_in_bytes" if "/memory/" in state.cgroup_path else "memory.max"
+        assert int((Path(state.cgroup_path) / limit_file).read_text()) == 200 * 1024 * 1024
+    # status shows the runtime's own view of the stepped-down instance, and exits 0.
+    status = deploy("status", "--json", "--state-dir", str(state_dir))
+    assert status.returncode == 0, status.stdout + status.stderr
+    view = json.loads(status.stdout)["runtime"]
+    assert view["ready"] and view["ours"] and view["readyz"]["workers"] == 1
     assert deploy("down", "--state-dir", str(state_dir)).returncode == 0
 
 
@@ -196,10 +210,11 @@ def test_logs_follow_prints_new_lines(state_dir: Path) -> None:
 
 
 def test_crash_loop_goes_fatal_with_the_runtime_error(state_dir: Path) -> None:
+    from orchestrator.pipeline import Inputs
     from orchestrator.supervise.deployment import plan_deployment
 
-    prepared = plan_deployment(state_dir, {"TAILOR_VOICE": "no-such-voice"}, facts_file=None, profile="cpu-only",
-                               port=free_port())
+    prepared = plan_deployment(state_dir, Inputs(profile="cpu-only", environ={}, settings={
+        "TAILOR_VOICE": "no-such-voice", "TAILOR_PORT": str(free_port())}))
     assert prepared.spec.env_map["TAILOR_VOICE"] == "no-such-voice"
     t0 = time.monotonic()
     res = deploy("up", str(prepared.directory), "--backend", "process", "--detach", "--state-dir", str(state_dir))
