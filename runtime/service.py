@@ -33,13 +33,14 @@ from runtime.metrics import RuntimeMetrics
 from runtime.scheduler import Job, Scheduler
 from runtime.settings import Settings
 from runtime.text import TextChunk
+from runtime.timestretch import time_stretch
 from runtime.voices import VoiceFiles, discover_voices, parse_voice_map, usable_voices
 
 _LOG = logging.getLogger("tailor.runtime")
 
 WARMUP_TEXT = "Warm up."
 MIN_SPEED, MAX_SPEED = 0.1, 8.0
-"""Bounds of request speed x SSML prosody rate handed to an engine."""
+"""Bounds of request speed x SSML prosody rate (applied by time-stretching, see timestretch)."""
 
 
 @dataclass
@@ -329,9 +330,9 @@ class SpeechService:
                 chunk = next(jobs, None)
                 if chunk is None:
                     return
-                speed = min(MAX_SPEED, max(MIN_SPEED, job.speed * chunk.rate))
+                # The engine speaks at the voice's own pace; speed is applied after (linear).
                 future = self.scheduler.submit(
-                    Job(job.voice, chunk, speed, is_cancelled=cancelled.is_set, priority=job.deadline)
+                    Job(job.voice, chunk, 1.0, is_cancelled=cancelled.is_set, priority=job.deadline)
                 )
                 pending.append(asyncio.wrap_future(future))
 
@@ -362,6 +363,9 @@ class SpeechService:
                     self.admission.done(len(done_chunk.text))
                     job.ticket.remaining_chars = max(0, job.ticket.remaining_chars - len(done_chunk.text))
                 refill()
+                speed = min(MAX_SPEED, max(MIN_SPEED, job.speed * done_chunk.rate))
+                if speed != 1.0:
+                    samples = await asyncio.to_thread(time_stretch, samples, speed)
                 if done_chunk.pause_after_s > 0:
                     silence = np.zeros(round(done_chunk.pause_after_s * sample_rate), dtype=np.float32)
                     samples = np.concatenate([samples, silence])
