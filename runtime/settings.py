@@ -42,48 +42,31 @@ class _Bool:
 
 
 @dataclass(frozen=True)
-class _Int:
-    minimum: int
-    maximum: int | None = None
-    type_name: ClassVar[str] = "int"
+class _Number:
+    """An int or a float within ``minimum`` .. ``maximum`` (inclusive; no maximum when None)."""
 
-    @property
-    def allowed(self) -> str:
-        return f">= {self.minimum}" if self.maximum is None else f"{self.minimum}-{self.maximum}"
-
-    @property
-    def expected(self) -> str:
-        return f"an integer {self.allowed}" if self.maximum is None else f"an integer from {self.allowed}"
-
-    def __call__(self, name: str, raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise SettingsError(name, raw, self.expected) from None
-        if value < self.minimum or (self.maximum is not None and value > self.maximum):
-            raise SettingsError(name, raw, self.expected)
-        return value
-
-
-@dataclass(frozen=True)
-class _Float:
+    type_name: str
+    """``int`` or ``float``."""
     minimum: float
-    type_name: ClassVar[str] = "float"
+    maximum: float | None = None
 
     @property
     def allowed(self) -> str:
-        return f">= {self.minimum:g}"
+        low = f"{self.minimum:g}"
+        return f">= {low}" if self.maximum is None else f"{low}-{self.maximum:g}"
 
     @property
     def expected(self) -> str:
-        return f"a number >= {self.minimum}"
+        kind = "an integer" if self.type_name == "int" else "a number"
+        return f"{kind} {self.allowed}" if self.maximum is None else f"{kind} from {self.allowed}"
 
-    def __call__(self, name: str, raw: str) -> float:
+    def __call__(self, name: str, raw: str) -> Any:
         try:
-            value = float(raw.strip())
+            value = int(raw.strip()) if self.type_name == "int" else float(raw.strip())
         except ValueError:
             raise SettingsError(name, raw, self.expected) from None
-        if not value >= self.minimum:  # also rejects NaN
+        # `not >=` also rejects NaN.
+        if not value >= self.minimum or (self.maximum is not None and value > self.maximum):
             raise SettingsError(name, raw, self.expected)
         return value
 
@@ -118,19 +101,19 @@ class _Text:
         return raw.strip()
 
 
-Parser = _Bool | _Int | _Float | _Choice | _Text
+Parser = _Bool | _Number | _Choice | _Text
 """A variable's type and allowed range: parses a raw string and describes itself for docs."""
 
 _bool = _Bool()
 _text = _Text()
 
 
-def _int_at_least(minimum: int, maximum: int | None = None) -> _Int:
-    return _Int(minimum, maximum)
+def _int_at_least(minimum: int, maximum: int | None = None) -> _Number:
+    return _Number("int", minimum, maximum)
 
 
-def _float_at_least(minimum: float) -> _Float:
-    return _Float(minimum)
+def _float_at_least(minimum: float) -> _Number:
+    return _Number("float", minimum)
 
 
 def _choice(*choices: str) -> _Choice:

@@ -39,8 +39,8 @@ def _root(
 
 
 probe_cmd.register(app)
-plan_cmd.register(app)
-launch_cmd.register(app)
+for name, command in {**plan_cmd.COMMANDS, **launch_cmd.COMMANDS}.items():
+    app.command(name)(command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -54,13 +55,6 @@ class _Out:
         out.warn(text)
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
-    app.command("auto")(auto)
-    app.command("up")(up)
-    app.command("status")(status)
-    app.command("logs")(logs)
-    app.command("down")(down)
 
 
 def auto(
@@ -227,3 +221,7 @@ def down(
         out.data(f"nothing to stop: no deployment runs from {sd}", markup=False)
         return
     out.data(f"stopped: {final.profile} ({final.backend}); last exit: {final.last_exit_reason or '-'}", markup=False)
+
+
+COMMANDS: dict[str, Callable[..., None]] = {"auto": auto, "up": up, "status": status, "logs": logs, "down": down}
+"""Command name -> function; cli/app.py registers them."""

@@ -4,6 +4,7 @@ pure services (profiles, selection, plan, render). Data goes to stdout, warnings
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -177,9 +178,5 @@ def env_command(
     out.table(table)
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
-    app.command("profiles")(profiles_command)
-    app.command("plan")(plan_command)
-    app.command("render")(render_command)
-    app.command("env")(env_command)
+COMMANDS: dict[str, Callable[..., None]] = {"profiles": profiles_command, "plan": plan_command, "render": render_command, "env": env_command}
+"""Command name -> function; cli/app.py registers them."""

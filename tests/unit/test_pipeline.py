@@ -16,19 +16,12 @@ from orchestrator.errors import UsageError
 from orchestrator.plan.planner import Plan
 from orchestrator.plan.runtime_env import REDACTED
 from orchestrator.supervise.deployment import Prepared
-from runtime.settings import VARIABLES
 
 FACTS = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in VARIABLES:
-        monkeypatch.delenv(var.name, raising=False)
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "LD_PRELOAD", "MALLOC_CONF",
-                 "MALLOC_ARENA_MAX", "PYTORCH_CUDA_ALLOC_CONF", "TCMALLOC_RELEASE_RATE"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_runtime_env")
 
 
 @pytest.fixture

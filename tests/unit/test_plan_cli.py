@@ -18,13 +18,7 @@ def facts(name: str) -> str:
     return str(FACTS / f"{name}.json")
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in VARIABLES:
-        monkeypatch.delenv(var.name, raising=False)
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "LD_PRELOAD", "MALLOC_CONF",
-                 "MALLOC_ARENA_MAX", "PYTORCH_CUDA_ALLOC_CONF", "TCMALLOC_RELEASE_RATE"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_runtime_env")
 
 
 @pytest.fixture
