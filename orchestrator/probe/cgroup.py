@@ -231,13 +231,7 @@ def _quota(fs: RootFs, version: int, chain: list[str]) -> float | None:
     for directory in chain:
         quota: float | None = None
         if version == 2:
-            text = fs.read_text(f"{directory}/cpu.max")
-            if text is None:
-                continue
-            try:
-                quota = parse_cpu_max(text)
-            except ValueError as exc:
-                fs.note(f"{directory}/cpu.max is garbled ({exc}); the CPU quota was ignored.")
+            quota = fs.parse(f"{directory}/cpu.max", parse_cpu_max, "the CPU quota was ignored")
         else:
             q = _read_int(fs, f"{directory}/cpu.cfs_quota_us", minimum=-1)  # -1: no quota
             p = _read_int(fs, f"{directory}/cpu.cfs_period_us", minimum=1)
@@ -255,15 +249,10 @@ def _cpuset(fs: RootFs, version: int, chain: list[str]) -> int | None:
     names = ("cpuset.cpus.effective",) if version == 2 else ("cpuset.effective_cpus", "cpuset.cpus")
     for directory in chain:
         for name in names:
-            text = fs.read_text(f"{directory}/{name}")
-            if text is None:
+            if not fs.exists(f"{directory}/{name}"):
                 continue
-            try:
-                cpus = parse_cpu_list(text)
-            except ValueError as exc:
-                fs.note(f"{directory}/{name} is garbled ({exc}); the cpuset was ignored.")
-                return None
-            return len(cpus) or None
+            cpus = fs.parse(f"{directory}/{name}", parse_cpu_list, "the cpuset was ignored")
+            return len(cpus) if cpus else None
     return None
 
 

@@ -145,15 +145,7 @@ def parse_allowed_cpus(status_text: str) -> frozenset[int] | None:
 
 
 def _cpu_list_file(fs: RootFs, host_path: str) -> frozenset[int] | None:
-    text = fs.read_text(host_path)
-    if text is None:
-        return None
-    try:
-        cpus = parse_cpu_list(text)
-    except ValueError as exc:
-        fs.note(f"{host_path} is garbled ({exc}); it was ignored.")
-        return None
-    return cpus or None
+    return fs.parse(host_path, parse_cpu_list) or None
 
 
 def _architecture(fs: RootFs, info: CpuInfo | None) -> str:

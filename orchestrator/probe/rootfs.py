@@ -8,7 +8,11 @@ exists but cannot be read or decoded is recorded as a full-sentence note.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class RootFs:
@@ -58,6 +62,18 @@ class RootFs:
         except UnicodeDecodeError:
             self.note(f"{host_path} is not valid UTF-8 text; undecodable bytes were replaced.")
             return raw.decode("utf-8", errors="replace")
+
+    def parse(self, host_path: str, parser: Callable[[str], T], consequence: str = "it was ignored") -> T | None:
+        """``parser`` applied to the file's text; None when the file is missing or unreadable, or
+        when ``parser`` raises ValueError (then noted: "<path> is garbled (...); <consequence>.")."""
+        text = self.read_text(host_path)
+        if text is None:
+            return None
+        try:
+            return parser(text)
+        except ValueError as exc:
+            self.note(f"{host_path} is garbled ({exc}); {consequence}.")
+            return None
 
     def note(self, sentence: str) -> None:
         if sentence not in self.notes:
