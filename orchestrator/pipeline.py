@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -160,6 +161,8 @@ def write_plan_files(directory: Path, plan: Plan, facts: HostFacts) -> tuple[Pat
 def write_deployment(directory: Path, planned: Planned, formats: Iterable[str] = FORMATS,
                      options: RenderOptions | None = None) -> tuple[Path, ...]:
     """A deployment directory: the rendered files, then plan.json + facts.json. Returns every path written."""
+    # The systemd unit runs the interpreter of the install that rendered it.
+    options = options or RenderOptions(python=sys.executable)
     written = write_rendered(render_files(planned.plan, formats, options), directory)
     return (*written, *write_plan_files(directory, planned.plan, planned.facts))
 

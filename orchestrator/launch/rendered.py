@@ -83,6 +83,7 @@ def spec_from_rendered_dir(directory: Path) -> LaunchSpec:
         runtime=svc.get("runtime"),
         read_only_root=bool(svc.get("read_only", True)),
         user=str(svc.get("user", container_user())),
+        pids_limit=svc["pids_limit"] if isinstance(svc.get("pids_limit"), int) else LaunchSpec.pids_limit,
         network_mode=network_mode,
         plan=None,
     )

@@ -46,7 +46,7 @@ def test_compose_and_env_read_back_to_the_same_spec(tmp_path: Path, machine: str
     (tmp_path / "plan.json").unlink()  # force the compose + .env reader
     back = spec_from_rendered_dir(tmp_path)
     for field in ("profile", "image", "flavor", "port", "cpus", "shm_size_bytes", "gpu_count", "gpu_device_ids",
-                  "runtime", "read_only_root", "user", "network_mode"):
+                  "runtime", "read_only_root", "user", "network_mode", "pids_limit"):
         assert getattr(back, field) == getattr(spec, field), field
     # compose writes whole MiB: the limit read back is the plan's, rounded down to a MiB.
     assert spec.memory_limit_bytes is not None and back.memory_limit_bytes == spec.memory_limit_bytes // 2**20 * 2**20
@@ -91,6 +91,7 @@ def test_systemd_reads_back_to_the_same_decisions(tmp_path: Path, machine: str) 
     unit.read_string((tmp_path / "tailor-runtime.service").read_text(encoding="utf-8"))
     service = unit["Service"]
     assert int(service["MemoryMax"]) == spec.memory_limit_bytes
+    assert int(service["TasksMax"]) == spec.pids_limit
     assert service["CPUQuota"] == f"{round((spec.cpus or 0) * 100)}%"
     host_env = parse_env_text((tmp_path / "tailor-runtime.env").read_text(encoding="utf-8"), "tailor-runtime.env",
                               UsageError, "re-render")
