@@ -8,19 +8,17 @@ reused by an unrelated process after a crash is recognised as stale.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import StateError
+from orchestrator.files import write_json_atomic
 from orchestrator.jsonfile import read_json
 from orchestrator.launch.process_backend import process_start_time
 from orchestrator.launch.runner import RuntimeIdentity
+from orchestrator.model import Reader, check_version, from_jsonable, to_jsonable
 
 STATE_FILE = "state.json"
 SCHEMA_VERSION = 1
@@ -77,46 +75,22 @@ class DeploymentState:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["step_downs"] = list(self.step_downs)
-        data["last_log_lines"] = list(self.last_log_lines)
-        data["transitions"] = [dataclasses.asdict(t) for t in self.transitions]
+        data: dict[str, Any] = to_jsonable(self)
         return data
 
     @classmethod
     def from_dict(cls, data: Any, source: str) -> DeploymentState:
-        hint = "remove the state directory if no deployment is running, or pass the right --state-dir"
-        if not isinstance(data, dict):
-            raise StateError(f"{source}: expected a JSON object", hint)
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise StateError(f"{source}: schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}", hint)
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
-        try:
-            values["step_downs"] = tuple(values.get("step_downs", ()))
-            values["last_log_lines"] = tuple(values.get("last_log_lines", ()))
-            values["transitions"] = tuple(Transition(**t) for t in values.get("transitions", ()))
-            return cls(**values)
-        except TypeError as exc:
-            raise StateError(f"{source}: {exc}", hint) from exc
+        """Strict reader (orchestrator.model): every field type-checked, errors name the file and field."""
+        reader = Reader(StateError, source, "remove the state directory if no deployment is running, "
+                                            "or pass the right --state-dir")
+        check_version(data, "schema_version", SCHEMA_VERSION, reader, "state")
+        state: DeploymentState = from_jsonable(cls, data, reader)
+        return state
 
 
 def write_state(directory: Path, state: DeploymentState) -> Path:
-    """Atomically replace ``directory/state.json``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / STATE_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(state.to_dict(), fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    """Atomically and durably replace ``directory/state.json`` (orchestrator.files)."""
+    return write_json_atomic(directory / STATE_FILE, state.to_dict())
 
 
 def read_state(directory: Path) -> DeploymentState:

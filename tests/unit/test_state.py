@@ -100,3 +100,17 @@ def test_state_dir_precedence() -> None:
     assert state_dir_from("/x", {"TAILOR_STATE_DIR": "/y"}) == Path("/x")
     assert state_dir_from(None, {"TAILOR_STATE_DIR": "/y"}) == Path("/y")
     assert state_dir_from(None, {}) == Path(".tailor")
+
+
+def test_state_reader_names_the_file_and_the_field(tmp_path: Path) -> None:
+    state = make_state(1, 0.0)
+    data = state.to_dict()
+    data["restarts"] = "two"
+    (tmp_path / "state.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(StateError, match=r"state.json: field restarts: expected an integer, got 'two'"):
+        read_state(tmp_path)
+    data = state.to_dict()
+    data["transitions"][0]["at_s"] = None
+    (tmp_path / "state.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(StateError, match=r"field transitions\[0\]\.at_s: expected a number"):
+        read_state(tmp_path)
