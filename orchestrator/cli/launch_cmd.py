@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
@@ -27,19 +27,6 @@ from orchestrator.supervise.session import LaunchOptions, follow_file, launch, p
 from orchestrator.supervise.state import DeploymentState, read_state, state_dir_from
 from orchestrator.supervise.status import deployment_status
 from orchestrator.supervise.teardown import stop_deployment
-
-StateDirOpt = typer.Option(None, "--state-dir", help="Where state.json and logs live (default $TAILOR_STATE_DIR or ./.tailor).")
-BackendOpt = typer.Option("auto", "--backend", help="auto (docker when a daemon answers, else process), docker or process.")
-PortOpt = typer.Option(None, "--port", min=1, max=65535, help="TCP port of the runtime (default: the plan's).")
-DetachOpt = typer.Option(False, "--detach", help="Leave the supervisor running in the background once ready.")
-SynthOpt = typer.Option(None, "--synthesize-to", help="Once ready, synthesize a sample sentence into FILE (format from the suffix, wav by default).")
-BaseImageOpt = typer.Option(None, "--base-image", help="Base image for the runtime image (docker backend).")
-WheelhouseOpt = typer.Option(None, "--wheelhouse", help="Directory of wheels for an offline image build (docker backend).")
-RebuildOpt = typer.Option(False, "--rebuild", help="Build the runtime image even if its tag exists.")
-DirectoryArg = typer.Argument(None, help="A rendered deployment directory (default: <state dir>/rendered).")
-NetworkOpt = typer.Option(None, "--network", help="Container network mode: bridge (port published on 127.0.0.1) or host.")
-StartupTimeoutOpt = typer.Option(None, "--startup-timeout", help="Seconds from start to ready before the start-up counts as stalled (FATAL). Default: derived from the plan (workers, engine, device).")
-HealthIntervalOpt = typer.Option(None, "--health-interval", help="Seconds between readiness checks once running (default 2).")
 
 
 class _Out:
@@ -69,16 +56,16 @@ def auto(
     port: opts.PortOpt = None,
     explain: opts.ExplainOpt = False,
     show_secrets: opts.ShowSecretsOpt = False,
-    backend: str = BackendOpt,
-    detach: bool = DetachOpt,
-    synthesize: Optional[Path] = SynthOpt,  # noqa: UP045 -- typer reads the annotation
-    base_image: Optional[str] = BaseImageOpt,  # noqa: UP045
-    wheelhouse: Optional[Path] = WheelhouseOpt,  # noqa: UP045
-    rebuild: bool = RebuildOpt,
-    network: Optional[str] = NetworkOpt,  # noqa: UP045
-    startup_timeout: Optional[float] = StartupTimeoutOpt,  # noqa: UP045
-    health_interval: Optional[float] = HealthIntervalOpt,  # noqa: UP045
-    state_dir: Optional[str] = StateDirOpt,  # noqa: UP045
+    backend: opts.BackendOpt = "auto",
+    detach: opts.DetachOpt = False,
+    synthesize: opts.SynthesizeOpt = None,
+    base_image: opts.BaseImageOpt = None,
+    wheelhouse: opts.WheelhouseOpt = None,
+    rebuild: opts.RebuildOpt = False,
+    network: opts.NetworkOpt = None,
+    startup_timeout: opts.StartupTimeoutOpt = None,
+    health_interval: opts.HealthIntervalOpt = None,
+    state_dir: opts.StateDirOpt = None,
 ) -> None:
     """Probe, plan, render, build the image (docker), launch, wait until ready, supervise."""
     sd = state_dir_from(state_dir, os.environ)
@@ -95,26 +82,26 @@ def auto(
 
 
 def up(
-    directory: Optional[Path] = DirectoryArg,  # noqa: UP045
-    backend: str = BackendOpt,
-    port: Optional[int] = PortOpt,  # noqa: UP045
-    detach: bool = DetachOpt,
-    synthesize: Optional[Path] = SynthOpt,  # noqa: UP045
-    base_image: Optional[str] = BaseImageOpt,  # noqa: UP045
-    wheelhouse: Optional[Path] = WheelhouseOpt,  # noqa: UP045
-    rebuild: bool = RebuildOpt,
-    network: Optional[str] = NetworkOpt,  # noqa: UP045
-    startup_timeout: Optional[float] = StartupTimeoutOpt,  # noqa: UP045
-    health_interval: Optional[float] = HealthIntervalOpt,  # noqa: UP045
-    state_dir: Optional[str] = StateDirOpt,  # noqa: UP045
-    detached_child: bool = typer.Option(False, "--detached-child", hidden=True),
-    backend_reason: Optional[str] = typer.Option(None, "--backend-reason", hidden=True),  # noqa: UP045
+    directory: opts.DirectoryArg = None,
+    port: opts.PortOpt = None,
+    backend: opts.BackendOpt = "auto",
+    detach: opts.DetachOpt = False,
+    synthesize: opts.SynthesizeOpt = None,
+    base_image: opts.BaseImageOpt = None,
+    wheelhouse: opts.WheelhouseOpt = None,
+    rebuild: opts.RebuildOpt = False,
+    network: opts.NetworkOpt = None,
+    startup_timeout: opts.StartupTimeoutOpt = None,
+    health_interval: opts.HealthIntervalOpt = None,
+    state_dir: opts.StateDirOpt = None,
+    detached_child: Annotated[bool, typer.Option("--detached-child", hidden=True)] = False,
+    backend_reason: Annotated[str | None, typer.Option("--backend-reason", hidden=True)] = None,
 ) -> None:
     """Launch and supervise from an already rendered directory (plan.json + facts.json)."""
     sd = state_dir_from(state_dir, os.environ)
     if not detached_child:
         prepare_state_dir(sd, os.environ, _Out())
-    prepared = dep.load_deployment(directory or sd / dep.RENDERED_DIR, port=port)
+    prepared = dep.load_deployment(directory or sd / dep.RENDERED_DIR, port=opts.checked_port(port))
     launch(prepared, sd, os.environ, LaunchOptions(
         backend=backend, detach=detach, synthesize=synthesize, base_image=base_image, wheelhouse=wheelhouse,
         rebuild=rebuild, network=network, startup_timeout_s=startup_timeout, health_interval_s=health_interval,
@@ -122,10 +109,10 @@ def up(
 
 
 def status(
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    as_json: opts.JsonOpt = False,
     explain: opts.ExplainOpt = False,
     show_secrets: opts.ShowSecretsOpt = False,
-    state_dir: Optional[str] = StateDirOpt,  # noqa: UP045
+    state_dir: opts.StateDirOpt = None,
 ) -> None:
     """Supervisor state, the runtime's own view (/readyz), pid/container, uptime, restarts, last exit.
 
@@ -163,9 +150,9 @@ def _running_plan(sd: Path) -> Plan | None:
 
 
 def logs(
-    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
-    lines: int = typer.Option(100, "-n", "--lines", min=0, help="How many recent lines."),
-    state_dir: Optional[str] = StateDirOpt,  # noqa: UP045
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines.")] = False,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many recent lines.")] = 100,
+    state_dir: opts.StateDirOpt = None,
 ) -> None:
     """The runtime's log (process: its log file; docker: the container's log)."""
     sd = state_dir_from(state_dir, os.environ)
@@ -208,8 +195,8 @@ def _docker_logs(state: DeploymentState, follow: bool, lines: int) -> None:
 
 
 def down(
-    state_dir: Optional[str] = StateDirOpt,  # noqa: UP045
-    timeout_s: float = typer.Option(60.0, "--timeout", help="Seconds to wait for a clean stop before SIGKILL."),
+    state_dir: opts.StateDirOpt = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds to wait for a clean stop before SIGKILL.")] = 60.0,
 ) -> None:
     """Stop the supervisor, which stops the runtime (SIGTERM, grace, SIGKILL), removing its container or cgroup.
 

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from orchestrator import pipeline
+from orchestrator.plan.user_config import check_value
 
 FactsOpt = Annotated[Path | None, typer.Option(
     "--facts", help="Plan for a facts file (`deploy probe --json > FILE`) instead of probing this machine.",
@@ -34,6 +35,29 @@ ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Intra-op thre
 PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="fp32, fp16 or bf16.")]
 PortOpt = Annotated[int | None, typer.Option("--port", help="TCP port the runtime listens on (1-65535).")]
 
+# Launching (`auto`, `up`) and the deployment's state (`status`, `logs`, `down`).
+StateDirOpt = Annotated[str | None, typer.Option(
+    "--state-dir", help="Where state.json and logs live (default $TAILOR_STATE_DIR or ./.tailor).")]
+BackendOpt = Annotated[str, typer.Option(
+    "--backend", help="auto (docker when a daemon answers, else process), docker or process.")]
+DetachOpt = Annotated[bool, typer.Option("--detach", help="Leave the supervisor running in the background once ready.")]
+SynthesizeOpt = Annotated[Path | None, typer.Option(
+    "--synthesize-to",
+    help="Once ready, synthesize a sample sentence into FILE (format from the suffix, wav by default).")]
+BaseImageOpt = Annotated[str | None, typer.Option("--base-image", help="Base image for the runtime image (docker backend).")]
+WheelhouseOpt = Annotated[Path | None, typer.Option(
+    "--wheelhouse", help="Directory of wheels for an offline image build (docker backend).")]
+RebuildOpt = Annotated[bool, typer.Option("--rebuild", help="Build the runtime image even if its tag exists.")]
+NetworkOpt = Annotated[str | None, typer.Option(
+    "--network", help="Container network mode: bridge (port published on 127.0.0.1) or host.")]
+StartupTimeoutOpt = Annotated[float | None, typer.Option(
+    "--startup-timeout", help="Seconds from start to ready before the start-up counts as stalled (FATAL). "
+                              "Default: derived from the plan (workers, engine, device).")]
+HealthIntervalOpt = Annotated[float | None, typer.Option(
+    "--health-interval", help="Seconds between readiness checks once running (default 2).")]
+DirectoryArg = Annotated[Path | None, typer.Argument(
+    help="A rendered deployment directory (default: <state dir>/rendered).")]
+
 
 def pipeline_inputs(*, facts: Path | None = None, profile: str | None = None,
                     profiles_dirs: list[Path] | None = None, config: Path | None = None,
@@ -44,3 +68,10 @@ def pipeline_inputs(*, facts: Path | None = None, profile: str | None = None,
     settings = pipeline.cli_settings(sets or (), workers=workers, threads=threads, precision=precision, port=port)
     return pipeline.Inputs(facts=facts, profile=profile, profile_dirs=tuple(profiles_dirs or ()),
                            config=config, settings=settings)
+
+
+def checked_port(port: int | None) -> int | None:
+    """``--port`` of a command that does not plan (`up DIR`), checked by the knob table's rule."""
+    if port is None:
+        return None
+    return int(check_value("TAILOR_PORT", str(port), "command line (port)"))

@@ -209,3 +209,9 @@ def test_status_explain_shows_the_running_plans_sources(tmp_path: Path, user_inp
     main(["status", "--explain", "--state-dir", str(state_dir)])
     shown = capsys.readouterr().out
     assert "where each value came from" in shown and "s3cret-key" not in shown
+
+
+def test_up_port_is_checked_by_the_same_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["up", str(tmp_path), "--port", "70000", "--state-dir", str(tmp_path / "state")]) == 2
+    assert "command line (port): TAILOR_PORT='70000' is invalid: expected an integer from 1-65535" in \
+        capsys.readouterr().err
