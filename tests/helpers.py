@@ -46,3 +46,13 @@ def state_or_none(state_dir: Path) -> DeploymentState | None:
         return read_state(state_dir)
     except Exception:
         return None
+
+
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs: absent, or a zombie waiting for its parent to reap it."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

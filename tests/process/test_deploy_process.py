@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator.supervise.http_client import synthesize_to
 from orchestrator.supervise.state import read_state
-from tests.helpers import deploy, free_port, state_or_none, wait_for
+from tests.helpers import deploy, free_port, process_gone, state_or_none, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -83,8 +83,8 @@ def test_detached_deploy_restart_after_kill_and_down(state_dir: Path, tmp_path: 
     assert down.returncode == 0, down.stderr
     final = read_state(state_dir)
     assert final.state == "STOPPED"
-    assert not psutil.pid_exists(final.supervisor_pid)
-    assert not psutil.pid_exists(int(back.runner_id))
+    assert process_gone(final.supervisor_pid)
+    assert process_gone(int(back.runner_id))
     assert "STOPPING -> STOPPED" in (state_dir / "supervisor.log").read_text()
 
 

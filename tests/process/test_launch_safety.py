@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from orchestrator.supervise.state import read_state
-from tests.helpers import deploy, free_port, state_or_none, wait_for
+from tests.helpers import deploy, free_port, process_gone, state_or_none, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -123,8 +123,7 @@ def test_kill_9_of_the_supervisor_then_status_up_down_leaves_nothing(state_dirs:
 
     # The runtime exits with its supervisor (PR_SET_PDEATHSIG: SIGTERM, then its own drain).
     os.kill(first.supervisor_pid, signal.SIGKILL)
-    wait_for(lambda: not psutil.pid_exists(runtime) or psutil.Process(runtime).status() == psutil.STATUS_ZOMBIE,
-             30, "the runtime to exit with its supervisor")
+    wait_for(lambda: process_gone(runtime), 30, "the runtime to exit with its supervisor")
     st = deploy("status", "--state-dir", str(sd))
     assert st.returncode == 1, st.stdout + st.stderr
     assert "(STALE)" in st.stdout and f"pid:          {runtime} (gone)" in st.stdout
@@ -144,8 +143,7 @@ def test_kill_9_of_the_supervisor_then_status_up_down_leaves_nothing(state_dirs:
     os.kill(second.supervisor_pid, signal.SIGKILL)
     down = deploy("down", "--state-dir", str(sd))
     assert down.returncode == 0, down.stderr
-    assert not psutil.pid_exists(int(second.runner_id)) or \
-        psutil.Process(int(second.runner_id)).status() == psutil.STATUS_ZOMBIE
+    assert process_gone(int(second.runner_id))
     assert _cgroup_gone(second.cgroup_path)
     assert read_state(sd).state == "STOPPED"
     again = deploy("down", "--state-dir", str(sd))
@@ -171,8 +169,7 @@ def test_the_runtime_never_outlives_a_killed_supervisor_even_mid_start(tmp_path:
     parent.kill()
     parent.wait()
     parent.stdout.close()
-    wait_for(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE,
-             10, "the child to get SIGTERM from its parent's death")
+    wait_for(lambda: process_gone(child), 10, "the child to get SIGTERM from its parent's death")
     assert OsCalls  # the seam the process backend spawns through
 
 
