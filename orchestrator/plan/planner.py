@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.errors import PlanError, UsageError
 from orchestrator.model import Reader, check_version, from_jsonable, read_json_file, to_jsonable
@@ -42,8 +42,11 @@ from orchestrator.select.selection import (
     resolve_precision,
 )
 from orchestrator.units import format_size
-from runtime.settings import VARIABLES, variable
+from runtime.settings import VARIABLES, Settings, variable
 
+T = TypeVar("T")
+RUNTIME_DEFAULTS = Settings()
+"""The runtime's own defaults, typed (from the knob table)."""
 PLAN_VERSION = 2
 """2: the port is recorded once, in ``env`` (``container.port`` is gone)."""
 _PLAN_FIELDS = ("engine", "device", "precision", "workers", "threads", "inter_op_threads", "max_queue",
@@ -141,6 +144,11 @@ class _Choices:
     def get(self, name: str) -> tuple[str, str] | None:
         return self.values.get(name)
 
+    def typed(self, name: str) -> Any:
+        """The user's value for runtime variable ``name`` as the knob table types it, or None."""
+        chosen = self.values.get(name)
+        return None if chosen is None else variable(name).parse(name, chosen[0])
+
     def user_set(self) -> dict[str, tuple[str, str]]:
         return {k: v for k, v in sorted(self.values.items()) if v[1] != "derived"}
 
@@ -151,8 +159,13 @@ _PASS = frozenset(PASS_THROUGH)
 _DECLARED = frozenset(v.name for v in VARIABLES)
 
 
-def _as_bool(text: str) -> bool:
-    return text == "true"
+def _text(value: object) -> str:
+    """A typed value as the env and provenance write it: ``true``, ``8``, ``2.5``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _num(value)
+    return str(value)
 
 
 def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, str] | None = None,
@@ -170,12 +183,13 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     reasons: list[str] = []
     prov: dict[str, Provenance] = {}
 
-    def decide(name: str, field_name: str, value: str, source: str, reason: str) -> str:
+    def decide(name: str, field_name: str, value: T, source: str, reason: str) -> T:
+        """``value`` (typed), unless the user set ``name``: then theirs, typed by the knob table."""
         chosen = user.get(name)
         if chosen is not None:
-            value, source = chosen
-            reason = user.reasons[name]
-        prov[field_name] = Provenance(field_name, value, source, reason)
+            value = user.typed(name)
+            source, reason = chosen[1], user.reasons[name]
+        prov[field_name] = Provenance(field_name, _text(value), source, reason)
         return value
 
     engine = decide("TAILOR_ENGINE", "engine", profile.engine, "profile", f"profile {profile.name}")
@@ -218,8 +232,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     usable = max(1, cpus - profile.threads.reserve_cpus)
     reasons.append(f"{usable} usable CPU(s): {cpus} effective ({facts.cpu.effective_cpus_source}) "
                    f"minus {cpus - usable} reserved for the server")
-    default_cache = int(variable("TAILOR_CACHE_BYTES").default)
-    cache = int(decide("TAILOR_CACHE_BYTES", "cache_bytes", str(default_cache), "default", "runtime default"))
+    cache = decide("TAILOR_CACHE_BYTES", "cache_bytes", RUNTIME_DEFAULTS.cache_bytes, "default", "runtime default")
     user_workers = user.get("TAILOR_WORKERS")
     user_threads = user.get("TAILOR_THREADS_PER_WORKER")
 
@@ -235,7 +248,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         w_reason = (f"min(profile max_workers {profile.concurrency.max_workers}, {usable} usable CPUs): "
                     "spread over workers first, for throughput")
     else:
-        wanted = int(user_threads[0]) if user_threads is not None else profile.threads.per_worker_max
+        wanted = user.typed("TAILOR_THREADS_PER_WORKER") if user_threads is not None else profile.threads.per_worker_max
         threads_guess = max(1, min(wanted, usable))
         workers = max(1, min(usable // threads_guess, profile.concurrency.max_workers))
         w_reason = (f"{usable} usable CPUs // {threads_guess} threads, at most profile max_workers "
@@ -252,7 +265,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         workers = max(1, slots)
     w_source = "derived"
     if user_workers is not None:
-        workers, w_source = int(user_workers[0]), user_workers[1]
+        workers, w_source = user.typed("TAILOR_WORKERS"), user_workers[1]
         w_reason = user.reasons["TAILOR_WORKERS"]
     if workers > usable:
         warnings.append(f"workers {workers} exceeds the {usable} usable CPUs; using {usable}")
@@ -262,7 +275,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     t_reason = (f"min(profile per_worker_max {profile.threads.per_worker_max}, "
                 f"{usable} usable CPUs // {workers} workers)")
     if user_threads is not None:
-        threads, t_source = int(user_threads[0]), user_threads[1]
+        threads, t_source = user.typed("TAILOR_THREADS_PER_WORKER"), user_threads[1]
         t_reason = user.reasons["TAILOR_THREADS_PER_WORKER"]
         if workers * threads > cpus:
             clamp = max(1, cpus // workers)
@@ -273,11 +286,10 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     prov["threads"] = Provenance("threads", str(threads), t_source, t_reason)
     reasons.append(f"workers={workers}: {w_reason}")
     reasons.append(f"threads={threads} per worker: {t_reason}")
-    inter_op = int(decide("TAILOR_INTER_OP_THREADS", "inter_op_threads", str(profile.threads.inter_op),
-                          "profile", f"profile {profile.name}"))
+    inter_op = decide("TAILOR_INTER_OP_THREADS", "inter_op_threads", profile.threads.inter_op,
+                      "profile", f"profile {profile.name}")
 
-    batching = _as_bool(decide("TAILOR_BATCHING", "batching", str(profile.batching.enabled).lower(),
-                               "profile", f"profile {profile.name}"))
+    batching = decide("TAILOR_BATCHING", "batching", profile.batching.enabled, "profile", f"profile {profile.name}")
     slots = fit(workers)
     if on_gpu and batching:
         by_memory = max(1, slots // workers)
@@ -287,20 +299,19 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         tight = tight or (by_memory < profile.batching.max_batch_size and by_memory <= 1)
     else:
         batch_default, b_reason = 1, "no batching" if not batching else "batching only pays off on a GPU"
-    max_batch = int(decide("TAILOR_MAX_BATCH_SIZE", "max_batch_size", str(batch_default), "derived", b_reason))
+    max_batch = decide("TAILOR_MAX_BATCH_SIZE", "max_batch_size", batch_default, "derived", b_reason)
     reasons.append(f"max_batch_size={max_batch}: {prov['max_batch_size'].reason}")
     concurrency = workers * (max_batch if batching else 1)
     reasons.append(f"max_concurrency={concurrency}: {workers} workers x "
                    f"{max_batch if batching else 1} per worker")
     prov["max_concurrency"] = Provenance("max_concurrency", str(concurrency), "derived", reasons[-1])
-    max_queue = int(decide("TAILOR_MAX_QUEUE", "max_queue", str(concurrency * profile.concurrency.queue_per_slot),
-                           "derived", f"{concurrency} slots x profile queue_per_slot "
-                           f"{profile.concurrency.queue_per_slot}"))
-    window = float(decide("TAILOR_BATCH_WINDOW_MS", "batch_window_ms",
-                          _num(profile.batching.batch_window_ms), "profile", f"profile {profile.name}"))
-    preload = _as_bool(decide("TAILOR_PRELOAD", "preload", "false" if tight else "true", "derived",
-                              "memory is tight: load on first request, no warm-up at start"
-                              if tight else "memory allows loading and a warm-up before ready"))
+    max_queue = decide("TAILOR_MAX_QUEUE", "max_queue", concurrency * profile.concurrency.queue_per_slot,
+                       "derived", f"{concurrency} slots x profile queue_per_slot {profile.concurrency.queue_per_slot}")
+    window = decide("TAILOR_BATCH_WINDOW_MS", "batch_window_ms", float(profile.batching.batch_window_ms),
+                    "profile", f"profile {profile.name}")
+    preload = decide("TAILOR_PRELOAD", "preload", not tight, "derived",
+                     "memory is tight: load on first request, no warm-up at start"
+                     if tight else "memory allows loading and a warm-up before ready")
 
     budget = build_budget(pools, footprint, workers, concurrency, cache, on_gpu)
     for total in budget.totals:
