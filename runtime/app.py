@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -38,7 +39,8 @@ from runtime.middleware import (
     access_record,
 )
 from runtime.normalize import prepare_text
-from runtime.schemas import OPENAI_MODELS, SpeechRequest, is_openai_model
+from runtime.openapi import describe_api
+from runtime.schemas import OPENAI_MODELS, SNAPSHOT_PATTERN, SpeechRequest, is_openai_model
 from runtime.service import SpeechJob, SpeechService
 from runtime.settings import Settings
 from runtime.text import FIRST_CHUNK_PHONEMES, MAX_PHONEMES_PER_CHUNK, validate_input
@@ -69,13 +71,13 @@ def resolve_request_voice(
 ) -> VoiceFiles:
     """OpenAI model names (and their dated snapshots) use ``voice``; a voice name as model picks
     that voice unless ``voice`` names another real voice."""
-    name = model.strip()
+    name = model
     if is_openai_model(name):
         return resolve_voice(voice, catalog, default, voice_map)
     if name in catalog:
-        if voice is not None and voice.strip() in catalog:
-            return catalog[voice.strip()]
-        if voice is not None and voice.strip().lower() not in OPENAI_VOICES:
+        if voice is not None and voice in catalog:
+            return catalog[voice]
+        if voice is not None and voice not in OPENAI_VOICES and voice not in (voice_map or {}):
             return resolve_voice(voice, catalog, default, voice_map)
         return catalog[name]
     raise BadRequest(
@@ -128,6 +130,18 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            app.openapi_schema = describe_api(
+                schema, max_input_chars=settings.max_input_chars, voices=service.catalog,
+                openai_voices=OPENAI_VOICES | set(service.voice_map), models=OPENAI_MODELS,
+                snapshot_pattern=SNAPSHOT_PATTERN, api_key=bool(settings.api_key))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -220,20 +234,22 @@ def create_app(
         if record is not None:
             record.voice, record.characters, record.response_format = voice.name, len(text), fmt
             record.stream = "sse" if sse else "audio"
+        info = service.chain.voice_info(voice.name)
+        prepared = prepare_text(text, info.language, voice.name, settings.normalize)
+        extra_headers = {"X-Tailor-Warning": prepared.warning} if prepared.warning else {}
         key = CacheKey(voice.name, f"{settings.engine}|{settings.fallback}", text, body.speed, fmt)
         cached = service.cache.get(key)
         (service.metrics.cache_hits if cached is not None else service.metrics.cache_misses).inc()
         if cached is not None:
             if sse:
-                return _sse_response(_sse_cached(cached))
+                return _sse_response(_sse_cached(cached), headers=extra_headers)
             return Response(cached, media_type=MEDIA_TYPES[fmt],
-                            headers={"X-Tailor-Cache": "hit", "X-Tailor-Sample-Rate": str(output_rate_hz(fmt, rate))})
+                            headers={"X-Tailor-Cache": "hit", "X-Tailor-Sample-Rate": str(output_rate_hz(fmt, rate)),
+                                     **extra_headers})
 
-        info = service.chain.voice_info(voice.name)
-        segments = prepare_text(text, info.language, voice.name, settings.normalize)
         phonemizer = service.chain.phonemizer(voice.name)
         chunks = await anyio.to_thread.run_sync(
-            phonemizer.prepare_segments, segments, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
+            phonemizer.prepare_segments, prepared.segments, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
         if not chunks:
             raise BadRequest("input has nothing to speak (no pronounceable text)", param="input",
                              code="empty_input")
@@ -263,10 +279,10 @@ def create_app(
             stream = _stream_bytes(first, generator, encoder, record,
                                    lambda data: service.cache.put(key, data))
             if sse:
-                return _sse_response(_sse_events(stream, len(text)), close)
+                return _sse_response(_sse_events(stream, len(text)), close, headers=extra_headers)
             return _ClosingStream(stream, close, media_type=MEDIA_TYPES[fmt],
                                   headers={"X-Tailor-Sample-Rate": str(encoder.output_rate_hz),
-                                           "X-Tailor-Cache": "miss"})
+                                           "X-Tailor-Cache": "miss", **extra_headers})
         except StopAsyncIteration:
             await release()
             raise EngineFailed("synthesis produced no audio") from None
@@ -276,12 +292,13 @@ def create_app(
             await release()
             raise
 
-    def _sse_response(events: AsyncIterator[bytes], on_close: Callable[[], Any] | None = None) -> Response:
+    def _sse_response(events: AsyncIterator[bytes], on_close: Callable[[], Any] | None = None,
+                      headers: Mapping[str, str] | None = None) -> Response:
         async def nothing() -> None:
             return None
 
         return _ClosingStream(events, on_close or nothing, media_type="text/event-stream",
-                              headers={"Cache-Control": "no-cache"})
+                              headers={"Cache-Control": "no-cache", **(headers or {})})
 
     app.add_middleware(BodyLimitMiddleware, limit_bytes=settings.max_input_chars * 12 + 16384,
                        timeout_s=settings.body_timeout_s)

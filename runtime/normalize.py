@@ -18,8 +18,10 @@
    (``Dr.``, ``Mr.``, ``e.g.``, ``etc.``, ``vs.``), ``&``/``@``/``+``/``#``; symbols and emoji
    are removed (espeak would read their Unicode names).
 3. **Scripts**: letters the voice's language is not written in (e.g. Chinese for an English
-   voice) are refused with 400 naming the voice and its language - never read as "Chinese
-   letter". Languages not in the table accept every script.
+   voice) are skipped, never read as "Chinese letter"; the response says so in an
+   ``X-Tailor-Warning`` header (letters per script, the voice and its language). Input made
+   only of such letters is a 400 (``unsupported_script``) naming the voice and its language.
+   Languages not in the table accept every script.
 4. Input with nothing speakable left (no letter or digit) is a 400.
 """
 
@@ -72,21 +74,21 @@ def letter_script(char: str) -> str:
     return name.split(" ", 1)[0] if name else "UNKNOWN"
 
 
-def check_scripts(text: str, language: str, voice: str) -> None:
-    """400 when ``text`` has letters of a script ``language`` is not written in."""
+def drop_unreadable_scripts(text: str, language: str) -> tuple[str, dict[str, int]]:
+    """``text`` without letters of scripts ``language`` is not written in, and how many letters
+    of each such script were dropped (empty when nothing was)."""
     allowed = _SCRIPTS_BY_LANGUAGE.get(language.lower().replace("-", "_").split("_", 1)[0])
     if allowed is None:
-        return
-    for position, char in enumerate(text):
-        if char.isalpha():
-            script = letter_script(char)
-            if script not in allowed:
-                raise BadRequest(
-                    f"input contains {script.title()} text ({char!r} at position {position}) that "
-                    f"voice {voice} (language {language}) cannot read; send text in that language, "
-                    "or pick a voice for this script from GET /v1/audio/voices",
-                    param="input", code="unsupported_script",
-                )
+        return text, {}
+    dropped: dict[str, int] = {}
+    kept: list[str] = []
+    for char in text:
+        if char.isalpha() and (script := letter_script(char)) not in allowed:
+            dropped[script] = dropped.get(script, 0) + 1
+            kept.append(" ")
+        else:
+            kept.append(char)
+    return ("".join(kept), dropped) if dropped else (text, {})
 
 
 def has_speakable(text: str) -> bool:
@@ -335,23 +337,42 @@ def normalize_english(text: str) -> str:
     return re.sub(r"[ \t]{2,}", " ", out).strip()
 
 
-def prepare_text(text: str, language: str, voice: str, normalize: bool = True) -> list[Segment]:
+@dataclass(frozen=True)
+class PreparedText:
+    segments: list[Segment]
+    warning: str | None = None
+    """Set when letters the voice cannot read were skipped (sent as ``X-Tailor-Warning``)."""
+
+
+def prepare_text(text: str, language: str, voice: str, normalize: bool = True) -> PreparedText:
     """A request's input to segments: SSML (if it starts with ``<speak``), normalisation,
-    the script check and the speakable check (see the module docstring)."""
+    the script policy and the speakable check (see the module docstring)."""
     head = text.lstrip().lower()
     markup = head.startswith(("<speak", "<?xml", "<!doctype"))
     segments = parse_ssml(text) if markup else [Segment(text)]
     english = language.lower().startswith("en")
     result: list[Segment] = []
+    skipped: dict[str, int] = {}
     for segment in segments:
         spoken = normalize_english(segment.text) if normalize and english else segment.text
-        check_scripts(spoken, language, voice)
+        spoken, dropped = drop_unreadable_scripts(spoken, language)
+        for script, count in dropped.items():
+            skipped[script] = skipped.get(script, 0) + count
+        spoken = re.sub(r"[ \t]{2,}", " ", spoken).strip()
         if has_speakable(spoken):
             result.append(Segment(spoken, segment.rate, segment.pause_after_s))
         elif segment.pause_after_s and result:
             last = result[-1]
             result[-1] = Segment(last.text, last.rate, min(MAX_BREAK_S, last.pause_after_s + segment.pause_after_s))
+    scripts = ", ".join(f"{count} {script.title()}" for script, count in sorted(skipped.items()))
     if not result:
+        if skipped:
+            raise BadRequest(
+                f"input has nothing voice {voice} (language {language}) can read: its letters are "
+                f"{scripts}; send text in that language, or pick a voice for this script from "
+                "GET /v1/audio/voices", param="input", code="unsupported_script")
         raise BadRequest("input has nothing to speak: no letters or digits once markup, "
                          "punctuation and symbols are set aside", param="input", code="empty_input")
-    return result
+    warning = (f"skipped letters voice {voice} (language {language}) cannot read: {scripts}"
+               if skipped else None)
+    return PreparedText(result, warning)

@@ -10,14 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from runtime.audio import FORMATS
 
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "tailor")
-_SNAPSHOT = re.compile(r"^(tts-1|tts-1-hd|gpt-4o-mini-tts)-\d{4}-\d{2}-\d{2}$")
+SNAPSHOT_PATTERN = r"^(tts-1|tts-1-hd|gpt-4o-mini-tts)-(\d{4}-\d{2}-\d{2}|\d{4})$"
+"""Dated OpenAI snapshots: gpt-4o-mini-tts-2025-03-20, tts-1-1106."""
 
 
 def is_openai_model(name: str) -> bool:
-    """An OpenAI speech model name or one of its dated snapshots (``tts-1-1106``-style
-    four-digit ones too)."""
-    return name in OPENAI_MODELS or bool(_SNAPSHOT.fullmatch(name)) or bool(
-        re.fullmatch(r"(tts-1|tts-1-hd)-\d{4}", name))
+    """An OpenAI speech model name (or ``tailor``) or a dated snapshot of one."""
+    return name in OPENAI_MODELS or re.fullmatch(SNAPSHOT_PATTERN, name) is not None
 
 
 class VoiceRef(BaseModel):

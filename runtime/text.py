@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.errors import BadRequest, PayloadTooLarge
+from runtime.errors import BadRequest
 from runtime.normalize import Segment
 
 MAX_PHONEMES_PER_CHUNK = 300
@@ -74,12 +74,14 @@ class TextChunk:
 
 
 def validate_input(text: str, max_chars: int) -> str:
-    """The input with surrounding whitespace removed, or a 400/413 saying what is wrong."""
+    """The input with surrounding whitespace removed, or a 400 saying what is wrong (too long
+    is a 400 too, as OpenAI answers it and as the OpenAPI document's maxLength says)."""
     if len(text) > max_chars:
-        raise PayloadTooLarge(
+        raise BadRequest(
             f"input is {len(text)} characters; the limit is {max_chars} (TAILOR_MAX_INPUT_CHARS). "
             "Split the text into several requests.",
             param="input",
+            code="input_too_long",
         )
     for position, char in enumerate(text):
         category = unicodedata.category(char)

@@ -183,15 +183,15 @@ def resolve_voice(
     voice_map: Mapping[str, str] | None = None,
 ) -> VoiceFiles:
     """Map a request's voice name to a voice: a name in ``voice_map`` (TAILOR_VOICE_MAP) to its
-    voice, other OpenAI names and None to the default voice, anything else to itself."""
+    voice, other OpenAI names and None to the default voice, anything else to itself. Names
+    match exactly (as in the OpenAPI document's enum): no case folding, no trimming."""
     if requested is None:
         return catalog[default_voice]
-    alias = requested.strip().lower()
-    if voice_map and alias in voice_map:
-        return catalog[voice_map[alias]]
-    if alias in OPENAI_VOICES:
+    if voice_map and requested in voice_map:
+        return catalog[voice_map[requested]]
+    if requested in OPENAI_VOICES:
         return catalog[default_voice]
-    name = requested.strip()
+    name = requested
     if not is_valid_voice_name(name):
         raise BadRequest(
             "voice name is invalid: use letters, digits, '_', '-' and '.' only (no paths)",

@@ -38,7 +38,7 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None,
         ({"input": "x", "model": "whisper-1"}, 400, "model_not_found", "whisper-1"),
         ({"input": "x", "stream_format": "video"}, 400, "invalid_request", "stream_format"),
         ({"input": "bell\u0007"}, 400, "invalid_input", "U+0007"),
-        ({"input": "x" * 2001}, 413, "input_too_large", "2000"),
+        ({"input": "x" * 2001}, 400, "input_too_long", "2000"),
         ({"input": "\u200b"}, 400, "empty_input", "nothing to speak"),
     ],
 )

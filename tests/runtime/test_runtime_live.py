@@ -116,9 +116,10 @@ def test_api_key_required_on_v1_only(live_server: LiveServer) -> None:
         assert httpx.get(f"{live_server.base_url}{open_path}").status_code == 200
 
 
-def test_input_limit_413_names_the_limit(live_server: LiveServer) -> None:
+def test_input_limit_400_names_the_limit(live_server: LiveServer) -> None:
     response = httpx.post(f"{live_server.base_url}/v1/audio/speech", json={"input": "x" * 201}, headers=AUTH)
-    assert response.status_code == 413 and "200" in response.json()["error"]["message"]
+    assert response.status_code == 400 and "200" in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "input_too_long"
 
 
 def test_healthcheck_command(live_server: LiveServer) -> None:

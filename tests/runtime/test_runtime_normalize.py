@@ -106,7 +106,7 @@ def test_bad_ssml_is_a_clear_400(ssml: str, says: str) -> None:
 def test_ssml_tags_are_never_spoken() -> None:
     spoken = " ".join(s.text for s in prepare_text(
         '<speak><audio src="x.wav">fallback</audio><mark name="m"/><unknown-tag a="1">words</unknown-tag></speak>',
-        "en_US", "v"))
+        "en_US", "v").segments)
     assert spoken == "fallback words"
     assert "<" not in spoken and "src" not in spoken
 
@@ -117,22 +117,30 @@ def test_nothing_to_speak_is_400(text: str) -> None:
         prepare_text(text, "en_US", "v")
 
 
-@pytest.mark.parametrize(("text", "script"), [("你好世界", "Cjk"), ("Hello Привет", "Cyrillic"),
+@pytest.mark.parametrize(("text", "script"), [("你好世界", "Cjk"), ("Привет", "Cyrillic"),
                                               ("こんにちは", "Hiragana"), ("مرحبا", "Arabic")])
-def test_unsupported_script_is_400_naming_the_voice_language(text: str, script: str) -> None:
-    with pytest.raises(BadRequest, match=f"{script} text .* voice en_US-joe-medium \\(language en_US\\)") as caught:
+def test_only_unreadable_script_is_400_naming_the_voice_language(text: str, script: str) -> None:
+    with pytest.raises(BadRequest, match=f"voice en_US-joe-medium \\(language en_US\\) can read: its letters are \\d+ {script}") as caught:
         prepare_text(text, "en_US", "en_US-joe-medium")
     assert caught.value.code == "unsupported_script"
 
 
+def test_unreadable_letters_are_skipped_with_a_warning() -> None:
+    prepared = prepare_text("Hello 你好 world Привет", "en_US", "en_US-joe-medium")
+    assert [s.text for s in prepared.segments] == ["Hello world"]
+    assert prepared.warning == ("skipped letters voice en_US-joe-medium (language en_US) cannot read: "
+                                "2 Cjk, 6 Cyrillic")
+
+
 def test_scripts_of_the_voice_language_pass() -> None:
-    assert prepare_text("Привет, мир", "ru_RU", "ru-voice")[0].text == "Привет, мир"
-    assert prepare_text("Café naïve", "en_US", "v")[0].text == "Café naïve"
+    assert prepare_text("Привет, мир", "ru_RU", "ru-voice").segments[0].text == "Привет, мир"
+    kept = prepare_text("Café naïve", "en_US", "v")
+    assert kept.segments[0].text == "Café naïve" and kept.warning is None
 
 
 def test_normalize_off_reads_text_as_written() -> None:
-    assert prepare_text("$5 at 3:30", "en_US", "v", normalize=False) == [Segment("$5 at 3:30")]
-    assert prepare_text("$5", "de_DE", "v") == [Segment("$5")]  # English rules only for English voices
+    assert prepare_text("$5 at 3:30", "en_US", "v", normalize=False).segments == [Segment("$5 at 3:30")]
+    assert prepare_text("$5", "de_DE", "v").segments == [Segment("$5")]  # English rules: English voices
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +191,8 @@ def test_api_speaks_normalised_ssml_and_refuses_what_it_cannot(real_engine: obje
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "empty_input"
         cjk = client.post(SPEECH, json={"input": "你好"})
         assert cjk.status_code == 400 and "language en_US" in cjk.json()["error"]["message"]
+        mixed = client.post(SPEECH, json={"input": "Hello 你好.", "response_format": "pcm"})
+        assert mixed.status_code == 200 and "2 Cjk" in mixed.headers["x-tailor-warning"]
         bad = client.post(SPEECH, json={"input": "<speak>oops"})
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_ssml"
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from runtime.errors import BadRequest, PayloadTooLarge
+from runtime.errors import BadRequest
 from runtime.text import (
     MAX_PHONEMES_PER_CHUNK,
     Phonemizer,
@@ -59,7 +59,7 @@ def test_validate_rejects_control_characters(text: str, where: str) -> None:
 
 
 def test_validate_limit_names_the_limit() -> None:
-    with pytest.raises(PayloadTooLarge, match=r"limit is 10 .*TAILOR_MAX_INPUT_CHARS"):
+    with pytest.raises(BadRequest, match=r"limit is 10 .*TAILOR_MAX_INPUT_CHARS"):
         validate_input("x" * 11, 10)
     assert validate_input("x" * 10, 10) == "x" * 10
 
