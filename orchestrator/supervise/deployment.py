@@ -172,13 +172,28 @@ def startup_budget(spec: LaunchSpec) -> tuple[float, str]:
 
 
 def launch_policy(spec: LaunchSpec, *, startup_timeout_s: float | None = None,
-                  health_interval_s: float | None = None) -> tuple[Policy, str]:
-    """The supervisor's timings: given values win, else derived from the plan. Returns (policy, explanation)."""
+                  health_interval_s: float | None = None,
+                  settings: Mapping[str, float] | None = None) -> tuple[Policy, str]:
+    """The supervisor's timings and a sentence saying where each came from.
+
+    Precedence: the flags (``startup_timeout_s``/``health_interval_s`` here), then the plan's
+    launch settings (config file ``settings:`` or ``--set``), then the default derived from the
+    plan (start-up budget) or the built-in one (health interval).
+    """
+    settings = settings or {}
     derived, why = startup_budget(spec)
-    budget = startup_timeout_s if startup_timeout_s is not None else derived
-    interval = health_interval_s if health_interval_s is not None else Policy().health_interval_s
-    explain = (f"start-up budget {budget:.0f} s ({'given' if startup_timeout_s is not None else why}), "
-               f"health check every {interval:g} s")
+    budget, budget_from = derived, why
+    if startup_timeout_s is not None:
+        budget, budget_from = startup_timeout_s, "--startup-timeout"
+    elif "startup_timeout_s" in settings:
+        budget, budget_from = settings["startup_timeout_s"], "settings startup_timeout_s"
+    interval, interval_from = Policy().health_interval_s, "default"
+    if health_interval_s is not None:
+        interval, interval_from = health_interval_s, "--health-interval"
+    elif "health_interval_s" in settings:
+        interval, interval_from = settings["health_interval_s"], "settings health_interval_s"
+    explain = (f"start-up budget {budget:g} s ({budget_from}), "
+               f"health check every {interval:g} s ({interval_from})")
     return Policy(startup_budget_s=budget, health_interval_s=interval), explain
 
 

@@ -72,7 +72,8 @@ def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: L
     if opts.detached_child and opts.backend_reason:
         why = opts.backend_reason  # the parent's reason ("no Docker daemon: ..."), not "chosen with --backend"
     policy, timings = dep.launch_policy(spec, startup_timeout_s=opts.startup_timeout_s,
-                                        health_interval_s=opts.health_interval_s)
+                                        health_interval_s=opts.health_interval_s,
+                                        settings=prepared.launch_settings)
     out.data(f"profile:  {spec.profile}")
     out.data(f"backend:  {chosen} ({why})")
     for note in prepared.notes:

@@ -81,3 +81,29 @@ def test_down_of_a_fatal_deployment_marks_it_stopped(tmp_path: Path) -> None:
     assert deploy("down", "--state-dir", str(sd)).returncode == 0
     st = deploy("status", "--state-dir", str(sd))
     assert st.returncode == 0 and "STOPPED" in st.stdout
+
+
+def test_timings_from_the_config_file_are_used_and_a_busy_port_fails_fast(tmp_path: Path) -> None:
+    import socket
+
+    config = tmp_path / "tailor.yaml"
+    config.write_text("settings:\n  startup_timeout_s: 45\n  health_interval_s: 3\n", encoding="utf-8")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = deploy("auto", "--facts", str(FACTS), "--backend", "process", "--config", str(config),
+                     "--port", str(port), "--state-dir", str(tmp_path / "state"), env=NO_DOCKER)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert ("timings: start-up budget 45 s (settings startup_timeout_s), "
+            "health check every 3 s (settings health_interval_s)") in res.stderr
+    assert f"port {port} is already in use by pid {os.getpid()}" in res.stderr
+
+
+def test_a_bad_timing_in_the_config_file_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "tailor.yaml"
+    config.write_text("settings:\n  startup_timeout_s: -5\n", encoding="utf-8")
+    res = deploy("auto", "--facts", str(FACTS), "--backend", "process", "--config", str(config),
+                 "--state-dir", str(tmp_path / "state"), env=NO_DOCKER)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "startup_timeout_s" in res.stderr and str(config) in res.stderr

@@ -1,0 +1,126 @@
+"""Readiness by identity, port holders and launch timings, against real sockets and HTTP servers.
+
+The servers here are stdlib HTTP servers on 127.0.0.1 standing in for "something else answers
+on the port": another deployment's runtime (right body, wrong instance), an older Tailor (no
+instance at all) and any other program (no /readyz).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from orchestrator.errors import PortInUseError
+from orchestrator.launch.ports import ensure_port_free, find_holders, port_is_free
+from orchestrator.launch.spec import LaunchSpec
+from orchestrator.supervise.deployment import launch_policy, startup_budget
+from orchestrator.supervise.http_client import check_ready, fetch_readiness
+
+
+def _server(status: int, body: dict[str, Any] | None, header: str | None) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            payload = json.dumps(body).encode() if body is not None else b"<html>hello</html>"
+            self.send_response(status)
+            if header is not None:
+                self.send_header("X-Tailor-Instance", header)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *_args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def other_deployment() -> Iterator[str]:
+    yield from _server(200, {"ready": True, "state": "ready", "instance": "aaaa", "engine": "onnx:x", "workers": 2,
+                             "queue_depth": 0}, "aaaa")
+
+
+def test_ready_counts_only_for_this_launchs_instance(other_deployment: str) -> None:
+    ours = check_ready(other_deployment, "aaaa")
+    assert ours.ok and "from instance aaaa" in ours.detail
+    foreign = check_ready(other_deployment, "bbbb")
+    assert not foreign.ok
+    assert foreign.detail == "port answered by another server (instance aaaa; this launch is instance bbbb)"
+
+
+def test_a_server_without_instance_is_never_ready_for_a_launch() -> None:
+    for url in _server(200, None, None):
+        result = check_ready(url, "bbbb")
+        assert not result.ok and "gives no Tailor instance id" in result.detail
+
+
+def test_not_ready_says_the_runtimes_own_reason() -> None:
+    body = {"ready": False, "state": "memory_pressure", "reason": "resident memory above the soft limit",
+            "instance": "cccc", "workers": 1, "queue_depth": 3}
+    for url in _server(503, body, "cccc"):
+        result = check_ready(url, "cccc")
+        assert not result.ok and result.detail == "GET /readyz 503: resident memory above the soft limit"
+        view = fetch_readiness(url)
+        assert view.instance == "cccc" and not view.ready
+        assert view.summary() == "memory_pressure (resident memory above the soft limit), 1 workers, queue 3"
+
+
+def test_instance_from_the_body_when_the_header_is_missing() -> None:
+    for url in _server(200, {"ready": True, "instance": "dddd"}, None):
+        assert check_ready(url, "dddd").ok
+
+
+def test_holder_of_a_port_is_named_with_pid_and_command() -> None:
+    import os
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert not port_is_free(port)
+        holders = find_holders(port)
+        assert [h.pid for h in holders] == [os.getpid()]
+        assert "pytest" in holders[0].command or "python" in holders[0].command
+        with pytest.raises(PortInUseError, match=f"port {port} is already in use by pid {os.getpid()} ") as err:
+            ensure_port_free(port)
+        assert "pass --port with a free port" in err.value.hint
+    ensure_port_free(port)  # closed again: free
+
+
+SPEC = LaunchSpec(profile="cpu-only", image="i", flavor="cpu", port=8000,
+                  env=(("TAILOR_DEVICE", "cpu"), ("TAILOR_ENGINE", "onnx"), ("TAILOR_WORKERS", "4")))
+
+
+def test_startup_budget_grows_with_workers_engine_and_device() -> None:
+    assert startup_budget(SPEC) == (140.0, "60 s + 20 s x 4 onnx worker(s)")
+    torch_gpu = LaunchSpec(profile="gpu-16gb", image="i", flavor="cuda", port=8000,
+                           env=(("TAILOR_DEVICE", "cuda"), ("TAILOR_ENGINE", "torch"), ("TAILOR_WORKERS", "2")))
+    assert startup_budget(torch_gpu) == (210.0, "60 s + 45 s x 2 torch worker(s) + 60 s GPU start")
+
+
+@pytest.mark.parametrize(("flags", "settings", "budget", "interval", "said"), [
+    ({}, {}, 140.0, 2.0, "start-up budget 140 s (60 s + 20 s x 4 onnx worker(s)), health check every 2 s (default)"),
+    ({}, {"startup_timeout_s": 30.0, "health_interval_s": 5.0}, 30.0, 5.0,
+     "start-up budget 30 s (settings startup_timeout_s), health check every 5 s (settings health_interval_s)"),
+    ({"startup_timeout_s": 400.0, "health_interval_s": 1.0}, {"startup_timeout_s": 30.0}, 400.0, 1.0,
+     "start-up budget 400 s (--startup-timeout), health check every 1 s (--health-interval)"),
+], ids=["derived", "config", "flags-win"])
+def test_launch_timings_precedence(flags: dict[str, float], settings: dict[str, float], budget: float,
+                                   interval: float, said: str) -> None:
+    policy, explain = launch_policy(SPEC, settings=settings, **flags)
+    assert (policy.startup_budget_s, policy.health_interval_s, explain) == (budget, interval, said)
