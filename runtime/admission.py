@@ -24,7 +24,7 @@ INITIAL_SECONDS_PER_CHAR = 0.01
 """A deliberately pessimistic start (a 1-thread CPU worker measures ~0.003-0.006 s/char); the
 first synthesized sentences replace it."""
 SMOOTHING = 0.2
-HEADROOM = 0.9
+HEADROOM = 0.8
 """Admit only work estimated to drain within this share of the deadline."""
 
 

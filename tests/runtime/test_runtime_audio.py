@@ -99,3 +99,24 @@ def test_streamed_wav_header_says_unknown_length() -> None:
 def test_every_declared_format_encodes() -> None:
     for fmt in FORMATS:
         assert encode(tone(0.1), RATE, fmt)
+
+
+@pytest.mark.parametrize("speed", [0.25, 0.5, 0.8, 1.5, 2.0, 4.0])
+def test_time_stretch_is_exact_in_length_and_keeps_pitch(speed: float) -> None:
+    from runtime.timestretch import time_stretch
+
+    source = tone(2.0, 220.0)
+    out = time_stretch(source, speed)
+    assert len(out) == round(len(source) / speed)
+    spectrum = np.abs(np.fft.rfft(out))
+    assert abs(np.argmax(spectrum) * RATE / len(out) - 220.0) < 3.0
+    middle = out[len(out) // 4 : 3 * len(out) // 4]
+    assert 0.4 < np.abs(middle).max() < 0.6  # no level change in the body
+
+
+def test_time_stretch_of_short_or_unchanged_audio() -> None:
+    from runtime.timestretch import time_stretch
+
+    assert len(time_stretch(tone(0.01), 2.0)) == round(len(tone(0.01)) / 2)
+    same = tone(0.5)
+    assert np.array_equal(time_stretch(same, 1.0), same)

@@ -98,6 +98,45 @@ def test_extra_voice_is_served(tmp_path: Path) -> None:
         assert rate == 22050 and len(samples) > 5000
         entries = client.get("/readyz").json()["fallback"]["entries"]
         assert {e["voice"] for e in entries if e["status"] == "loaded"} == {BUNDLED_VOICE, "en_US-copy-medium"}
+        models = [m["id"] for m in client.get("/v1/models").json()["data"]]
+        assert "en_US-copy-medium" in models and BUNDLED_VOICE in models
+
+
+@pytest.mark.slow
+def test_voice_map_sends_openai_names_to_chosen_voices(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from runtime.app import create_app
+    from runtime.settings import Settings
+    from tests.runtime.conftest import wait_ready
+
+    model, config = joe_files()
+    shutil.copy(config, tmp_path / "en_US-copy-medium.onnx.json")
+    (tmp_path / "en_US-copy-medium.onnx").symlink_to(model)
+    settings = Settings.from_environ({"TAILOR_VOICES_DIR": str(tmp_path), "TAILOR_CACHE_BYTES": "0",
+                                      "TAILOR_VOICE_MAP": "nova=en_US-copy-medium, onyx=en_US-joe-medium"})
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        aliases = client.get("/v1/audio/voices").json()["aliases"]
+        assert aliases["nova"] == "en_US-copy-medium" and aliases["onyx"] == BUNDLED_VOICE
+        assert aliases["alloy"] == BUNDLED_VOICE  # unmapped OpenAI names: the default voice
+        loaded = {e["voice"] for e in client.get("/readyz").json()["fallback"]["entries"]}
+        assert "en_US-copy-medium" not in loaded
+        response = client.post("/v1/audio/speech", json={"input": "Mapped.", "voice": "nova",
+                                                         "response_format": "pcm"})
+        assert response.status_code == 200
+        loaded = {e["voice"] for e in client.get("/readyz").json()["fallback"]["entries"]}
+        assert "en_US-copy-medium" in loaded
+        schema = client.get("/openapi.json").json()["components"]["schemas"]["SpeechRequest"]
+        assert "en_US-copy-medium" in schema["properties"]["voice"]["anyOf"][0]["enum"]
+
+
+@pytest.mark.parametrize(("spec", "says"), [("nova", "not NAME=VOICE"), ("nova=nobody", "not an installed voice")])
+def test_bad_voice_map_is_a_startup_error(spec: str, says: str) -> None:
+    from runtime.voices import parse_voice_map
+
+    with pytest.raises(StartupError, match=says):
+        parse_voice_map(spec, discover_voices(""))
 
 
 @pytest.mark.slow
