@@ -1,0 +1,253 @@
+"""The steps of make_plan: the user's choices by precedence, then each group of decisions.
+
+:class:`Choices` ranks what the user set (config < env < command line, plus step-down values)
+and types it with the knob table; :class:`Planning` decides engine and precision, memory pools,
+workers x threads, then batching, concurrency and preload, recording every value's source.
+:func:`orchestrator.plan.planner.make_plan` runs these steps in order and assembles the Plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from orchestrator.errors import UsageError
+from orchestrator.plan.budget import Footprint, Pools, slots_that_fit
+from orchestrator.plan.runtime_env import Provenance
+from orchestrator.plan.user_config import PASS_THROUGH, UserConfig, check_value, variable_for
+from orchestrator.probe.facts import HostFacts, compute_capability, gpu_memory_bytes, primary_gpu
+from orchestrator.select.profiles import Profile
+from orchestrator.select.selection import precision_supported, resolve_precision
+from orchestrator.units import format_size
+from runtime.settings import VARIABLES, Settings, variable
+
+T = TypeVar("T")
+RUNTIME_DEFAULTS = Settings()
+"""The runtime's own defaults, typed (from the knob table)."""
+
+
+class Choices:
+    """Values set for runtime variables, by precedence: cli > env > config (and step-down values)."""
+
+    def __init__(self, overrides: Mapping[str, str], environ: Mapping[str, str], config: UserConfig | None,
+                 stepped: Mapping[str, str], step_reason: str) -> None:
+        self.values: dict[str, tuple[str, str]] = {}
+        self.reasons: dict[str, str] = {}
+        if config is not None:
+            for name, value in config.values.items():
+                self._set(name, value, config.label, f"set in {config.where.get(name, config.source)}")
+        for name, raw in sorted(environ.items()):
+            if name in _PASS or name in _DECLARED:
+                self._set(name, check_value(name, raw, "environment"), "env", "already set in the environment")
+        for key, raw in overrides.items():
+            name = variable_for(key)
+            self._set(name, check_value(name, str(raw), f"command line ({key})"), "cli", "set on the command line")
+        for name, value in stepped.items():
+            self._set(name, value, "derived", step_reason)
+
+    def _set(self, name: str, value: str, source: str, reason: str) -> None:
+        self.values[name] = (value, source)
+        self.reasons[name] = reason
+
+    def get(self, name: str) -> tuple[str, str] | None:
+        return self.values.get(name)
+
+    def typed(self, name: str) -> Any:
+        """The user's value for runtime variable ``name`` as the knob table types it, or None."""
+        chosen = self.values.get(name)
+        return None if chosen is None else variable(name).parse(name, chosen[0])
+
+    def user_set(self) -> dict[str, tuple[str, str]]:
+        return {k: v for k, v in sorted(self.values.items()) if v[1] != "derived"}
+
+
+_PASS = frozenset(PASS_THROUGH)
+# Only the runtime's declared variables are read from the environment; other TAILOR_* names
+# (TAILOR_DEBUG, the launcher's own) belong to the orchestrator.
+_DECLARED = frozenset(v.name for v in VARIABLES)
+
+
+def _text(value: object) -> str:
+    """A typed value as the env and provenance write it: ``true``, ``8``, ``2.5``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _num(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Sizing:
+    workers: int
+    threads: int
+    cache_bytes: int
+    tight: bool
+    """Memory is short: cache/arena off, lazy model load."""
+
+
+@dataclass(frozen=True)
+class Batching:
+    inter_op: int
+    batching: bool
+    max_batch: int
+    concurrency: int
+    max_queue: int
+    window_ms: float
+    preload: bool
+    tight: bool
+
+
+class Planning:
+    """One make_plan call's working state: the user's choices, and every value's provenance,
+    warnings and reasons as they are decided. Each step below is one group of decisions."""
+
+    def __init__(self, facts: HostFacts, profile: Profile, user: Choices, warnings: list[str]) -> None:
+        self.facts = facts
+        self.profile = profile
+        self.user = user
+        self.warnings = warnings
+        self.reasons: list[str] = []
+        self.prov: dict[str, Provenance] = {}
+
+    def decide(self, name: str, field_name: str, value: T, source: str, reason: str) -> T:
+        """``value`` (typed), unless the user set ``name``: then theirs, typed by the knob table."""
+        chosen = self.user.get(name)
+        if chosen is not None:
+            value = self.user.typed(name)
+            source, reason = chosen[1], self.user.reasons[name]
+        self.prov[field_name] = Provenance(field_name, _text(value), source, reason)
+        return value
+
+    def from_profile(self, name: str, field_name: str, value: T) -> T:
+        return self.decide(name, field_name, value, "profile", f"profile {self.profile.name}")
+
+    def device_and_precision(self) -> tuple[str, str, str]:
+        """(engine, device, precision), with warnings about the GPU the plan relies on."""
+        facts, profile, warnings = self.facts, self.profile, self.warnings
+        engine = self.from_profile("TAILOR_ENGINE", "engine", profile.engine)
+        device = self.from_profile("TAILOR_DEVICE", "device", profile.device)
+        cc = compute_capability(facts)
+        on_gpu = device == "cuda"
+        if on_gpu and cc is None:
+            warnings.append("device cuda is planned but this machine reports no NVIDIA GPU")
+        gpu = primary_gpu(facts)
+        if on_gpu and gpu is not None and gpu.mig_mode == "enabled":
+            warnings.append(f"MIG is enabled on GPU {gpu.index}: the plan budgets the whole card; "
+                            "reserve a MIG device by hand and lower the batch size")
+        if on_gpu and facts.container.docker_reachable and not facts.container.nvidia_runtime:
+            warnings.append("Docker has no nvidia runtime registered: the container backend cannot reach the GPU "
+                            "(install nvidia-container-toolkit, or use the process backend)")
+        policy_precision, why = resolve_precision(profile.precision, device, cc)
+        if not precision_supported(policy_precision, device, cc):
+            warnings.append(f"profile {profile.name} asks for {policy_precision}, not supported here; using fp32")
+            policy_precision, why = "fp32", f"fp32: {profile.precision} is not supported by this device"
+        precision = self.decide("TAILOR_PRECISION", "precision", policy_precision,
+                                "profile" if profile.precision == policy_precision else "derived", why)
+        if not precision_supported(precision, device, cc):
+            raise UsageError(f"precision {precision} ({self.prov['precision'].source}) is not supported on "
+                             f"device {device}" + (f" with compute capability {cc[0]}.{cc[1]}" if cc else ""),
+                             "use fp32, or fp16 (CC >= 7.0) / bf16 (CC >= 8.0) on CUDA")
+        return engine, device, precision
+
+    def pools(self, on_gpu: bool) -> Pools:
+        """RAM (minus the profile's headroom) and VRAM the plan may fill; one pool on Jetson."""
+        facts, memory = self.facts, self.profile.memory
+        ram = facts.memory.effective_total_bytes
+        ram_headroom = min(ram // 2, max(int(ram * memory.headroom_fraction), memory.headroom_min_bytes))
+        shared = facts.jetson is not None
+        vram = gpu_memory_bytes(facts) if on_gpu and not shared else 0
+        self.reasons.append(f"headroom {format_size(ram_headroom)}: {memory.headroom_fraction:.0%} of "
+                            f"{format_size(ram)} effective memory ({facts.memory.effective_source}), at least "
+                            f"{format_size(memory.headroom_min_bytes)}")
+        return Pools(ram, ram_headroom, vram, int(vram * memory.vram_headroom_fraction), shared)
+
+    def workers_and_threads(self, pools: Pools, footprint: Footprint, on_gpu: bool) -> Sizing:
+        """workers x threads within the effective CPUs and the memory budget (cache first to go)."""
+        facts, profile, user, warnings = self.facts, self.profile, self.user, self.warnings
+        cpus = facts.cpu.effective_cpus
+        usable = max(1, cpus - profile.threads.reserve_cpus)
+        self.reasons.append(f"{usable} usable CPU(s): {cpus} effective ({facts.cpu.effective_cpus_source}) "
+                            f"minus {cpus - usable} reserved for the server")
+        cache = self.decide("TAILOR_CACHE_BYTES", "cache_bytes", RUNTIME_DEFAULTS.cache_bytes, "default",
+                            "runtime default")
+        user_workers = user.get("TAILOR_WORKERS")
+        user_threads = user.get("TAILOR_THREADS_PER_WORKER")
+        max_workers = profile.concurrency.max_workers
+        tight = False
+        if on_gpu:
+            workers = min(max_workers, usable)
+            w_reason = f"min(profile max_workers {max_workers}, {usable} usable CPUs)"
+        elif profile.threads.spread == "workers" and user_threads is None:
+            workers = min(max_workers, usable)
+            w_reason = (f"min(profile max_workers {max_workers}, {usable} usable CPUs): "
+                        "spread over workers first, for throughput")
+        else:
+            wanted = user.typed("TAILOR_THREADS_PER_WORKER") if user_threads else profile.threads.per_worker_max
+            threads_guess = max(1, min(wanted, usable))
+            workers = max(1, min(usable // threads_guess, max_workers))
+            w_reason = f"{usable} usable CPUs // {threads_guess} threads, at most profile max_workers {max_workers}"
+        slots = slots_that_fit(pools, footprint, workers, cache, on_gpu)
+        if slots < (1 if on_gpu else workers) and user.get("TAILOR_CACHE_BYTES") is None and cache:
+            cache, tight = 0, True
+            self.prov["cache_bytes"] = Provenance("cache_bytes", "0", "derived", "memory is tight: audio cache disabled")
+            slots = slots_that_fit(pools, footprint, workers, cache, on_gpu)
+        if not on_gpu and slots < workers:
+            tight = True
+            w_reason += f", memory fits {max(slots, 1)}"
+            workers = max(1, slots)
+        w_source = "derived"
+        if user_workers is not None:
+            workers, w_source, w_reason = user.typed("TAILOR_WORKERS"), user_workers[1], user.reasons["TAILOR_WORKERS"]
+        if workers > usable:
+            warnings.append(f"workers {workers} exceeds the {usable} usable CPUs; using {usable}")
+            workers, w_source, w_reason = usable, "derived", f"clamped to {usable} usable CPUs"
+        threads = max(1, min(profile.threads.per_worker_max, usable // workers))
+        t_source = "derived"
+        t_reason = f"min(profile per_worker_max {profile.threads.per_worker_max}, {usable} usable CPUs // {workers} workers)"
+        if user_threads is not None:
+            threads, t_source = user.typed("TAILOR_THREADS_PER_WORKER"), user_threads[1]
+            t_reason = user.reasons["TAILOR_THREADS_PER_WORKER"]
+            if workers * threads > cpus:
+                clamp = max(1, cpus // workers)
+                warnings.append(f"{workers} workers x {threads} threads exceeds the {cpus} effective CPUs; "
+                                f"using {clamp} threads per worker")
+                threads, t_source, t_reason = clamp, "derived", f"clamped: {workers} workers x threads <= {cpus} CPUs"
+        self.prov["workers"] = Provenance("workers", str(workers), w_source, w_reason)
+        self.prov["threads"] = Provenance("threads", str(threads), t_source, t_reason)
+        self.reasons.append(f"workers={workers}: {w_reason}")
+        self.reasons.append(f"threads={threads} per worker: {t_reason}")
+        return Sizing(workers, threads, cache, tight)
+
+    def batching(self, pools: Pools, footprint: Footprint, on_gpu: bool, sizing: Sizing) -> Batching:
+        """Batch size from the memory left per worker (GPU only), then concurrency, queue, preload."""
+        profile, workers, tight = self.profile, sizing.workers, sizing.tight
+        inter_op = self.from_profile("TAILOR_INTER_OP_THREADS", "inter_op_threads", profile.threads.inter_op)
+        batching = self.from_profile("TAILOR_BATCHING", "batching", profile.batching.enabled)
+        slots = slots_that_fit(pools, footprint, workers, sizing.cache_bytes, on_gpu)
+        if on_gpu and batching:
+            by_memory = max(1, slots // workers)
+            batch_default = min(profile.batching.max_batch_size, by_memory)
+            b_reason = (f"min(profile max_batch_size {profile.batching.max_batch_size}, "
+                        f"{by_memory} per worker fit in memory)")
+            tight = tight or (by_memory < profile.batching.max_batch_size and by_memory <= 1)
+        else:
+            batch_default, b_reason = 1, "no batching" if not batching else "batching only pays off on a GPU"
+        max_batch = self.decide("TAILOR_MAX_BATCH_SIZE", "max_batch_size", batch_default, "derived", b_reason)
+        self.reasons.append(f"max_batch_size={max_batch}: {self.prov['max_batch_size'].reason}")
+        per_worker = max_batch if batching else 1
+        concurrency = workers * per_worker
+        self.reasons.append(f"max_concurrency={concurrency}: {workers} workers x {per_worker} per worker")
+        self.prov["max_concurrency"] = Provenance("max_concurrency", str(concurrency), "derived", self.reasons[-1])
+        per_slot = profile.concurrency.queue_per_slot
+        max_queue = self.decide("TAILOR_MAX_QUEUE", "max_queue", concurrency * per_slot, "derived",
+                                f"{concurrency} slots x profile queue_per_slot {per_slot}")
+        window = self.from_profile("TAILOR_BATCH_WINDOW_MS", "batch_window_ms", float(profile.batching.batch_window_ms))
+        preload = self.decide("TAILOR_PRELOAD", "preload", not tight, "derived",
+                              "memory is tight: load on first request, no warm-up at start"
+                              if tight else "memory allows loading and a warm-up before ready")
+        return Batching(inter_op, batching, max_batch, concurrency, max_queue, window, preload, tight)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
