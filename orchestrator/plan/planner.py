@@ -15,7 +15,7 @@ reason. Rules that always hold:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,6 @@ from runtime.settings import VARIABLES
 
 PLAN_VERSION = 2
 """2: the port is recorded once, in ``env`` (``container.port`` is gone)."""
-_PLAN_FIELDS = ("engine", "device", "precision", "workers", "threads", "inter_op_threads", "max_queue",
-                "batching", "max_batch_size", "batch_window_ms", "preload", "cache_bytes")
-_VARIABLE_FIELDS = {v.name: v.knob for v in VARIABLES if v.knob in _PLAN_FIELDS}
-"""Runtime variable -> the Plan field that holds it: a Plan field is named after its knob."""
 SIZING_VARIABLES = ("TAILOR_ENGINE", "TAILOR_DEVICE", "TAILOR_PRECISION", "TAILOR_WORKERS",
                     "TAILOR_THREADS_PER_WORKER", "TAILOR_MAX_BATCH_SIZE", "TAILOR_MAX_QUEUE")
 
@@ -109,6 +105,11 @@ class Plan:
         data = read_json_file(path, reader, missing=f"{path} does not exist: {path.parent} is not a "
                                                     "rendered deployment")
         return cls.from_dict(data, source=str(path))
+
+
+_VARIABLE_FIELDS = {v.name: v.knob for v in VARIABLES if v.knob in {f.name for f in fields(Plan)}}
+"""Runtime variable -> the Plan field that holds it: a Plan field is named after its knob
+(``threads`` holds TAILOR_THREADS_PER_WORKER), so this follows from the knob table."""
 
 
 def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, str] | None = None,
