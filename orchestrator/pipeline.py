@@ -62,6 +62,9 @@ class Inputs:
     """The user's environment; None: ``os.environ``."""
     probe_root: Path | None = None
     """Probe a recorded tree instead of ``/`` (only when ``facts`` is None)."""
+    profiles: ProfileSet | None = None
+    """Profiles already loaded (``load_profiles(dirs)``), for callers that plan many hosts with one
+    set (``deploy fleet``); when given, ``profile_dirs`` must be empty."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,10 @@ def load_user_config(config: Path | UserConfig | None, label: str = CONFIG_LABEL
 
 def select_from(inputs: Inputs) -> Selected:
     """facts + profiles + config: everything needed to choose a profile."""
-    profiles = load_profiles(tuple(inputs.profile_dirs))
+    if inputs.profiles is not None and inputs.profile_dirs:
+        raise UsageError("pass either loaded profiles or profile directories, not both",
+                         "load the directories once with load_profiles(dirs) and pass the set")
+    profiles = inputs.profiles if inputs.profiles is not None else load_profiles(tuple(inputs.profile_dirs))
     config = load_user_config(inputs.config, inputs.config_label)
     facts = load_facts(inputs.facts, inputs.environ, inputs.probe_root)
     forced = inputs.profile or (config.profile if config is not None else None)

@@ -215,3 +215,18 @@ def test_up_port_is_checked_by_the_same_rule(tmp_path: Path, capsys: pytest.Capt
     assert main(["up", str(tmp_path), "--port", "70000", "--state-dir", str(tmp_path / "state")]) == 2
     assert "command line (port): TAILOR_PORT='70000' is invalid: expected an integer from 1-65535" in \
         capsys.readouterr().err
+
+
+def test_a_loaded_profile_set_is_reused_for_many_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.select import profiles as profiles_module
+
+    loaded = profiles_module.load_profiles()
+    calls: list[object] = []
+    monkeypatch.setattr("orchestrator.pipeline.load_profiles", lambda *a: calls.append(a) or loaded)
+    for machine in ("cpu-4core-16gb", "t4-8gb-4cpu"):
+        planned = pipeline.plan_from(pipeline.Inputs(facts=FACTS / f"{machine}.json", profiles=loaded, environ={}))
+        assert planned.profiles is loaded
+    assert calls == []
+    with pytest.raises(UsageError, match="not both"):
+        pipeline.select_from(pipeline.Inputs(facts=FACTS / "t4-8gb-4cpu.json", profiles=loaded,
+                                             profile_dirs=(Path("x"),)))
