@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 from pathlib import Path
 
 import psutil
@@ -23,16 +21,16 @@ PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 
 @pytest.fixture
 def state_dir(tmp_path: Path):
+    """Stopped through the real `deploy down`; only if that fails, the recorded processes are killed."""
     sd = tmp_path / "state"
     yield sd
-    res = deploy("down", "--state-dir", str(sd), timeout=120)
-    state = state_or_none(sd)
-    if state is None or res.returncode == 0:
+    if deploy("down", "--state-dir", str(sd), timeout=120).returncode == 0:
         return
-    for pid, group in ((state.supervisor_pid, False), (int(state.runner_id or 0), True)):
-        if pid and psutil.pid_exists(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                (os.killpg if group else os.kill)(pid, signal.SIGKILL)
+    state = state_or_none(sd)
+    recorded = [state.supervisor_pid, int(state.runner_id or 0)] if state is not None else []
+    for proc in (psutil.Process(pid) for pid in recorded if pid and psutil.pid_exists(pid)):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 def test_auto_with_config_profiles_and_set(state_dir: Path, tmp_path: Path) -> None:
