@@ -182,3 +182,20 @@ def test_port_check_sees_a_listener_on_every_address() -> None:
         port = s.getsockname()[1]
         assert not port_is_free(port, "127.0.0.1")
     assert port_is_free(port, "127.0.0.1")
+
+
+def test_a_runtime_under_memory_pressure_is_never_called_ready(state_dirs: tuple[Path, Path]) -> None:
+    """/readyz is 503 while the runtime refuses new work; the launch says so instead of "ready"."""
+    sd = state_dirs[0]
+    t0 = time.monotonic()
+    res = deploy("auto", "--port", str(free_port()), "--detach", "--state-dir", str(sd),
+                 "--set", "TAILOR_RSS_SOFT_LIMIT_BYTES=20000000", "--startup-timeout", "20", env=NO_DOCKER)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "ready:" not in res.stdout
+    assert "start-up stalled: not ready 20 s after start" in res.stderr, res.stderr
+    assert "GET /readyz 503: resident memory" in res.stderr and "above the soft limit" in res.stderr
+    assert time.monotonic() - t0 < 90
+    state = read_state(sd)
+    assert state.state == "FATAL" and process_gone(int(state.runner_id))
+    st = deploy("status", "--state-dir", str(sd))
+    assert st.returncode == 1 and "the runtime is FATAL: start-up stalled" in st.stderr
