@@ -21,6 +21,7 @@ import yaml
 
 from orchestrator import __version__, envfile
 from orchestrator.errors import RenderError, UsageError
+from orchestrator.files import write_text_atomic
 from orchestrator.plan.decisions import (
     CONTAINER_GID,
     CONTAINER_UID,
@@ -295,18 +296,11 @@ def _parse_back(name: str, text: str, plan: Plan, options: RenderOptions) -> Non
 
 
 def write_rendered(files: Mapping[str, str], out_dir: Path) -> list[Path]:
-    """Write each file atomically under ``out_dir`` (created); env files get mode 0600."""
+    """Write each file atomically and durably under ``out_dir`` (created); env files get mode 0600
+    (they may hold TAILOR_API_KEY)."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, text in files.items():
-            path = out_dir / name
-            tmp = out_dir / f".{name}.tmp"
-            tmp.write_text(text, encoding="utf-8")
-            os.chmod(tmp, 0o600 if name.endswith(".env") else 0o644)
-            os.replace(tmp, path)
-            written.append(path)
-        return written
+        return [write_text_atomic(out_dir / name, text, mode=0o600 if name.endswith(".env") else 0o644)
+                for name, text in files.items()]
     except OSError as exc:
         raise RenderError(f"cannot write to {out_dir}: {exc.strerror}",
                           "choose a writable directory with --out") from exc
