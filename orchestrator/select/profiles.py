@@ -84,13 +84,18 @@ class AllocatorPolicy:
 
 @dataclass(frozen=True)
 class BatchingPolicy:
+    """Dynamic batching (``batching:`` in a profile): pays off on a GPU, adds latency on a CPU."""
+
     enabled: bool
     max_batch_size: int
+    """Upper bound; the plan lowers it to what fits in memory per worker."""
     batch_window_ms: float
 
 
 @dataclass(frozen=True)
 class ConcurrencyPolicy:
+    """``concurrency:``: how many workers at most and how deep the queue per slot."""
+
     max_workers: int
     queue_per_slot: int
     """Waiting requests allowed per concurrent slot (max_queue = slots x this)."""
@@ -98,14 +103,22 @@ class ConcurrencyPolicy:
 
 @dataclass(frozen=True)
 class MemoryPolicy:
+    """``memory:``: what the plan keeps free for the OS and other processes."""
+
     headroom_fraction: float
+    """Share of effective RAM kept free (capped at half of it)."""
     headroom_min_bytes: int
+    """At least this much RAM kept free."""
     vram_headroom_fraction: float
+    """Share of the GPU's memory kept free (CUDA context growth, fragmentation)."""
 
 
 @dataclass(frozen=True)
 class ContainerPolicy:
+    """``container:``: which runtime image and how much /dev/shm."""
+
     flavor: str
+    """``cpu``, ``cuda`` or ``l4t`` (templates/docker/Dockerfile.<flavor>.j2)."""
     shm_size_bytes: int
 
 
