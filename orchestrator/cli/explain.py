@@ -28,10 +28,10 @@ def plan_json(plan: Plan, *, show_secrets: bool = False) -> dict[str, Any]:
 
 
 def source_rows(plan: Plan, *, show_secrets: bool = False) -> list[dict[str, str]]:
-    """One row per runtime variable: name, value (redacted), source (cli, env, config/tuned, profile,
-    default, derived) and why."""
+    """One row per runtime variable (and per launcher setting the user gave): name, value
+    (redacted), source (cli, env, config/tuned, profile, default, derived) and why."""
     return [{"name": p.name, "value": redact(p.name, p.value, show_secrets), "source": p.source,
-             "reason": p.reason} for p in plan.provenance if p.name in plan.env]
+             "reason": p.reason} for p in plan.provenance if p.name in plan.env or p.name in plan.launch_settings]
 
 
 def sources_table(plan: Plan, *, show_secrets: bool = False, title: str = "Runtime environment") -> Table:

@@ -178,6 +178,10 @@ def test_launch_knobs_come_from_config_and_set_but_never_reach_the_runtime_env(t
     assert source(plan, "startup_timeout_s") == "cli" and source(plan, "health_interval_s") == "config"
     assert not {"startup_timeout_s", "health_interval_s"} & set(plan.env)
     assert Plan.from_dict(plan.to_dict()) == plan
+    from orchestrator.cli.explain import source_rows
+
+    rows = {row["name"]: row for row in source_rows(plan)}
+    assert (rows["startup_timeout_s"]["value"], rows["startup_timeout_s"]["source"]) == ("90", "cli")
     config.write_text("settings:\n  startup_timeout_s: 0\n", encoding="utf-8")
     with pytest.raises(UsageError, match=r"tailor.yaml:2: field settings.startup_timeout_s: .* > 0"):
         pipeline.plan_from(pipeline.Inputs(facts=FACTS / "cpu-4core-16gb.json", config=config, environ={}))
