@@ -52,9 +52,11 @@ NetworkOpt = Annotated[str | None, typer.Option(
     "--network", help="Container network mode: bridge (port published on 127.0.0.1) or host.")]
 StartupTimeoutOpt = Annotated[float | None, typer.Option(
     "--startup-timeout", help="Seconds from start to ready before the start-up counts as stalled (FATAL). "
-                              "Default: derived from the plan (workers, engine, device).")]
+                              "Default: the config's startup_timeout_s, else derived from the plan "
+                              "(workers, engine, device).")]
 HealthIntervalOpt = Annotated[float | None, typer.Option(
-    "--health-interval", help="Seconds between readiness checks once running (default 2).")]
+    "--health-interval", help="Seconds between readiness checks once running (default: the config's "
+                              "health_interval_s, else 2).")]
 DirectoryArg = Annotated[Path | None, typer.Argument(
     help="A rendered deployment directory (default: <state dir>/rendered).")]
 
