@@ -22,7 +22,12 @@ from typing import Any
 from orchestrator.errors import PlanError
 from orchestrator.model import Reader, check_version, from_jsonable, read_json_file, to_jsonable
 from orchestrator.plan.budget import Footprint, MemoryBudget, build_budget
-from orchestrator.plan.container_spec import ContainerSpec, base_image_for, container_spec
+from orchestrator.plan.container_spec import (
+    ContainerSpec,
+    base_image_for,
+    container_spec,
+    pids_limit_for,
+)
 from orchestrator.plan.runtime_env import Provenance, build_env
 from orchestrator.plan.steps import Choices, Planning
 from orchestrator.plan.user_config import (
@@ -41,7 +46,8 @@ from orchestrator.units import format_size
 from runtime.settings import VARIABLES
 
 PLAN_VERSION = 2
-"""2: the port is recorded once, in ``env`` (``container.port`` is gone)."""
+"""2: the port is recorded once, in ``env`` (``container.port`` is gone) and ``container.pids_limit``
+is planned. Version-1 files are still read (upgraded on reading); other versions are refused."""
 SIZING_VARIABLES = ("TAILOR_ENGINE", "TAILOR_DEVICE", "TAILOR_PRECISION", "TAILOR_WORKERS",
                     "TAILOR_THREADS_PER_WORKER", "TAILOR_MAX_BATCH_SIZE", "TAILOR_MAX_QUEUE")
 
@@ -94,6 +100,8 @@ class Plan:
         """Strict reader: every field type-checked; errors name ``source`` and the field."""
         reader = Reader(PlanError, source, "render the deployment again with `deploy render --out DIR` "
                                            "or `deploy auto`")
+        if isinstance(data, dict) and data.get("plan_version") == 1:
+            data = _from_version_1(data)
         check_version(data, "plan_version", PLAN_VERSION, reader, "plan")
         plan: Plan = from_jsonable(cls, {k: v for k, v in data.items() if k != "plan_version"}, reader)
         return plan
@@ -105,6 +113,20 @@ class Plan:
         data = read_json_file(path, reader, missing=f"{path} does not exist: {path.parent} is not a "
                                                     "rendered deployment")
         return cls.from_dict(data, source=str(path))
+
+
+def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 plan.json in today's form: the port lived twice (``container.port`` and env
+    ``TAILOR_PORT``; the env wins, as it did at launch) and the process limit was not planned yet
+    (it is decided now from the container's CPUs, as a new plan would)."""
+    container = data.get("container")
+    if not isinstance(container, dict):
+        return data  # the strict reader names what is missing
+    upgraded = {k: v for k, v in container.items() if k != "port"}
+    cpus = container.get("cpus")
+    if "pids_limit" not in upgraded and isinstance(cpus, (int, float)) and not isinstance(cpus, bool):
+        upgraded["pids_limit"] = pids_limit_for(cpus)
+    return {**data, "plan_version": PLAN_VERSION, "container": upgraded}
 
 
 _VARIABLE_FIELDS = {v.name: v.knob for v in VARIABLES if v.knob in {f.name for f in fields(Plan)}}

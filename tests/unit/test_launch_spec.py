@@ -66,12 +66,20 @@ def test_plan_reader_names_the_file_and_the_field(tmp_path: Path, path: tuple[st
         Plan.from_json_file(file)
 
 
-def test_plan_of_an_older_version_is_refused_with_the_fix(tmp_path: Path) -> None:
-    data = planned("cpu-4core-16gb").plan.to_dict()
+def test_a_version_1_plan_is_read_and_other_versions_are_refused(tmp_path: Path) -> None:
+    plan = planned("cpu-4core-16gb", port="9005").plan
+    data = plan.to_dict()
+    # What version 1 wrote: the port twice, no planned process limit.
+    del data["container"]["pids_limit"]
+    data["container"]["port"] = 9005
     data["plan_version"] = 1
     file = tmp_path / "plan.json"
     file.write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(PlanError, match=f"plan_version 1 is an older plan format than this tailor reads \\({PLAN_VERSION}\\)") as info:
+    old = Plan.from_json_file(file)
+    assert old == plan and old.port == 9005 and LaunchSpec.from_plan(old).pids_limit == plan.container.pids_limit
+    data["plan_version"] = 0
+    file.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(PlanError, match=f"plan_version 0 is an older plan format than this tailor reads \\({PLAN_VERSION}\\)") as info:
         Plan.from_json_file(file)
     assert "deploy render --out DIR" in info.value.hint
     data["plan_version"] = PLAN_VERSION + 1

@@ -243,8 +243,8 @@ def test_plan_round_trips_through_json(name: str) -> None:
 def test_unreadable_stored_plan_is_a_plan_error() -> None:
     with pytest.raises(PlanError, match=r"^plan: field engine: is missing"):
         Plan.from_dict({"plan_version": PLAN_VERSION, "profile": "x"})
-    with pytest.raises(PlanError, match="plan_version 1 is an older plan format"):
-        Plan.from_dict({"plan_version": 1, "profile": "x"})
+    with pytest.raises(PlanError, match="plan_version 0 is an older plan format"):
+        Plan.from_dict({"plan_version": 0, "profile": "x"})
 
 
 def test_plan_is_deterministic() -> None:
