@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from orchestrator.probe.cpulist import parse_cpu_list
-from orchestrator.probe.rootfs import RootFs
+from orchestrator.probe.rootfs import RootFs, split_lines
 
 V1_UNLIMITED_BYTES = 1 << 60
 """cgroup v1 reports "no limit" as a huge page-aligned number (9223372036854771712 on 4 KiB pages)."""
@@ -90,10 +90,7 @@ def parse_mountinfo_cgroups(text: str) -> list[CgroupMount]:
     Lines that are not cgroup mounts or do not parse are skipped.
     """
     mounts: list[CgroupMount] = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
+    for left, right in split_lines(text, " - "):
         lf = left.split()
         rf = right.split()
         if len(lf) < 6 or len(rf) < 3 or rf[0] not in ("cgroup", "cgroup2"):

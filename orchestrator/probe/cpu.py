@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from orchestrator.probe.cgroup import CgroupLimits
 from orchestrator.probe.cpulist import parse_cpu_list
 from orchestrator.probe.facts import CpuFacts
-from orchestrator.probe.rootfs import RootFs
+from orchestrator.probe.rootfs import RootFs, split_lines
 
 # x86 /proc/cpuinfo ``flags`` and Arm ``Features`` words that matter for inference kernels,
 # mapped to the name we report. Several words can map to one name (amx_tile, amx_bf16 → amx).
@@ -86,12 +86,8 @@ def parse_cpuinfo(text: str) -> CpuInfo:
     cores: set[tuple[str, str]] = set()
     physical_id = ""
     has_core_ids = False
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        key = key.strip()
-        value = value.strip()
+    for raw_key, raw_value in split_lines(text, ":"):
+        key, value = raw_key.strip(), raw_value.strip()
         if key == "processor":
             processors += 1
         elif key == "model name" and not model:
@@ -137,8 +133,7 @@ def isa_flags(flags: frozenset[str]) -> tuple[str, ...]:
 
 def parse_allowed_cpus(status_text: str) -> frozenset[int] | None:
     """CPUs from /proc/self/status. Sample line: ``Cpus_allowed_list:\t0-3``."""
-    for line in status_text.splitlines():
-        key, _, value = line.partition(":")
+    for key, value in split_lines(status_text, ":"):
         if key == "Cpus_allowed_list":
             return parse_cpu_list(value)
     return None

@@ -8,11 +8,23 @@ exists but cannot be read or decoded is recorded as a full-sentence note.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+def split_lines(text: str, separator: str) -> Iterator[tuple[str, str]]:
+    """(before, after) ``separator`` for each line of ``text`` that contains it; other lines are skipped.
+
+    The shape of /proc files: ``key: value`` (cpuinfo, status) or ``mount fields - fs fields``
+    (mountinfo).
+    """
+    for line in text.splitlines():
+        before, sep, after = line.partition(separator)
+        if sep:
+            yield before, after
 
 
 class RootFs:
