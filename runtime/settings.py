@@ -73,8 +73,13 @@ class _Number:
 
 @dataclass(frozen=True)
 class _Choice:
-    choices: tuple[str, ...]
-    type_name: ClassVar[str] = "choice"
+    """One of ``choices`` (compared lower-case); with no choices, any text, kept as written."""
+
+    choices: tuple[str, ...] = ()
+
+    @property
+    def type_name(self) -> str:
+        return "choice" if self.choices else "text"
 
     @property
     def allowed(self) -> str:
@@ -82,30 +87,22 @@ class _Choice:
 
     @property
     def expected(self) -> str:
-        return "one of " + ", ".join(self.choices)
+        return "one of " + ", ".join(self.choices) if self.choices else "text"
 
     def __call__(self, name: str, raw: str) -> str:
+        if not self.choices:
+            return raw.strip()
         value = raw.strip().lower()
         if value not in self.choices:
             raise SettingsError(name, raw, self.expected)
         return value
 
 
-@dataclass(frozen=True)
-class _Text:
-    type_name: ClassVar[str] = "text"
-    expected: ClassVar[str] = "text"
-    allowed: ClassVar[str] = ""
-
-    def __call__(self, _name: str, raw: str) -> str:
-        return raw.strip()
-
-
-Parser = _Bool | _Number | _Choice | _Text
+Parser = _Bool | _Number | _Choice
 """A variable's type and allowed range: parses a raw string and describes itself for docs."""
 
 _bool = _Bool()
-_text = _Text()
+_text = _Choice()
 
 
 def _int_at_least(minimum: int, maximum: int | None = None) -> _Number:
