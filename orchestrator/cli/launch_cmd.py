@@ -20,6 +20,7 @@ from orchestrator.cli import output as out
 from orchestrator.cli.explain import print_sources, source_rows
 from orchestrator.errors import UnhealthyError
 from orchestrator.launch.process_backend import tail_lines
+from orchestrator.launch.runner import RuntimeIdentity
 from orchestrator.launch.spec import PLAN_FILE
 from orchestrator.plan.planner import Plan
 from orchestrator.supervise import deployment as dep
@@ -69,7 +70,7 @@ def auto(
 ) -> None:
     """Probe, plan, render, build the image (docker), launch, wait until ready, supervise."""
     sd = state_dir_from(state_dir, os.environ)
-    prepare_state_dir(sd, os.environ, _Out())
+    stale = prepare_state_dir(sd, os.environ, _Out())
     inputs = opts.pipeline_inputs(facts=facts, profile=profile, profiles_dirs=profiles_dirs, config=config,
                                   sets=sets, workers=workers, threads=threads, precision=precision, port=port)
     prepared = dep.plan_deployment(sd, inputs)
@@ -78,7 +79,7 @@ def auto(
     launch(prepared, sd, os.environ, LaunchOptions(
         backend=backend, detach=detach, synthesize=synthesize, base_image=base_image, wheelhouse=wheelhouse,
         rebuild=rebuild, network=network, startup_timeout_s=startup_timeout, health_interval_s=health_interval),
-        _Out())
+        _Out(), stale=stale)
 
 
 def up(
@@ -96,16 +97,22 @@ def up(
     state_dir: opts.StateDirOpt = None,
     detached_child: Annotated[bool, typer.Option("--detached-child", hidden=True)] = False,
     backend_reason: Annotated[str | None, typer.Option("--backend-reason", hidden=True)] = None,
+    adopt: Annotated[str | None, typer.Option("--adopt", hidden=True)] = None,
+    adopt_instance: Annotated[str, typer.Option("--adopt-instance", hidden=True)] = "",
 ) -> None:
-    """Launch and supervise from an already rendered directory (plan.json + facts.json)."""
+    """Launch and supervise from an already rendered directory (plan.json + facts.json).
+
+    With a container left running by a supervisor that died, it adopts that container when it
+    runs this plan and answers ready, and otherwise stops it first; it says which.
+    """
     sd = state_dir_from(state_dir, os.environ)
-    if not detached_child:
-        prepare_state_dir(sd, os.environ, _Out())
+    stale = None if detached_child else prepare_state_dir(sd, os.environ, _Out())
     prepared = dep.load_deployment(directory or sd / dep.RENDERED_DIR, port=opts.checked_port(port))
+    adopted = RuntimeIdentity(ident=adopt, instance_id=adopt_instance) if detached_child and adopt else None
     launch(prepared, sd, os.environ, LaunchOptions(
         backend=backend, detach=detach, synthesize=synthesize, base_image=base_image, wheelhouse=wheelhouse,
         rebuild=rebuild, network=network, startup_timeout_s=startup_timeout, health_interval_s=health_interval,
-        detached_child=detached_child, backend_reason=backend_reason), _Out())
+        detached_child=detached_child, backend_reason=backend_reason, adopt=adopted), _Out(), stale=stale)
 
 
 def status(

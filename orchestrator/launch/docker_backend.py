@@ -197,6 +197,36 @@ def published_problem(attrs: Mapping[str, Any], spec: LaunchSpec) -> str:
     return ""
 
 
+def adoption_problem(client: docker.DockerClient, container_id: str, spec: LaunchSpec) -> str:
+    """Why the recorded container cannot be taken over for ``spec``; "" when it can.
+
+    It must still run, from the same image, with the same environment (its instance id aside),
+    memory limit and network mode: adopting a container of another plan would supervise
+    something other than what was asked for.
+    """
+    container = find_container(client, container_id)
+    if container is None:
+        return f"container {container_id} is gone"
+    if container.status != "running":
+        return f"container {container_id} is {container.status}"
+    config = container.attrs.get("Config") or {}
+    host = container.attrs.get("HostConfig") or {}
+    if config.get("Image") != spec.image:
+        return f"it runs image {config.get('Image')}, the plan wants {spec.image}"
+    wanted = run_options(spec, "")["environment"]
+    have = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
+    changed = sorted(k for k in wanted if k != INSTANCE_ENV and have.get(k) != wanted[k])
+    if changed:
+        first = changed[0]
+        return (f"its environment differs from the plan ({first}: {have.get(first, '(unset)')} -> {wanted[first]}"
+                + (f", and {len(changed) - 1} more" if len(changed) > 1 else "") + ")")
+    if spec.memory_limit_bytes and int(host.get("Memory") or 0) != spec.memory_limit_bytes:
+        return f"its memory limit {int(host.get('Memory') or 0)} differs from the plan's {spec.memory_limit_bytes}"
+    if (host.get("NetworkMode") or "") != spec.network_mode:
+        return f"its network mode {host.get('NetworkMode')} differs from {spec.network_mode}"
+    return ""
+
+
 class DockerRunner:
     """Runs one container of the runtime image."""
 

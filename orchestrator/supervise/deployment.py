@@ -20,7 +20,7 @@ from orchestrator.errors import LaunchError, PlanError, UsageError
 from orchestrator.files import write_json_atomic
 from orchestrator.launch.process_backend import LOG_FILE, ProcessRunner, process_start_time
 from orchestrator.launch.rendered import spec_from_rendered_dir
-from orchestrator.launch.runner import Runner
+from orchestrator.launch.runner import Runner, RuntimeIdentity
 from orchestrator.launch.spec import FACTS_FILE, PLAN_FILE, LaunchSpec
 from orchestrator.plan.planner import Plan
 from orchestrator.probe.facts import HostFacts
@@ -209,11 +209,13 @@ def runner_factory(backend: str, state_dir: Path, environ: Mapping[str, str]) ->
 
 def make_supervisor(prepared: Prepared, backend: str, backend_reason: str, state_dir: Path,
                     environ: Mapping[str, str], log: Callable[[str], None], *,
-                    policy: Policy | None = None) -> Supervisor:
+                    policy: Policy | None = None, adopt: RuntimeIdentity | None = None) -> Supervisor:
     """A supervisor whose every change is written to ``state_dir/state.json``.
 
     The stop grace is the runtime's own drain time (TAILOR_SHUTDOWN_GRACE_S) plus 5 s, so a
-    clean stop lets in-flight requests finish before SIGKILL.
+    clean stop lets in-flight requests finish before SIGKILL. With ``adopt`` (a container a dead
+    supervisor left, checked by the caller) it has already taken that container over (STARTING);
+    otherwise the caller starts it.
     """
     policy = policy or Policy()
     try:
@@ -230,9 +232,20 @@ def make_supervisor(prepared: Prepared, backend: str, backend_reason: str, state
                                                    supervisor_pid=pid, supervisor_started_at_s=started,
                                                    log_path=log_path, rendered_dir=str(prepared.directory)))
 
-    return Supervisor(prepared.spec, runner_factory(backend, state_dir, environ),
-                      lambda spec, instance: check_ready(spec.url, instance), policy=policy, rng=random.Random(),
-                      step_down=step_down_function(prepared, log), on_change=record, log=log)
+    factory = runner_factory(backend, state_dir, environ)
+    sup = Supervisor(prepared.spec, factory,
+                     lambda spec, instance: check_ready(spec.url, instance), policy=policy, rng=random.Random(),
+                     step_down=step_down_function(prepared, log), on_change=record, log=log)
+    if adopt is not None:
+        from orchestrator.launch.docker_backend import DockerRunner
+
+        runner = factory(prepared.spec)
+        if not isinstance(runner, DockerRunner) or not runner.adopt(adopt.ident, adopt.instance_id):
+            raise LaunchError(f"cannot adopt container {adopt.ident}: it is not a running container any more",
+                              "run `deploy up` again: it starts a fresh one")
+        sup.adopt(runner, f"adopted the running container {adopt.ident} (instance {adopt.instance_id}) "
+                          "left by a supervisor that is gone")
+    return sup
 
 
 def state_from_snapshot(snap: Snapshot, *, backend: str, backend_reason: str, supervisor_pid: int,

@@ -8,6 +8,7 @@ thin and share it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -21,12 +22,13 @@ from typing import IO, Protocol
 from orchestrator.errors import Interrupted, LaunchError, StateError, SupervisorError, UsageError
 from orchestrator.launch.ports import ensure_port_free
 from orchestrator.launch.process_backend import tail_lines
+from orchestrator.launch.runner import RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.supervise import deployment as dep
-from orchestrator.supervise.http_client import synthesize_to
-from orchestrator.supervise.state import STATE_FILE, read_state
+from orchestrator.supervise.http_client import check_ready, synthesize_to
+from orchestrator.supervise.state import STATE_FILE, DeploymentState, read_state, runtime_identity
 from orchestrator.supervise.supervisor import Policy, State, Supervisor
-from orchestrator.supervise.teardown import reclaim
+from orchestrator.supervise.teardown import reclaim, stop_stale
 
 
 class Output(Protocol):
@@ -50,21 +52,31 @@ class LaunchOptions:
     detached_child: bool = False
     backend_reason: str | None = None
     """The parent's reason for its backend choice, kept by a detached child."""
+    adopt: RuntimeIdentity | None = None
+    """A detached child takes over this container (the parent checked it) instead of starting one."""
 
 
-def prepare_state_dir(sd: Path, environ: Mapping[str, str], out: Output) -> None:
-    """Before planning: refuse a live deployment in ``sd``, stop what a dead supervisor left there."""
-    reclaim(sd, environ, out.info, out.warn)
+def prepare_state_dir(sd: Path, environ: Mapping[str, str], out: Output) -> DeploymentState | None:
+    """Before planning: refuse a live deployment in ``sd``, stop what a dead supervisor left there.
+
+    Returns the record of a container a dead supervisor left running: :func:`launch` adopts it
+    when it runs the new plan and answers ready, and stops it otherwise (saying which).
+    """
+    return reclaim(sd, environ, out.info, out.warn)
 
 
-def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: LaunchOptions, out: Output) -> None:
-    """Launch ``prepared`` and supervise it (here, or in a detached supervisor)."""
+def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: LaunchOptions, out: Output,
+           stale: DeploymentState | None = None) -> None:
+    """Launch ``prepared`` and supervise it (here, or in a detached supervisor).
+
+    ``stale`` is what :func:`prepare_state_dir` returned: a container to adopt or stop first.
+    """
     spec = prepared.spec
     if opts.network is not None:
         if opts.network not in ("bridge", "host"):
             raise UsageError(f"--network {opts.network!r} is not bridge or host", "use --network bridge or --network host")
         spec = spec.with_network_mode(opts.network)
-        prepared = dep.Prepared(prepared.plan, prepared.facts, spec, prepared.directory, prepared.notes)
+        prepared = dataclasses.replace(prepared, spec=spec)
     for name, value in (("--startup-timeout", opts.startup_timeout_s), ("--health-interval", opts.health_interval_s)):
         if value is not None and not value > 0:
             raise UsageError(f"{name} {value:g} is not a positive number of seconds", f"pass {name} SECONDS, e.g. 120")
@@ -78,13 +90,18 @@ def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: L
     out.data(f"backend:  {chosen} ({why})")
     for note in prepared.notes:
         out.info(note)
+    adopt = opts.adopt
     if not opts.detached_child:
         out.info(f"timings: {timings}")
-        # In seconds, before any image build or model load: a busy port is named and refused,
-        # a container that could not get a network is refused with the reason.
-        _preflight(spec, chosen, environ)
-        if chosen == "docker":
-            _ensure_image(spec, opts, environ, out)
+        if stale is not None:
+            adopt = _adopt_or_stop(stale, spec, chosen, sd, environ, out)
+        if adopt is None:
+            # In seconds, before any image build or model load: a busy port is named and refused,
+            # a container that could not get a network is refused with the reason.
+            _preflight(spec, chosen, environ)
+            if chosen == "docker":
+                _ensure_image(spec, opts, environ, out)
+    opts = dataclasses.replace(opts, adopt=adopt)
     if opts.detach and not opts.detached_child:
         _spawn_detached(prepared, chosen, why, sd, opts, policy, out)
         announce(spec.url, out)
@@ -94,6 +111,32 @@ def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: L
                  f" (state in {sd})")
         return
     _supervise_here(prepared, chosen, why, sd, environ, opts, policy, out)
+
+
+def _adopt_or_stop(stale: DeploymentState, spec: LaunchSpec, backend: str, sd: Path, environ: Mapping[str, str],
+                   out: Output) -> RuntimeIdentity | None:
+    """Adopt the container a dead supervisor left when it runs this plan and answers ready as
+    its recorded instance; otherwise stop it. Says which, and why."""
+    what = f"container {stale.runner_id}"
+    if backend != "docker":
+        problem = f"this launch uses the {backend} backend"
+    else:
+        from orchestrator.launch.docker_backend import adoption_problem, connect
+
+        client = connect(environ)
+        try:
+            problem = adoption_problem(client, stale.runner_id, spec)
+        finally:
+            client.close()
+        if not problem:
+            health = check_ready(spec.url, stale.instance_id)
+            problem = "" if health.ok else f"it does not answer ready as instance {stale.instance_id} ({health.detail})"
+    if problem:
+        out.warn(f"not adopting {what}: {problem}; stopping it before starting anew")
+        stop_stale(sd, stale, environ, out.info, out.warn)
+        return None
+    out.info(f"adopting {what} (instance {stale.instance_id}): it runs this plan and answers ready")
+    return runtime_identity(stale)
 
 
 def _preflight(spec: LaunchSpec, backend: str, environ: Mapping[str, str]) -> None:
@@ -169,7 +212,7 @@ def _supervise_here(prepared: dep.Prepared, backend: str, why: str, sd: Path, en
             log_file.write(line + "\n")
             log_file.flush()
 
-    sup = dep.make_supervisor(prepared, backend, why, sd, environ, log, policy=policy)
+    sup = dep.make_supervisor(prepared, backend, why, sd, environ, log, policy=policy, adopt=opts.adopt)
     interrupted = []
 
     def on_sigint(*_: object) -> None:
@@ -181,7 +224,8 @@ def _supervise_here(prepared: dep.Prepared, backend: str, why: str, sd: Path, en
     signal.signal(signal.SIGINT, on_sigint)
     try:
         progress = Progress(out)
-        sup.start()
+        if opts.adopt is None:
+            sup.start()
         state = sup.run(until=lambda s: _ready_or_report(s, progress))
         if state is State.RUNNING:
             announce(prepared.spec.url, out)
@@ -219,6 +263,8 @@ def _spawn_detached(prepared: dep.Prepared, backend: str, why: str, sd: Path, op
             "--port", str(prepared.spec.port), "--network", prepared.spec.network_mode,
             "--state-dir", str(sd.resolve()), "--detached-child", "--backend-reason", why,
             "--startup-timeout", f"{policy.startup_budget_s:g}", "--health-interval", f"{policy.health_interval_s:g}"]
+    if opts.adopt is not None:
+        argv += ["--adopt", opts.adopt.ident, "--adopt-instance", opts.adopt.instance_id]
     (sd / STATE_FILE).unlink(missing_ok=True)
     with open(sd / dep.SUPERVISOR_LOG, "ab") as log:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -164,6 +164,19 @@ class Supervisor:
         """First start. A LaunchError here (image missing, port taken...) propagates."""
         self._launch("starting the runtime", first=True)
 
+    def adopt(self, runner: Runner, reason: str) -> None:
+        """Take over an instance a previous supervisor started (instead of :meth:`start`).
+
+        It enters STARTING like a fresh start, so it counts as RUNNING only once its own
+        instance answers ready; from then on it is supervised like any other.
+        """
+        self.runner = runner
+        self._started_mono = self._clock.monotonic()
+        self._started_wall = self._clock.time()
+        self._ready_mono = None
+        self._health_failures = 0
+        self._transition(State.STARTING, f"{reason} ({runner.backend} {runner.ident})")
+
     def request_stop(self, reason: str) -> None:
         """Ask for a clean stop; takes effect on the next tick (safe from a signal handler)."""
         if self._stop_reason is None:

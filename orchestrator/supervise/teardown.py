@@ -73,26 +73,42 @@ def stop_deployment(sd: Path, environ: Mapping[str, str], timeout_s: float, say:
     return final
 
 
-def reclaim(sd: Path, environ: Mapping[str, str], say: Say, warn: Say) -> None:
-    """Before a launch from ``sd``: refuse when a live supervisor runs there; clean up after a dead one."""
+def reclaim(sd: Path, environ: Mapping[str, str], say: Say, warn: Say) -> DeploymentState | None:
+    """Before a launch from ``sd``: refuse when a live supervisor runs there; clean up after a dead one.
+
+    A dead supervisor's Docker container may still serve: that record is returned untouched, so
+    the launch can adopt the container (same plan, ready) or stop it with :func:`stop_stale`.
+    Everything else a dead supervisor left (process group, cgroup) is stopped here. Returns None
+    when nothing is left to decide.
+    """
     try:
         state = read_state(sd)
     except StateError:
-        return
+        return None
     if supervisor_alive(state):
         if state.state in ("STOPPED", "FATAL"):
-            return  # exiting right now
+            return None  # exiting right now
         raise AlreadyRunningError(
             f"a deployment is already {state.state} from {sd} (supervisor pid {state.supervisor_pid}, {state.url})",
             f"stop it with `deploy down --state-dir {sd}`, or pass another --state-dir")
     reason = stale_reason(state)
     if reason is None and not state.cgroup_path:
-        return
-    if reason is not None:
-        warn(f"{reason}; stopping what it left before starting anew")
-        cleanup_runtime(state, environ, say, warn)
-    elif state.cgroup_path:
+        return None
+    if reason is not None and state.backend == "docker" and state.runner_id:
+        warn(reason)
+        return state
+    if reason is None:  # stopped cleanly, but its cgroup outlived it
         _remove_cgroup(state, say, warn)
+        write_state(sd, dataclasses.replace(state, cgroup_path="", updated_at_s=time.time()))
+        return None
+    warn(f"{reason}; stopping what it left before starting anew")
+    stop_stale(sd, state, environ, say, warn)
+    return None
+
+
+def stop_stale(sd: Path, state: DeploymentState, environ: Mapping[str, str], say: Say, warn: Say) -> None:
+    """Stop the runtime a dead supervisor left (process group + cgroup, or container); mark the record STOPPED."""
+    cleanup_runtime(state, environ, say, warn)
     write_state(sd, dataclasses.replace(state, state="STOPPED", cgroup_path="", updated_at_s=time.time(),
                                         state_reason="runtime of a dead supervisor stopped before a new launch"))
 

@@ -64,7 +64,7 @@ def test_container_without_network_is_refused_at_once(docker_client, runtime_ima
     assert "Traceback" not in res.stderr
 
 
-def test_killed_container_with_dead_supervisor_then_up_and_down(docker_client, runtime_image: str, base_image: str,
+def test_killed_container_with_dead_supervisor_then_adopt_replace_and_down(docker_client, runtime_image: str, base_image: str,
                                                                 wheelhouse: Path, state_dir: Path,
                                                                 tmp_path: Path) -> None:
     port = free_port()
@@ -106,11 +106,24 @@ def test_killed_container_with_dead_supervisor_then_up_and_down(docker_client, r
     report = json.loads(st.stdout)
     assert report["stale"] is True and report["runtime"]["ready"] and report["runtime"]["ours"]
 
-    # `up` says what it found, removes that container and starts its own.
+    # `up` of the same plan adopts it: same container, same instance, supervised again.
     up = deploy("up", "--backend", "docker", "--network", "host", "--detach", "--state-dir", str(state_dir))
     assert up.returncode == 0, up.stdout + up.stderr
-    assert "stopping what it left before starting anew" in up.stderr
-    assert f"removed container {first.runner_id}" in up.stderr
+    assert f"adopting container {first.runner_id} (instance {first.instance_id})" in up.stderr, up.stderr
+    adopted = read_state(state_dir)
+    assert adopted.state == "RUNNING" and adopted.runner_id == first.runner_id
+    assert adopted.instance_id == first.instance_id and adopted.supervisor_pid != back.supervisor_pid
+    assert "adopted the running container" in adopted.transitions[0].reason
+    assert deploy("status", "--state-dir", str(state_dir)).returncode == 0
+
+    # Killed again, and `auto` with another plan: it does not adopt (says why), removes it, starts its own.
+    os.kill(adopted.supervisor_pid, signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(adopted.supervisor_pid), 10, "the supervisor to die")
+    auto = deploy("auto", "--backend", "docker", "--network", "host", "--port", str(port), "--detach",
+                  "--set", "TAILOR_MAX_QUEUE=7", "--state-dir", str(state_dir))
+    assert auto.returncode == 0, auto.stdout + auto.stderr
+    assert f"not adopting container {first.runner_id}: its environment differs from the plan" in auto.stderr
+    assert f"removed container {first.runner_id}" in auto.stderr
     second = read_state(state_dir)
     assert second.state == "RUNNING" and second.runner_id != first.runner_id
     assert [c.id[:12] for c in docker_client.containers.list(all=True, filters={"label": LABEL})] == [second.runner_id]

@@ -392,3 +392,18 @@ def test_engine_restarts_in_a_loop_go_fatal_and_remove_the_instance() -> None:
         w.advance(sup, 1)
     assert sup.state is State.FATAL and "crash loop: 4 failures" in sup.reason
     assert runner.removed
+
+
+def test_an_adopted_instance_is_running_only_once_its_own_instance_is_ready() -> None:
+    w = World(healthy=False)
+    sup = w.supervisor()
+    runner = FakeRunner(SPEC, ident="c0ffee", instance_id="inst-old")
+    sup.adopt(runner, "adopted the running container c0ffee")
+    assert sup.state is State.STARTING and "adopted the running container c0ffee (fake c0ffee)" in sup.reason
+    sup.tick()
+    assert sup.state is State.STARTING and w.health_instances == ["inst-old"]
+    w.healthy = True
+    sup.tick()
+    assert sup.state is State.RUNNING and sup.restarts == 0 and w.runners == []  # nothing new started
+    assert sup.run(until=lambda s: True) is State.RUNNING  # run() does not start a second instance
+    assert w.runners == []
