@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ MAX_EXAMPLES = 40
 SEED = 7
 
 
-def test_schemathesis_all_checks_pass(live_server: LiveServer) -> None:
+def test_schemathesis_all_checks_pass(live_server: LiveServer, tmp_path: Path) -> None:
     document = httpx.get(f"{live_server.base_url}/openapi.json").json()
     assert {f"{m.upper()} {p}" for p, ops in document["paths"].items() for m in ops} >= {
         "POST /v1/audio/speech", "GET /v1/models", "GET /v1/audio/voices", "GET /readyz",
@@ -32,7 +33,7 @@ def test_schemathesis_all_checks_pass(live_server: LiveServer) -> None:
          "--checks", "all", "--header", f"Authorization: Bearer {API_KEY}",
          "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--request-timeout", "60",
          "--no-color"],
-        capture_output=True, text=True, timeout=400,
+        capture_output=True, text=True, timeout=400, cwd=tmp_path,  # its .schemathesis/ cache
     )
     report = done.stdout + done.stderr
     assert done.returncode == 0 and "No issues found" in report, report[-6000:]

@@ -6,6 +6,7 @@ hold a synthesis and a switch to make it fail, which a healthy model cannot do o
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -241,3 +242,19 @@ def test_bad_configuration_is_a_startup_error(env: dict[str, str], says: str) ->
     with pytest.raises(StartupError) as caught:
         create_app(Settings.from_environ(env))
     assert says in str(caught.value) and caught.value.hint
+
+
+def test_stream_cut_by_the_deadline_ends_with_a_visible_error(real_engine: object) -> None:
+    env = {"TAILOR_REQUEST_TIMEOUT_S": "1.5", "TAILOR_CACHE_BYTES": "0"}
+    with control_app(real_engine, env) as (client, engines):
+        engine = engines["onnx"]
+        engine.free_calls = 1  # the first sentence is synthesized, the second hangs past the deadline
+        engine.gate.clear()
+        response = client.post(SPEECH, json={"input": "First sentence here. Second one never comes.",
+                                             "response_format": "pcm", "stream_format": "sse"})
+        engine.gate.set()
+        assert response.status_code == 200  # the stream had started
+        events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+        assert events[0]["type"] == "speech.audio.delta"
+        assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "timeout"
+        assert not any(e["type"] == "speech.audio.done" for e in events)
