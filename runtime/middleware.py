@@ -86,7 +86,8 @@ class RequestContextMiddleware:
     ``._:/+=@-``, at most 128) or generates one; adds ``X-Request-ID`` and ``X-Tailor-Instance``
     to the response; counts it in ``tailor_requests_total`` by route and status, with 499 for a
     client that disconnected before the response was complete; writes one JSON access line
-    (logger ``tailor.access``) per request."""
+    (logger ``tailor.access``) per request - at DEBUG for successful /healthz, /readyz and
+    /metrics, which probes and scrapers call every few seconds."""
 
     def __init__(self, app: ASGIApp, metrics: RuntimeMetrics, instance_id: str) -> None:
         self.app = app
@@ -155,7 +156,10 @@ class RequestContextMiddleware:
 
     @staticmethod
     def _log(record: AccessRecord) -> None:
-        if not ACCESS_LOG.isEnabledFor(logging.INFO):
+        # Probes and scrapes that succeed (every few seconds from a supervisor or Prometheus)
+        # log at DEBUG; everything else at INFO.
+        level = logging.DEBUG if record.path in OPEN_PATHS and record.status < 400 else logging.INFO
+        if not ACCESS_LOG.isEnabledFor(level):
             return
         line: dict[str, Any] = {
             "request_id": record.request_id,
@@ -172,7 +176,7 @@ class RequestContextMiddleware:
             line["audio_s"] = round(record.audio_seconds, 3)
         if record.ttfa_seconds is not None:
             line["ttfa_s"] = round(record.ttfa_seconds, 4)
-        ACCESS_LOG.info("%s", json.dumps(line, separators=(",", ":")))
+        ACCESS_LOG.log(level, "%s", json.dumps(line, separators=(",", ":")))
 
 
 class ApiKeyMiddleware:

@@ -96,7 +96,8 @@ def test_request_id_echoed_or_generated_and_logged(
         given = client.post(SPEECH, json={"input": "Two words.", "voice": "alloy", "response_format": "wav"},
                             headers={"X-Request-ID": "client-req-42"})
         assert given.status_code == 200 and given.headers["x-request-id"] == "client-req-42"
-        made = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+        made = client.get("/v1/models", headers={"X-Request-ID": "bad id with spaces"})
+        probe = client.get("/healthz", headers={"X-Request-ID": "probe-1"})
         assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
         lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tailor.access"]
         speech_line = next(line for line in lines if line["request_id"] == "client-req-42")
@@ -104,6 +105,8 @@ def test_request_id_echoed_or_generated_and_logged(
         assert speech_line["characters"] == len("Two words.") and speech_line["response_format"] == "wav"
         assert 0.3 < speech_line["audio_s"] < 3.0 and 0 < speech_line["ttfa_s"] <= speech_line["latency_s"]
         assert any(line["request_id"] == made.headers["x-request-id"] for line in lines)
+        assert probe.headers["x-request-id"] == "probe-1"
+        assert not any(line["request_id"] == "probe-1" for line in lines)  # probes log at DEBUG
 
 
 def test_405_carries_allow(real_engine: object) -> None:
