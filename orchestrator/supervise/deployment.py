@@ -153,11 +153,16 @@ def _as_run(plan: Plan, spec: LaunchSpec) -> Plan:
     return plan if run == plan else run
 
 
+MODEL_LOAD_BYTES_PER_S = 50 * 1024 * 1024
+"""A conservative rate for reading and initialising model weights (disk, session set-up)."""
+
+
 def startup_budget(spec: LaunchSpec) -> tuple[float, str]:
     """Default start-up budget (seconds from start to ready) and how it was derived from the plan.
 
     Model load and warm-up grow with the number of engine instances (each worker loads its own
-    session), with the engine (torch builds a module, onnxruntime maps a file) and with the
+    session), with the engine (torch builds a module, onnxruntime maps a file), with the model
+    weights the plan's memory budget counts (read at MODEL_LOAD_BYTES_PER_S) and with the
     device (a CUDA context and cuDNN autotuning take tens of seconds).
     """
     env = spec.env_map
@@ -166,8 +171,14 @@ def startup_budget(spec: LaunchSpec) -> tuple[float, str]:
     engine = env.get("TAILOR_ENGINE", "onnx")
     per_worker = 20 if engine == "onnx" else 45
     device = 60 if env.get("TAILOR_DEVICE", "cpu") not in ("cpu", "") else 0
-    total = 60.0 + per_worker * workers + device
-    why = f"60 s + {per_worker} s x {workers} {engine} worker(s)" + (f" + {device} s GPU start" if device else "")
+    weights = 0
+    if spec.plan is not None:
+        weights = sum(r.bytes for r in spec.plan.memory_budget.rows if r.item.startswith("model weights"))
+    load = round(weights / MODEL_LOAD_BYTES_PER_S)
+    total = 60.0 + per_worker * workers + load + device
+    why = (f"60 s + {per_worker} s x {workers} {engine} worker(s)"
+           + (f" + {load} s for {weights // 1024**2} MiB of model weights" if load else "")
+           + (f" + {device} s GPU start" if device else ""))
     return total, why
 
 

@@ -8,6 +8,7 @@ thin and share it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -207,10 +208,13 @@ def _supervise_here(prepared: dep.Prepared, backend: str, why: str, sd: Path, en
                                 else open(sd / dep.SUPERVISOR_LOG, "a", encoding="utf-8"))  # noqa: SIM115
 
     def log(line: str) -> None:
-        out.info(line)
+        # The file first: a closed terminal or pipe (SSH gone, `| head`) must not cost the record
+        # or break supervision in the middle of a transition.
         if log_file is not None:
             log_file.write(line + "\n")
             log_file.flush()
+        with contextlib.suppress(OSError):
+            out.info(line)
 
     sup = dep.make_supervisor(prepared, backend, why, sd, environ, log, policy=policy, adopt=opts.adopt)
     interrupted = []

@@ -113,6 +113,24 @@ def test_startup_budget_grows_with_workers_engine_and_device() -> None:
     assert startup_budget(torch_gpu) == (210.0, "60 s + 45 s x 2 torch worker(s) + 60 s GPU start")
 
 
+def test_startup_budget_counts_the_plans_model_weights() -> None:
+    from pathlib import Path
+
+    from orchestrator.plan.planner import make_plan
+    from orchestrator.probe.facts import HostFacts
+    from orchestrator.select.profiles import load_profiles
+    from orchestrator.select.selection import select_profile
+
+    host = HostFacts.from_json_file(Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "cpu-4core-16gb.json")
+    plan = make_plan(host, select_profile(host, load_profiles()), environ={})
+    weights = sum(r.bytes for r in plan.memory_budget.rows if r.item.startswith("model weights"))
+    assert weights > 0
+    budget, why = startup_budget(LaunchSpec.from_plan(plan))
+    load = round(weights / (50 * 1024 * 1024))
+    assert budget == 60 + 20 * plan.workers + load
+    assert f"+ {load} s for {weights // 1024**2} MiB of model weights" in why
+
+
 @pytest.mark.parametrize(("flags", "settings", "budget", "interval", "said"), [
     ({}, {}, 140.0, 2.0, "start-up budget 140 s (60 s + 20 s x 4 onnx worker(s)), health check every 2 s (default)"),
     ({}, {"startup_timeout_s": 30.0, "health_interval_s": 5.0}, 30.0, 5.0,
