@@ -142,3 +142,46 @@ def test_launch_timings_precedence(flags: dict[str, float], settings: dict[str, 
                                    interval: float, said: str) -> None:
     policy, explain = launch_policy(SPEC, settings=settings, **flags)
     assert (policy.startup_budget_s, policy.health_interval_s, explain) == (budget, interval, said)
+
+
+def _record_running(sd: Any, url: str, instance: str) -> None:
+    import os
+    import time
+
+    from orchestrator.launch.process_backend import process_start_time
+    from orchestrator.supervise.state import DeploymentState, write_state
+
+    write_state(sd, DeploymentState(
+        profile="cpu-only", backend="docker", backend_reason="test", url=url, state="RUNNING",
+        state_reason="ready", supervisor_pid=os.getpid(), supervisor_started_at_s=process_start_time(os.getpid()) or 0,
+        runner_id="c0ffee", instance_id=instance, instance_started_at_s=time.time(), updated_at_s=time.time()))
+
+
+def test_status_names_another_server_answering_on_the_port(tmp_path: Any, other_deployment: str) -> None:
+    from orchestrator.supervise.status import deployment_status
+
+    _record_running(tmp_path, other_deployment, "bbbb")
+    report = deployment_status(tmp_path)
+    assert not report.healthy
+    assert report.problem == f"another server answers on {other_deployment} (instance aaaa, expected bbbb)"
+    assert any(line.startswith("runtime:      another server answers") for line in report.lines())
+
+
+def test_status_is_healthy_when_its_own_instance_is_ready(tmp_path: Any, other_deployment: str) -> None:
+    from orchestrator.supervise.status import deployment_status
+
+    _record_running(tmp_path, other_deployment, "aaaa")
+    report = deployment_status(tmp_path)
+    assert report.healthy, report.problem
+    assert "runtime:      ready, engine onnx:x, 2 workers, queue 0" in report.lines()
+    assert report.to_dict()["runtime"]["ours"] is True
+
+
+def test_status_reports_the_runtimes_own_refusal(tmp_path: Any) -> None:
+    from orchestrator.supervise.status import deployment_status
+
+    body = {"ready": False, "state": "draining", "reason": "shutting down", "instance": "eeee"}
+    for url in _server(503, body, "eeee"):
+        _record_running(tmp_path, url, "eeee")
+        report = deployment_status(tmp_path)
+        assert report.problem == "the runtime says it is not ready: draining (shutting down)"
