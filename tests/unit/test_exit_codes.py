@@ -59,6 +59,12 @@ ROWS = [
      "a deployment is already RUNNING"),
     ("up-already-running", "STARTING", ["up", "--backend", "process"], 1, "a deployment is already STARTING"),
     ("down-stopped", "STOPPED", ["down"], 0, "nothing to stop"),
+    ("logs-nothing-recorded", None, ["logs"], 1, "no deployment recorded"),
+    ("profiles-ok", None, ["profiles", "--facts", str(FACTS)], 0, "cpu-only"),
+    ("plan-ok", None, ["plan", "--facts", str(FACTS), "--json"], 0, '"profile"'),
+    ("plan-port-out-of-range", None, ["plan", "--facts", str(FACTS), "--set", "port=99999"], 2, "99999"),
+    ("env-ok", None, ["env", "--json"], 0, "TAILOR_PORT"),
+    ("render-bad-format", None, ["render", "--facts", str(FACTS), "--format", "nope"], 2, "nope"),
     ("down-fatal", "FATAL", ["down"], 0, "nothing to stop"),
 ]
 
@@ -68,7 +74,7 @@ def test_exit_code_table(tmp_path: Path, recorded: str | None, argv: list[str], 
     sd = tmp_path / "state"
     if recorded is not None:
         _record(sd, recorded.removesuffix("-stale"), alive=not recorded.endswith("-stale"))
-    res = deploy(*argv, "--state-dir", str(sd), env=NO_DOCKER) if argv[0] in ("auto", "up", "status", "down") \
+    res = deploy(*argv, "--state-dir", str(sd), env=NO_DOCKER) if argv[0] in ("auto", "up", "status", "down", "logs") \
         else deploy(*argv, env=NO_DOCKER)
     assert res.returncode == code, f"{argv}: {res.returncode}\n{res.stdout}\n{res.stderr}"
     assert text in res.stdout + res.stderr, res.stdout + res.stderr
