@@ -65,6 +65,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         stream=sys.stderr,
     )
 
+    from runtime.memory import limit_heap_fragmentation
+
+    if not limit_heap_fragmentation():
+        _LOG.info("could not pin the malloc mmap threshold (not glibc?); memory may fragment more")
+
     import uvicorn
 
     from runtime.app import create_app
