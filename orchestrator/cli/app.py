@@ -38,8 +38,7 @@ def _root(
     """Tailor deploys self-hosted text-to-speech tuned to the hardware it finds."""
 
 
-probe_cmd.register(app)
-for name, command in {**plan_cmd.COMMANDS, **launch_cmd.COMMANDS}.items():
+for name, command in {**probe_cmd.COMMANDS, **plan_cmd.COMMANDS, **launch_cmd.COMMANDS}.items():
     app.command(name)(command)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from orchestrator.cli import output as out
+from orchestrator.errors import UsageError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -67,25 +69,28 @@ def facts_table(facts: HostFacts) -> Table:
     return table
 
 
-def register(app: typer.Typer) -> None:
-    """Add `deploy probe` to the app."""
+def probe_command(
+    root: Annotated[Path, typer.Option(
+        "--root", metavar="DIR", help="Probe a recorded tree (proc/, sys/, etc/) instead of this machine.",
+    )] = Path("/"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print HostFacts as JSON on stdout.")] = False,
+    no_docker: Annotated[bool, typer.Option("--no-docker", help="Do not ping the Docker daemon.")] = False,
+) -> None:
+    """Probe CPU, memory, GPUs, Jetson and container limits."""
+    from orchestrator.probe.host import probe_host
 
-    @app.command("probe")
-    def probe(
-        root: Annotated[Path, typer.Option(
-            "--root", metavar="DIR", help="Probe a recorded tree (proc/, sys/, etc/) instead of this machine.",
-        )] = Path("/"),
-        as_json: Annotated[bool, typer.Option("--json", help="Print HostFacts as JSON on stdout.")] = False,
-        no_docker: Annotated[bool, typer.Option("--no-docker", help="Do not ping the Docker daemon.")] = False,
-    ) -> None:
-        """Probe CPU, memory, GPUs, Jetson and container limits."""
-        from orchestrator.probe.host import probe_host
+    if not root.is_dir():
+        raise UsageError(f"--root {root} is not a directory",
+                         "pass a recorded tree (with proc/, sys/, etc/) or leave --root out to probe this machine")
+    started = time.perf_counter()
+    facts = probe_host(root=root, check_docker=not no_docker)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if as_json:
+        out.data_json(facts.to_dict())
+        return
+    out.table(facts_table(facts))
+    out.info(f"probed in {elapsed_ms:.1f} ms")
 
-        started = time.perf_counter()
-        facts = probe_host(root=root, check_docker=not no_docker)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        if as_json:
-            out.data_json(facts.to_dict())
-            return
-        out.table(facts_table(facts))
-        out.info(f"probed in {elapsed_ms:.1f} ms")
+
+COMMANDS: dict[str, Callable[..., None]] = {"probe": probe_command}
+"""Command name -> function; cli/app.py registers them."""

@@ -58,8 +58,8 @@ def test_human_mode_in_process_shows_notes(capsys: pytest.CaptureFixture[str]) -
 
 def test_missing_root_is_a_clear_error() -> None:
     result = run_deploy("probe", "--root", "/nonexistent/tree")
-    assert result.returncode == 1
-    assert "error: probe root /nonexistent/tree is not a directory" in result.stderr
+    assert result.returncode == 2  # a bad flag value is a usage error
+    assert "error: --root /nonexistent/tree is not a directory" in result.stderr
     assert "hint:" in result.stderr
     assert "Traceback" not in result.stderr
 
