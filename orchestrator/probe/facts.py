@@ -80,7 +80,24 @@ class GpuFacts:
     cuda_version: str
     """Highest CUDA version the driver supports, ``major.minor``."""
     mig_mode: str | None
-    """``enabled``, ``disabled``, or None when the card has no MIG support."""
+    """``enabled``, ``disabled``, or None when the card has no MIG support. For a MIG instance: None."""
+    mig_parent_index: int | None = None
+    """Set on a MIG instance: the NVML index of the physical GPU it is carved from. A MIG instance is
+    listed as its own device (its own ``uuid`` ``MIG-...``, memory and name); ``index`` is the parent's."""
+    mig_profile: str | None = None
+    """The MIG profile of an instance as NVML names it (``1g.5gb``, ``3g.20gb``...), None for a whole GPU.
+    Source: the instance's NVML device name (``NVIDIA A100-SXM4-40GB MIG 3g.20gb``)."""
+
+    @property
+    def is_mig_instance(self) -> bool:
+        return self.mig_parent_index is not None
+
+    @property
+    def label(self) -> str:
+        """``GPU 3`` or ``GPU 0 MIG 3g.20gb (MIG-...)``, for explanations."""
+        if self.mig_parent_index is not None:
+            return f"GPU {self.mig_parent_index} MIG {self.mig_profile} ({self.uuid})"
+        return f"GPU {self.index}"
 
     @property
     def compute_capability_tuple(self) -> tuple[int, int]:

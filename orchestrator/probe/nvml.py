@@ -8,6 +8,7 @@ exceptions reach the caller.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 from orchestrator.probe.facts import GpuFacts, NvmlStatus
@@ -32,6 +33,23 @@ class NvmlReader(Protocol):
     def mig_mode(self, index: int) -> str | None:
         """``enabled``, ``disabled``, or None when the card has no MIG support."""
         ...
+    def mig_instances(self, index: int) -> list[tuple[str, str, int, int]]:
+        """The MIG devices carved from GPU ``index``: (name, uuid, total bytes, free bytes) each.
+
+        Only asked when :meth:`mig_mode` is ``enabled``. Names read like
+        ``NVIDIA A100-SXM4-40GB MIG 3g.20gb``; uuids like ``MIG-4f6e...``.
+        """
+        ...
+
+
+# Sample: "NVIDIA A100-SXM4-40GB MIG 3g.20gb", "NVIDIA H100 80GB HBM3 MIG 1g.10gb+me"
+_MIG_NAME = re.compile(r"\bMIG\s+(?P<profile>\d+g\.\d+gb(?:\+\w+)?)\s*$")
+
+
+def mig_profile_from_name(name: str) -> str | None:
+    """The MIG profile in an instance's NVML name: ``...MIG 3g.20gb`` -> ``3g.20gb``; None if absent."""
+    match = _MIG_NAME.search(name)
+    return match.group("profile") if match else None
 
 
 def _text(value: Any) -> str:
@@ -89,6 +107,20 @@ class PynvmlReader:
             return None
         return "enabled" if current == nvml.NVML_DEVICE_MIG_ENABLE else "disabled"
 
+    def mig_instances(self, index: int) -> list[tuple[str, str, int, int]]:
+        nvml = self._nvml
+        parent = self._handle(index)
+        found: list[tuple[str, str, int, int]] = []
+        for slot in range(int(nvml.nvmlDeviceGetMaxMigDeviceCount(parent))):
+            try:
+                handle = nvml.nvmlDeviceGetMigDeviceHandleByIndex(parent, slot)
+            except nvml.NVMLError_NotFound:
+                continue  # an empty slot: fewer instances than the card could hold
+            info = nvml.nvmlDeviceGetMemoryInfo(handle)
+            found.append((_text(nvml.nvmlDeviceGetName(handle)), _text(nvml.nvmlDeviceGetUUID(handle)),
+                          int(info.total), int(info.free)))
+        return found
+
 
 def cuda_version_text(encoded: int) -> str:
     """NVML's CUDA driver version as ``major.minor``: 12040 → ``12.4``, 11080 → ``11.8``."""
@@ -109,6 +141,27 @@ def _reason(exc: BaseException) -> str:
     if kind in reasons:
         return reasons[kind]
     return f"NVML failed: {kind}: {exc}"
+
+
+def _mig_instances(reader: NvmlReader, card: GpuFacts, notes: list[str]) -> list[GpuFacts]:
+    """The MIG instances of ``card`` as devices of their own (a note, and none, when NVML fails)."""
+    try:
+        raw = reader.mig_instances(card.index)
+    except Exception as exc:
+        notes.append(f"NVML could not list the MIG instances of GPU {card.index} ({_reason(exc)}); "
+                     "none of them can be planned.")
+        return []
+    if not raw:
+        notes.append(f"MIG is enabled on GPU {card.index} ({card.name}) but it has no MIG instances: "
+                     "create some with `nvidia-smi mig -cgi PROFILE -C`.")
+    instances = []
+    for name, uuid, total, free in raw:
+        instances.append(GpuFacts(
+            index=card.index, name=name, uuid=uuid, memory_total_bytes=total, memory_free_bytes=free,
+            compute_capability=card.compute_capability, driver_version=card.driver_version,
+            cuda_version=card.cuda_version, mig_mode=None, mig_parent_index=card.index,
+            mig_profile=mig_profile_from_name(name) or "unknown"))
+    return instances
 
 
 def read_gpus(reader: NvmlReader) -> tuple[tuple[GpuFacts, ...], NvmlStatus, list[str]]:
@@ -133,7 +186,7 @@ def read_gpus(reader: NvmlReader) -> tuple[tuple[GpuFacts, ...], NvmlStatus, lis
             try:
                 total, free = reader.memory_bytes(index)
                 major, minor = reader.compute_capability(index)
-                gpus.append(GpuFacts(
+                card = GpuFacts(
                     index=index,
                     name=reader.name(index),
                     uuid=reader.uuid(index),
@@ -143,9 +196,13 @@ def read_gpus(reader: NvmlReader) -> tuple[tuple[GpuFacts, ...], NvmlStatus, lis
                     driver_version=driver,
                     cuda_version=cuda,
                     mig_mode=reader.mig_mode(index),
-                ))
+                )
             except Exception as exc:
                 notes.append(f"NVML could not describe GPU {index} ({_reason(exc)}); it was left out.")
+                continue
+            gpus.append(card)
+            if card.mig_mode == "enabled":
+                gpus.extend(_mig_instances(reader, card, notes))
         return tuple(gpus), NvmlStatus(available=True, reason="ok"), notes
     finally:
         try:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from orchestrator.probe.facts import HostFacts
+from orchestrator.probe.facts import GpuFacts, HostFacts
 from orchestrator.probe.host import JETSON_NVML_REASON, probe_host
-from orchestrator.probe.nvml import PynvmlReader, read_gpus
+from orchestrator.probe.nvml import PynvmlReader, mig_profile_from_name, read_gpus
 
 HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
 MIB = 2**20
@@ -25,6 +25,9 @@ class FakeCard:
     capability: tuple[int, int]
     mig: str | None = None
     broken: BaseException | None = None
+    instances: list[tuple[str, str, int, int]] = field(default_factory=list)
+    """MIG instances as NVML describes them: (name, uuid, total, free)."""
+    instances_error: BaseException | None = None
 
 
 @dataclass
@@ -79,6 +82,13 @@ class FakeNvml:
     def mig_mode(self, index: int) -> str | None:
         return self._card(index).mig
 
+    def mig_instances(self, index: int) -> list[tuple[str, str, int, int]]:
+        self.calls.append(f"mig_instances({index})")
+        card = self._card(index)
+        if card.instances_error is not None:
+            raise card.instances_error
+        return card.instances
+
 
 T4 = FakeCard("Tesla T4", "GPU-5f1e2a3b-7c4d-4e8f-9a0b-1c2d3e4f5a6b", 15360 * MIB, 14930 * MIB, (7, 5))
 RTX3060 = FakeCard("NVIDIA GeForce RTX 3060", "GPU-0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d", 12288 * MIB, 11802 * MIB, (8, 6))
@@ -99,8 +109,54 @@ def test_t4_and_rtx3060() -> None:
 
 
 def test_mig_mode_is_reported() -> None:
-    gpus, _, _ = read_gpus(FakeNvml([A100_MIG]))
+    gpus, _, notes = read_gpus(FakeNvml([A100_MIG]))
     assert gpus[0].mig_mode == "enabled"
+    assert notes == ["MIG is enabled on GPU 0 (NVIDIA A100-SXM4-40GB) but it has no MIG instances: "
+                     "create some with `nvidia-smi mig -cgi PROFILE -C`."]
+
+
+def test_mig_instances_are_devices_with_their_own_memory() -> None:
+    card = FakeCard(A100_MIG.name, A100_MIG.uuid, A100_MIG.total_bytes, A100_MIG.free_bytes, (8, 0), "enabled",
+                    instances=[("NVIDIA A100-SXM4-40GB MIG 3g.20gb", "MIG-1f2e3d4c-5b6a-5978-8a9b-0c1d2e3f4a5b",
+                                19968 * MIB, 19700 * MIB),
+                               ("NVIDIA A100-SXM4-40GB MIG 1g.5gb", "MIG-a0b1c2d3-e4f5-5a6b-9c8d-7e6f5a4b3c2d",
+                                4864 * MIB, 4800 * MIB)])
+    fake = FakeNvml([T4, card])
+    gpus, _, notes = read_gpus(fake)
+    assert notes == []
+    assert [(g.uuid[:4], g.index, g.mig_parent_index, g.mig_profile) for g in gpus] == [
+        ("GPU-", 0, None, None), ("GPU-", 1, None, None), ("MIG-", 1, 1, "3g.20gb"), ("MIG-", 1, 1, "1g.5gb")]
+    instance = gpus[2]
+    assert instance.memory_total_bytes == 19968 * MIB and instance.memory_free_bytes == 19700 * MIB
+    assert instance.compute_capability == "8.0" and instance.mig_mode is None
+    assert instance.label == "GPU 1 MIG 3g.20gb (MIG-1f2e3d4c-5b6a-5978-8a9b-0c1d2e3f4a5b)"
+    assert "mig_instances(0)" not in fake.calls  # only asked where MIG is enabled
+    assert HostFacts.from_dict(HostFacts.from_dict(_facts_with(gpus)).to_dict()).gpus == gpus
+
+
+def test_mig_listing_failure_is_a_note() -> None:
+    card = FakeCard(A100_MIG.name, A100_MIG.uuid, A100_MIG.total_bytes, A100_MIG.free_bytes, (8, 0), "enabled",
+                    instances_error=pynvml.NVMLError_NoPermission())
+    gpus, status, notes = read_gpus(FakeNvml([card]))
+    assert status.available and [g.uuid for g in gpus] == [A100_MIG.uuid]
+    assert "could not list the MIG instances of GPU 0" in notes[0] and "denied" in notes[0]
+
+
+@pytest.mark.parametrize(("name", "profile"), [
+    ("NVIDIA A100-SXM4-40GB MIG 1g.5gb", "1g.5gb"),
+    ("NVIDIA H100 80GB HBM3 MIG 1g.10gb+me", "1g.10gb+me"),
+    ("NVIDIA A30 MIG 2g.12gb", "2g.12gb"),
+    ("Tesla T4", None),
+])
+def test_mig_profile_from_name(name: str, profile: str | None) -> None:
+    assert mig_profile_from_name(name) == profile
+
+
+def _facts_with(gpus: tuple[GpuFacts, ...]) -> dict[str, object]:
+    facts = probe_host(HOSTS / "cgroup2-container-4cpu-8g", environ={}, nvml=FakeNvml([T4]), check_docker=False)
+    data = facts.to_dict()
+    data["gpus"] = [g.__dict__.copy() for g in gpus]
+    return data
 
 
 @pytest.mark.parametrize(("error", "words"), [
