@@ -78,9 +78,11 @@ class Selected:
     """The profile the user named (flag or config file), if any."""
     notes: tuple[str, ...]
     """Informational sentences (a profile directory replaced a built-in...)."""
+    environ: Mapping[str, str] = field(default_factory=dict)
+    """The user's environment (the GPU choice follows its ``CUDA_VISIBLE_DEVICES``)."""
 
     def select(self) -> Selection:
-        return select_profile(self.facts, self.profiles, self.forced)
+        return select_profile(self.facts, self.profiles, self.forced, self.environ)
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,8 @@ def select_from(inputs: Inputs) -> Selected:
     config = load_user_config(inputs.config, inputs.config_label)
     facts = load_facts(inputs.facts, inputs.environ, inputs.probe_root)
     forced = inputs.profile or (config.profile if config is not None else None)
-    return Selected(facts, profiles, config, forced, tuple(profiles.overrides))
+    environ = os.environ if inputs.environ is None else inputs.environ
+    return Selected(facts, profiles, config, forced, tuple(profiles.overrides), environ)
 
 
 def plan_from(inputs: Inputs) -> Planned:

@@ -181,6 +181,16 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_FALLBACK", "fallback", "",
            "Fallback chain, comma-separated ENGINE:VOICE entries (e.g. onnx:en_US-joe-medium) tried in order when the primary fails to load or raises; shown in /readyz and metrics.",
            _text),
+    EnvVar("TAILOR_FALLBACK_DEVICE", "fallback_device", "cpu",
+           "Device of the TAILOR_FALLBACK engines: cpu (fp32, works when CUDA does not) or cuda (onnx through "
+           "onnxruntime-gpu's CUDA provider, only where the image has it; else it falls back to cpu).",
+           _choice("cpu", "cuda")),
+    EnvVar("TAILOR_FALLBACK_THREADS", "fallback_threads", "0",
+           "Intra-op threads of each fallback engine instance; 0: the same as TAILOR_THREADS_PER_WORKER.",
+           _int_at_least(0)),
+    EnvVar("TAILOR_GPUS", "gpus", "1",
+           "CUDA devices the workers are spread over (worker i uses visible device i mod TAILOR_GPUS); "
+           "with device cpu it is ignored.", _int_at_least(1)),
     EnvVar("TAILOR_SOLO_WIDE", "solo_wide", "false",
            "With WORKERS > 1: when one sentence is the only work in the server, run it on an extra engine "
            "instance with WORKERS x THREADS_PER_WORKER intra-op threads, so a lone request uses every core "
@@ -241,6 +251,9 @@ class Settings:
     rss_soft_limit_bytes: int = 0
     api_key: str = ""
     fallback: str = ""
+    fallback_device: str = "cpu"
+    fallback_threads: int = 0
+    gpus: int = 1
     solo_wide: bool = False
     preload: bool = True
     shutdown_grace_s: float = 20.0

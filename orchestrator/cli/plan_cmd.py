@@ -32,6 +32,7 @@ from orchestrator.cli.options import (
 )
 from orchestrator.errors import PlanError
 from orchestrator.render.renderer import FORMATS, RenderOptions, parse_formats
+from orchestrator.select.gpus import choose_gpus
 from orchestrator.select.selection import (
     DOES_NOT_FIT,
     FITS,
@@ -55,7 +56,7 @@ def profiles_command(facts: FactsOpt = None, profiles_dir: ProfilesDirOpt = None
     selected = pipeline.select_from(pipeline_inputs(facts=facts, profiles_dirs=profiles_dir, config=config))
     _warn_and_note(selected.notes)
     host, profiles = selected.facts, selected.profiles
-    verdicts = {v.profile: v for v in judge_all(host, profiles)}
+    verdicts = {v.profile: v for v in judge_all(host, profiles, choose_gpus(host, selected.environ))}
     try:
         chosen: str | None = selected.select().chosen.name
     except PlanError as exc:
@@ -110,6 +111,9 @@ def plan_command(
     c = plan.container
     out.data(f"container {c.image}: memory {format_size(c.memory_limit_bytes)}, cpus {c.cpus:g}, "
              f"gpus {c.gpu_count}, shm {format_size(c.shm_size_bytes)}", markup=False)
+    gpu_part = f", {c.gpu_resource}: {c.gpu_count}" if c.gpu_count else ""
+    out.data(f"kubernetes pod: requests = limits {c.request_cpus:g} CPU, {format_size(c.request_memory_bytes)}"
+             f"{gpu_part}", markup=False)
     if not explain:
         return
     out.data("\n[bold]Profiles considered[/bold]")

@@ -122,42 +122,54 @@ class MemoryBudget:
         return next(t for t in self.totals if t.pool == pool)
 
 
-def slots_that_fit(pools: Pools, fp: Footprint, workers: int, cache_bytes: int, on_gpu: bool) -> int:
+def slots_that_fit(pools: Pools, fp: Footprint, workers: int, cache_bytes: int, on_gpu: bool,
+                   devices: int = 1) -> int:
     """How many requests can be in flight at once (all workers together) within the pools.
 
     On CPU every worker is one in-flight request with its own session, so this is the worker
-    count that fits. On CUDA it is workers x batch items that fit; ``workers`` is fixed.
+    count that fits. On CUDA it is workers x batch items that fit; ``workers`` is fixed and
+    spread evenly over ``devices`` GPUs, each with ``pools.vram_capacity_bytes`` of its own.
     """
     ram_pool = pools.ram_capacity_bytes - pools.ram_headroom_bytes
     ram_fixed = fp.overhead_ram_bytes + fp.weights_ram_shared_bytes + cache_bytes
     if not on_gpu:
         per_slot = fp.weights_ram_per_worker_bytes + fp.per_request_ram_bytes
         return max(0, (ram_pool - ram_fixed) // per_slot)
-    vram_fixed = fp.cuda_context_bytes + fp.weights_vram_per_worker_bytes * workers
+    per_device = max(1, workers // max(1, devices))
+    vram_fixed = fp.cuda_context_bytes + fp.weights_vram_per_worker_bytes * per_device
     if pools.shared:
         free = ram_pool - ram_fixed - vram_fixed
         return max(0, free // (fp.per_item_vram_bytes + fp.per_request_ram_bytes))
     by_ram = (ram_pool - ram_fixed) // fp.per_request_ram_bytes
     by_vram = (pools.vram_capacity_bytes - pools.vram_headroom_bytes - vram_fixed) // fp.per_item_vram_bytes
-    return max(0, min(by_ram, by_vram))
+    return max(0, min(by_ram, by_vram * max(1, devices)))
 
 
 def build_budget(pools: Pools, fp: Footprint, workers: int, slots: int, cache_bytes: int,
-                 on_gpu: bool) -> MemoryBudget:
-    """The table for a finished plan: ``slots`` requests in flight across ``workers``."""
+                 on_gpu: bool, devices: int = 1) -> MemoryBudget:
+    """The table for a finished plan: ``slots`` requests in flight across ``workers``.
+
+    With several GPUs the device rows (and the ``vram`` total) are for one device; every device
+    carries the same share (``workers / devices`` workers, ``slots / devices`` items).
+    """
     gpu_pool = SHARED if pools.shared else VRAM
     ram_pool = SHARED if pools.shared else RAM
     rows: list[BudgetRow] = []
     if on_gpu:
+        devices = max(1, devices)
+        per_device = max(1, workers // devices)
+        items = -(-slots // devices)
+        each = f" on each of {devices} GPUs" if devices > 1 else ""
         rows.append(BudgetRow("model weights (host copy)", ram_pool, fp.weights_ram_shared_bytes,
                               "one copy kept in RAM while loading and for the fallback"))
-        rows.append(BudgetRow("model weights (device)", gpu_pool, fp.weights_vram_per_worker_bytes * workers,
-                              f"{workers} worker(s) x {fp.weights_vram_per_worker_bytes // MIB} MiB"))
+        rows.append(BudgetRow("model weights (device)", gpu_pool, fp.weights_vram_per_worker_bytes * per_device,
+                              f"{per_device} worker(s) x {fp.weights_vram_per_worker_bytes // MIB} MiB{each}"))
         rows.append(BudgetRow("runtime overhead", ram_pool, fp.overhead_ram_bytes,
                               "Python, web server, torch, phonemizer"))
-        rows.append(BudgetRow("CUDA context", gpu_pool, fp.cuda_context_bytes, "one per process"))
-        rows.append(BudgetRow("per-request working memory (device)", gpu_pool, fp.per_item_vram_bytes * slots,
-                              f"{slots} in flight x {fp.per_item_vram_bytes // MIB} MiB"))
+        rows.append(BudgetRow("CUDA context", gpu_pool, fp.cuda_context_bytes,
+                              f"one per process{each}"))
+        rows.append(BudgetRow("per-request working memory (device)", gpu_pool, fp.per_item_vram_bytes * items,
+                              f"{items} in flight x {fp.per_item_vram_bytes // MIB} MiB{each}"))
         rows.append(BudgetRow("per-request working memory (host)", ram_pool, fp.per_request_ram_bytes * slots,
                               f"{slots} in flight x {fp.per_request_ram_bytes // MIB} MiB"))
     else:

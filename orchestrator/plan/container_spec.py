@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from orchestrator.plan.budget import MemoryBudget
 from orchestrator.plan.decisions import container_user, image_tag
-from orchestrator.probe.facts import HostFacts, primary_gpu
-from orchestrator.select.profiles import Profile
+from orchestrator.probe.facts import GpuFacts, HostFacts
+from orchestrator.select.gpus import GpuChoice, choose_gpus
+from orchestrator.select.profiles import Profile, parse_version
+from orchestrator.units import format_size
 
 CONTAINER_USER = container_user()
 
@@ -28,13 +31,17 @@ _L4T_JETPACK_IMAGES: dict[str, str] = {
 }
 
 
-def base_image_for(facts: HostFacts, flavor: str) -> tuple[str, str | None]:
+def base_image_for(facts: HostFacts, flavor: str, gpus: GpuChoice | None = None) -> tuple[str, str | None]:
     """The base image for ``flavor`` on this host, and a warning when no suitable one exists.
 
-    On Jetson the container's user space must match the board's L4T release (the CUDA libraries
-    are mounted from the host), so the image follows ``jetson.l4t_release``.
+    CUDA: the base that the GPUs' driver runs (:func:`orchestrator.select.gpus.cuda_stack`). On
+    Jetson the container's user space must match the board's L4T release (the CUDA libraries are
+    mounted from the host), so the image follows ``jetson.l4t_release``.
     """
     default = DEFAULT_BASE_IMAGES[flavor]
+    if flavor == "cuda":
+        stack = (gpus or choose_gpus(facts)).stack
+        return (default if stack is None else stack.base_image), None
     if flavor != "l4t" or facts.jetson is None:
         return default, None
     release = facts.jetson.l4t_release
@@ -63,7 +70,7 @@ class ContainerSpec:
     shm_size_bytes: int
     gpu_count: int
     gpu_device_ids: tuple[str, ...]
-    """NVIDIA device indexes to reserve (discrete GPUs only)."""
+    """UUIDs (``GPU-...``, ``MIG-...``) of the NVIDIA devices to reserve (discrete GPUs only)."""
     gpu_product: str
     """GPU Feature Discovery label value (``nvidia.com/gpu.product``), empty without a GPU."""
     gpu_memory_mib: int
@@ -76,6 +83,19 @@ class ContainerSpec:
     """``bridge`` by default; rendering may switch to ``host``."""
     pids_limit: int
     """Most processes + threads in the container (see :func:`pids_limit_for`)."""
+    gpu_resource: str = "nvidia.com/gpu"
+    """Kubernetes extended resource: ``nvidia.com/gpu``, or ``nvidia.com/mig-<profile>`` for a MIG instance
+    (the device plugin's mixed strategy)."""
+    cuda_build: str = ""
+    """torch's CUDA build the image installs (``cu126``...), empty without CUDA."""
+    architecture: str = "amd64"
+    """Kubernetes ``kubernetes.io/arch`` of the image: ``amd64`` or ``arm64``."""
+    l4t_major: str = ""
+    """Jetson only: the L4T major release the image is built for (``36``)."""
+    request_cpus: float = 0.0
+    """Kubernetes CPU request and limit: the threads the plan runs plus the server's share."""
+    request_memory_bytes: int = 0
+    """Kubernetes memory request and limit: the planned RAM (budget rows) plus the profile's headroom."""
 
 
 def pids_limit_for(cpus: float) -> int:
@@ -93,23 +113,74 @@ def gfd_product_label(name: str) -> str:
     return "-".join(name.split())
 
 
-def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, on_gpu: bool) -> ContainerSpec:
-    gpu = primary_gpu(facts) if on_gpu else None
+def _card_name(gpu: GpuFacts) -> str:
+    """The physical card's product name (a MIG instance's name without `` MIG <profile>``)."""
+    return gpu.name.split(" MIG ")[0] if gpu.is_mig_instance else gpu.name
+
+
+def _card_memory_bytes(facts: HostFacts, gpu: GpuFacts) -> int:
+    if gpu.mig_parent_index is None:
+        return gpu.memory_total_bytes
+    parent = next((g for g in facts.gpus if g.index == gpu.mig_parent_index and not g.is_mig_instance), gpu)
+    return parent.memory_total_bytes
+
+
+SERVER_CPU_SHARE = 0.5
+"""CPUs the HTTP server and the phonemizer get on top of the workers' threads when the profile
+reserves none (``threads.reserve_cpus``)."""
+
+
+def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, on_gpu: bool, *,
+                   gpus: GpuChoice | None = None, budget: MemoryBudget | None = None,
+                   cpus_used: int | None = None) -> ContainerSpec:
+    gpus = gpus or choose_gpus(facts)
+    used = gpus.used if on_gpu else ()
+    gpu = used[0] if used else None
     flavor = profile.container.flavor
+    build = gpus.stack.build.tag if gpus.stack is not None and flavor == "cuda" else ""
+    threads = cpus_used if cpus_used is not None else facts.cpu.effective_cpus
+    share = float(profile.threads.reserve_cpus) if profile.threads.reserve_cpus else SERVER_CPU_SHARE
+    request_cpus = min(float(facts.cpu.effective_cpus), threads + share)
+    if budget is not None:
+        planned = sum(t.planned_bytes for t in budget.totals if t.pool in ("ram", "shared"))
+        headroom = max(int(planned * profile.memory.headroom_fraction), profile.memory.headroom_min_bytes)
+        request_memory = min(memory_limit_bytes, planned + headroom)
+    else:
+        request_memory = memory_limit_bytes
+    release = parse_version(facts.jetson.l4t_release) if facts.jetson is not None else None
     return ContainerSpec(
-        image=image_tag(flavor),
+        image=image_tag(flavor, build),
         flavor=flavor,
-        base_image=base_image_for(facts, flavor)[0],
+        base_image=base_image_for(facts, flavor, gpus)[0],
         memory_limit_bytes=memory_limit_bytes,
         cpus=float(facts.cpu.effective_cpus),
         shm_size_bytes=profile.container.shm_size_bytes,
-        gpu_count=1 if gpu is not None else 0,
-        gpu_device_ids=(str(gpu.index),) if gpu is not None else (),
-        gpu_product=gfd_product_label(gpu.name) if gpu is not None else "",
-        gpu_memory_mib=gpu.memory_total_bytes // 1024**2 if gpu is not None else 0,
+        gpu_count=len(used),
+        gpu_device_ids=tuple(g.uuid for g in used),
+        gpu_product=gfd_product_label(_card_name(gpu)) if gpu is not None else "",
+        gpu_memory_mib=_card_memory_bytes(facts, gpu) // 1024**2 if gpu is not None else 0,
         runtime="nvidia" if flavor == "l4t" else None,
         read_only=True,
         user=CONTAINER_USER,
         network_mode="bridge",
         pids_limit=pids_limit_for(facts.cpu.effective_cpus),
+        gpu_resource=f"nvidia.com/mig-{gpu.mig_profile}" if gpu is not None and gpu.is_mig_instance
+        else "nvidia.com/gpu",
+        cuda_build=build,
+        architecture="arm64" if facts.cpu.architecture == "aarch64" else "amd64",
+        l4t_major=str(release[0]) if flavor == "l4t" and release else "",
+        request_cpus=request_cpus,
+        request_memory_bytes=request_memory,
+    )
+
+
+def sizing_reasons(spec: ContainerSpec, facts: HostFacts) -> tuple[str, ...]:
+    """What --explain says about the container and pod sizes."""
+    return (
+        f"single-host container (compose, docker backend): memory limit {format_size(spec.memory_limit_bytes)} = "
+        f"effective memory minus headroom, {spec.cpus:g} CPUs = the machine's effective CPUs: the host is "
+        "dedicated to the runtime, so it may use the machine",
+        f"Kubernetes pod: requests = limits = {spec.request_cpus:g} CPU (the threads the plan runs plus the "
+        f"server's share) and {format_size(spec.request_memory_bytes)} (the planned RAM plus headroom), never the "
+        f"node's capacity ({facts.cpu.effective_cpus} CPUs, {format_size(facts.memory.effective_total_bytes)})",
     )

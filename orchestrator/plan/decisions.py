@@ -31,15 +31,16 @@ def container_user() -> str:
     return f"{CONTAINER_UID}:{CONTAINER_GID}"
 
 
-def image_tag(flavor: str) -> str:
-    """``tailor-runtime:<version>-<flavor>``: the image a plan runs, built by ``deploy auto``."""
-    return f"tailor-runtime:{__version__}-{flavor}"
+def image_tag(flavor: str, cuda_build: str = "") -> str:
+    """``tailor-runtime:<version>-<flavor>`` (``-<cuda build>`` for a CUDA image, which holds one torch
+    build: ``tailor-runtime:0.1.0-cuda-cu126``): the image a plan runs, built by ``deploy auto``."""
+    return f"tailor-runtime:{__version__}-{flavor}" + (f"-{cuda_build}" if cuda_build else "")
 
 
 def flavor_of_image(image: str) -> str:
     """The flavor back from a tag made by :func:`image_tag` (``cpu`` for a foreign tag)."""
-    tag = image.rsplit(":", 1)[-1]
-    return tag.rsplit("-", 1)[-1] if "-" in tag else "cpu"
+    parts = image.rsplit(":", 1)[-1].split("-")
+    return parts[1] if len(parts) > 1 else "cpu"
 
 
 def bind_address(*, in_container: bool, network: str = "bridge", public: bool = False) -> tuple[str, str]:

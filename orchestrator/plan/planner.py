@@ -27,6 +27,7 @@ from orchestrator.plan.container_spec import (
     base_image_for,
     container_spec,
     pids_limit_for,
+    sizing_reasons,
 )
 from orchestrator.plan.runtime_env import Provenance, build_env
 from orchestrator.plan.steps import Choices, Planning
@@ -35,6 +36,7 @@ from orchestrator.plan.user_config import (
     UserConfig,
 )
 from orchestrator.probe.facts import HostFacts
+from orchestrator.select.gpus import choose_gpus
 from orchestrator.select.profiles import Profile, ProfileSet
 from orchestrator.select.selection import (
     FITS,
@@ -146,7 +148,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     facts, _assumptions = complete_facts(facts)  # their warnings came with the selection
     user = Choices(overrides or {}, environ or {}, config, stepped or {}, step_reason)
     warnings: list[str] = list(selection.warnings)
-    planning = Planning(facts, profile, user, warnings)
+    planning = Planning(facts, profile, user, warnings, selection.gpus or choose_gpus(facts, environ))
     prov = planning.prov
 
     engine, device, precision = planning.device_and_precision()
@@ -156,13 +158,17 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     sizing = planning.workers_and_threads(pools, footprint, on_gpu)
     batch = planning.batching(pools, footprint, on_gpu, sizing)
 
-    budget = build_budget(pools, footprint, sizing.workers, batch.concurrency, sizing.cache_bytes, on_gpu)
+    budget = build_budget(pools, footprint, sizing.workers, batch.concurrency, sizing.cache_bytes, on_gpu,
+                          planning.devices)
     for total in budget.totals:
         if not total.fits:
             warnings.append(f"{total.pool.upper()} budget is over by {format_size(-total.free_bytes)}: "
                             f"the plan needs more than {format_size(total.capacity_bytes)} minus headroom")
-    container = container_spec(facts, profile, pools.ram_capacity_bytes - pools.ram_headroom_bytes, on_gpu)
-    base_warning = base_image_for(facts, container.flavor)[1]
+    gpus = planning.gpus
+    container = container_spec(facts, profile, pools.ram_capacity_bytes - pools.ram_headroom_bytes, on_gpu,
+                               gpus=gpus, budget=budget, cpus_used=sizing.workers * sizing.threads)
+    planning.reasons.extend(sizing_reasons(container, facts))
+    base_warning = base_image_for(facts, container.flavor, gpus)[1]
     if base_warning is not None:
         warnings.append(base_warning)
     runtime_values = {k: v for k, v in user.values.items() if k not in LAUNCH_KNOBS}
@@ -174,7 +180,9 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         precision=precision, workers=sizing.workers, threads=sizing.threads, inter_op=batch.inter_op,
         max_queue=batch.max_queue, batching=batch.batching, max_batch=batch.max_batch, window_ms=batch.window_ms,
         preload=batch.preload, cache_bytes=sizing.cache_bytes, tight=batch.tight,
-        memory_limit_bytes=container.memory_limit_bytes)
+        memory_limit_bytes=container.memory_limit_bytes,
+        gpu_uuids=tuple(g.uuid for g in gpus.used) if on_gpu and facts.jetson is None else (),
+        fallback_threads=_fallback_threads(facts, profile, sizing.workers) if on_gpu else sizing.threads)
     warnings.extend(env_warnings)
     prov.update({p.name: p for p in env_prov})
     for var, field_name in _VARIABLE_FIELDS.items():
@@ -190,6 +198,12 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         reasons=tuple(selection.reasons[:1]) + tuple(planning.reasons),
         user_values=user.user_set(), launch_settings=launch_settings,
     )
+
+
+def _fallback_threads(facts: HostFacts, profile: Profile, workers: int) -> int:
+    """Intra-op threads of each CPU fallback instance: the CPUs the plan gives each worker."""
+    usable = max(1, facts.cpu.effective_cpus - profile.threads.reserve_cpus)
+    return max(1, min(profile.threads.per_worker_max, usable // max(1, workers)))
 
 
 def step_down(plan: Plan, facts: HostFacts, profiles: ProfileSet) -> Plan | None:

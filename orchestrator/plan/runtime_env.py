@@ -65,7 +65,8 @@ def _num(value: float) -> str:
 def build_env(*, facts: HostFacts, profile: Profile, user_values: Mapping[str, tuple[str, str]],
               engine: str, device: str, precision: str, workers: int, threads: int, inter_op: int,
               max_queue: int, batching: bool, max_batch: int, window_ms: float, preload: bool,
-              cache_bytes: int, tight: bool, memory_limit_bytes: int,
+              cache_bytes: int, tight: bool, memory_limit_bytes: int, gpu_uuids: tuple[str, ...] = (),
+              fallback_threads: int = 1,
               ) -> tuple[dict[str, str], tuple[Provenance, ...], tuple[str, ...]]:
     """(env sorted by name, provenance of each variable, warnings).
 
@@ -98,6 +99,21 @@ def build_env(*, facts: HostFacts, profile: Profile, user_values: Mapping[str, t
         planned["TAILOR_FALLBACK"] = ("", "derived", f"the primary engine is already {engine}")
     else:
         planned["TAILOR_FALLBACK"] = (fallback, "profile", f"profile {profile.name}")
+    if planned["TAILOR_FALLBACK"][0]:
+        planned["TAILOR_FALLBACK_DEVICE"] = (
+            "cpu", "derived", "the fallback must work when CUDA does not: onnx on the CPU in fp32")
+        planned["TAILOR_FALLBACK_THREADS"] = (
+            str(fallback_threads), "derived",
+            "intra-op threads of each fallback instance: the CPUs the plan gives each worker"
+            + (" (a CUDA worker needs few; a CPU fallback needs them all)" if device == "cuda" else ""))
+    if device == "cuda" and gpu_uuids:
+        planned["TAILOR_GPUS"] = (str(len(gpu_uuids)), "derived",
+                                  f"the workers are spread over {len(gpu_uuids)} GPU(s), worker i on GPU i mod "
+                                  f"{len(gpu_uuids)}")
+        planned["CUDA_VISIBLE_DEVICES"] = (",".join(gpu_uuids), "derived",
+                                           "the GPUs the plan uses, by UUID (containers get them through the "
+                                           "device reservation instead)")
+        planned["CUDA_DEVICE_ORDER"] = ("PCI_BUS_ID", "derived", "CUDA numbers the devices as NVML does")
     arena = profile.allocator.ort_memory_arena and not tight
     planned["TAILOR_ORT_MEMORY_ARENA"] = (
         _bool(arena), "derived" if tight and profile.allocator.ort_memory_arena else "profile",

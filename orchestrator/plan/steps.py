@@ -8,6 +8,7 @@ workers x threads, then batching, concurrency and preload, recording every value
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,9 +17,15 @@ from orchestrator.errors import UsageError
 from orchestrator.plan.budget import Footprint, Pools, slots_that_fit
 from orchestrator.plan.runtime_env import Provenance
 from orchestrator.plan.user_config import PASS_THROUGH, UserConfig, check_value, variable_for
-from orchestrator.probe.facts import HostFacts, compute_capability, gpu_memory_bytes, primary_gpu
-from orchestrator.select.profiles import Profile
-from orchestrator.select.selection import precision_supported, resolve_precision
+from orchestrator.probe.facts import HostFacts
+from orchestrator.select.gpus import GpuChoice, choose_gpus
+from orchestrator.select.profiles import Profile, parse_version
+from orchestrator.select.selection import (
+    compute_capability,
+    gpu_memory_bytes,
+    precision_supported,
+    resolve_precision,
+)
 from orchestrator.units import format_size
 from runtime.settings import VARIABLES, Settings, variable
 
@@ -102,13 +109,18 @@ class Planning:
     """One make_plan call's working state: the user's choices, and every value's provenance,
     warnings and reasons as they are decided. Each step below is one group of decisions."""
 
-    def __init__(self, facts: HostFacts, profile: Profile, user: Choices, warnings: list[str]) -> None:
+    def __init__(self, facts: HostFacts, profile: Profile, user: Choices, warnings: list[str],
+                 gpus: GpuChoice | None = None) -> None:
         self.facts = facts
         self.profile = profile
         self.user = user
         self.warnings = warnings
         self.reasons: list[str] = []
         self.prov: dict[str, Provenance] = {}
+        self.gpus = gpus or choose_gpus(facts)
+        """The GPU choice (see orchestrator/select/gpus.py); trimmed when fewer workers than GPUs."""
+        self.devices = 1
+        """Discrete GPUs the workers are spread over (1 without one, and on Jetson)."""
 
     def decide(self, name: str, field_name: str, value: T, source: str, reason: str) -> T:
         """``value`` (typed), unless the user set ``name``: then theirs, typed by the knob table."""
@@ -127,14 +139,23 @@ class Planning:
         facts, profile, warnings = self.facts, self.profile, self.warnings
         engine = self.from_profile("TAILOR_ENGINE", "engine", profile.engine)
         device = self.from_profile("TAILOR_DEVICE", "device", profile.device)
-        cc = compute_capability(facts)
+        gpus = self.gpus
+        cc = compute_capability(facts, gpus)
         on_gpu = device == "cuda"
         if on_gpu and cc is None:
-            warnings.append("device cuda is planned but this machine reports no NVIDIA GPU")
-        gpu = primary_gpu(facts)
-        if on_gpu and gpu is not None and gpu.mig_mode == "enabled":
-            warnings.append(f"MIG is enabled on GPU {gpu.index}: the plan budgets the whole card; "
-                            "reserve a MIG device by hand and lower the batch size")
+            warnings.append("device cuda is planned but this machine has no usable NVIDIA GPU"
+                            + (f" ({gpus.summary()})" if facts.gpus else ""))
+        for verdict in gpus.verdicts:
+            self.reasons.append(verdict.sentence())
+            if not verdict.used and verdict.gpu.mig_mode != "enabled":
+                warnings.append(f"{verdict.gpu.label} ({verdict.gpu.name}) is not used: {verdict.reason}")
+        warnings.extend(gpus.warnings)
+        if gpus.stack is not None and on_gpu:
+            self.reasons.append(f"image: {gpus.stack.base_image} with {gpus.stack.reason}")
+        if facts.gpus and not gpus.used and device == "cpu":
+            self.reasons.append("device cpu: no NVIDIA GPU is usable (see above), so the model runs on the CPU")
+        if facts.jetson is not None and device == "cpu" and (parse_version(facts.jetson.l4t_release) or (0,)) < (36,):
+            warnings.append(_jetson_cpu_reason(facts.jetson.l4t_release, facts.jetson.jetpack_version))
         if on_gpu and facts.container.docker_reachable and not facts.container.nvidia_runtime:
             warnings.append("Docker has no nvidia runtime registered: the container backend cannot reach the GPU "
                             "(install nvidia-container-toolkit, or use the process backend)")
@@ -156,7 +177,11 @@ class Planning:
         ram = facts.memory.effective_total_bytes
         ram_headroom = min(ram // 2, max(int(ram * memory.headroom_fraction), memory.headroom_min_bytes))
         shared = facts.jetson is not None
-        vram = gpu_memory_bytes(facts) if on_gpu and not shared else 0
+        used = self.gpus.used if on_gpu and not shared else ()
+        self.devices = max(1, len(used))
+        # Per device: what is free now (other processes' memory is not ours to plan), never above the card.
+        vram = min(g.memory_free_bytes for g in used) if used else (
+            gpu_memory_bytes(facts, self.gpus) if on_gpu and not shared else 0)
         self.reasons.append(f"headroom {format_size(ram_headroom)}: {memory.headroom_fraction:.0%} of "
                             f"{format_size(ram)} effective memory ({facts.memory.effective_source}), at least "
                             f"{format_size(memory.headroom_min_bytes)}")
@@ -175,7 +200,12 @@ class Planning:
         user_threads = user.get("TAILOR_THREADS_PER_WORKER")
         max_workers = profile.concurrency.max_workers
         tight = False
-        if on_gpu:
+        devices = self.devices
+        if on_gpu and devices > 1:
+            workers = max(1, min(max_workers, usable // devices)) * devices
+            w_reason = (f"{devices} GPUs x min(profile max_workers {max_workers}, {usable} usable CPUs // {devices} "
+                        f"GPUs) per GPU: the workers are spread over the GPUs, worker i on GPU i mod {devices}")
+        elif on_gpu:
             workers = min(max_workers, usable)
             w_reason = f"min(profile max_workers {max_workers}, {usable} usable CPUs)"
         elif profile.threads.spread == "workers" and user_threads is None:
@@ -187,11 +217,11 @@ class Planning:
             threads_guess = max(1, min(wanted, usable))
             workers = max(1, min(usable // threads_guess, max_workers))
             w_reason = f"{usable} usable CPUs // {threads_guess} threads, at most profile max_workers {max_workers}"
-        slots = slots_that_fit(pools, footprint, workers, cache, on_gpu)
+        slots = slots_that_fit(pools, footprint, workers, cache, on_gpu, devices)
         if slots < (1 if on_gpu else workers) and user.get("TAILOR_CACHE_BYTES") is None and cache:
             cache, tight = 0, True
             self.prov["cache_bytes"] = Provenance("cache_bytes", "0", "derived", "memory is tight: audio cache disabled")
-            slots = slots_that_fit(pools, footprint, workers, cache, on_gpu)
+            slots = slots_that_fit(pools, footprint, workers, cache, on_gpu, devices)
         if not on_gpu and slots < workers:
             tight = True
             w_reason += f", memory fits {max(slots, 1)}"
@@ -213,6 +243,12 @@ class Planning:
                 warnings.append(f"{workers} workers x {threads} threads exceeds the {cpus} effective CPUs; "
                                 f"using {clamp} threads per worker")
                 threads, t_source, t_reason = clamp, "derived", f"clamped: {workers} workers x threads <= {cpus} CPUs"
+        if on_gpu and workers < devices:
+            # Fewer workers than GPUs (set by the user, or an OOM step-down): reserve only the GPUs they use.
+            warnings.append(f"{workers} worker(s) for {devices} usable GPUs: only the first {workers} GPU(s) are "
+                            "used and reserved; raise --workers to use every GPU")
+            self.gpus = dataclasses.replace(self.gpus, used=self.gpus.used[:workers])
+            self.devices = workers
         self.prov["workers"] = Provenance("workers", str(workers), w_source, w_reason)
         self.prov["threads"] = Provenance("threads", str(threads), t_source, t_reason)
         self.reasons.append(f"workers={workers}: {w_reason}")
@@ -224,7 +260,7 @@ class Planning:
         profile, workers, tight = self.profile, sizing.workers, sizing.tight
         inter_op = self.from_profile("TAILOR_INTER_OP_THREADS", "inter_op_threads", profile.threads.inter_op)
         batching = self.from_profile("TAILOR_BATCHING", "batching", profile.batching.enabled)
-        slots = slots_that_fit(pools, footprint, workers, sizing.cache_bytes, on_gpu)
+        slots = slots_that_fit(pools, footprint, workers, sizing.cache_bytes, on_gpu, self.devices)
         if on_gpu and batching:
             by_memory = max(1, slots // workers)
             batch_default = min(profile.batching.max_batch_size, by_memory)
@@ -247,6 +283,13 @@ class Planning:
                               "memory is tight: load on first request, no warm-up at start"
                               if tight else "memory allows loading and a warm-up before ready")
         return Batching(inter_op, batching, max_batch, concurrency, max_queue, window, preload, tight)
+
+
+def _jetson_cpu_reason(release: str, jetpack: str | None) -> str:
+    """Why a Jetson plan runs on the CPU, and the fix."""
+    return (f"L4T {release} (JetPack {jetpack or 'unknown'}): the model runs with onnx on the CPU, not the GPU: "
+            "NVIDIA's torch and onnxruntime-gpu builds for this release need its Python (3.8 on JetPack 5, 3.6 on "
+            "JetPack 4) and the runtime needs Python >= 3.10; upgrade to JetPack 6 (L4T R36) for the GPU")
 
 
 def _num(value: float) -> str:

@@ -32,7 +32,8 @@ KNOB_VARIABLES: Mapping[str, str] = {v.knob: v.name for v in VARIABLES if v.knob
 from the knob table (``EnvVar.knob`` in runtime/settings.py)."""
 
 PASS_THROUGH = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTORCH_CUDA_ALLOC_CONF",
-                "MALLOC_ARENA_MAX", "LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE")
+                "MALLOC_ARENA_MAX", "LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE", "CUDA_VISIBLE_DEVICES",
+                "CUDA_DEVICE_ORDER")
 """Non-TAILOR variables the plan writes; a user may set them too."""
 
 _DECLARED = frozenset(v.name for v in VARIABLES)

@@ -56,6 +56,8 @@ _TEMPLATES = {
 # The planner preloads jemalloc/tcmalloc when the facts' host has it; the runtime images built
 # from templates/docker/ install none, so container targets leave these out.
 _HOST_ALLOCATOR_VARIABLES = ("LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE")
+# Host device numbering means nothing inside a container: the reservation picks the devices.
+_CONTAINER_DEVICE_VARIABLES = ("CUDA_VISIBLE_DEVICES",)
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,11 @@ def runtime_env(plan: Plan, target: str, options: RenderOptions) -> tuple[dict[s
         env["TAILOR_HOST"] = address
         notes["TAILOR_HOST"] = f"render: {why}"
     if target == "container":
+        for name in _CONTAINER_DEVICE_VARIABLES:
+            if name in env:
+                del env[name]
+                notes[name] = (f"render: {name} left out: the container's GPU reservation (compose device_ids, "
+                               "the k8s device plugin) exposes exactly the planned GPUs")
         for name in _HOST_ALLOCATOR_VARIABLES:
             if name in env and not _user_set(plan, name):
                 del env[name]
@@ -160,10 +167,14 @@ def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
     k8s = {
         **common,
         "env": [{"name": _q(k), "value": _q(v)} for k, v in k8s_env.items()],
-        "cpu": _q(_cpus(c.cpus)),
-        "memory": _q(f"{mem_mib}Mi"),
+        "cpu": _q(_cpus(c.request_cpus)),
+        "memory": _q(f"{c.request_memory_bytes // 1024**2}Mi"),
         "gpu": c.gpu_count > 0,
         "gpu_count": _q(str(c.gpu_count)),
+        "gpu_resource": c.gpu_resource,
+        "architecture": _q(c.architecture),
+        "l4t_major": _q(c.l4t_major),
+        "jetson": bool(c.l4t_major),
         "gpu_product": _q(c.gpu_product),
         "gpu_memory_gt": _q(str(max(0, c.gpu_memory_mib - 1))),
         "runtime_class": c.runtime == "nvidia",
@@ -293,6 +304,9 @@ def _parse_back(name: str, text: str, plan: Plan, options: RenderOptions) -> Non
         env = {e["name"]: e["value"] for e in container["env"]}
         if env["TAILOR_WORKERS"] != plan.env["TAILOR_WORKERS"] or container["image"] != plan.container.image:
             raise fail("env or image differ from the plan")
+        limits = container["resources"]["limits"]
+        if plan.container.gpu_count and limits.get(plan.container.gpu_resource) != str(plan.container.gpu_count):
+            raise fail(f"{plan.container.gpu_resource} differs from the plan's {plan.container.gpu_count} GPU(s)")
 
 
 def write_rendered(files: Mapping[str, str], out_dir: Path) -> list[Path]:

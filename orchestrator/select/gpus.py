@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from orchestrator.probe.facts import GpuFacts, HostFacts
-from orchestrator.yaml_doc import format_size
+from orchestrator.units import format_size
 
 MIB = 1024**2
 
@@ -275,5 +275,13 @@ def mig_instances(facts: HostFacts, profile: str) -> tuple[GpuFacts, ...]:
     return tuple(g for g in facts.gpus if g.is_mig_instance and g.mig_profile == profile)
 
 
-__all__ = ["CudaBuild", "CudaStack", "GpuChoice", "GpuVerdict", "TORCH_CUDA_BUILDS", "choose_gpus", "cuda_stack",
-           "min_gpu_bytes"]
+__all__ = [
+    "TORCH_CUDA_BUILDS",
+    "CudaBuild",
+    "CudaStack",
+    "GpuChoice",
+    "GpuVerdict",
+    "choose_gpus",
+    "cuda_stack",
+    "min_gpu_bytes",
+]

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from orchestrator.errors import PlanError, UsageError
-from orchestrator.probe.facts import HostFacts, compute_capability, gpu_memory_bytes, primary_gpu
+from orchestrator.probe.facts import _JETSON_COMPUTE_CAPABILITY, GpuFacts, HostFacts
+from orchestrator.select.gpus import GpuChoice, choose_gpus
 from orchestrator.select.profiles import Profile, ProfileSet, parse_version
 from orchestrator.units import format_size
 
@@ -62,6 +63,32 @@ def complete_facts(facts: HostFacts) -> tuple[HostFacts, tuple[str, ...]]:
     if memory is facts.memory:
         return facts, tuple(warnings)
     return dataclasses.replace(facts, memory=memory), tuple(warnings)
+
+
+def primary_gpu(facts: HostFacts, gpus: GpuChoice | None = None) -> GpuFacts | None:
+    """The first GPU the runtime will use (see :func:`orchestrator.gpus.choose_gpus`), None when none is usable."""
+    return (gpus or choose_gpus(facts)).primary
+
+
+def compute_capability(facts: HostFacts, gpus: GpuChoice | None = None) -> tuple[int, int] | None:
+    """Of the GPUs in use, or of the Jetson SoC; None without a usable GPU."""
+    gpu = primary_gpu(facts, gpus)
+    if gpu is not None:
+        return gpu.compute_capability_tuple
+    if facts.jetson is not None and facts.jetson.soc in _JETSON_COMPUTE_CAPABILITY:
+        major, minor = _JETSON_COMPUTE_CAPABILITY[facts.jetson.soc].split(".")
+        return int(major), int(minor)
+    return None
+
+
+def gpu_memory_bytes(facts: HostFacts, gpus: GpuChoice | None = None) -> int:
+    """VRAM of one GPU in use (its size class); on Jetson the shared pool (effective RAM); 0 without a GPU."""
+    gpu = primary_gpu(facts, gpus)
+    if gpu is not None:
+        return gpu.memory_total_bytes
+    if facts.jetson is not None:
+        return facts.memory.effective_total_bytes
+    return 0
 
 
 def resolve_precision(policy: str, device: str, cc: tuple[int, int] | None) -> tuple[str, str]:
@@ -109,13 +136,16 @@ class Selection:
     verdicts: tuple[Verdict, ...]
     """One per profile, in priority order (highest first)."""
     warnings: tuple[str, ...]
+    gpus: GpuChoice | None = field(default=None, compare=False)
+    """The GPUs the selection judged with (None: chosen without looking, e.g. an OOM step-down)."""
 
     def verdict(self, name: str) -> Verdict:
         return next(v for v in self.verdicts if v.profile == name)
 
 
-def judge(facts: HostFacts, profile: Profile) -> Verdict:
-    """Check every match condition of ``profile`` against ``facts``."""
+def judge(facts: HostFacts, profile: Profile, gpus: GpuChoice | None = None) -> Verdict:
+    """Check every match condition of ``profile`` against ``facts`` and the usable GPUs."""
+    gpus = gpus or choose_gpus(facts)
     m = profile.match
     hard: list[str] = []
     soft: list[str] = []
@@ -128,9 +158,12 @@ def judge(facts: HostFacts, profile: Profile) -> Verdict:
         hard.append("needs a Jetson board; this is not one")
     if m.jetson == "excluded" and is_jetson:
         hard.append("not meant for Jetson boards")
-    gpu = primary_gpu(facts)
+    gpu = gpus.primary
     if m.gpu == "required" and gpu is None:
-        hard.append(f"needs an NVIDIA GPU; none reported ({facts.nvml.reason})")
+        if facts.gpus:
+            hard.append(f"needs a usable NVIDIA GPU; {gpus.summary()}")
+        else:
+            hard.append(f"needs an NVIDIA GPU; none reported ({facts.nvml.reason})")
     if m.gpu == "excluded" and gpu is not None:
         hard.append(f"meant for machines without a GPU; found {gpu.name}")
     if is_jetson and facts.jetson is not None and (m.l4t_min or m.l4t_max):
@@ -142,12 +175,12 @@ def judge(facts: HostFacts, profile: Profile) -> Verdict:
                 hard.append(f"L4T {facts.jetson.l4t_release} is older than {m.l4t_min}")
             if m.l4t_max and release > (parse_version(m.l4t_max) or ()):
                 hard.append(f"L4T {facts.jetson.l4t_release} is newer than {m.l4t_max}")
-    vram = gpu_memory_bytes(facts) if gpu is not None else 0
+    vram = gpu_memory_bytes(facts, gpus) if gpu is not None else 0
     if gpu is not None and m.min_vram_bytes is not None and vram < m.min_vram_bytes:
         hard.append(f"GPU memory {format_size(vram)} < {format_size(m.min_vram_bytes)} required ({gpu.name})")
     if gpu is not None and m.max_vram_bytes is not None and vram > m.max_vram_bytes:
         hard.append(f"GPU memory {format_size(vram)} > {format_size(m.max_vram_bytes)}: a larger profile suits this card")
-    cc = compute_capability(facts)
+    cc = compute_capability(facts, gpus)
     if m.min_compute_capability and cc is not None:
         need = parse_version(m.min_compute_capability) or ()
         if cc < need:
@@ -174,19 +207,25 @@ def judge(facts: HostFacts, profile: Profile) -> Verdict:
     return Verdict(profile.name, FITS, (), ())
 
 
-def judge_all(facts: HostFacts, profiles: ProfileSet | Sequence[Profile]) -> tuple[Verdict, ...]:
+def judge_all(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
+              gpus: GpuChoice | None = None) -> tuple[Verdict, ...]:
     """A verdict for every profile, highest priority first (no choice made, never raises)."""
     items = profiles.profiles if isinstance(profiles, ProfileSet) else tuple(profiles)
-    return tuple(judge(facts, p) for p in sorted(items, key=lambda p: -p.priority))
+    gpus = gpus or choose_gpus(facts)
+    return tuple(judge(facts, p, gpus) for p in sorted(items, key=lambda p: -p.priority))
 
 
 def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
-                   override: str | None = None) -> Selection:
-    """Pick the profile for ``facts``: ``override`` if given, else the best fitting one."""
+                   override: str | None = None, environ: Mapping[str, str] | None = None) -> Selection:
+    """Pick the profile for ``facts``: ``override`` if given, else the best fitting one.
+
+    ``environ`` is the user's environment: only ``CUDA_VISIBLE_DEVICES`` is read from it here.
+    """
     items = profiles.profiles if isinstance(profiles, ProfileSet) else tuple(profiles)
     ordered = sorted(items, key=lambda p: -p.priority)
     facts, assumptions = complete_facts(facts)
-    verdicts = judge_all(facts, ordered)
+    gpus = choose_gpus(facts, environ)
+    verdicts = judge_all(facts, ordered, gpus)
     by_name = {p.name: p for p in ordered}
     warnings: list[str] = list(assumptions)
     if override is not None:
@@ -201,7 +240,7 @@ def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
         if verdict.status != FITS:
             warnings.append(f"profile {override} was forced but {STATUS_LABELS[verdict.status]}: "
                             + "; ".join(verdict.failures))
-        return Selection(chosen, True, tuple(reasons), verdicts, tuple(warnings))
+        return Selection(chosen, True, tuple(reasons), verdicts, tuple(warnings), gpus)
     fitting = [v for v in verdicts if v.status == FITS]
     if not fitting:
         raise PlanError("no profile fits this machine: "
@@ -218,4 +257,4 @@ def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
         else:
             change = f"; change: {', '.join(v.changes)}" if v.changes else ""
             reasons.append(f"{v.profile}: {STATUS_LABELS[v.status]} ({'; '.join(v.failures)}{change})")
-    return Selection(chosen, False, tuple(reasons), verdicts, tuple(warnings))
+    return Selection(chosen, False, tuple(reasons), verdicts, tuple(warnings), gpus)

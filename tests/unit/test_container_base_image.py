@@ -35,20 +35,31 @@ def test_jetpack6_boards_get_the_matching_l4t_image(release: str, image: str) ->
     assert base_image_for(facts, "l4t") == (image, None)
 
 
-def test_jetpack5_board_is_warned_that_its_python_is_too_old() -> None:
+def test_jetpack5_board_runs_onnx_on_the_cpu_and_says_why() -> None:
     facts = _with_l4t(_facts("jetson-orin-nx-8gb.json"), "R35.4.1", "5.1.2")
     image, warning = base_image_for(facts, "l4t")
     assert image == DEFAULT_BASE_IMAGES["l4t"]
     assert warning is not None and "R35.4.1" in warning and "--base-image" in warning
-    selection = select_profile(facts, load_profiles(()), None)
-    plan = make_plan(facts, selection, {}, {})
-    assert plan.profile == "jetson-edge"
-    assert warning in plan.warnings
-
-
-def test_non_jetson_flavors_use_the_default_base() -> None:
-    facts = _facts("t4-8gb-4cpu.json")
-    assert base_image_for(facts, "cuda") == (DEFAULT_BASE_IMAGES["cuda"], None)
     plan = make_plan(facts, select_profile(facts, load_profiles(()), None), {}, {})
-    assert plan.container.base_image == DEFAULT_BASE_IMAGES["cuda"]
-    assert plan.to_dict()["container"]["base_image"] == DEFAULT_BASE_IMAGES["cuda"]
+    assert (plan.profile, plan.engine, plan.device, plan.container.flavor) == ("jetson-cpu", "onnx", "cpu", "cpu")
+    assert plan.container.base_image == DEFAULT_BASE_IMAGES["cpu"]  # a plain arm64 Python image runs on R35
+    assert plan.container.architecture == "arm64"
+    assert any("L4T R35.4.1 (JetPack 5.1.2)" in w and "Python >= 3.10" in w and "JetPack 6" in w
+               for w in plan.warnings)
+    # Forced onto the GPU profile, the image problem is still said.
+    forced = make_plan(facts, select_profile(facts, load_profiles(()), "jetson-edge"), {}, {})
+    assert warning in forced.warnings
+
+
+def test_cuda_base_follows_the_driver() -> None:
+    facts = _facts("t4-8gb-4cpu.json")  # driver 550, CUDA 12.4
+    assert base_image_for(facts, "cuda") == ("nvidia/cuda:12.4.1-base-ubuntu22.04", None)
+    plan = make_plan(facts, select_profile(facts, load_profiles(()), None), {}, {})
+    assert plan.container.base_image == "nvidia/cuda:12.4.1-base-ubuntu22.04"
+    assert plan.to_dict()["container"]["base_image"] == plan.container.base_image
+    assert plan.container.cuda_build == "cu128" and plan.container.image.endswith("-cuda-cu128")
+
+
+def test_cuda_without_a_usable_gpu_keeps_the_default_base() -> None:
+    facts = _facts("t4-driver470.json")
+    assert base_image_for(facts, "cuda") == (DEFAULT_BASE_IMAGES["cuda"], None)

@@ -37,7 +37,7 @@ def test_plan_json_has_the_public_keys(capsys: pytest.CaptureFixture[str]) -> No
         assert key in data
     assert (data["profile"], data["engine"], data["device"], data["precision"]) == ("t4-8gb", "torch", "cuda", "fp16")
     assert data["env"]["TAILOR_WORKERS"] == str(data["workers"])
-    assert data["container"]["image"] == "tailor-runtime:0.1.0-cuda"
+    assert data["container"]["image"] == "tailor-runtime:0.1.0-cuda-cu128"
 
 
 def test_plan_flags_and_user_env(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -64,7 +64,7 @@ def test_user_settings_survive_a_profile_change() -> None:
 
 
 def test_step_down_plans_round_trip() -> None:
-    host = facts("jetson-orin-nx-8gb")
+    host = facts("jetson-agx-orin-r36")
     plan = make_plan(host, select_profile(host, load_profiles()), environ={})
     stepped = step_down(plan, host, load_profiles())
     assert stepped is not None and stepped.max_batch_size == 2

@@ -11,7 +11,7 @@ from orchestrator.errors import ProfileError
 from orchestrator.resources import profiles_dir
 from orchestrator.select.profiles import load_profile_file, load_profiles
 
-BUILTIN = ("gpu-16gb", "t4-8gb", "jetson-edge", "low-vram-gpu", "cpu-only")
+BUILTIN = ("gpu-large", "gpu-16gb", "t4-8gb", "jetson-edge", "jetson-cpu", "low-vram-gpu", "cpu-only")
 
 GOOD = """\
 description: a test profile
@@ -49,11 +49,14 @@ def test_builtin_profiles_load_in_priority_order() -> None:
 
 def test_builtin_policies_follow_the_design() -> None:
     loaded = load_profiles()
-    for name in ("gpu-16gb", "t4-8gb", "jetson-edge"):
+    for name in ("gpu-large", "gpu-16gb", "t4-8gb", "low-vram-gpu", "jetson-edge"):
         p = loaded.get(name)
         assert (p.engine, p.device) == ("torch", "cuda")
         assert p.fallback == "onnx:en_US-joe-medium"
-    for name in ("cpu-only", "low-vram-gpu"):
+    assert loaded.get("gpu-large").batching.max_batch_size == 32
+    assert loaded.get("gpu-large").match.min_vram_bytes is not None
+    assert loaded.get("gpu-large").match.min_vram_bytes <= 40 * 1024**3
+    for name in ("cpu-only", "jetson-cpu"):
         p = loaded.get(name)
         assert (p.engine, p.device, p.precision) == ("onnx", "cpu", "fp32")
     jetson = loaded.get("jetson-edge")

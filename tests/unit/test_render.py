@@ -36,7 +36,9 @@ PROFILE_MACHINES = {
     "t4-8gb": "t4-8gb-4cpu",
     "cpu-only": "cpu-4core-16gb",
     "low-vram-gpu": "gtx1050-16gb",
-    "jetson-edge": "jetson-orin-nx-8gb",
+    "jetson-edge": "jetson-agx-orin-r36",
+    "jetson-cpu": "jetson-orin-nx-8gb",
+    "gpu-large": "h100x8-2tb",
 }
 
 
@@ -81,14 +83,19 @@ def test_outputs_parse_back_and_match_the_plan(machine: str) -> None:
     assert ("deploy" in compose) == gpu
     if gpu:
         device = compose["deploy"]["resources"]["reservations"]["devices"][0]
-        assert device == {"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}
+        assert device == {"driver": "nvidia", "device_ids": list(plan.container.gpu_device_ids),
+                          "capabilities": ["gpu"]}
+        assert all(d.startswith(("GPU-", "MIG-")) for d in device["device_ids"])  # by UUID, never by index
+        assert "CUDA_VISIBLE_DEVICES" not in parse_env_text(files[".env"])  # the reservation picks the devices
+        assert parse_env_text(files["tailor-runtime.env"])["CUDA_VISIBLE_DEVICES"] == ",".join(
+            plan.container.gpu_device_ids)
     assert (compose.get("runtime") == "nvidia") == (plan.container.runtime == "nvidia")
     env = parse_env_text(files[".env"])
     for text in (files[".env"], files["tailor-runtime.env"]):
         Settings.from_environ(parse_env_text(text))  # the runtime accepts every value
     assert env["TAILOR_HOST"] == "0.0.0.0"  # reachable through the published loopback port
     # Containers leave out the host's malloc preload (the images ship none); the host unit keeps it.
-    left_out = {"TAILOR_HOST", "LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE"}
+    left_out = {"TAILOR_HOST", "LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE", "CUDA_VISIBLE_DEVICES"}
     assert {k: v for k, v in env.items() if k != "TAILOR_HOST"} == {
         k: v for k, v in plan.env.items() if k not in left_out}
     host_env = parse_env_text(files["tailor-runtime.env"])

@@ -32,7 +32,15 @@ REFERENCE = [
     ("rtx3060-16gb", "desktop: 12 threads, 16 GB RAM, RTX 3060 12 GB", "gpu-16gb"),
     ("cpu-4core-16gb", "office box: 4 cores, 16 GB RAM, no GPU", "cpu-only"),
     ("gtx1050-16gb", "old laptop: 8 threads, 16 GB RAM, GTX 1050 2 GB", "low-vram-gpu"),
-    ("jetson-orin-nx-8gb", "Jetson Orin NX 8 GB, L4T R35.4.1", "jetson-edge"),
+    ("rtx2060-6gb", "desktop: 6 cores, 16 GB RAM, RTX 2060 6 GB", "low-vram-gpu"),
+    ("jetson-orin-nx-8gb", "Jetson Orin NX 8 GB, L4T R35.4.1", "jetson-cpu"),
+    ("jetson-agx-orin-r36", "Jetson AGX Orin 64 GB, L4T R36.4.3", "jetson-edge"),
+    ("jetson-nano-r32", "Jetson Nano 4 GB, L4T R32.7.4", "jetson-cpu"),
+    ("h100x8-2tb", "HGX: 224 threads, 2 TiB, 8 x H100 80 GB", "gpu-large"),
+    ("a100-mig", "A100 40 GB in MIG mode; largest instance 3g.20gb", "gpu-16gb"),
+    ("a5000x2-busy", "2 x RTX A5000, GPU 0 held by another job", "gpu-16gb"),
+    ("rtx3060-busy", "RTX 3060 with 412 MiB free", "cpu-only"),
+    ("t4-driver470", "T4 on driver 470 (CUDA 11.4)", "cpu-only"),
     ("cgroup-4cpu-on-64core", "container limited to 4 CPUs / 16 GiB on a 64-core host", "cpu-only"),
 ]
 
@@ -51,8 +59,12 @@ def test_every_verdict_says_why_with_numbers() -> None:
     gpu = selection.verdict("gpu-16gb")
     assert gpu.status == DOES_NOT_FIT
     assert "GPU memory 2.0 GiB < 7.5 GiB required" in gpu.failures[0]
-    assert any("compute capability 6.1 < 7.0" in f for f in gpu.failures)
+    assert selection.verdict("low-vram-gpu").status == FITS
     assert selection.verdict("cpu-only").status == FITS
+    old_driver = select_profile(facts("t4-driver470"), load_profiles()).verdict("t4-8gb")
+    assert old_driver.status == DOES_NOT_FIT
+    assert "driver 470.256.02: the driver supports CUDA <= 11.4" in old_driver.failures[0]
+    assert "upgrade the NVIDIA driver" in old_driver.failures[0]
 
 
 def test_too_little_ram_is_a_change_not_a_refusal() -> None:
