@@ -21,7 +21,7 @@ def host(name: str) -> HostFacts:
 
 def test_minimum_matches_the_budget() -> None:
     fp = Footprint.of("torch", "cuda", "fp32")
-    assert MIN_GPU_BYTES == fp.cuda_context_bytes + fp.weights_vram_per_worker_bytes + fp.per_item_vram_bytes
+    assert fp.cuda_context_bytes + fp.weights_vram_per_worker_bytes + fp.per_item_vram_bytes == MIN_GPU_BYTES
 
 
 @pytest.mark.parametrize(("card", "driver_cuda", "cc", "build", "base"), [
