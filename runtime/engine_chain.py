@@ -134,6 +134,23 @@ class EngineChain:
         return unique
 
     # --- loading ------------------------------------------------------------------------
+    def is_primary(self, entry: ChainEntry) -> bool:
+        return entry.engine == self.primary_engine and entry not in self.fallback
+
+    def options_for(self, entry: ChainEntry) -> list[EngineOptions]:
+        """The options to try, in order, for ``entry``'s instances.
+
+        The primary runs with the plan's options. A fallback gets its own (fp32, its own threads,
+        see :meth:`EngineOptions.for_fallback`): on the CPU, or with ``TAILOR_FALLBACK_DEVICE=cuda``
+        first on CUDA (onnxruntime-gpu, where the image has it) and then on the CPU.
+        """
+        if self.is_primary(entry):
+            return [self._options]
+        cpu = self._options.for_fallback("cpu")
+        if self._options.fallback_device == "cuda" and self._options.device == "cuda":
+            return [self._options.for_fallback("cuda"), cpu]
+        return [cpu]
+
     def _state(self, entry: ChainEntry) -> EntryState:
         return self._states.setdefault(entry, EntryState())
 
@@ -147,20 +164,27 @@ class EngineChain:
                 return None
             started = time.perf_counter()
             engines: list[Engine] = []
-            try:
-                info, raw = self._voice_config(entry.voice)
-                phonemizer = Phonemizer(raw)
-                files = self.catalog[entry.voice]
-                for _ in range(self._instances):
-                    engines.append(self._factory(entry.engine, files.model_path, info.sample_rate_hz, self._options))
-                wide = None
-                if self._wide_options is not None:
-                    wide = self._factory(entry.engine, files.model_path, info.sample_rate_hz, self._wide_options)
-            except Exception as exc:  # any engine failure must fall through to the next entry
-                for engine in engines:
-                    engine.close()
-                state.status, state.error = "load_failed", f"{type(exc).__name__}: {exc}"
-                _LOG.warning("engine %s failed to load: %s", entry.label(), state.error)
+            wide = None
+            errors: list[str] = []
+            for options in self.options_for(entry):
+                try:
+                    info, raw = self._voice_config(entry.voice)
+                    phonemizer = Phonemizer(raw)
+                    files = self.catalog[entry.voice]
+                    for worker in range(self._instances):
+                        engines.append(self._factory(entry.engine, files.model_path, info.sample_rate_hz,
+                                                     options.for_worker(worker)))
+                    if self._wide_options is not None and self.is_primary(entry):
+                        wide = self._factory(entry.engine, files.model_path, info.sample_rate_hz, self._wide_options)
+                    break
+                except Exception as exc:  # any engine failure must fall through to the next entry
+                    for engine in engines:
+                        engine.close()
+                    engines, wide = [], None
+                    errors.append(f"{type(exc).__name__}: {exc}" + (f" (on {options.device})" if errors else ""))
+                    _LOG.warning("engine %s failed to load on %s: %s", entry.label(), options.device, exc)
+            if not engines:
+                state.status, state.error = "load_failed", "; ".join(errors)
                 return None
             elapsed = time.perf_counter() - started
             state.loaded = LoadedEntry(entry, info, phonemizer, engines, elapsed, wide)

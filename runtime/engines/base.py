@@ -8,6 +8,7 @@ worker thread at a time per instance (the scheduler owns concurrency).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,14 @@ class EngineOptions:
     ort_memory_arena: bool = True
     cudnn_benchmark: bool = False
     torch_compile: bool = False
+    device_index: int = 0
+    """Which visible CUDA device (``cuda:N``); the engine chain spreads workers over ``gpus`` of them."""
+    gpus: int = 1
+    """CUDA devices the workers are spread over (``TAILOR_GPUS``)."""
+    fallback_device: str = "cpu"
+    """Device of the fallback engines (``TAILOR_FALLBACK_DEVICE``)."""
+    fallback_threads: int = 0
+    """Intra-op threads of each fallback instance; 0: as ``intra_op_threads`` (``TAILOR_FALLBACK_THREADS``)."""
     allow_spinning: bool = False
     """Let idle intra-op threads spin instead of sleeping. Only for an instance that runs while
     nothing else does (the solo-wide instance): there it measured 12 % faster with 2 threads;
@@ -65,7 +74,24 @@ class EngineOptions:
             ort_memory_arena=settings.ort_memory_arena,
             cudnn_benchmark=settings.cudnn_benchmark,
             torch_compile=settings.torch_compile,
+            gpus=settings.gpus,
+            fallback_device=settings.fallback_device,
+            fallback_threads=settings.fallback_threads,
         )
+
+    def for_worker(self, worker: int) -> EngineOptions:
+        """The options of worker ``worker``'s instance: on CUDA, device ``worker mod gpus``."""
+        if self.device != "cuda" or self.gpus <= 1:
+            return self
+        return dataclasses.replace(self, device_index=worker % self.gpus)
+
+    def for_fallback(self, device: str) -> EngineOptions:
+        """A fallback engine's own options: fp32 (it must work when the primary's half precision
+        or CUDA does not), its own thread count, no CUDA-only tuning."""
+        return dataclasses.replace(
+            self, device=device, precision="fp32", device_index=0, gpus=1,
+            intra_op_threads=self.fallback_threads or self.intra_op_threads,
+            cudnn_benchmark=False, torch_compile=False, allow_spinning=False)
 
 
 class Engine(Protocol):

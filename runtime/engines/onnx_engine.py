@@ -50,7 +50,7 @@ def _session_options(options: EngineOptions) -> Any:
     return so
 
 
-def _providers(device: str) -> list[Any]:
+def _providers(device: str, device_index: int = 0) -> list[Any]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -60,7 +60,8 @@ def _providers(device: str) -> list[Any]:
                 "device=cuda was requested but onnxruntime has no CUDAExecutionProvider "
                 f"(available: {', '.join(available)}); install onnxruntime-gpu or set TAILOR_DEVICE=cpu"
             )
-        return [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
+        return [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC", "device_id": str(device_index)}),
+                "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
 
@@ -92,7 +93,7 @@ class OnnxEngine:
         self._lock = threading.Lock()
         try:
             self._session = ort.InferenceSession(
-                str(model_path), sess_options=_session_options(options), providers=_providers(options.device)
+                str(model_path), sess_options=_session_options(options), providers=_providers(options.device, options.device_index)
             )
         except EngineError:
             raise

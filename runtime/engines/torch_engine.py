@@ -91,6 +91,11 @@ class TorchEngine:
                 "device=cuda was requested but torch sees no CUDA device "
                 f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); set TAILOR_DEVICE=cpu"
             )
+        if options.device == "cuda" and options.device_index >= torch.cuda.device_count():
+            raise EngineError(
+                f"CUDA device {options.device_index} was requested but torch sees "
+                f"{torch.cuda.device_count()}; check TAILOR_GPUS against CUDA_VISIBLE_DEVICES"
+            )
         _configure_threads(torch, options)
         if options.torch_compile and options.device != "cuda":
             _LOG.warning("TAILOR_TORCH_COMPILE ignored on CPU: measured no faster than eager")
@@ -103,7 +108,7 @@ class TorchEngine:
         self.sample_rate = int(sample_rate)
         self.device = options.device
         self.precision = options.precision
-        self._device = torch.device(options.device)
+        self._device = torch.device("cuda", options.device_index) if options.device == "cuda" else torch.device("cpu")
         self._lock = threading.Lock()
         self.compiled = model.generator_compiled
 
@@ -177,8 +182,8 @@ def _shared_model(torch: Any, model_path: Path, options: EngineOptions) -> VitsS
     except OSError as exc:
         raise EngineError(f"voice model {model_path} does not exist or cannot be read: {exc}") from exc
     compile_generator = options.torch_compile and options.device == "cuda"
-    key = (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns, options.device, options.precision,
-           compile_generator)
+    key = (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns, options.device, options.device_index,
+           options.precision, compile_generator)
     with _SHARED_LOCK:
         ref = _SHARED_MODELS.get(key)
         model = ref() if ref is not None else None
@@ -211,7 +216,7 @@ def _build_model(torch: Any, model_path: Path, options: EngineOptions, compile_g
     model.dec.use_channels_last_kernels()
     if options.device == "cuda":
         # Parameters move one by one; each host tensor is freed once its device copy exists.
-        model.to("cuda")
+        model.to(f"cuda:{options.device_index}")
         if options.precision == "fp32":
             # fp32 means fp32: cuDNN and cuBLAS would otherwise use TF32 (10-bit mantissa).
             torch.backends.cudnn.allow_tf32 = False
