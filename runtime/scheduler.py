@@ -41,6 +41,28 @@ class Job:
     """Lower runs first (the request's deadline: earliest deadline first); ties keep FIFO."""
 
 
+LENGTH_BUCKETS: tuple[int, ...] = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+"""Upper edges (phoneme ids) of the length buckets a batch is drawn from. A batch is padded to its
+longest sentence, so within one bucket at most a third of a batch is padding (a half in the two
+smallest); sentences longer than the last edge form their own bucket."""
+
+
+def length_bucket(phonemes: int) -> int:
+    """Index of the bucket ``phonemes`` falls in (``len(LENGTH_BUCKETS)`` past the last edge)."""
+    return bisect.bisect_left(LENGTH_BUCKETS, phonemes)
+
+
+def warmup_shapes(batching: bool, max_batch: int) -> list[tuple[int, int]]:
+    """(batch size, phoneme ids) shapes to run before ready: every bucket's longest sentence at
+    every power-of-two batch size up to ``max_batch`` (and ``max_batch`` itself), so the padded
+    and batched paths meet their shapes before traffic does. ``[(1, 0)]`` without batching: one
+    sentence as it is."""
+    if not batching or max_batch <= 1:
+        return [(1, 0)]
+    sizes = sorted({1, max_batch, *(2**k for k in range(1, max_batch.bit_length()) if 2**k <= max_batch)})
+    return [(size, edge) for edge in LENGTH_BUCKETS for size in sizes]
+
+
 class JobQueue:
     def __init__(self) -> None:
         self._jobs: deque[Job] = deque()
@@ -74,7 +96,8 @@ class JobQueue:
         return None
 
     def take(self, batching: bool, window_s: float, max_batch: int) -> list[Job] | None:
-        """The next job (and, batching, same-voice companions); None once stopped and empty."""
+        """The next job (and, batching, companions of the same voice and length bucket, so padding
+        stays small: see :data:`LENGTH_BUCKETS`); None once stopped and empty."""
         with self._cond:
             first = None
             while first is None:
@@ -88,10 +111,11 @@ class JobQueue:
                 return batch
             deadline = time.monotonic() + window_s
             while len(batch) < max_batch:
+                bucket = length_bucket(len(first.chunk.phoneme_ids))
                 for job in list(self._jobs):
                     if len(batch) >= max_batch:
                         break
-                    if job.voice == first.voice:
+                    if job.voice == first.voice and length_bucket(len(job.chunk.phoneme_ids)) == bucket:
                         self._jobs.remove(job)
                         if not job.is_cancelled() and job.future.set_running_or_notify_cancel():
                             batch.append(job)
@@ -130,6 +154,28 @@ class Scheduler:
     @property
     def solo_wide(self) -> bool:
         return self._solo_wide
+
+    def lookahead(self) -> int:
+        """Sentences one request keeps queued: enough to fill every worker's batch when batching
+        (earliest-deadline-first ordering keeps requests fair), else ``max(2, workers)``."""
+        per_worker = self._max_batch if self._batching else 1
+        return max(2, self._workers * per_worker)
+
+    def warm_up(self, voice: str, sample: TextChunk, batched_paths: bool) -> int:
+        """Run every worker's instance through the shapes it will meet (:func:`warmup_shapes`);
+        ``batched_paths`` False (an engine on the CPU, e.g. the fallback) runs the one sentence.
+        Returns the number of engine calls. Call before :meth:`start`."""
+        shapes = warmup_shapes(self._batching and batched_paths, self._max_batch)
+        calls = 0
+        for worker in range(self._workers):
+            for size, phonemes in shapes:
+                ids = sample.phoneme_ids
+                if phonemes:
+                    ids = (ids * (phonemes // max(1, len(ids)) + 1))[:phonemes]
+                chunk = TextChunk(sample.text, tuple(ids))
+                self._chain.synthesize(worker, voice, [chunk] * size, [1.0] * size)
+                calls += 1
+        return calls
 
     def start(self) -> None:
         for index in range(self._workers):

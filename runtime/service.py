@@ -3,7 +3,8 @@ pipeline that turns a validated request into a stream of audio blocks.
 
 Admission order: not ready / draining / over the memory soft limit -> 503; more than
 ``workers + TAILOR_MAX_QUEUE`` requests in the system -> 429 with ``Retry-After``.
-A request keeps ``max(2, workers)`` sentence jobs in flight, so the first sentence is
+A request keeps ``max(2, workers)`` sentence jobs in flight (enough to fill every worker's batch when
+batching, see ``Scheduler.lookahead``), so the first sentence is
 synthesized (and can be streamed) before the rest, and several requests share workers fairly.
 """
 
@@ -168,8 +169,8 @@ class SpeechService:
                 self.state_detail = "warming up"
                 started = time.perf_counter()
                 chunks = self.chain.phonemizer(voice).prepare(WARMUP_TEXT)
-                for worker in range(self.settings.workers):
-                    self.chain.synthesize(worker, voice, chunks, [1.0])
+                # Every (batch, length bucket) shape on a GPU; the one sentence on a CPU engine.
+                self.scheduler.warm_up(voice, chunks[0], batched_paths=self.engine_in_use["device"] == "cuda")
                 if loaded.wide is not None:
                     self.chain.synthesize(0, voice, chunks, [1.0], wide=True)
                 self.warmup_seconds = time.perf_counter() - started
@@ -319,7 +320,7 @@ class SpeechService:
         client disconnects or the consumer stops iterating.
         """
         cancelled = threading.Event()
-        lookahead = max(2, self.settings.workers)
+        lookahead = self.scheduler.lookahead()
         pending: list[asyncio.Future[np.ndarray]] = []
         jobs = iter(job.chunks)
         completed = 0
