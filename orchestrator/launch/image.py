@@ -165,9 +165,18 @@ def platform_tags(architecture: str) -> list[str]:
     return tags
 
 
+TORCH_INDEX = "https://download.pytorch.org/whl/{build}"
+"""PyTorch's wheel index for one CUDA build; its ``torch`` wheels carry the build as a local
+version (``2.13.0+cu126``), which sorts above PyPI's plain ``2.13.0``, so pip takes them."""
+
+
 def prepare_wheelhouse(dest: Path, fl: Flavor, *, python_version: str, wheelhouse: Path | None,
-                       run: CommandRunner = _run, log: Log = lambda _m: None) -> list[str]:
-    """Fill ``dest`` with every wheel the image needs; returns the wheel file names."""
+                       run: CommandRunner = _run, log: Log = lambda _m: None, cuda_build: str = "") -> list[str]:
+    """Fill ``dest`` with every wheel the image needs; returns the wheel file names.
+
+    ``cuda_build`` (the plan's, e.g. ``cu126``) adds PyTorch's index for that build, so the CUDA
+    image gets the torch build with kernels for the planned GPUs and a CUDA its driver runs.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     if wheelhouse is not None:
         if not wheelhouse.is_dir():
@@ -209,6 +218,9 @@ def prepare_wheelhouse(dest: Path, fl: Flavor, *, python_version: str, wheelhous
                 "--python-version", python_version, "--dest", str(dest)]
         for tag in platform_tags(arch):
             argv += ["--platform", tag]
+        if cuda_build and "torch" in fl.extras:
+            argv += ["--extra-index-url", TORCH_INDEX.format(build=cuda_build)]
+            log(f"wheelhouse: torch from the {cuda_build} build ({TORCH_INDEX.format(build=cuda_build)})")
         _check(run([*argv, *reqs]), "downloading the runtime's dependency wheels",
                "no package index reachable? pass --wheelhouse DIR with the wheels (pip download on a connected machine)")
     return sorted(p.name for p in dest.glob("*.whl"))
@@ -237,7 +249,7 @@ def image_exists(client: docker.DockerClient, tag: str) -> bool:
 
 def ensure_image(client: docker.DockerClient, tag: str, flavor_name: str, *, port: int,
                  base_image: str | None = None, wheelhouse: Path | None = None, rebuild: bool = False,
-                 log: Log = lambda _m: None, run: CommandRunner = _run) -> ImageResult:
+                 log: Log = lambda _m: None, run: CommandRunner = _run, cuda_build: str = "") -> ImageResult:
     """Build ``tag`` unless it exists (``rebuild`` forces a build; Docker's layer cache still applies)."""
     t0 = time.monotonic()
     if not rebuild and image_exists(client, tag):
@@ -250,7 +262,7 @@ def ensure_image(client: docker.DockerClient, tag: str, flavor_name: str, *, por
         if wheelhouse is None:
             python_version = base_python_version(client, base, fl.default_python)
         names = prepare_wheelhouse(ctx / "wheels", fl, python_version=python_version, wheelhouse=wheelhouse,
-                                   run=run, log=log)
+                                   run=run, log=log, cuda_build=cuda_build)
         (ctx / "Dockerfile").write_text(render_dockerfile(fl, base, port), encoding="utf-8")
         log(f"building {tag} from {base} ({len(names)} wheels)")
         _docker_build(client, ctx, tag, log)

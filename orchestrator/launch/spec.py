@@ -33,6 +33,8 @@ class LaunchSpec:
     cpus: float | None = None
     shm_size_bytes: int | None = None
     gpu_count: int = 0
+    cuda_build: str = ""
+    """torch's CUDA build for the image (``cu126``...; see orchestrator/select/gpus.py), empty without CUDA."""
     gpu_device_ids: tuple[str, ...] = ()
     runtime: str | None = None
     """Container runtime, ``nvidia`` on Jetson; None for the daemon's default."""
@@ -71,5 +73,5 @@ class LaunchSpec:
             port=plan.port, memory_limit_bytes=c.memory_limit_bytes, cpus=c.cpus,
             shm_size_bytes=c.shm_size_bytes, gpu_count=c.gpu_count, gpu_device_ids=c.gpu_device_ids,
             runtime=c.runtime, read_only_root=c.read_only, user=c.user, network_mode=c.network_mode,
-            base_image=c.base_image, pids_limit=c.pids_limit, plan=plan,
+            base_image=c.base_image, pids_limit=c.pids_limit, cuda_build=c.cuda_build, plan=plan,
         )

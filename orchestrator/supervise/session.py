@@ -167,7 +167,7 @@ def _ensure_image(spec: LaunchSpec, opts: LaunchOptions, environ: Mapping[str, s
     try:
         result = ensure_image(client, spec.image, spec.flavor, port=spec.port,
                               base_image=opts.base_image or spec.base_image, wheelhouse=opts.wheelhouse,
-                              rebuild=opts.rebuild, log=out.info)
+                              rebuild=opts.rebuild, log=out.info, cuda_build=spec.cuda_build)
     finally:
         client.close()
     out.info(f"image: {result.reason} ({result.seconds:.1f} s)")

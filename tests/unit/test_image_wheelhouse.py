@@ -48,3 +48,18 @@ def test_source_checkout_builds_without_isolation_only_when_hatchling_is_there(
                            wheelhouse=None, run=run)
         (build,) = [c for c in run.calls if "wheel" in c[:4]]
         assert ("--no-build-isolation" in build) is present
+
+
+def test_cuda_image_downloads_torch_from_the_planned_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(image, "project_root", lambda: None)
+    run = Recorder()
+    prepare_wheelhouse(tmp_path / "ctx", FLAVORS["cuda"], python_version="3.10", wheelhouse=None, run=run,
+                       cuda_build="cu126")
+    (deps,) = [c for c in run.calls if any(r.startswith("torch") for r in c)]
+    assert deps[deps.index("--extra-index-url") + 1] == "https://download.pytorch.org/whl/cu126"
+    # The CPU onnx fallback needs plain onnxruntime: it is among the downloads, and nothing else is.
+    assert any(r.startswith("onnxruntime") for r in deps) and not any(r.startswith("onnxruntime-gpu") for r in deps)
+    cpu_run = Recorder()
+    prepare_wheelhouse(tmp_path / "cpu", FLAVORS["cpu"], python_version="3.11", wheelhouse=None, run=cpu_run,
+                       cuda_build="cu126")
+    assert not any("--extra-index-url" in c for c in cpu_run.calls)
