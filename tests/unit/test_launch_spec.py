@@ -27,7 +27,9 @@ def test_spec_from_plan_takes_container_and_env_without_a_dict_round_trip() -> N
     c = plan.container
     assert (spec.profile, spec.image, spec.flavor) == (plan.profile, c.image, c.flavor)
     assert spec.port == 9001 == plan.port and spec.env_map == dict(plan.env)
-    assert (spec.memory_limit_bytes, spec.cpus, spec.gpu_device_ids) == (c.memory_limit_bytes, c.cpus, ("0",))
+    assert (spec.memory_limit_bytes, spec.cpus, spec.gpu_device_ids) == (
+        c.memory_limit_bytes, c.cpus, ("GPU-5a0c9f7e-1b1d-4c55-9d0e-0000000000t4",))
+    assert spec.cuda_build == c.cuda_build == "cu128"
     assert spec.plan is plan
     moved = spec.with_port(9002)
     assert moved.port == 9002 and moved.env_map["TAILOR_PORT"] == "9002" and moved.url == "http://127.0.0.1:9002"
