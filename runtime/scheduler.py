@@ -97,7 +97,8 @@ class JobQueue:
 
     def take(self, batching: bool, window_s: float, max_batch: int) -> list[Job] | None:
         """The next job (and, batching, companions of the same voice and length bucket, so padding
-        stays small: see :data:`LENGTH_BUCKETS`); None once stopped and empty."""
+        stays small: see :data:`LENGTH_BUCKETS`; when the window closes short, jobs of the two
+        neighbouring buckets top the batch up); None once stopped and empty."""
         with self._cond:
             first = None
             while first is None:
@@ -110,20 +111,28 @@ class JobQueue:
             if not batching or max_batch <= 1:
                 return batch
             deadline = time.monotonic() + window_s
+            bucket = length_bucket(len(first.chunk.phoneme_ids))
             while len(batch) < max_batch:
-                bucket = length_bucket(len(first.chunk.phoneme_ids))
-                for job in list(self._jobs):
-                    if len(batch) >= max_batch:
-                        break
-                    if job.voice == first.voice and length_bucket(len(job.chunk.phoneme_ids)) == bucket:
-                        self._jobs.remove(job)
-                        if not job.is_cancelled() and job.future.set_running_or_notify_cancel():
-                            batch.append(job)
+                self._gather(batch, first.voice, max_batch, {bucket})
                 remaining = deadline - time.monotonic()
                 if len(batch) >= max_batch or remaining <= 0 or self._stopped:
                     break
                 self._cond.wait(remaining)
+            if len(batch) < max_batch:
+                # The window closed short: top up from the neighbouring buckets rather than run
+                # a small batch (padding stays within two bucket widths).
+                self._gather(batch, first.voice, max_batch, {bucket - 1, bucket + 1})
             return batch
+
+    def _gather(self, batch: list[Job], voice: str, max_batch: int, buckets: set[int]) -> None:
+        """Move waiting jobs of ``voice`` whose length bucket is in ``buckets`` into ``batch``."""
+        for job in list(self._jobs):
+            if len(batch) >= max_batch:
+                return
+            if job.voice == voice and length_bucket(len(job.chunk.phoneme_ids)) in buckets:
+                self._jobs.remove(job)
+                if not job.is_cancelled() and job.future.set_running_or_notify_cancel():
+                    batch.append(job)
 
 
 class Scheduler:

@@ -31,9 +31,20 @@ def test_a_batch_takes_only_its_bucket_and_voice() -> None:
     assert [len(j.chunk.phoneme_ids) for j in batch] == [40, 45, 33, 47]
     lengths = [len(j.chunk.phoneme_ids) for j in batch]
     assert 1 - sum(lengths) / (len(lengths) * max(lengths)) < 0.2
-    rest = [queue.take(batching=True, window_s=0.0, max_batch=8) for _ in range(3)]
+    rest = [queue.take(batching=True, window_s=0.0, max_batch=8) for _ in range(2)]
+    # 200 (192-256) and 300 (256-384) are neighbouring buckets: when the window closes short, the
+    # batch is topped up from them rather than run alone.
     assert [[(len(j.chunk.phoneme_ids), j.voice) for j in b or []] for b in rest] == [
-        [(200, "v")], [(42, "w")], [(300, "v")]]  # 192-256 and 256-384 are different buckets
+        [(200, "v"), (300, "v")], [(42, "w")]]
+    assert len(queue) == 0
+
+
+def test_far_buckets_never_share_a_batch() -> None:
+    queue = JobQueue()
+    for phonemes in (20, 300, 25, 500):
+        queue.put(job(phonemes))
+    first = queue.take(batching=True, window_s=0.0, max_batch=8)
+    assert first is not None and [len(j.chunk.phoneme_ids) for j in first] == [20, 25]
 
 
 def test_warmup_shapes_cover_every_bucket_and_batch_size() -> None:
