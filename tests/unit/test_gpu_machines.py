@@ -232,3 +232,11 @@ def test_cuda_visible_devices_is_respected(monkeypatch: pytest.MonkeyPatch) -> N
 def test_cuda_visible_devices_empty_hides_every_gpu() -> None:
     plan = plan_for("rtx3060-16gb", {"CUDA_VISIBLE_DEVICES": ""})
     assert plan.profile == "cpu-only" and plan.device == "cpu"
+
+
+def test_fewer_workers_than_gpus_reserve_only_the_gpus_in_use() -> None:
+    facts = host("h100x8-2tb")
+    plan = make_plan(facts, select_profile(facts, load_profiles(), environ={}), {"workers": "3"}, environ={})
+    assert plan.workers == 3 and plan.container.gpu_count == 3
+    assert plan.env["TAILOR_GPUS"] == "3" and len(plan.env["CUDA_VISIBLE_DEVICES"].split(",")) == 3
+    assert any("3 worker(s) for 8 usable GPUs" in w for w in plan.warnings)
