@@ -184,13 +184,13 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_FALLBACK_DEVICE", "fallback_device", "cpu",
            "Device of the TAILOR_FALLBACK engines: cpu (fp32, works when CUDA does not) or cuda (onnx through "
            "onnxruntime-gpu's CUDA provider, only where the image has it; else it falls back to cpu).",
-           _choice("cpu", "cuda")),
+           _choice("cpu", "cuda"), knob="fallback_device"),
     EnvVar("TAILOR_FALLBACK_THREADS", "fallback_threads", "0",
            "Intra-op threads of each fallback engine instance; 0: the same as TAILOR_THREADS_PER_WORKER.",
-           _int_at_least(0)),
+           _int_at_least(0), knob="fallback_threads"),
     EnvVar("TAILOR_GPUS", "gpus", "1",
            "CUDA devices the workers are spread over (worker i uses visible device i mod TAILOR_GPUS); "
-           "with device cpu it is ignored.", _int_at_least(1)),
+           "with device cpu it is ignored.", _int_at_least(1), knob="gpus"),
     EnvVar("TAILOR_SOLO_WIDE", "solo_wide", "false",
            "With WORKERS > 1: when one sentence is the only work in the server, run it on an extra engine "
            "instance with WORKERS x THREADS_PER_WORKER intra-op threads, so a lone request uses every core "

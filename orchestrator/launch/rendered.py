@@ -68,6 +68,9 @@ def spec_from_rendered_dir(directory: Path) -> LaunchSpec:
     reservations = ((svc.get("deploy") or {}).get("resources") or {}).get("reservations") or {}
     for device in reservations.get("devices") or []:
         devices += [str(d) for d in device.get("device_ids") or []]
+    if devices and "CUDA_VISIBLE_DEVICES" not in env:
+        # The reservation (by UUID) picks the container's GPUs; a host process needs the same set.
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     profile = _PROFILE.search(text.splitlines()[0] if text else "")
     return LaunchSpec(
         profile=profile.group(1) if profile else name,

@@ -73,10 +73,16 @@ def test_k8s_reads_back_to_the_same_decisions(tmp_path: Path, machine: str) -> N
     assert container["image"] == spec.image
     assert container["ports"][0] == {"name": "http", "containerPort": spec.port}
     assert service["spec"]["ports"][0] == {"name": "http", "port": spec.port, "targetPort": "http"}
-    assert {e["name"]: e["value"] for e in container["env"]} == container_env(env)
+    # The device plugin picks the pod's GPUs: host device numbering stays out of the pod.
+    assert {e["name"]: e["value"] for e in container["env"]} == {
+        k: v for k, v in container_env(env).items() if k != "CUDA_VISIBLE_DEVICES"}
+    # Pods are sized from the plan's budget (issue 10), not from the single-host container limit.
     limits = container["resources"]["limits"]
-    assert limits["memory"] == f"{spec.memory_limit_bytes // 2**20}Mi"
-    assert float(limits["cpu"]) == pytest.approx(spec.cpus, abs=0.01)
+    assert spec.plan is not None
+    sized = spec.plan.container
+    assert limits["memory"] == f"{sized.request_memory_bytes // 2**20}Mi"
+    assert float(limits["cpu"]) == pytest.approx(sized.request_cpus, abs=0.01)
+    assert sized.request_memory_bytes <= spec.memory_limit_bytes and sized.request_cpus <= spec.cpus
     assert int(limits.get("nvidia.com/gpu", 0)) == (spec.gpu_count if spec.runtime is None else 0)
     security = pod["securityContext"]
     assert (security["runAsUser"], security["runAsGroup"]) == (CONTAINER_UID, CONTAINER_GID)
