@@ -45,9 +45,11 @@ def facts_table(facts: HostFacts) -> Table:
         f"(decided by {mem.effective_source})"))
     if facts.gpus:
         gpu_lines = [
-            f"#{g.index} {g.name}: {_gib(g.memory_total_bytes)} ({_gib(g.memory_free_bytes)} free), "
-            f"sm {g.compute_capability}, driver {g.driver_version}, CUDA {g.cuda_version}"
-            + (f", MIG {g.mig_mode}" if g.mig_mode else "")
+            (f"  #{g.index} MIG {g.mig_profile} {g.uuid}: {_gib(g.memory_total_bytes)} "
+             f"({_gib(g.memory_free_bytes)} free)" if g.is_mig_instance else
+             f"#{g.index} {g.name}: {_gib(g.memory_total_bytes)} ({_gib(g.memory_free_bytes)} free), "
+             f"sm {g.compute_capability}, driver {g.driver_version}, CUDA {g.cuda_version}"
+             + (f", MIG {g.mig_mode}" if g.mig_mode else ""))
             for g in facts.gpus
         ]
         table.add_row("GPUs", escape("\n".join(gpu_lines)))

@@ -122,3 +122,21 @@ def test_human_table_lists_gpus() -> None:
     assert "#0 Tesla T4: 15.0 GiB" in text and "sm 7.5" in text
     assert "#1 NVIDIA GeForce RTX 3060: 12.0 GiB" in text and "CUDA 12.4" in text
     assert "use 4 CPU(s), decided by cgroup-quota" in text
+
+
+def test_human_table_lists_mig_instances_under_their_card() -> None:
+    from rich.console import Console
+
+    from orchestrator.cli.probe_cmd import facts_table
+
+    from .test_probe_nvml import A100_MIG, FakeCard, FakeNvml
+
+    card = FakeCard(A100_MIG.name, A100_MIG.uuid, A100_MIG.total_bytes, A100_MIG.free_bytes, (8, 0), "enabled",
+                    instances=[("NVIDIA A100-SXM4-40GB MIG 3g.20gb", "MIG-5e0c2a4f-8d71-5b39-a6e2-c4f7d1b8e302",
+                                19968 * 2**20, 19830 * 2**20)])
+    facts = probe_host(HOSTS / "cgroup2-container-4cpu-8g", environ=ENV, nvml=FakeNvml([card]), check_docker=False)
+    console = Console(record=True, width=200)
+    console.print(facts_table(facts))
+    text = console.export_text()
+    assert "#0 NVIDIA A100-SXM4-40GB: 40.0 GiB" in text and "MIG enabled" in text
+    assert "#0 MIG 3g.20gb MIG-5e0c2a4f-8d71-5b39-a6e2-c4f7d1b8e302: 19.5 GiB (19.4 GiB free)" in text
