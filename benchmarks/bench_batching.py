@@ -20,8 +20,13 @@ import argparse
 import concurrent.futures
 import os
 import random
+import sys
 import time
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's runtime, not an installed one
 
 SHORT = ["Yes.", "No way.", "Thanks.", "Good morning.", "See you soon.", "Right away."]
 LONG = [
