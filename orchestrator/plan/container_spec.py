@@ -96,6 +96,16 @@ class ContainerSpec:
     """Kubernetes CPU request and limit: the threads the plan runs plus the server's share."""
     request_memory_bytes: int = 0
     """Kubernetes memory request and limit: the planned RAM (budget rows) plus the profile's headroom."""
+    k8s_replicas: int = 1
+    """Pods the k8s render runs: one per GPU when the plan spreads workers over several whole GPUs, so
+    each pod is its own process (one process's text front end caps near 3,000 audio-s/s, see
+    benchmarks/RESULTS.md) and the Service spreads requests over them."""
+    k8s_workers: int = 0
+    """Workers per pod (0: the plan's)."""
+    k8s_request_cpus: float = 0.0
+    """Per pod: the pod's workers' threads plus the server's share (0: ``request_cpus``)."""
+    k8s_request_memory_bytes: int = 0
+    """Per pod: one process's fixed RAM plus its share of the per-request rows, plus headroom (0: ``request_memory_bytes``)."""
 
 
 def pids_limit_for(cpus: float) -> int:
@@ -132,7 +142,7 @@ reserves none (``threads.reserve_cpus``)."""
 
 def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, on_gpu: bool, *,
                    gpus: GpuChoice | None = None, budget: MemoryBudget | None = None,
-                   cpus_used: int | None = None) -> ContainerSpec:
+                   cpus_used: int | None = None, workers: int = 1) -> ContainerSpec:
     gpus = gpus or choose_gpus(facts)
     used = gpus.used if on_gpu else ()
     gpu = used[0] if used else None
@@ -141,12 +151,21 @@ def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, 
     threads = cpus_used if cpus_used is not None else facts.cpu.effective_cpus
     share = float(profile.threads.reserve_cpus) if profile.threads.reserve_cpus else SERVER_CPU_SHARE
     request_cpus = min(float(facts.cpu.effective_cpus), threads + share)
+    def with_headroom(planned: int) -> int:
+        headroom = max(int(planned * profile.memory.headroom_fraction), profile.memory.headroom_min_bytes)
+        return min(memory_limit_bytes, planned + headroom)
+
+    replicas = len(used) if len(used) > 1 and workers >= len(used) else 1
+    replica_memory = 0
     if budget is not None:
         planned = sum(t.planned_bytes for t in budget.totals if t.pool in ("ram", "shared"))
-        headroom = max(int(planned * profile.memory.headroom_fraction), profile.memory.headroom_min_bytes)
-        request_memory = min(memory_limit_bytes, planned + headroom)
+        request_memory = with_headroom(planned)
+        per_request = sum(r.bytes for r in budget.rows if r.pool in ("ram", "shared") and r.item.startswith("per-request"))
+        replica_memory = with_headroom(planned - per_request + -(-per_request // replicas)) if replicas > 1 else 0
     else:
         request_memory = memory_limit_bytes
+    replica_workers = workers // replicas if replicas > 1 else 0
+    replica_cpus = min(request_cpus, replica_workers * (threads // max(1, workers)) + share) if replicas > 1 else 0.0
     release = parse_version(facts.jetson.l4t_release) if facts.jetson is not None else None
     return ContainerSpec(
         image=image_tag(flavor, build),
@@ -171,11 +190,27 @@ def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, 
         l4t_major=str(release[0]) if flavor == "l4t" and release else "",
         request_cpus=request_cpus,
         request_memory_bytes=request_memory,
+        k8s_replicas=replicas,
+        k8s_workers=replica_workers,
+        k8s_request_cpus=replica_cpus,
+        k8s_request_memory_bytes=replica_memory,
     )
 
 
 def sizing_reasons(spec: ContainerSpec, facts: HostFacts) -> tuple[str, ...]:
     """What --explain says about the container and pod sizes."""
+    if spec.k8s_replicas > 1:
+        return (
+            f"single-host container (compose, docker backend): memory limit {format_size(spec.memory_limit_bytes)} = "
+            f"effective memory minus headroom, {spec.cpus:g} CPUs = the machine's effective CPUs, all "
+            f"{spec.gpu_count} GPUs in one runtime process",
+            f"Kubernetes: {spec.k8s_replicas} pods behind one Service, one GPU and {spec.k8s_workers} worker(s) "
+            f"each (one process's text front end is the limit, not the GPU); requests = limits = "
+            f"{spec.k8s_request_cpus:g} CPU and {format_size(spec.k8s_request_memory_bytes)} per pod (its threads "
+            "plus the server's share; one process's fixed RAM plus its share of the per-request memory, plus "
+            f"headroom), never the node's capacity ({facts.cpu.effective_cpus} CPUs, "
+            f"{format_size(facts.memory.effective_total_bytes)})",
+        )
     return (
         f"single-host container (compose, docker backend): memory limit {format_size(spec.memory_limit_bytes)} = "
         f"effective memory minus headroom, {spec.cpus:g} CPUs = the machine's effective CPUs: the host is "

@@ -166,7 +166,8 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
                             f"the plan needs more than {format_size(total.capacity_bytes)} minus headroom")
     gpus = planning.gpus
     container = container_spec(facts, profile, pools.ram_capacity_bytes - pools.ram_headroom_bytes, on_gpu,
-                               gpus=gpus, budget=budget, cpus_used=sizing.workers * sizing.threads)
+                               gpus=gpus, budget=budget, cpus_used=sizing.workers * sizing.threads,
+                               workers=sizing.workers)
     planning.reasons.extend(sizing_reasons(container, facts))
     base_warning = base_image_for(facts, container.flavor, gpus)[1]
     if base_warning is not None:

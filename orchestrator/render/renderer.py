@@ -119,6 +119,18 @@ def runtime_env(plan: Plan, target: str, options: RenderOptions) -> tuple[dict[s
     return env, notes
 
 
+def k8s_pod_env(plan: Plan) -> dict[str, str]:
+    """One pod's environment: the container's, and with one pod per GPU (``k8s_replicas`` > 1) that
+    pod's share: one GPU, its workers, its part of the queue."""
+    env, _notes = runtime_env(plan, "container", RenderOptions(public=True, network="bridge"))
+    c = plan.container
+    if c.k8s_replicas > 1:
+        env["TAILOR_GPUS"] = "1"
+        env["TAILOR_WORKERS"] = str(c.k8s_workers)
+        env["TAILOR_MAX_QUEUE"] = str(-(-int(plan.env["TAILOR_MAX_QUEUE"]) // c.k8s_replicas))
+    return env
+
+
 def _env_context(plan: Plan, env_notes: tuple[dict[str, str], dict[str, str]], title: str) -> dict[str, Any]:
     sources = {p.name: p for p in plan.provenance}
     env, notes = env_notes
@@ -163,14 +175,16 @@ def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
         "health_retries": HEALTHCHECK_RETRIES,
         "start_period": _q(f"{healthcheck_start_period_s(plan.preload)}s"),
     }
-    k8s_env, _notes = runtime_env(plan, "container", RenderOptions(public=True, network="bridge"))
+    k8s_env = k8s_pod_env(plan)
+    per_pod = c.k8s_replicas > 1
     k8s = {
         **common,
+        "replicas": c.k8s_replicas,
         "env": [{"name": _q(k), "value": _q(v)} for k, v in k8s_env.items()],
-        "cpu": _q(_cpus(c.request_cpus)),
-        "memory": _q(f"{c.request_memory_bytes // 1024**2}Mi"),
+        "cpu": _q(_cpus(c.k8s_request_cpus if per_pod else c.request_cpus)),
+        "memory": _q(f"{(c.k8s_request_memory_bytes if per_pod else c.request_memory_bytes) // 1024**2}Mi"),
         "gpu": c.gpu_count > 0,
-        "gpu_count": _q(str(c.gpu_count)),
+        "gpu_count": _q(str(1 if per_pod else c.gpu_count)),
         "gpu_resource": c.gpu_resource,
         "architecture": _q(c.architecture),
         "l4t_major": _q(c.l4t_major),
@@ -302,11 +316,15 @@ def _parse_back(name: str, text: str, plan: Plan, options: RenderOptions) -> Non
             raise fail(f"documents are {kinds}, expected Deployment and Service")
         container = docs[0]["spec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e["value"] for e in container["env"]}
-        if env["TAILOR_WORKERS"] != plan.env["TAILOR_WORKERS"] or container["image"] != plan.container.image:
+        c = plan.container
+        if env != k8s_pod_env(plan) or container["image"] != c.image:
             raise fail("env or image differ from the plan")
+        if docs[0]["spec"]["replicas"] != c.k8s_replicas:
+            raise fail(f"replicas differ from the plan's {c.k8s_replicas}")
         limits = container["resources"]["limits"]
-        if plan.container.gpu_count and limits.get(plan.container.gpu_resource) != str(plan.container.gpu_count):
-            raise fail(f"{plan.container.gpu_resource} differs from the plan's {plan.container.gpu_count} GPU(s)")
+        per_pod = 1 if c.k8s_replicas > 1 else c.gpu_count
+        if c.gpu_count and limits.get(c.gpu_resource) != str(per_pod):
+            raise fail(f"{c.gpu_resource} differs from the plan's {per_pod} GPU(s) per pod")
 
 
 def write_rendered(files: Mapping[str, str], out_dir: Path) -> list[Path]:

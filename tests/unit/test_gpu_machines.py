@@ -47,7 +47,7 @@ class Machine:
 
 MACHINES = [
     Machine("h100x8-2tb", "HGX: 8 x H100 80 GB, 224 threads, 2 TiB", "gpu-large", "cuda",
-            tuple(f"GPU-9c1d{i:04x}-6e2a-4b7d-a1f3-5e8b0c2d4f{i:02d}" for i in range(8)), ("nvidia.com/gpu", 8),
+            tuple(f"GPU-9c1d{i:04x}-6e2a-4b7d-a1f3-5e8b0c2d4f{i:02d}" for i in range(8)), ("nvidia.com/gpu", 1),
             ("GPU 7 (NVIDIA H100 80GB HBM3): used: same card as GPU 0",
              "workers=16: 8 GPUs x min(profile max_workers 2",
              "max_batch_size=32", "on each of 8 GPUs")),
@@ -144,6 +144,21 @@ def test_eight_h100_pod_requests_the_plan_not_the_node() -> None:
     assert plan.container.gpu_count == 8
 
 
+def test_eight_h100_render_one_pod_per_gpu_behind_one_service() -> None:
+    plan = plan_for("h100x8-2tb")
+    c = plan.container
+    assert (c.k8s_replicas, c.k8s_workers, c.k8s_request_cpus) == (8, 2, 6.0)  # 2 workers x 2 threads + 2
+    assert c.k8s_request_memory_bytes < c.request_memory_bytes  # one process's share, not the host's
+    docs = [d for d in yaml.safe_load_all(render(plan, ["k8s"])["k8s.yaml"]) if d]
+    deployment, service = docs
+    assert deployment["spec"]["replicas"] == 8 and service["kind"] == "Service"
+    env = {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["TAILOR_GPUS"], env["TAILOR_WORKERS"], env["TAILOR_MAX_QUEUE"]) == ("1", "2", str(
+        int(plan.env["TAILOR_MAX_QUEUE"]) // 8))
+    # The single host keeps one process over all eight GPUs.
+    assert plan.env["TAILOR_GPUS"] == "8" and c.gpu_count == 8
+
+
 def test_t4_pod_leaves_the_node_room() -> None:
     plan = plan_for("t4-8gb-4cpu")
     assert plan.container.request_cpus == 3.0  # 1 worker x 2 threads + 1 for the server, of 4 vCPUs
@@ -161,8 +176,11 @@ def test_k8s_render_is_valid_and_reserves_the_right_gpu(machine: Machine) -> Non
     container = pod["containers"][0]
     limits, requests = container["resources"]["limits"], container["resources"]["requests"]
     assert requests["cpu"] == limits["cpu"] and requests["memory"] == limits["memory"]
-    assert float(requests["cpu"]) == plan.container.request_cpus
-    assert requests["memory"] == f"{plan.container.request_memory_bytes // 1024**2}Mi"
+    c = plan.container
+    per_pod = c.k8s_replicas > 1
+    assert docs[0]["spec"]["replicas"] == c.k8s_replicas
+    assert float(requests["cpu"]) == (c.k8s_request_cpus if per_pod else c.request_cpus)
+    assert requests["memory"] == f"{(c.k8s_request_memory_bytes if per_pod else c.request_memory_bytes) // 1024**2}Mi"
     facts = host(machine.facts)
     assert pod["nodeSelector"]["kubernetes.io/arch"] == ("arm64" if facts.cpu.architecture == "aarch64" else "amd64")
     if machine.k8s_gpu is None:
@@ -213,7 +231,7 @@ def test_explain_says_why(machine: Machine, capsys: pytest.CaptureFixture[str],
     text = " ".join((captured.out + captured.err).split())
     for phrase in machine.explain:
         assert phrase in text, phrase
-    assert "Kubernetes pod: requests = limits" in text
+    assert "Kubernetes pod: requests = limits" in text or "Kubernetes: 8 pods behind one Service" in text
 
 
 def test_cuda_visible_devices_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
