@@ -213,22 +213,63 @@ _SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "#": " nu
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 
 
-def _words(value: float | int) -> str:
-    from num2words import num2words
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["-", "-", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand"))
+_IRREGULAR_ORDINALS = {"one": "first", "two": "second", "three": "third", "five": "fifth",
+                       "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
 
-    return str(num2words(value, lang="en")).replace(",", "").replace(" and ", " ")
+
+def _below_thousand(n: int) -> str:
+    words = []
+    if n >= 100:
+        words.append(f"{_ONES[n // 100]} hundred")
+        n %= 100
+    if n >= 20:
+        words.append(_TENS[n // 10] + (f"-{_ONES[n % 10]}" if n % 10 else ""))
+    elif n or not words:
+        words.append(_ONES[n])
+    return " ".join(words)
+
+
+def _words(value: int) -> str:
+    """American English cardinal: 1234 -> "one thousand two hundred thirty-four"."""
+    if value < 0:
+        return "minus " + _words(-value)
+    if value >= 10**15:
+        return " ".join(_ONES[int(d)] for d in str(value))
+    parts = []
+    for scale, name in _SCALES:
+        if value >= scale:
+            parts.append(f"{_below_thousand(value // scale)} {name}")
+            value %= scale
+    if value or not parts:
+        parts.append(_below_thousand(value))
+    return " ".join(parts)
 
 
 def _ordinal(value: int) -> str:
-    from num2words import num2words
-
-    return str(num2words(value, lang="en", to="ordinal")).replace(",", "").replace(" and ", " ")
+    """21 -> "twenty-first", 100 -> "one hundredth"."""
+    words = _words(value)
+    head, sep, last = words.rpartition(" ")
+    stem, hyphen, unit = last.rpartition("-")
+    if unit in _IRREGULAR_ORDINALS:
+        unit = _IRREGULAR_ORDINALS[unit]
+    elif unit.endswith("y"):
+        unit = unit[:-1] + "ieth"
+    else:
+        unit += "th"
+    return head + sep + stem + hyphen + unit
 
 
 def _year(value: int) -> str:
-    from num2words import num2words
-
-    return str(num2words(value, lang="en", to="year")).replace(",", "")
+    """1999 -> "nineteen ninety-nine", 1905 -> "nineteen oh five", 2005 -> "two thousand five"."""
+    high, low = divmod(value, 100)
+    if value % 1000 == 0 or 2000 <= value <= 2009:
+        return _words(value)
+    if low == 0:
+        return f"{_words(high)} hundred"
+    return f"{_words(high)} {'oh ' + _ONES[low] if low < 10 else _words(low)}"
 
 
 def _plural(words: str) -> str:

@@ -51,6 +51,12 @@ NORMALISATION_TABLE = [
     ("Hi \U0001F600 there \u2764\ufe0f", "Hi there"),
     ("12345678901234567890", ("one two three four five six seven eight nine zero " * 2).strip()),
     ("a < b", "a < b"),
+    ("1,234,567 items", "one million two hundred thirty-four thousand five hundred sixty-seven items"),
+    ("the 100th and 112th", "the one hundredth and one hundred twelfth"),
+    ("in 1905 and 2005", "in nineteen oh five and two thousand five"),
+    ("in 1900", "in nineteen hundred"),
+    ("0 errors", "zero errors"),
+    ("$0.99", "zero dollars and ninety-nine cents"),
 ]
 
 
