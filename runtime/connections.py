@@ -20,6 +20,7 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 _LOG = logging.getLogger("tailor.runtime")
+REFUSED_LINGER_S = 1.0
 
 
 def _over_capacity_response(limit: int, instance_id: str) -> bytes:
@@ -50,7 +51,12 @@ def protocol_class(header_timeout_s: float, max_connections: int, instance_id: s
                 _LOG.warning("connection refused: %d open (TAILOR_MAX_CONNECTIONS)", len(self.connections))
                 writer: Any = transport
                 writer.write(_over_capacity_response(max_connections, instance_id))
-                transport.close()
+                # Half-close, read and drop what the client still sends, close a moment later:
+                # closing with unread request bytes would reset the connection and could
+                # destroy the 503 before the client reads it.
+                if writer.can_write_eof():
+                    writer.write_eof()
+                asyncio.get_running_loop().call_later(REFUSED_LINGER_S, transport.close)
                 return
             super().connection_made(transport)  # type: ignore[arg-type]
             self._arm()

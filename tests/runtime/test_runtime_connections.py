@@ -109,6 +109,7 @@ def test_connections_beyond_the_cap_get_json_503(tight_server: LiveServer) -> No
     try:
         time.sleep(0.2)
         with connect(tight_server) as extra:
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # a client that talks first
             answer = read_all(extra, 5.0)
         assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
         head, _, body = answer.partition(b"\r\n\r\n")
