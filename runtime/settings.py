@@ -117,6 +117,11 @@ def _choice(*choices: str) -> _Choice:
     return _Choice(tuple(choices))
 
 
+MODEL_VARIANTS = ("fp32", "int8-dynamic", "int8-dynamic-decoder", "int8-static-decoder",
+                  "int8-static-upsampler", "int8-static")
+"""Values of TAILOR_MODEL_VARIANT; runtime/variants.py says how each one is made."""
+
+
 @dataclass(frozen=True)
 class EnvVar:
     """One runtime setting, declared once. Settings (checked against it at import), the plan's
@@ -157,6 +162,11 @@ VARIABLES: tuple[EnvVar, ...] = (
            _choice("fp32", "fp16", "bf16"), knob="precision"),
     EnvVar("TAILOR_VOICE", "default_voice", "en_US-joe-medium",
            "Voice used when a request names none (or names an OpenAI voice such as 'alloy').", _text, knob="voice"),
+    EnvVar("TAILOR_MODEL_VARIANT", "model_variant", "fp32",
+           "Model file variant of the default voice (onnx engine): fp32 (as shipped) or an int8 variant made "
+           "on this machine by `deploy tune` / `python -m runtime.variants make NAME`, cached next to the model. "
+           "Shown in /readyz, /v1/models and the tailor_model_variant_info metric.", _choice(*MODEL_VARIANTS),
+           knob="model_variant"),
     EnvVar("TAILOR_VOICES_DIR", "voices_dir", "",
            "Directory with extra Piper voices (NAME.onnx + NAME.onnx.json), loaded on first use. Empty: bundled voice only. Set but missing: start-up error.", _text),
     EnvVar("TAILOR_WORKERS", "workers", "1", "Synthesis workers (concurrent syntheses); each holds its own engine instance per loaded voice.", _int_at_least(1), knob="workers"),
@@ -227,6 +237,7 @@ class Settings:
     device: str = "cpu"
     precision: str = "fp32"
     default_voice: str = "en_US-joe-medium"
+    model_variant: str = "fp32"
     voices_dir: str = ""
     workers: int = 1
     threads_per_worker: int = 1
