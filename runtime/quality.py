@@ -22,6 +22,7 @@ README ("deploy tune": the quality gate).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -264,10 +265,8 @@ def gate_variants(variants: Sequence[str], environ: Mapping[str, str],
             reference = onnx_synthesizer(str(files.model_path))
         result = evaluate(variant, reference, onnx_synthesizer(str(path)), phonemizer.ids,
                           info.sample_rate_hz, thresholds).to_dict()
-        try:
+        with contextlib.suppress(OSError):  # the cache is an optimisation: read-only costs a re-run
             cache.write_text(json.dumps({"key": key, "result": result}, indent=1), encoding="utf-8")
-        except OSError:
-            pass  # the cache is an optimisation; a read-only directory only costs a re-run
         results.append({**result, "path": str(path), "cached": False,
                         "seconds": round(time.perf_counter() - started, 2)})
     return results

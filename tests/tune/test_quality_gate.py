@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("pesq")
 pytest.importorskip("pystoi")
 
-from runtime import quality  # noqa: E402
-from runtime.quality import HOP_SAMPLES, SentenceScore, Thresholds, judge, mel_cepstral_distortion  # noqa: E402
+from runtime import quality
+from runtime.quality import HOP_SAMPLES, SentenceScore, Thresholds, judge, mel_cepstral_distortion
 
 RATE = 22050
 
