@@ -61,7 +61,7 @@ def test_variant_is_served_and_named_in_models_metrics_and_readyz() -> None:
         models = {m["id"]: m["variant"] for m in client.get("/v1/models").json()["data"]}
         assert models["tts-1"] == models[files.name] == "int8-dynamic-decoder"
         metrics = client.get("/metrics").text
-        assert re.search(r'tailor_model_variant_info\{voice="en_US-joe-medium",variant="int8-dynamic-decoder"\} 1',
+        assert re.search(r'tailor_model_variant_info\{variant="int8-dynamic-decoder",voice="en_US-joe-medium"\} 1\.0',
                          metrics), metrics
         response = client.post("/v1/audio/speech", json={"input": "Quantised voice.", "response_format": "wav"})
         assert response.status_code == 200
