@@ -154,6 +154,8 @@ class Search:
         self.started = clock() if started is None else started
         self.records: list[Record] = []
         self._cost_s = 0.0
+        self._incumbent: Record = Record(0, DEFAULT)
+        self._inc_inst: Instance | None = None
 
     # --- budget ------------------------------------------------------------------------
     def left_s(self) -> float:
@@ -194,26 +196,32 @@ class Search:
     def run(self) -> TuneResult:
         default = self._record(DEFAULT)
         default.outcome = "incumbent"
-        incumbent, inc_inst = default, None
+        self._incumbent, self._inc_inst = default, None
         stop_reason = "every knob tried"
         interrupted = False
         final: Comparison | None = None
         try:
             self.progress(f"candidate 1 of <= {self._max_candidates()}: the plan's default; {self.left_s():.0f} s left")
-            inc_inst = self._launch(default)
-            default.rounds.append(inc_inst.measure(self.options.levels, self.options.requests))
-            incumbent, inc_inst = self._climb(default, inc_inst)
+            self._inc_inst = self._launch(default)
+            default.rounds.append(self._inc_inst.measure(self.options.levels, self.options.requests))
+            self._climb()
         except _Stop as stop:
             stop_reason = stop.reason
         except KeyboardInterrupt:
             interrupted, stop_reason = True, "interrupted (Ctrl-C): keeping what was measured"
         finally:
-            if inc_inst is not None:
-                inc_inst.stop()
+            if self._inc_inst is not None:
+                self._inc_inst.stop()
+            for record in self.records:
+                if record.instance is not None:
+                    record.instance.stop()
+                    record.instance = None
         if self.records[-1].outcome == "measuring":
             self.records[-1].outcome = "interrupted"
         why: list[str] = []
-        chosen = incumbent
+        chosen = self._incumbent
+        if chosen is not default:
+            chosen.outcome = "chosen"
         if chosen is not default and not interrupted:
             try:
                 final = self._confirm(default, chosen)
@@ -230,13 +238,15 @@ class Search:
         return TuneResult(self.records, chosen, default, stop_reason, final, why, self.clock() - self.started,
                           interrupted=interrupted)
 
-    def _climb(self, incumbent: Record, inc_inst: Instance) -> tuple[Record, Instance]:
-        tried: set[tuple[tuple[str, str], ...]] = {incumbent.candidate.values}
+    def _climb(self) -> None:
+        """Hill-climb from ``self._incumbent``; raises _Stop with the reason it stopped."""
+        tried: set[tuple[tuple[str, str], ...]] = {self._incumbent.candidate.values}
         flat = 0
         improved = True
         while improved:
             improved = False
             for knob in self.knobs:
+                incumbent = self._incumbent
                 for candidate in neighbours(incumbent.candidate, knob, self.plan_env):
                     if candidate.values in tried:
                         continue
@@ -249,13 +259,14 @@ class Search:
                                   f"best: {incumbent.candidate.label()} "
                                   f"({incumbent.score(self.options.objective):.2f}) | {self.left_s():.0f} s left")
                     began = self.clock()
+                    inc_inst = self._inc_inst
+                    assert inc_inst is not None
                     gain = self._challenge(incumbent, inc_inst, record)
                     self._cost_s = max(self._cost_s, self.clock() - began)
                     if record.outcome == "accepted":
                         inc_inst.stop()
-                        assert record.instance is not None
                         incumbent.outcome = "superseded" if incumbent.number != 1 else "default (superseded)"
-                        incumbent, inc_inst = record, record.instance
+                        self._incumbent, self._inc_inst = record, record.instance
                         record.instance = None
                         improved = True
                     flat = flat + 1 if gain < self.options.min_gain else 0
@@ -264,7 +275,6 @@ class Search:
                                     f"{self.options.min_gain:.0%}")
                     if record.outcome == "accepted":
                         break  # the knob moved; go on with the next knob from the new incumbent
-        return incumbent, inc_inst
 
     def _challenge(self, incumbent: Record, inc_inst: Instance, record: Record) -> float:
         """Measure ``record`` against the incumbent; sets its outcome; returns the gain (ratio - 1)."""

@@ -44,6 +44,8 @@ class Knob:
     options: tuple[Values, ...]
     """Each option sets these variables; the plan's own value is always the implicit first option."""
     why: str
+    min_workers: int = 1
+    """Only tried while the candidate runs at least this many workers (solo-wide needs two)."""
 
 
 ALLOCATOR_LIBRARIES = ("libjemalloc.so.2", "libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
@@ -87,7 +89,8 @@ def build_knobs(plan: Mapping[str, object], *, variants: Sequence[str] = (), tor
     if device == "cpu" and cpus > 1:
         solo = "false" if env.get("TAILOR_SOLO_WIDE", "false") == "true" else "true"
         knobs.append(Knob("solo-wide", (as_values({"TAILOR_SOLO_WIDE": solo}),),
-                          "a lone sentence on an instance with every core (one more model copy in memory)"))
+                          "a lone sentence on an instance with every core (one more model copy in memory)",
+                          min_workers=2))
     if engine == "onnx" and variants:
         knobs.append(Knob("model variant", tuple(as_values({"TAILOR_MODEL_VARIANT": v}) for v in variants),
                           "a cheaper model per audio second, only variants that passed the quality gate"))
@@ -122,6 +125,8 @@ def _has(module: str) -> bool:
 def neighbours(incumbent: Candidate, knob: Knob, plan_env: Mapping[str, str]) -> list[Candidate]:
     """Candidates that move only ``knob`` away from the incumbent (the plan's value included)."""
     current = incumbent.mapping
+    if int(current.get("TAILOR_WORKERS", plan_env.get("TAILOR_WORKERS", "1"))) < knob.min_workers:
+        return []
     names = sorted({name for option in knob.options for name, _ in option})
 
     def value(name: str) -> str:

@@ -86,7 +86,7 @@ class Instance:
                 self.stop()
                 raise LaunchError(f"candidate {self.candidate.label()} {status.detail} before it was ready:\n  {tail}",
                                   f"see {self.runner.log_path}")
-            health = check_ready(self.url)
+            health = check_ready(self.url, self.runner.identity.instance_id)
             if health.ok:
                 self.startup_s = time.monotonic() - started
                 return
