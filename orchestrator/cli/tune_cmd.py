@@ -15,7 +15,7 @@ import typer
 from orchestrator import pipeline
 from orchestrator.cli import options as opts
 from orchestrator.cli import output as out
-from orchestrator.errors import UsageError
+from orchestrator.errors import Interrupted, UsageError
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.tune.gate import run_gate
 from orchestrator.tune.report import tuned_config, write_config, write_report
@@ -153,7 +153,8 @@ def tune(
              markup=False)
     out.data(f"report:   {report}", markup=False)
     if result.interrupted:
-        raise KeyboardInterrupt
+        raise Interrupted("interrupted: the config and the report hold what was measured until Ctrl-C",
+                          f"see {report}")
 
 
 COMMANDS = {"tune": tune}
