@@ -21,7 +21,7 @@ from orchestrator.tune.gate import run_gate
 from orchestrator.tune.report import tuned_config, write_config, write_report
 from orchestrator.tune.search import Constraints, Search, TuneOptions
 from orchestrator.tune.space import build_knobs
-from orchestrator.yaml_doc import format_size, parse_size
+from orchestrator.units import format_size, parse_size
 
 DEFAULT_VARIANTS = ("int8-static-decoder", "int8-static-upsampler")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
