@@ -311,16 +311,17 @@ class Search:
         self.progress(f"final check: {chosen.candidate.label()} against the plan's default, paired")
         check_default = Record(0, default.candidate)
         check_chosen = Record(0, chosen.candidate)
-        with self._launch_quiet(default.candidate) as a, self._launch_quiet(chosen.candidate) as b:
+        with self._launch_quiet(default.candidate, "final-default") as a, \
+                self._launch_quiet(chosen.candidate, "final-chosen") as b:
             return paired_comparison(
                 a, b, levels=self.options.levels, requests=self.options.requests, objective=self.options.objective,
                 min_pairs=self.options.min_pairs, max_pairs=self.options.max_pairs,
                 record=lambda inst, rnd: (check_default if inst is a else check_chosen).rounds.append(rnd),
                 keep_going=lambda: self.left_s() > 0)
 
-    def _launch_quiet(self, candidate: Candidate) -> Instance:
+    def _launch_quiet(self, candidate: Candidate, name: str) -> Instance:
         spec = measurement_spec(self.spec_for(candidate.mapping), self.options.levels)
-        return Instance(candidate, spec, self.work_dir / "final-check", self.environ)
+        return Instance(candidate, spec, self.work_dir / name, self.environ)
 
     def _explain(self, chosen: Record, default: Record, final: Comparison | None, stop_reason: str) -> list[str]:
         objective = self.options.objective
