@@ -76,12 +76,13 @@ def install_fakes(monkeypatch: pytest.MonkeyPatch, speed: Any, clock: FakeClock,
 
 
 def run_search(speed: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, budget_s: float = 600,
-               constraints: Constraints = Constraints(), rss: int = 100 * 2**20,
+               constraints: Constraints | None = None, rss: int = 100 * 2**20,
                broken: frozenset[str] = frozenset()) -> tuple[search_mod.TuneResult, list[str], list[str]]:
     clock = FakeClock()
     launched = install_fakes(monkeypatch, speed, clock, rss=rss, broken=broken)
     progress: list[str] = []
-    options = TuneOptions(levels=(1, 8), requests=4, budget_s=budget_s, constraints=constraints)
+    options = TuneOptions(levels=(1, 8), requests=4, budget_s=budget_s,
+                          constraints=constraints or Constraints())
     result = Search(lambda values: object(), KNOBS, PLAN_ENV, options, tmp_path, {}, progress.append,  # type: ignore[arg-type,return-value]
                     clock=clock, started=0.0).run()
     return result, launched, progress
