@@ -1,10 +1,10 @@
 """Benchmark: `deploy tune` on this machine, then its choice vs the plan's default vs Piper's server.
 
-    .venv/bin/python benchmarks/bench_tune.py [--budget 90s] [--levels 1,8,32] [--requests 16]
+    .venv/bin/python benchmarks/bench_tune.py [--budget 4m] [--levels 1,8,32] [--requests 12]
         [--rounds 2] [--variants int8-static-decoder,int8-static-upsampler,int8-dynamic-decoder,int8-dynamic]
         [--out benchmarks/results/tune.md]
 
-One bounded command (about budget + 2-3 minutes on 2 vCPUs):
+One bounded command (about the budget + 3 minutes on 2 vCPUs):
 1. ``deploy tune --budget B --concurrency 1,8`` (the quality gate scores every --variants entry;
    the whole-model int8-dynamic is included so its rejection is on record), timed;
 2. three servers side by side: the runtime planned with ``--config tuned.yaml``, the runtime with
@@ -57,10 +57,10 @@ def describe(env: dict[str, str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", default="90s")
+    parser.add_argument("--budget", default="4m")
     parser.add_argument("--tune-levels", default="1,8")
     parser.add_argument("--levels", default="1,8,32")
-    parser.add_argument("--requests", type=int, default=16, help="requests per server, level and round (at least the level)")
+    parser.add_argument("--requests", type=int, default=12, help="requests per server, level and round (at least the level)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--variants", default="int8-static-decoder,int8-static-upsampler,int8-dynamic-decoder,int8-dynamic")
     parser.add_argument("--out", type=Path, default=None)
