@@ -77,7 +77,6 @@ def tune(
     max_pairs: Annotated[int, typer.Option("--max-pairs", min=2, max=20, help="Most paired rounds per comparison before calling a tie.")] = 4,
     out_file: Annotated[Path, typer.Option("--out", help="The tuned config file to write.", dir_okay=False)] = Path("tuned.yaml"),
     report_dir: Annotated[Path, typer.Option("--report", help="Report directory (report.md, results.json, chart).", file_okay=False)] = Path("tune-report"),
-    facts: opts.FactsOpt = None,
     profile: opts.ProfileOpt = None,
     profiles_dirs: opts.ProfilesDirOpt = None,
     config: opts.ConfigOpt = None,
@@ -95,7 +94,8 @@ def tune(
         memory_bytes = parse_size(memory_max)
         if not memory_bytes:
             raise UsageError(f"--memory-max {memory_max!r} is not a size", "write it like 800MiB or 2GiB")
-    inputs = opts.pipeline_inputs(facts=facts, profile=profile, profiles_dirs=profiles_dirs, config=config, sets=sets)
+    # Always this machine's own facts: the measurements are of this machine.
+    inputs = opts.pipeline_inputs(profile=profile, profiles_dirs=profiles_dirs, config=config, sets=sets)
     planned = pipeline.plan_from(inputs)
     plan = planned.plan
     for warning in planned.warnings:
