@@ -139,9 +139,12 @@ def write_chart(path: Path, result: TuneResult) -> bool:
             ax.scatter([p95], [tp], s=90 if chosen else 45, marker="*" if chosen else "o",
                        color="tab:red" if chosen else ("tab:blue" if i in front else "tab:gray"), zorder=3)
             ax.annotate(str(record.number), (p95, tp), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ring = [points[i] for i in sorted(front)]
+        ax.scatter([p for _r, _t, p in ring], [t for _r, t, _p in ring], s=220, facecolors="none",
+                   edgecolors="tab:blue", linewidths=1.5, zorder=2, label="on the Pareto front")
         ordered = sorted((points[i][2], points[i][1]) for i in front)
         ax.plot([p for p, _ in ordered], [t for _, t in ordered], color="tab:blue", linewidth=1,
-                label="Pareto front (no candidate is both faster and lower-latency)")
+                label="Pareto front: no other candidate is both faster and lower-latency")
         ax.scatter([], [], marker="*", color="tab:red", s=90, label="chosen")
         ax.scatter([], [], marker="o", color="tab:gray", s=45, label="dominated")
         ax.legend(loc="best", fontsize=8)
