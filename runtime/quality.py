@@ -213,6 +213,23 @@ def onnx_synthesizer(model_path: str, *, threads: int = 1, noise_scale: float = 
     return synthesize
 
 
+TORCH_BF16 = "torch-bf16"
+"""Not a model file: the torch engine running the fp32 weights in bf16 (CPU with native bf16, or CUDA)."""
+
+
+def torch_synthesizer(model_path: Path, rate: int, precision: str, *, threads: int = 1) -> Synthesize:
+    """The torch engine on the CPU in ``precision``, noise off (the engine's own code path)."""
+    from runtime.engines.base import EngineOptions, SynthesisItem
+    from runtime.engines.torch_engine import TorchEngine
+
+    engine = TorchEngine(model_path, rate, EngineOptions(precision=precision, intra_op_threads=threads))
+
+    def synthesize(ids: Sequence[int]) -> np.ndarray:
+        return np.asarray(engine.synthesize(SynthesisItem(list(ids), noise_scale=0.0, noise_w=0.0)), dtype=np.float32)
+
+    return synthesize
+
+
 def evaluate(variant: str, reference: Synthesize, candidate: Synthesize, phonemize: Callable[[str], Sequence[int]],
              rate: int, thresholds: Thresholds = DEFAULT_THRESHOLDS,
              sentences: Sequence[str] = GATE_SENTENCES) -> GateResult:
@@ -249,6 +266,14 @@ def gate_variants(variants: Sequence[str], environ: Mapping[str, str],
     results: list[dict[str, Any]] = []
     for variant in variants:
         started = time.perf_counter()
+        if variant == TORCH_BF16:
+            if reference is None:
+                reference = onnx_synthesizer(str(files.model_path))
+            result = evaluate(variant, reference, torch_synthesizer(files.model_path, info.sample_rate_hz, "bf16"),
+                              phonemizer.ids, info.sample_rate_hz, thresholds).to_dict()
+            results.append({**result, "path": str(files.model_path), "cached": False,
+                            "seconds": round(time.perf_counter() - started, 2)})
+            continue
         path = make_variant(files.model_path, variant, phonemizer.ids, environ)
         cache = path.with_name(path.name + ".gate.json")
         key = _cache_key(path, thresholds)
@@ -280,7 +305,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m runtime.quality",
                                      description="Make int8 variants of the bundled voice and run the quality gate.")
-    parser.add_argument("variants", nargs="+", choices=list(VARIANT_SPECS))
+    parser.add_argument("variants", nargs="+", choices=[*VARIANT_SPECS, TORCH_BF16])
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument("--no-cache", action="store_true", help="score again even if a cached result exists")
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 import time
@@ -17,6 +18,7 @@ from orchestrator.cli import options as opts
 from orchestrator.cli import output as out
 from orchestrator.errors import Interrupted, UsageError
 from orchestrator.launch.spec import LaunchSpec
+from orchestrator.select.selection import NATIVE_BF16_ISA
 from orchestrator.tune.gate import run_gate
 from orchestrator.tune.report import tuned_config, write_config, write_report
 from orchestrator.tune.search import Constraints, Search, TuneOptions
@@ -24,6 +26,8 @@ from orchestrator.tune.space import build_knobs
 from orchestrator.units import format_size, parse_size
 
 DEFAULT_VARIANTS = ("int8-static-decoder", "int8-static-upsampler")
+TORCH_BF16 = "torch-bf16"
+"""The torch engine in bf16 (runtime.quality.TORCH_BF16): gated like a variant, offered as engine + precision."""
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 
 
@@ -47,21 +51,30 @@ def parse_levels(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(levels)))
 
 
-def _variants(text: str | None, engine: str) -> tuple[str, ...]:
+def _variants(text: str | None, engine: str, device: str, isa_flags: tuple[str, ...]) -> tuple[str, ...]:
+    """The cheaper models to gate: int8 model files (onnx engine) and torch-bf16 (CPU with native bf16)."""
     from runtime.settings import MODEL_VARIANTS
 
+    bf16 = (TORCH_BF16,) if device == "cpu" and any(f in isa_flags for f in NATIVE_BF16_ISA) and _has("torch") else ()
     if text is None:
-        return DEFAULT_VARIANTS if engine == "onnx" else ()
+        return (DEFAULT_VARIANTS if engine == "onnx" else ()) + bf16
     if text.strip().lower() in ("", "none"):
         return ()
     names = tuple(v.strip() for v in text.split(",") if v.strip())
-    unknown = [v for v in names if v not in MODEL_VARIANTS or v == "fp32"]
+    known = [v for v in MODEL_VARIANTS if v != "fp32"] + [TORCH_BF16]
+    unknown = [v for v in names if v not in known]
     if unknown:
-        raise UsageError(f"--variants: unknown variant(s) {', '.join(unknown)}",
-                         "choose from " + ", ".join(v for v in MODEL_VARIANTS if v != "fp32") + ", or none")
-    if engine != "onnx":
-        raise UsageError(f"--variants needs the onnx engine; the plan uses {engine}", "pass --variants none")
+        raise UsageError(f"--variants: unknown variant(s) {', '.join(unknown)}", "choose from " + ", ".join(known) + ", or none")
+    if engine != "onnx" and any(v != TORCH_BF16 for v in names):
+        raise UsageError(f"int8 --variants need the onnx engine; the plan uses {engine}", "pass --variants none")
+    if TORCH_BF16 in names and not bf16:
+        raise UsageError("--variants torch-bf16 needs a CPU with AVX-512-BF16 or AMX (and torch installed)",
+                         "this machine's `deploy probe` lists neither; leave torch-bf16 out")
     return names
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def tune(
@@ -72,7 +85,7 @@ def tune(
     p95_max: Annotated[float | None, typer.Option("--p95-max", min=0.0, help="Reject candidates whose p95 latency exceeds this many seconds at any level.")] = None,
     ttfa_max: Annotated[float | None, typer.Option("--ttfa-max", min=0.0, help="Reject candidates whose p95 time to first audio exceeds this many seconds.")] = None,
     memory_max: Annotated[str | None, typer.Option("--memory-max", help="Reject candidates whose peak RSS exceeds this size, e.g. 1GiB.")] = None,
-    variants: Annotated[str | None, typer.Option("--variants", help="Model variants to gate and try (comma-separated, or none; default int8-static-decoder,int8-static-upsampler).")] = None,
+    variants: Annotated[str | None, typer.Option("--variants", help="Cheaper models to gate and try (comma-separated, or none; default int8-static-decoder,int8-static-upsampler, plus torch-bf16 on a CPU with native bf16).")] = None,
     patience: Annotated[int, typer.Option("--patience", min=1, help="Stop after this many candidates in a row gained less than 5 %.")] = 3,
     max_pairs: Annotated[int, typer.Option("--max-pairs", min=2, max=20, help="Most paired rounds per comparison before calling a tie.")] = 4,
     out_file: Annotated[Path, typer.Option("--out", help="The tuned config file to write.", dir_okay=False)] = Path("tuned.yaml"),
@@ -101,7 +114,7 @@ def tune(
     for warning in planned.warnings:
         out.warn(warning)
     levels = parse_levels(concurrency) if concurrency else tuple(sorted({1, 4 * plan.max_concurrency}))
-    chosen_variants = _variants(variants, plan.engine)
+    chosen_variants = _variants(variants, plan.engine, plan.device, planned.facts.cpu.isa_flags)
     options = TuneOptions(levels=levels, requests=requests, objective=objective, budget_s=budget_s,
                           constraints=Constraints(p95_max, ttfa_max, memory_bytes), patience=patience,
                           max_pairs=max_pairs)
@@ -125,7 +138,7 @@ def tune(
                      "\"deploy tune\".")
 
     plan_dict = plan.to_dict()
-    knobs = build_knobs(plan_dict, variants=passed)
+    knobs = build_knobs(plan_dict, variants=[v for v in passed if v != TORCH_BF16], torch_bf16=TORCH_BF16 in passed)
 
     def spec_for(values: Mapping[str, str]) -> LaunchSpec:
         """A candidate is planned like `deploy plan --set NAME=VALUE ...`: the one pipeline."""

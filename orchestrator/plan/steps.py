@@ -18,7 +18,7 @@ from orchestrator.plan.runtime_env import Provenance
 from orchestrator.plan.user_config import PASS_THROUGH, UserConfig, check_value, variable_for
 from orchestrator.probe.facts import HostFacts, compute_capability, gpu_memory_bytes, primary_gpu
 from orchestrator.select.profiles import Profile
-from orchestrator.select.selection import precision_supported, resolve_precision
+from orchestrator.select.selection import cpu_bf16_supported, precision_supported, resolve_precision
 from orchestrator.units import format_size
 from runtime.settings import VARIABLES, Settings, variable
 
@@ -144,10 +144,12 @@ class Planning:
             policy_precision, why = "fp32", f"fp32: {profile.precision} is not supported by this device"
         precision = self.decide("TAILOR_PRECISION", "precision", policy_precision,
                                 "profile" if profile.precision == policy_precision else "derived", why)
-        if not precision_supported(precision, device, cc):
+        if not (precision_supported(precision, device, cc)
+                or cpu_bf16_supported(precision, device, engine, facts.cpu.isa_flags)):
             raise UsageError(f"precision {precision} ({self.prov['precision'].source}) is not supported on "
                              f"device {device}" + (f" with compute capability {cc[0]}.{cc[1]}" if cc else ""),
-                             "use fp32, or fp16 (CC >= 7.0) / bf16 (CC >= 8.0) on CUDA")
+                             "use fp32, or fp16 (CC >= 7.0) / bf16 (CC >= 8.0) on CUDA, or bf16 with the torch "
+                             "engine on a CPU with AVX-512-BF16 or AMX")
         return engine, device, precision
 
     def pools(self, on_gpu: bool) -> Pools:

@@ -69,10 +69,11 @@ def layouts(cpus: int) -> list[tuple[int, int]]:
 
 
 def build_knobs(plan: Mapping[str, object], *, variants: Sequence[str] = (), torch_available: bool | None = None,
-                allocators: Mapping[str, str] | None = None) -> list[Knob]:
+                allocators: Mapping[str, str] | None = None, torch_bf16: bool = False) -> list[Knob]:
     """The knobs worth trying for this plan (its JSON form), most promising first.
 
-    ``variants`` are model variants that passed the quality gate on this machine.
+    ``variants`` are model variants that passed the quality gate on this machine; ``torch_bf16``
+    says the torch engine in bf16 passed it (offered only on CPUs with native bf16).
     """
     env = plan.get("env", {})
     assert isinstance(env, Mapping)
@@ -94,6 +95,9 @@ def build_knobs(plan: Mapping[str, object], *, variants: Sequence[str] = (), tor
     if engine == "onnx" and variants:
         knobs.append(Knob("model variant", tuple(as_values({"TAILOR_MODEL_VARIANT": v}) for v in variants),
                           "a cheaper model per audio second, only variants that passed the quality gate"))
+    if device == "cpu" and torch_bf16:
+        knobs.append(Knob("torch bf16", (as_values({"TAILOR_ENGINE": "torch", "TAILOR_PRECISION": "bf16"}),),
+                          "the CPU computes bf16 natively (AVX-512-BF16 or AMX) and bf16 passed the quality gate"))
     knobs.append(Knob("batching", (as_values({"TAILOR_BATCHING": "true", "TAILOR_BATCH_WINDOW_MS": "5",
                                               "TAILOR_MAX_BATCH_SIZE": "4"}),),
                       "concurrent sentences in one engine call (pays off on GPUs)"))
