@@ -163,7 +163,7 @@ class Search:
 
     def _estimate_s(self) -> float:
         """Seconds one more comparison should take: the slowest so far, or a guess before any."""
-        return self._cost_s or 20.0 + 2 * self.options.min_pairs * 2.0 * len(self.options.levels)
+        return self._cost_s or 20.0 + (2 * self.options.min_pairs + 1) * 2.0 * len(self.options.levels)
 
     def _max_candidates(self) -> int:
         return 1 + sum(len(k.options) for k in self.knobs)
@@ -288,6 +288,9 @@ class Search:
             return 0.0
         keep = False
         try:
+            # One untimed round first: the incumbent is warm from earlier rounds, a fresh instance is
+            # not (onnxruntime/oneDNN build kernels for new input shapes on first use).
+            ch.measure(self.options.levels, self.options.requests)
             record.comparison = self._compare(inc_inst, incumbent, ch, record)
             comp = record.comparison
             if not self._feasible(record):
@@ -313,6 +316,8 @@ class Search:
         check_chosen = Record(0, chosen.candidate)
         with self._launch_quiet(default.candidate, "final-default") as a, \
                 self._launch_quiet(chosen.candidate, "final-chosen") as b:
+            for fresh in (a, b):  # untimed warm-up rounds, as for every challenger
+                fresh.measure(self.options.levels, self.options.requests)
             return paired_comparison(
                 a, b, levels=self.options.levels, requests=self.options.requests, objective=self.options.objective,
                 min_pairs=self.options.min_pairs, max_pairs=self.options.max_pairs,
