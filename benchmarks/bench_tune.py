@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,7 @@ def runtime_env(config: Path | None, max_queue: int) -> dict[str, str]:
 
 
 def describe(env: dict[str, str]) -> str:
-    keys = ("TAILOR_WORKERS", "TAILOR_THREADS_PER_WORKER", "TAILOR_SOLO_WIDE", "TAILOR_MODEL_VARIANT",
+    keys = ("TAILOR_WORKERS", "TAILOR_THREADS_PER_WORKER", "TAILOR_SOLO_WIDE", "TAILOR_MODEL_VARIANT", "TAILOR_PRECISION",
             "TAILOR_BATCHING", "TAILOR_ORT_MEMORY_ARENA", "TAILOR_ORT_GRAPH_OPTIMIZATION", "TAILOR_ENGINE", "LD_PRELOAD")
     return " ".join(f"{k.removeprefix('TAILOR_').lower()}={env[k]}" for k in keys if env.get(k))
 
@@ -63,6 +64,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=12, help="requests per server, level and round (at least the level)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--variants", default="int8-static-decoder,int8-static-upsampler,int8-dynamic-decoder,int8-dynamic")
+    parser.add_argument("--tune-args", default="", help="more `deploy tune` arguments, e.g. \"--set workers=1 --set threads=2\"")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -72,7 +74,7 @@ def main() -> int:
     started = time.monotonic()
     tune = subprocess.run([sys.executable, "-m", "orchestrator", "tune", "--budget", args.budget,
                            "--concurrency", args.tune_levels, "--variants", args.variants,
-                           "--out", str(tuned), "--report", str(report)],
+                           "--out", str(tuned), "--report", str(report), *shlex.split(args.tune_args)],
                           cwd=REPO, capture_output=True, text=True, check=False)
     tune_s = time.monotonic() - started
     print(tune.stderr[-4000:], tune.stdout, sep="\n", flush=True)
@@ -134,7 +136,8 @@ def render(args: argparse.Namespace, tune_s: float, results: dict, envs: dict[st
     lines = [
         "# deploy tune: tuned vs plan default vs Piper's server", "",
         f"Command: `.venv/bin/python benchmarks/bench_tune.py --budget {args.budget} --tune-levels {args.tune_levels} "
-        f"--levels {args.levels} --requests {args.requests} --rounds {args.rounds} --variants {args.variants}`", "",
+        f"--levels {args.levels} --requests {args.requests} --rounds {args.rounds} --variants {args.variants}"
+        + (f" --tune-args '{args.tune_args}'" if args.tune_args else "") + "`", "",
         f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), load average at the end "
         f"{load} (shared machine: compare the ratios, which come from the same minutes).", "",
         f"Tuning took **{tune_s:.0f} s** (budget {args.budget}; {len(results['candidates'])} candidates; "
