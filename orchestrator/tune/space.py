@@ -3,7 +3,8 @@
 A candidate is the plan's default plus a few runtime variables set (``TAILOR_WORKERS=1``, ...);
 it is planned through the same pipeline as ``deploy plan --workers 1`` so its memory budget,
 queue and container limits stay consistent. Knobs come in the order the search tries them:
-the ones that measured the largest effects first (worker layout, solo-wide, cheaper model).
+the ones that measured the largest effects first (a cheaper model that passed the quality gate,
+worker layout, solo-wide).
 """
 
 from __future__ import annotations
@@ -81,6 +82,14 @@ def build_knobs(plan: Mapping[str, object], *, variants: Sequence[str] = (), tor
     device, engine = str(plan["device"]), str(plan["engine"])
     cpus = workers * threads
     knobs: list[Knob] = []
+    # Cheaper models first: they exist only when they passed the quality gate, and they change the
+    # cost of every audio second, whatever the layout.
+    if engine == "onnx" and variants:
+        knobs.append(Knob("model variant", tuple(as_values({"TAILOR_MODEL_VARIANT": v}) for v in variants),
+                          "a cheaper model per audio second, only variants that passed the quality gate"))
+    if device == "cpu" and torch_bf16:
+        knobs.append(Knob("torch bf16", (as_values({"TAILOR_ENGINE": "torch", "TAILOR_PRECISION": "bf16"}),),
+                          "the CPU computes bf16 natively (AVX-512-BF16 or AMX) and bf16 passed the quality gate"))
     layout_options = tuple(
         as_values({"TAILOR_WORKERS": str(w), "TAILOR_THREADS_PER_WORKER": str(t)})
         for w, t in layouts(cpus) if (w, t) != (workers, threads))
@@ -92,12 +101,6 @@ def build_knobs(plan: Mapping[str, object], *, variants: Sequence[str] = (), tor
         knobs.append(Knob("solo-wide", (as_values({"TAILOR_SOLO_WIDE": solo}),),
                           "a lone sentence on an instance with every core (one more model copy in memory)",
                           min_workers=2))
-    if engine == "onnx" and variants:
-        knobs.append(Knob("model variant", tuple(as_values({"TAILOR_MODEL_VARIANT": v}) for v in variants),
-                          "a cheaper model per audio second, only variants that passed the quality gate"))
-    if device == "cpu" and torch_bf16:
-        knobs.append(Knob("torch bf16", (as_values({"TAILOR_ENGINE": "torch", "TAILOR_PRECISION": "bf16"}),),
-                          "the CPU computes bf16 natively (AVX-512-BF16 or AMX) and bf16 passed the quality gate"))
     knobs.append(Knob("batching", (as_values({"TAILOR_BATCHING": "true", "TAILOR_BATCH_WINDOW_MS": "5",
                                               "TAILOR_MAX_BATCH_SIZE": "4"}),),
                       "concurrent sentences in one engine call (pays off on GPUs)"))

@@ -27,10 +27,13 @@ def test_layouts_split_every_cpu() -> None:
     assert layouts(2) == [(2, 1), (1, 2)]
 
 
-def test_knobs_for_a_two_cpu_onnx_plan_start_with_the_layout() -> None:
-    knobs = build_knobs(PLAN_2CPU, variants=["int8-static-decoder"], torch_available=False, allocators={})
+def test_knobs_for_a_two_cpu_onnx_plan_start_with_gated_models_then_the_layout() -> None:
+    knobs = build_knobs(PLAN_2CPU, variants=["int8-static-decoder"], torch_available=False, allocators={},
+                        torch_bf16=True)
     names = [k.name for k in knobs]
-    assert names[:3] == ["workers x threads", "solo-wide", "model variant"]
+    assert names[:4] == ["model variant", "torch bf16", "workers x threads", "solo-wide"]
+    assert [k.name for k in build_knobs(PLAN_2CPU, torch_available=False, allocators={})][:2] == [
+        "workers x threads", "solo-wide"]
     assert "engine" not in names and "allocator" not in names
     with_alloc = build_knobs(PLAN_2CPU, torch_available=True, allocators={"jemalloc": "/usr/lib/libjemalloc.so.2"})
     assert "allocator" in [k.name for k in with_alloc] and "engine" in [k.name for k in with_alloc]
