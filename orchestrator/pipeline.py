@@ -124,7 +124,9 @@ def load_user_config(config: Path | UserConfig | None, label: str = CONFIG_LABEL
     if config is None:
         return None
     parsed = load_config(config) if isinstance(config, Path) else config
-    return parsed if parsed.label == label else replace(parsed, label=label)
+    if parsed.label == label or label == CONFIG_LABEL:
+        return parsed  # a file that names its own source (the `tuned:` block of `deploy tune`) keeps it
+    return replace(parsed, label=label)
 
 
 def select_from(inputs: Inputs) -> Selected:

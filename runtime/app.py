@@ -193,8 +193,14 @@ def create_app(
     @app.get("/v1/models", summary="Accepted model names.")
     async def models() -> dict[str, Any]:
         ids = list(OPENAI_MODELS) + sorted(service.catalog)
+        default = service.catalog[settings.default_voice]
+
+        def variant(i: str) -> str:  # OpenAI model names are served by the default voice
+            return service.catalog[i].variant if i in service.catalog else default.variant
+
         return {"object": "list",
-                "data": [{"id": i, "object": "model", "created": 0, "owned_by": "tailor"} for i in ids]}
+                "data": [{"id": i, "object": "model", "created": 0, "owned_by": "tailor", "variant": variant(i)}
+                         for i in ids]}
 
     @app.get("/v1/audio/voices", summary="Voices and the OpenAI names that alias the default.")
     async def voices() -> dict[str, Any]:

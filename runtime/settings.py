@@ -117,6 +117,11 @@ def _choice(*choices: str) -> _Choice:
     return _Choice(tuple(choices))
 
 
+MODEL_VARIANTS = ("fp32", "int8-dynamic", "int8-dynamic-decoder", "int8-static-decoder",
+                  "int8-static-upsampler", "int8-static")
+"""Values of TAILOR_MODEL_VARIANT; runtime/variants.py says how each one is made."""
+
+
 @dataclass(frozen=True)
 class EnvVar:
     """One runtime setting, declared once. Settings (checked against it at import), the plan's
@@ -153,10 +158,15 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_PORT", "port", "8000", "TCP port to listen on. `python -m runtime --port` overrides it.", _int_at_least(1, 65535), knob="port"),
     EnvVar("TAILOR_ENGINE", "engine", "onnx", "Inference engine: onnx or torch.", _choice("onnx", "torch"), knob="engine"),
     EnvVar("TAILOR_DEVICE", "device", "cpu", "cpu or cuda.", _choice("cpu", "cuda"), knob="device"),
-    EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16 or bf16 (fp16/bf16 only on CUDA).",
+    EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16 or bf16 (fp16 only on CUDA; bf16 on CUDA, or with the torch engine on a CPU with AVX-512-BF16/AMX).",
            _choice("fp32", "fp16", "bf16"), knob="precision"),
     EnvVar("TAILOR_VOICE", "default_voice", "en_US-joe-medium",
            "Voice used when a request names none (or names an OpenAI voice such as 'alloy').", _text, knob="voice"),
+    EnvVar("TAILOR_MODEL_VARIANT", "model_variant", "fp32",
+           "Model file variant of the default voice (onnx engine): fp32 (as shipped) or an int8 variant made "
+           "on this machine by `deploy tune` / `python -m runtime.variants make NAME`, cached next to the model. "
+           "Shown in /readyz, /v1/models and the tailor_model_variant_info metric.", _choice(*MODEL_VARIANTS),
+           knob="model_variant"),
     EnvVar("TAILOR_VOICES_DIR", "voices_dir", "",
            "Directory with extra Piper voices (NAME.onnx + NAME.onnx.json), loaded on first use. Empty: bundled voice only. Set but missing: start-up error.", _text),
     EnvVar("TAILOR_WORKERS", "workers", "1", "Synthesis workers (concurrent syntheses); each holds its own engine instance per loaded voice.", _int_at_least(1), knob="workers"),
@@ -237,6 +247,7 @@ class Settings:
     device: str = "cpu"
     precision: str = "fp32"
     default_voice: str = "en_US-joe-medium"
+    model_variant: str = "fp32"
     voices_dir: str = ""
     workers: int = 1
     threads_per_worker: int = 1

@@ -8,6 +8,7 @@ Voices come from two places, both local files (the runtime never downloads anyth
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -41,6 +42,8 @@ class VoiceFiles:
     config_path: Path
     source: str
     """``bundled`` or ``voices_dir``."""
+    variant: str = "fp32"
+    """Which model file variant ``model_path`` is (TAILOR_MODEL_VARIANT; runtime/variants.py)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,15 @@ def read_voice_info(files: VoiceFiles) -> tuple[VoiceInfo, dict[str, object]]:
             hint="use an espeak-based Piper voice",
         )
     return info, raw
+
+
+def with_variant(files: VoiceFiles, variant: str, environ: Mapping[str, str]) -> VoiceFiles:
+    """``files`` with its model replaced by the cached ``variant`` (StartupError if never made)."""
+    from runtime.variants import find_variant
+
+    if variant == files.variant:
+        return files
+    return dataclasses.replace(files, model_path=find_variant(files.model_path, variant, environ), variant=variant)
 
 
 def usable_voices(catalog: Mapping[str, VoiceFiles], default_voice: str) -> dict[str, VoiceFiles]:

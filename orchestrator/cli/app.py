@@ -12,7 +12,7 @@ import sys
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import launch_cmd, plan_cmd, probe_cmd
+from orchestrator.cli import launch_cmd, plan_cmd, probe_cmd, tune_cmd
 from orchestrator.cli import output as out
 from orchestrator.errors import DeployError
 
@@ -38,7 +38,7 @@ def _root(
     """Tailor deploys self-hosted text-to-speech tuned to the hardware it finds."""
 
 
-for name, command in {**probe_cmd.COMMANDS, **plan_cmd.COMMANDS, **launch_cmd.COMMANDS}.items():
+for name, command in {**probe_cmd.COMMANDS, **plan_cmd.COMMANDS, **launch_cmd.COMMANDS, **tune_cmd.COMMANDS}.items():
     app.command(name)(command)
 
 

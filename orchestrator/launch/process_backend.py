@@ -44,7 +44,10 @@ from orchestrator.launch.runner import (
 from orchestrator.launch.spec import LaunchSpec
 
 LOG_FILE = "runtime.log"
-_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ")
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ", "PYTHONPATH", "XDG_CACHE_HOME")
+# PYTHONPATH: `deploy` run from a source checkout launches the runtime of that same checkout.
+# XDG_CACHE_HOME: where model variants made by `deploy tune` are cached when the model's own
+# directory is read-only (runtime/variants.py).
 _MB = 1024 * 1024
 
 

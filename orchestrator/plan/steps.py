@@ -22,6 +22,7 @@ from orchestrator.select.gpus import GpuChoice, choose_gpus
 from orchestrator.select.profiles import Profile, parse_version
 from orchestrator.select.selection import (
     compute_capability,
+    cpu_bf16_supported,
     gpu_memory_bytes,
     precision_supported,
     resolve_precision,
@@ -165,10 +166,12 @@ class Planning:
             policy_precision, why = "fp32", f"fp32: {profile.precision} is not supported by this device"
         precision = self.decide("TAILOR_PRECISION", "precision", policy_precision,
                                 "profile" if profile.precision == policy_precision else "derived", why)
-        if not precision_supported(precision, device, cc):
+        if not (precision_supported(precision, device, cc)
+                or cpu_bf16_supported(precision, device, engine, facts.cpu.isa_flags)):
             raise UsageError(f"precision {precision} ({self.prov['precision'].source}) is not supported on "
                              f"device {device}" + (f" with compute capability {cc[0]}.{cc[1]}" if cc else ""),
-                             "use fp32, or fp16 (CC >= 7.0) / bf16 (CC >= 8.0) on CUDA")
+                             "use fp32, or fp16 (CC >= 7.0) / bf16 (CC >= 8.0) on CUDA, or bf16 with the torch "
+                             "engine on a CPU with AVX-512-BF16 or AMX")
         return engine, device, precision
 
     def pools(self, on_gpu: bool) -> Pools:

@@ -10,6 +10,8 @@ Format (YAML; every key optional)::
     env:                       # any runtime variable from `deploy env`, by name
       TAILOR_API_KEY: secret
       TAILOR_LOG_LEVEL: debug
+    tuned:                     # written by `deploy tune`: its values show as source `tuned`
+      report: tune-report/report.md
 
 Values are checked with the runtime's own parsers, so a bad value is reported here, with its
 file and line, rather than when the runtime starts.
@@ -37,6 +39,8 @@ PASS_THROUGH = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "P
 """Non-TAILOR variables the plan writes; a user may set them too."""
 
 _DECLARED = frozenset(v.name for v in VARIABLES)
+TUNED_FIELDS = frozenset({"by", "at", "host", "objective", "report"})
+"""Keys of the ``tuned:`` block `deploy tune` writes (informational; its presence marks the source)."""
 
 LAUNCH_KNOBS: Mapping[str, str] = {
     "startup_timeout_s": "Seconds from start to ready before the launch counts as failed "
@@ -107,7 +111,8 @@ def parse_config(doc: YamlDoc) -> UserConfig:
         return UsageError(message, hint)
 
     top = FieldReader(doc, "", doc.data, error, _HINT)
-    top.reject_unknown(frozenset({"profile", "settings", "env"}))
+    top.reject_unknown(frozenset({"profile", "settings", "env", "tuned"}))
+    top.child("tuned").reject_unknown(TUNED_FIELDS)
     values: dict[str, str] = {}
     where: dict[str, str] = {}
     settings = top.child("settings")
@@ -128,7 +133,8 @@ def parse_config(doc: YamlDoc) -> UserConfig:
             raise UsageError(f"{place}: field env.{key}: also set as settings ({where[key]})", _HINT)
         values[key] = check_value(key, _scalar_text(env, key), f"{place}: field env.{key}")
         where[key] = place
-    return UserConfig(source=doc.source, profile=top.optional_text("profile"), values=values, where=where)
+    return UserConfig(source=doc.source, profile=top.optional_text("profile"), values=values, where=where,
+                      label="tuned" if "tuned" in doc.data else "config")
 
 
 def load_config(path: Path) -> UserConfig:

@@ -117,6 +117,16 @@ def precision_supported(precision: str, device: str, cc: tuple[int, int] | None)
     return cc >= (BF16_MIN_CC if precision == "bf16" else FP16_MIN_CC)
 
 
+NATIVE_BF16_ISA = ("avx512_bf16", "amx")
+"""CPU extensions with a native bf16 path (Source: /proc/cpuinfo flags, HostFacts.cpu.isa_flags)."""
+
+
+def cpu_bf16_supported(precision: str, device: str, engine: str, isa_flags: tuple[str, ...]) -> bool:
+    """bf16 on the CPU: only the torch engine, only where the CPU computes bf16 natively."""
+    return (precision == "bf16" and device == "cpu" and engine == "torch"
+            and any(flag in isa_flags for flag in NATIVE_BF16_ISA))
+
+
 @dataclass(frozen=True)
 class Verdict:
     profile: str

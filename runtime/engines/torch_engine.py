@@ -82,9 +82,9 @@ class TorchEngine:
             raise EngineError(f"unknown precision {options.precision!r}; use fp32, fp16 or bf16")
         if options.device not in ("cpu", "cuda"):
             raise EngineError(f"unknown device {options.device!r}; use cpu or cuda")
-        if options.precision != "fp32" and options.device != "cuda":
+        if options.precision == "fp16" and options.device != "cuda":
             raise EngineError(
-                f"precision {options.precision} needs device=cuda; the torch engine on CPU runs fp32"
+                "precision fp16 needs device=cuda; the torch engine on CPU runs fp32 or bf16"
             )
         if options.device == "cuda" and not torch.cuda.is_available():
             raise EngineError(
@@ -223,6 +223,9 @@ def _build_model(torch: Any, model_path: Path, options: EngineOptions, compile_g
             torch.backends.cuda.matmul.allow_tf32 = False
         else:
             model.set_half_precision(getattr(torch, _DTYPES[options.precision]))
+    elif options.precision == "bf16":
+        # CPU bf16 (AVX-512-BF16 / AMX): the same split as on CUDA, first and last convs in fp32.
+        model.set_half_precision(torch.bfloat16)
     if compile_generator:
         # CUDA only. On CPU it stays eager: measured with torch 2.13 on the default voice, the
         # compiled generator ran at 0.9-1.05x the eager one (channels-last eager convs are

@@ -149,7 +149,6 @@ def test_missing_and_unreadable_files_are_engine_errors(tmp_path: Path) -> None:
     ("options", "message"),
     [
         (EngineOptions(precision="fp16"), "needs device=cuda"),
-        (EngineOptions(precision="bf16"), "needs device=cuda"),
         (EngineOptions(precision="int8"), "unknown precision"),
         (EngineOptions(device="tpu"), "unknown device"),
     ],

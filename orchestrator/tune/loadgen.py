@@ -1,0 +1,188 @@
+"""A small async load generator for the runtime's speech route (standard library only).
+
+Closed loop: ``concurrency`` clients each send the next sentence of a fixed list as soon as
+their previous request finished, until the list is used up. Every request asks for streamed
+WAV and records latency (until the last byte), time to first audio (the first byte after the
+44-byte WAV header) and the seconds of audio in the body (from the header's sample rate).
+Only loopback URLs are used by ``deploy tune``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+TEXTS: tuple[str, ...] = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Please remember to bring your umbrella tomorrow morning, because the forecast says it will rain all day.",
+    "Yes.",
+    "Our flight to Denver leaves at half past seven.",
+    "She opened the window and listened to the rain falling on the roofs of the old town.",
+    "Turn left at the second traffic light.",
+    "Fresh bread is baked here every single morning, and by noon the shelves are usually empty again.",
+    "Could you send me the slides after the meeting?",
+    "The museum has a new exhibition about ancient maps.",
+    "Thank you for calling; all of our agents are busy right now, so please stay on the line and we will be with you shortly.",
+    "A gentle breeze moved through the tall summer grass.",
+    "Good morning!",
+)
+"""The shipped, fixed text set: short, medium and long sentences in a fixed order."""
+
+WAV_HEADER_BYTES = 44
+
+
+@dataclass(frozen=True)
+class Sample:
+    latency_s: float
+    ttfa_s: float
+    audio_s: float
+    status: int
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    """One concurrency level of one measurement."""
+
+    concurrency: int
+    samples: tuple[Sample, ...]
+    wall_s: float
+
+    @property
+    def ok(self) -> tuple[Sample, ...]:
+        return tuple(s for s in self.samples if s.status == 200)
+
+    @property
+    def failures(self) -> int:
+        return len(self.samples) - len(self.ok)
+
+    @property
+    def audio_per_s(self) -> float:
+        """Seconds of audio delivered per wall-clock second (failed requests deliver none)."""
+        return sum(s.audio_s for s in self.ok) / self.wall_s if self.wall_s > 0 else 0.0
+
+    def latency_quantile(self, q: float) -> float:
+        return quantile([s.latency_s for s in self.ok], q)
+
+    def ttfa_quantile(self, q: float) -> float:
+        return quantile([s.ttfa_s for s in self.ok], q)
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile; +inf for an empty list (nothing succeeded: worst possible)."""
+    if not values:
+        return float("inf")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def wav_audio_seconds(body: bytes) -> float:
+    """Seconds of PCM in a (possibly streamed, length-less) WAV body, from its fmt chunk."""
+    if len(body) < WAV_HEADER_BYTES or body[:4] != b"RIFF" or body[8:12] != b"WAVE":
+        return 0.0
+    channels, rate = (int(v) for v in struct.unpack_from("<HI", body, 22))
+    bits = int(struct.unpack_from("<H", body, 34)[0])
+    frame = max(1, channels * bits // 8)
+    return float(max(0, len(body) - WAV_HEADER_BYTES) / frame / max(1, rate))
+
+
+async def _read_chunked(reader: asyncio.StreamReader, on_data: list[float], started: float,
+                        body: bytearray) -> None:
+    while True:
+        size_line = await reader.readline()
+        if not size_line:
+            return
+        size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            await reader.readline()
+            return
+        chunk = await reader.readexactly(size)
+        await reader.readexactly(2)
+        body.extend(chunk)
+        if not on_data and len(body) > WAV_HEADER_BYTES:
+            on_data.append(time.perf_counter() - started)
+
+
+async def _exchange(host: str, port: int, request: bytes, started: float) -> tuple[int, bytes, float | None]:
+    first_audio: list[float] = []
+    body = bytearray()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        status_line = (await reader.readline()).split()
+        status = int(status_line[1]) if len(status_line) >= 2 else 0
+        chunked = False
+        length: int | None = None
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+            elif name.strip().lower() == "content-length":
+                length = int(value.strip())
+        if chunked:
+            await _read_chunked(reader, first_audio, started, body)
+        else:
+            while length is None or len(body) < length:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                body.extend(chunk)
+                if not first_audio and len(body) > WAV_HEADER_BYTES:
+                    first_audio.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return status, bytes(body), first_audio[0] if first_audio else None
+
+
+async def speak(url: str, text: str, *, timeout_s: float = 120.0, api_key: str = "") -> Sample:
+    """One ``POST /v1/audio/speech`` (streamed WAV); failures are samples with their status (0: no answer)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    payload = json.dumps({"model": "tts-1", "input": text, "voice": "alloy", "response_format": "wav",
+                          "stream_format": "audio"}).encode()
+    headers = ["POST /v1/audio/speech HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
+               f"Content-Length: {len(payload)}", "Connection: close"]
+    if api_key:
+        headers.append(f"Authorization: Bearer {api_key}")
+    request = ("\r\n".join(headers) + "\r\n\r\n").encode() + payload
+    started = time.perf_counter()
+    try:
+        status, body, ttfa = await asyncio.wait_for(_exchange(host, port, request, started), timeout_s)
+    except (OSError, asyncio.IncompleteReadError, ValueError, asyncio.TimeoutError):
+        elapsed = time.perf_counter() - started
+        return Sample(elapsed, elapsed, 0.0, 0)
+    latency = time.perf_counter() - started
+    audio = wav_audio_seconds(body) if status == 200 else 0.0
+    return Sample(latency, ttfa if ttfa is not None else latency, audio, status)
+
+
+async def _run_level(url: str, concurrency: int, texts: Sequence[str], timeout_s: float,
+                     api_key: str) -> LevelResult:
+    queue = list(reversed(texts))
+    samples: list[Sample] = []
+
+    async def client() -> None:
+        while queue:
+            samples.append(await speak(url, queue.pop(), timeout_s=timeout_s, api_key=api_key))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return LevelResult(concurrency, tuple(samples), time.perf_counter() - started)
+
+
+def run_level(url: str, concurrency: int, requests: int, *, offset: int = 0, timeout_s: float = 120.0,
+              api_key: str = "", texts: Sequence[str] = TEXTS) -> LevelResult:
+    """``requests`` sentences (the text set in order, from ``offset``) at ``concurrency`` clients."""
+    chosen = [texts[(offset + i) % len(texts)] for i in range(requests)]
+    return asyncio.run(_run_level(url, concurrency, chosen, timeout_s, api_key))
