@@ -188,35 +188,17 @@ class HostFacts:
 
 
 # Jetson GPUs are not visible to NVML; their compute capability follows from the SoC.
-_JETSON_COMPUTE_CAPABILITY = {"tegra234": "8.7", "tegra194": "7.2", "tegra186": "6.2", "tegra210": "5.3"}
+_JETSON_COMPUTE_CAPABILITY = {"tegra234": (8, 7), "tegra194": (7, 2), "tegra186": (6, 2), "tegra210": (5, 3)}
 
 
-def primary_gpu(facts: HostFacts) -> GpuFacts | None:
-    """The discrete GPU the runtime will use: the most memory, lowest index on ties."""
-    if not facts.gpus:
+def jetson_compute_capability(facts: HostFacts) -> tuple[int, int] | None:
+    """The integrated GPU's compute capability from the Jetson SoC; None off Jetson or for an unknown SoC.
+
+    Source: the SoC in the device tree (``jetson.soc``), since NVML does not see Jetson GPUs.
+    """
+    if facts.jetson is None:
         return None
-    return sorted(facts.gpus, key=lambda g: (-g.memory_total_bytes, g.index))[0]
-
-
-def compute_capability(facts: HostFacts) -> tuple[int, int] | None:
-    """Of the primary GPU, or of the Jetson SoC; None without a GPU."""
-    gpu = primary_gpu(facts)
-    if gpu is not None:
-        return gpu.compute_capability_tuple
-    if facts.jetson is not None and facts.jetson.soc in _JETSON_COMPUTE_CAPABILITY:
-        major, minor = _JETSON_COMPUTE_CAPABILITY[facts.jetson.soc].split(".")
-        return int(major), int(minor)
-    return None
-
-
-def gpu_memory_bytes(facts: HostFacts) -> int:
-    """VRAM of the primary GPU; on Jetson the shared pool (effective RAM); 0 without a GPU."""
-    gpu = primary_gpu(facts)
-    if gpu is not None:
-        return gpu.memory_total_bytes
-    if facts.jetson is not None:
-        return facts.memory.effective_total_bytes
-    return 0
+    return _JETSON_COMPUTE_CAPABILITY.get(facts.jetson.soc)
 
 
 def empty_gpu_facts(reason: str) -> tuple[tuple[GpuFacts, ...], NvmlStatus]:
@@ -233,8 +215,6 @@ __all__ = [
     "JetsonFacts",
     "MemoryFacts",
     "NvmlStatus",
-    "compute_capability",
     "empty_gpu_facts",
-    "gpu_memory_bytes",
-    "primary_gpu",
+    "jetson_compute_capability",
 ]

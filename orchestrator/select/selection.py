@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.errors import PlanError, UsageError
-from orchestrator.probe.facts import _JETSON_COMPUTE_CAPABILITY, GpuFacts, HostFacts
+from orchestrator.probe.facts import GpuFacts, HostFacts, jetson_compute_capability
 from orchestrator.select.gpus import GpuChoice, choose_gpus
 from orchestrator.select.profiles import Profile, ProfileSet, parse_version
 from orchestrator.units import format_size
@@ -75,10 +75,7 @@ def compute_capability(facts: HostFacts, gpus: GpuChoice | None = None) -> tuple
     gpu = primary_gpu(facts, gpus)
     if gpu is not None:
         return gpu.compute_capability_tuple
-    if facts.jetson is not None and facts.jetson.soc in _JETSON_COMPUTE_CAPABILITY:
-        major, minor = _JETSON_COMPUTE_CAPABILITY[facts.jetson.soc].split(".")
-        return int(major), int(minor)
-    return None
+    return jetson_compute_capability(facts)
 
 
 def gpu_memory_bytes(facts: HostFacts, gpus: GpuChoice | None = None) -> int:
