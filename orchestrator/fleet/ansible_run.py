@@ -1,0 +1,236 @@
+"""Run one of the tailor.fleet playbooks with ansible-runner and fold its events into per-host outcomes.
+
+Tailor writes no SSH and no scheduling: ansible-playbook (through ansible-runner) connects to the
+hosts, runs them in parallel, batches them (``serial``) and stops a rollout (``max_fail_percentage``).
+This module only starts it, turns its event stream into progress lines, and keeps what each host
+reported: the ``tailor_facts`` module's result, the role's ``tailor_status`` fact, and the reason
+a host failed or could not be reached.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import DeployError, UsageError
+
+COLLECTION_NAMESPACE = "tailor"
+COLLECTION_NAME = "fleet"
+PLAYBOOKS = ("probe", "up", "status", "down")
+FACTS_ACTION = "tailor.fleet.tailor_facts"
+
+Progress = Callable[[str], None]
+
+
+class FleetError(DeployError):
+    """The fleet run could not start or Ansible failed as a whole (not one host)."""
+
+
+@dataclass
+class HostOutcome:
+    """What one host reported during a playbook run."""
+
+    host: str
+    state: str = "ok"
+    """ok | failed | unreachable | skipped (never reached by the run, e.g. a stopped rollout)."""
+    reason: str = ""
+    """Why the host failed or was unreachable: the failing task and Ansible's message."""
+    changed: int = 0
+    tailor: dict[str, Any] | None = None
+    """``ansible_facts.tailor`` from the tailor_facts module (facts, profile, plan, plan_error)."""
+    status: dict[str, Any] | None = None
+    """The role's ``tailor_status`` fact (``deploy status --json`` plus readiness from the host)."""
+
+
+@dataclass
+class RunResult:
+    playbook: str
+    rc: int
+    hosts: dict[str, HostOutcome] = field(default_factory=dict)
+    """Every host of the inventory (after --limit), in inventory order."""
+
+    def failed(self) -> list[HostOutcome]:
+        return [h for h in self.hosts.values() if h.state != "ok"]
+
+
+def collection_root() -> Path:
+    """The directory to put on ANSIBLE_COLLECTIONS_PATH (holds ``ansible_collections/tailor/fleet``).
+
+    A source checkout has it at ``fleet/ansible``; the wheel carries it in ``orchestrator/_data/ansible``.
+    """
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2] / "fleet" / "ansible", here.parents[1] / "_data" / "ansible"):
+        if (candidate / "ansible_collections" / COLLECTION_NAMESPACE / COLLECTION_NAME / "galaxy.yml").is_file():
+            return candidate
+    raise FleetError("the tailor.fleet Ansible collection is missing from this installation",
+                     "reinstall tailor-deploy; the collection ships in the repository under fleet/ansible")
+
+
+def playbook_path(name: str) -> Path:
+    if name not in PLAYBOOKS:
+        raise UsageError(f"unknown fleet playbook {name!r}", "one of " + ", ".join(PLAYBOOKS))
+    return collection_root() / "ansible_collections" / COLLECTION_NAMESPACE / COLLECTION_NAME / "playbooks" / f"{name}.yml"
+
+
+def _ansible_playbook_binary() -> str:
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("ansible-playbook")
+    if found is None:
+        raise FleetError("ansible-playbook is not installed",
+                         "install the fleet extra: pip install 'tailor-deploy[fleet]'")
+    return found
+
+
+def check_inventory(inventory: Path) -> Path:
+    if not inventory.exists():
+        raise UsageError(f"inventory {inventory} does not exist",
+                         "pass an Ansible inventory file or directory with -i (see README: Fleets)")
+    return inventory.resolve()
+
+
+class _Events:
+    """Folds ansible-runner events into HostOutcomes and progress lines."""
+
+    def __init__(self, progress: Progress, final_task: str) -> None:
+        self.hosts: dict[str, HostOutcome] = {}
+        self.progress = progress
+        self.final_task = final_task
+        self.done: set[str] = set()
+
+    def _host(self, name: str) -> HostOutcome:
+        if name not in self.hosts:
+            self.hosts[name] = HostOutcome(name)
+        return self.hosts[name]
+
+    def _summary(self) -> str:
+        failed = sum(1 for h in self.hosts.values() if h.state in ("failed", "unreachable"))
+        return f"[{len(self.done)} done, {failed} failed]"
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        name = data.get("host") or ""
+        res = data.get("res") or {}
+        task = data.get("task") or ""
+        if kind == "runner_on_ok" and name:
+            host = self._host(name)
+            if res.get("changed"):
+                host.changed += 1
+            facts = res.get("ansible_facts") or {}
+            if data.get("task_action") == FACTS_ACTION and isinstance(facts.get("tailor"), dict):
+                host.tailor = facts["tailor"]
+            if isinstance(facts.get("tailor_status"), dict):
+                host.status = facts["tailor_status"]
+            if task == self.final_task and name not in self.done:
+                self.done.add(name)
+                self.progress(f"{self._summary()} {name}: done")
+        elif kind == "runner_on_failed" and name and not data.get("ignore_errors"):
+            host = self._host(name)
+            if host.state == "ok":
+                host.state = "failed"
+                host.reason = _reason(task, res)
+                self.done.add(name)
+                self.progress(f"{self._summary()} {name}: FAILED: {host.reason}")
+        elif kind == "runner_on_unreachable" and name:
+            host = self._host(name)
+            host.state = "unreachable"
+            host.reason = _reason(task, res)
+            self.done.add(name)
+            self.progress(f"{self._summary()} {name}: UNREACHABLE: {host.reason}")
+        elif kind == "playbook_on_task_start" and task:
+            self.progress(f"{self._summary()} task: {task}")
+        elif kind == "playbook_on_stats":
+            for key in ("ok", "changed", "failures", "dark", "skipped", "processed"):
+                for hname in (data.get(key) or {}):
+                    self._host(hname)
+        return False  # nothing needs the events kept on disk
+
+
+def _reason(task: str, res: Mapping[str, Any]) -> str:
+    message = str(res.get("msg") or "").strip()
+    stderr = str(res.get("stderr") or "").strip()
+    if stderr and (not message or message.startswith("non-zero return code")):
+        message = stderr.splitlines()[-1]
+    message = " ".join(message.split())
+    return f"{task}: {message}" if task else message
+
+
+
+def run_playbook(name: str, inventory: Path, *, extravars: Mapping[str, Any] | None = None,
+                 limit: str | None = None, progress: Progress = lambda _m: None,
+                 environ: Mapping[str, str] | None = None, check: bool = False) -> RunResult:
+    """Run ``tailor.fleet.<name>`` against ``inventory`` and return every host's outcome.
+
+    A failed or unreachable host is an outcome, not an exception; only an Ansible that cannot run
+    at all (bad inventory, missing ansible-playbook) raises FleetError.
+    """
+    try:
+        import ansible_runner
+    except ImportError as exc:
+        raise FleetError("ansible-runner is not installed",
+                         "install the fleet extra: pip install 'tailor-deploy[fleet]'") from exc
+    inventory = check_inventory(inventory)
+    binary = _ansible_playbook_binary()
+    env = dict(environ if environ is not None else os.environ)
+    envvars = {
+        "ANSIBLE_COLLECTIONS_PATH": str(collection_root()),
+        "ANSIBLE_HOST_KEY_CHECKING": env.get("ANSIBLE_HOST_KEY_CHECKING", "False"),
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "1",
+        "PATH": f"{Path(binary).parent}{os.pathsep}{env.get('PATH', '')}",
+    }
+    if "DOCKER_HOST" in env:
+        envvars["DOCKER_HOST"] = env["DOCKER_HOST"]
+    final = "Tailor's report for this host" if name in ("up", "status", "down") else "Probe and plan with the host's Tailor"
+    events = _Events(progress, final)
+    cmdline = "--check" if check else None
+    with tempfile.TemporaryDirectory(prefix="tailor-fleet-") as private:
+        runner = ansible_runner.run(
+            private_data_dir=private, playbook=str(playbook_path(name)), inventory=str(inventory),
+            extravars=dict(extravars or {}), envvars=envvars, limit=limit, binary=binary,
+            event_handler=events, quiet=True, suppress_env_files=True, cmdline=cmdline,
+        )
+        stdout_tail = _tail(runner)
+    rc = int(runner.rc if runner.rc is not None else 1)
+    if not events.hosts and rc != 0:
+        raise FleetError(f"ansible-playbook {name} failed before reaching any host (exit {rc}):\n{stdout_tail}",
+                         "check the inventory (ansible-inventory -i INVENTORY --list) and --limit")
+    for host in events.hosts.values():
+        if host.state == "ok" and host.host not in events.done:
+            host.state = "skipped"
+            host.reason = "not run: the rollout stopped before this host's batch (max_fail_percentage)"
+    return RunResult(name, rc, events.hosts)
+
+
+def _tail(runner: Any, lines: int = 15) -> str:
+    try:
+        text = runner.stdout.read()
+    except (OSError, AttributeError, ValueError):
+        return ""
+    return "\n".join(str(text).strip().splitlines()[-lines:])
+
+
+def inventory_hosts(inventory: Path, limit: str | None = None) -> Sequence[str]:
+    """Host names in the inventory (after ``limit``), read with ansible-inventory."""
+    import json
+    import subprocess
+
+    inventory = check_inventory(inventory)
+    binary = Path(_ansible_playbook_binary()).with_name("ansible-inventory")
+    argv = [str(binary), "-i", str(inventory), "--list"]
+    if limit:
+        argv += ["--limit", limit]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise UsageError(f"ansible-inventory could not read {inventory}: {proc.stderr.strip()[-400:]}",
+                         "fix the inventory; `ansible-inventory -i INVENTORY --list` shows what Ansible reads")
+    data = json.loads(proc.stdout)
+    return sorted(h for h in (data.get("_meta", {}).get("hostvars", {}) or {}))
