@@ -12,7 +12,7 @@ import sys
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import launch_cmd, plan_cmd, probe_cmd, tune_cmd
+from orchestrator.cli import fleet_cmd, launch_cmd, plan_cmd, probe_cmd, tune_cmd
 from orchestrator.cli import output as out
 from orchestrator.errors import DeployError
 
@@ -40,6 +40,7 @@ def _root(
 
 for name, command in {**probe_cmd.COMMANDS, **plan_cmd.COMMANDS, **launch_cmd.COMMANDS, **tune_cmd.COMMANDS}.items():
     app.command(name)(command)
+fleet_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ description:
   - The facts are the same JSON as C(deploy probe --json); the controller can plan from them
     again with C(deploy plan --facts FILE) or C(deploy fleet plan).
   - Read-only, so it runs unchanged in check mode.
+  - C(config_text) returns the config file's text so the controller can plan with the same input.
   - When no profile fits the host, the module still succeeds; C(plan) is null and
     C(plan_error) says why (the fleet commands report such hosts by name).
 version_added: "0.1.0"
@@ -53,7 +54,7 @@ ansible_facts:
   type: dict
   contains:
     tailor:
-      description: C(facts) (HostFacts JSON), C(profile), C(plan) (plan JSON or null), C(plan_error).
+      description: C(facts) (HostFacts JSON), C(profile), C(plan) (plan JSON or null), C(plan_error), C(config_text) (the config file planned with).
       type: dict
 """
 
@@ -107,8 +108,13 @@ def main():
         plan, plan_error = _run_json(module, plan_argv, "deploy plan --json")
     finally:
         os.unlink(facts_path)
+    config_text = None
+    if module.params["config"] and os.path.isfile(module.params["config"]):
+        with open(module.params["config"], encoding="utf-8") as fh:
+            config_text = fh.read()
     tailor = {
         "facts": facts,
+        "config_text": config_text,
         "plan": plan,
         "profile": plan.get("profile") if isinstance(plan, dict) else None,
         "plan_error": plan_error or None,

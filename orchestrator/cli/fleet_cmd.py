@@ -1,0 +1,256 @@
+"""`deploy fleet probe|plan|up|status|down|render`: thin commands over Ansible and the planner.
+
+Ansible (driven through ansible-runner) connects, parallelises, batches and stops rollouts; the
+tailor.fleet collection in fleet/ansible runs Tailor's own probe/plan/render/launch on each
+host. These commands build the wheelhouse archive, start a playbook, show progress while it
+runs, and print one table of the fleet. A host that fails never stops the others; every failed
+host is listed by name with its reason, and the exit code is 1 when any host failed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.cli import output as out
+from orchestrator.errors import UsageError
+from orchestrator.fleet import ansible_run
+from orchestrator.fleet.facts_dir import HostPlan, plan_fleet, write_host_facts, write_probe_summary
+from orchestrator.profiles import load_profiles
+from orchestrator.yaml_doc import format_size
+
+fleet_app = typer.Typer(
+    name="fleet",
+    help="Many hosts: probe, plan, roll out, check and stop Tailor through Ansible; Kubernetes manifests per hardware class.",
+    no_args_is_help=True,
+)
+
+InventoryOpt = Annotated[Path, typer.Option("-i", "--inventory", help="Ansible inventory (file or directory).")]
+FleetDirOpt = Annotated[Path, typer.Option(
+    "--fleet-dir", help="Controller-side working directory: facts/ of every host and the wheelhouse archive.",
+    file_okay=False)]
+FactsDirOpt = Annotated[Path | None, typer.Option(
+    "--facts-dir", help="Facts directory to plan from (default: <fleet dir>/facts, filled by `deploy fleet probe`).",
+    file_okay=False)]
+LimitOpt = Annotated[str | None, typer.Option("--limit", help="Only these hosts (an Ansible host pattern, e.g. 'web1,web2' or 'tts:!edge').")]
+WheelhouseOpt = Annotated[Path | None, typer.Option(
+    "--wheelhouse", help="Directory of dependency wheels for the hosts' Python (offline); default: pip download them.",
+    file_okay=False)]
+PythonVersionOpt = Annotated[str, typer.Option("--python-version", help="Python of the hosts, for downloaded wheels.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+ProfilesDirOpt = Annotated[list[Path] | None, typer.Option(
+    "--profiles", help="Directory of extra profiles (NAME.yaml). Repeatable.", file_okay=False)]
+DEFAULT_FLEET_DIR = Path(".tailor-fleet")
+_SERIAL = re.compile(r"^([1-9][0-9]*%?|100%)$")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `deploy fleet ...` to the app."""
+    app.add_typer(fleet_app, name="fleet")
+
+
+def _progress(line: str) -> None:
+    out.info(line)
+
+
+def _archive(fleet_dir: Path, wheelhouse: Path | None, python_version: str) -> Path:
+    from orchestrator.fleet.wheelhouse import build_archive
+
+    return build_archive(fleet_dir / "wheelhouse.tar", wheelhouse=wheelhouse, python_version=python_version,
+                         log=out.info)
+
+
+def _install_vars(fleet_dir: Path, wheelhouse: Path | None, python_version: str) -> dict[str, Any]:
+    from orchestrator import __version__
+
+    archive = _archive(fleet_dir, wheelhouse, python_version)
+    return {"tailor_wheelhouse_archive": str(archive.resolve()), "tailor_version": __version__}
+
+
+def _report_failures(result: ansible_run.RunResult) -> None:
+    failed = result.failed()
+    for host in failed:
+        out.warn(f"{host.host}: {host.state}: {host.reason}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@fleet_app.command("probe")
+def probe(inventory: InventoryOpt, fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, limit: LimitOpt = None,
+          wheelhouse: WheelhouseOpt = None, python_version: PythonVersionOpt = "3.11",
+          json_out: JsonOpt = False) -> None:
+    """Install Tailor on every host (air-gapped, from the wheelhouse) and collect each host's facts."""
+    extravars = _install_vars(fleet_dir, wheelhouse, python_version)
+    result = ansible_run.run_playbook("probe", inventory, extravars=extravars, limit=limit, progress=_progress)
+    facts_dir = fleet_dir / "facts"
+    summary: dict[str, dict[str, str]] = {}
+    for name, host in result.hosts.items():
+        state, reason = host.state, host.reason
+        if host.state == "ok" and host.tailor is not None:
+            write_host_facts(facts_dir, name, host.tailor, host.tailor.get("config_text"))
+        elif host.state == "ok":
+            state, reason = "failed", "the probe returned no facts"
+        summary[name] = {"state": state, "reason": reason}
+    write_probe_summary(facts_dir, summary)
+    out.info(f"facts of {sum(1 for s in summary.values() if s['state'] == 'ok')} host(s) in {facts_dir}")
+    _show_plan(list(plan_fleet(facts_dir, load_profiles(()))), json_out)
+    _report_failures(result)
+
+
+@fleet_app.command("plan")
+def plan(fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, facts_dir: FactsDirOpt = None,
+         profiles_dir: ProfilesDirOpt = None, json_out: JsonOpt = False) -> None:
+    """Plan every host from its collected facts (same planner as `deploy plan --facts`); one table."""
+    profiles = load_profiles(tuple(profiles_dir or ()))
+    rows = list(plan_fleet(facts_dir or fleet_dir / "facts", profiles))
+    if not rows:
+        raise UsageError(f"no facts files in {facts_dir or fleet_dir / 'facts'}",
+                         "collect them with `deploy fleet probe -i INVENTORY`")
+    _show_plan(rows, json_out)
+
+
+def _show_plan(rows: list[HostPlan], json_out: bool) -> None:
+    if json_out:
+        out.data_json({"hosts": [r.row() for r in rows]})
+        return
+    table = Table(title=f"Fleet plan ({len(rows)} hosts)")
+    table.add_column("host", no_wrap=True)
+    for column in ("CPUs", "RAM", "GPUs", "profile", "engine", "precision", "workersxthreads",
+                   "concurrency", "notes"):
+        table.add_column(column)
+    for r in rows:
+        f, p = r.facts, r.plan
+        gpus = ", ".join(g.name for g in f.gpus) if f is not None and f.gpus else "-"
+        if f is not None and f.jetson is not None:
+            gpus = f.jetson.board_model
+        note = (f"{len(p.warnings)} warning(s)" if p is not None and p.warnings else "") if p is not None \
+            else f"[red]{r.state}[/red]"
+        table.add_row(r.host,
+                      str(f.cpu.effective_cpus) if f else "-",
+                      format_size(f.memory.effective_total_bytes) if f else "-",
+                      escape(gpus), p.profile if p else "-", f"{p.engine}/{p.device}" if p else "-",
+                      p.precision if p else "-", f"{p.workers}x{p.threads}" if p else "-",
+                      str(p.max_concurrency) if p else "-", note)
+    out.table(table)
+    for r in rows:
+        for line in (r.plan.warnings if r.plan is not None else (f"{r.state}: {r.reason}",)):
+            out.warn(f"{r.host}: {line}")
+
+
+@fleet_app.command("up")
+def up(inventory: InventoryOpt, fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, limit: LimitOpt = None,
+       serial: Annotated[str, typer.Option("--serial", help="Hosts per batch: N or P% (rolling update).")] = "100%",
+       max_fail: Annotated[int, typer.Option(
+           "--max-fail", min=0, max=100,
+           help="Stop the rollout once more than this percent of a batch failed (default 100: never).")] = 100,
+       backend: Annotated[str | None, typer.Option(
+           "--backend", help="process or docker for every host (default: the inventory's tailor_backend, else process).")] = None,
+       wheelhouse: WheelhouseOpt = None, python_version: PythonVersionOpt = "3.11", json_out: JsonOpt = False) -> None:
+    """Install, render with each host's own facts and launch, a batch at a time; roll back hosts that fail."""
+    if not _SERIAL.match(serial) or (serial.endswith("%") and int(serial[:-1]) > 100):
+        raise UsageError(f"--serial {serial!r} is not a host count or a percentage", "for example --serial 2 or --serial 25%")
+    if backend is not None and backend not in ("process", "docker"):
+        raise UsageError(f"--backend {backend!r} is not process or docker", "use --backend process or --backend docker")
+    extravars = _install_vars(fleet_dir, wheelhouse, python_version)
+    extravars.update({"tailor_serial": serial, "tailor_max_fail_percentage": max_fail})
+    if backend is not None:
+        extravars["tailor_backend"] = backend
+    result = ansible_run.run_playbook("up", inventory, extravars=extravars, limit=limit, progress=_progress)
+    _show_status(result, json_out)
+    _report_failures(result)
+
+
+@fleet_app.command("status")
+def status(inventory: InventoryOpt, limit: LimitOpt = None, json_out: JsonOpt = False) -> None:
+    """State, readiness (checked from inside each host), restarts and last health of every host."""
+    result = ansible_run.run_playbook("status", inventory, limit=limit, progress=_progress)
+    _show_status(result, json_out)
+    _report_failures(result)
+
+
+@fleet_app.command("down")
+def down(inventory: InventoryOpt, limit: LimitOpt = None, json_out: JsonOpt = False) -> None:
+    """Stop the runtime and its supervisor on every host."""
+    result = ansible_run.run_playbook("down", inventory, limit=limit, progress=_progress)
+    _show_status(result, json_out)
+    _report_failures(result)
+
+
+def _status_row(host: ansible_run.HostOutcome) -> dict[str, Any]:
+    st = host.status or {}
+    return {"host": host.host, "outcome": host.state, "reason": host.reason,
+            "state": st.get("state"), "ready": st.get("ready"), "profile": st.get("profile"),
+            "backend": st.get("backend"), "url": st.get("url"), "restarts": st.get("restarts"),
+            "last_health": st.get("last_health"), "changed": host.changed}
+
+
+def _show_status(result: ansible_run.RunResult, json_out: bool) -> None:
+    rows = [_status_row(h) for h in result.hosts.values()]
+    if json_out:
+        out.data_json({"playbook": result.playbook, "hosts": rows})
+        return
+    table = Table(title=f"Fleet ({len(rows)} hosts)")
+    for column in ("host", "outcome", "state", "ready", "profile", "restarts", "last health", "changes / reason"):
+        table.add_column(column)
+    for r in rows:
+        outcome = r["outcome"] if r["outcome"] == "ok" else f"[red]{r['outcome']}[/red]"
+        table.add_row(r["host"], outcome, str(r["state"] or "-"), "yes" if r["ready"] else "no",
+                      str(r["profile"] or "-"), str(r["restarts"] if r["restarts"] is not None else "-"),
+                      escape(str(r["last_health"] or "-")),
+                      escape(r["reason"]) if r["reason"] else f"{r['changed']} changed")
+    out.table(table)
+
+
+@fleet_app.command("render")
+def render_k8s(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the manifests.", file_okay=False)],
+    k8s: Annotated[bool, typer.Option("--k8s", help="Kubernetes: one Deployment per hardware class and a Service.")] = False,
+    fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, facts_dir: FactsDirOpt = None,
+    profiles_dir: ProfilesDirOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Group the fleet's hosts into hardware classes (same plan) and write one Deployment per class."""
+    from orchestrator.fleet.k8s import fleet_manifests, group_classes
+    from orchestrator.render import write_rendered
+
+    if not k8s:
+        raise UsageError("deploy fleet render needs a target format", "pass --k8s")
+    profiles = load_profiles(tuple(profiles_dir or ()))
+    skipped: list[HostPlan] = []
+
+    def planned() -> Any:
+        for row in plan_fleet(facts_dir or fleet_dir / "facts", profiles):
+            if row.plan is not None and row.facts is not None:
+                yield row.host, row.plan, row.facts
+            else:
+                skipped.append(HostPlan(row.host, row.state, row.reason))
+
+    classes = group_classes(planned())
+    if not classes:
+        raise UsageError("no host of the fleet has a plan", "run `deploy fleet plan` to see why")
+    files = fleet_manifests(classes)
+    written = write_rendered(files, out_dir)
+    summary: list[dict[str, Any]] = [{"class": c.key, "deployment": c.name, "hosts": sorted(c.hosts), "profile": c.plan.profile,
+                "engine": c.plan.engine, "device": c.plan.device, "precision": c.plan.precision,
+                "workers": c.plan.workers, "threads": c.plan.threads,
+                "cpus": c.plan.container.cpus, "memory_bytes": c.plan.container.memory_limit_bytes,
+                "gpus": c.plan.container.gpu_count} for c in classes]
+    for row in skipped:
+        out.warn(f"{row.host}: left out ({row.state}): {row.reason}")
+    if json_out:
+        out.data_json({"classes": summary, "files": [str(p) for p in written],
+                       "skipped": [{"host": r.host, "state": r.state, "reason": r.reason} for r in skipped]})
+        return
+    table = Table(title=f"{len(classes)} hardware classes, {sum(len(c.hosts) for c in classes)} hosts")
+    for column in ("deployment", "replicas", "profile", "engine/device", "workersxthreads", "cpu", "memory", "GPUs"):
+        table.add_column(column)
+    for s in summary:
+        table.add_row(s["deployment"], str(len(s["hosts"])), s["profile"], f"{s['engine']}/{s['device']}",
+                      f"{s['workers']}x{s['threads']}", str(s["cpus"]), format_size(s["memory_bytes"]), str(s["gpus"]))
+    out.table(table)
+    out.info(f"wrote {len(written)} files to {out_dir} (apply with: kubectl apply -f {out_dir})")
+

@@ -1,0 +1,156 @@
+"""The fleet's facts directory and planning every host from it on the controller.
+
+``deploy fleet probe`` fills a directory with one file per host:
+
+- ``<host>.json``         the host's facts, exactly ``deploy probe --json`` run on that host;
+- ``<host>.config.yaml``  the Tailor config the role wrote from the inventory's vars (optional);
+- ``_probe.json``         the probe run's outcome per host (state, reason), so hosts that could
+                          not be probed (unreachable, no Python 3.10, ...) are still reported.
+
+Planning here is the single-host planner (the same select -> plan functions ``deploy plan
+--facts`` runs), applied to each file in turn. Files are read one at a time and only small rows
+are kept, so memory does not grow with the fleet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import UserConfig, load_config
+from orchestrator.errors import DeployError, UsageError
+from orchestrator.facts import HostFacts
+from orchestrator.plan import Plan, make_plan
+from orchestrator.profiles import ProfileSet
+from orchestrator.selection import select_profile
+
+PROBE_SUMMARY = "_probe.json"
+CONFIG_SUFFIX = ".config.yaml"
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_.@:-]+$")
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One row of the fleet: a host and its plan, or why it has none."""
+
+    host: str
+    state: str
+    """planned | no-fit | unreachable | failed | bad-facts"""
+    reason: str = ""
+    facts: HostFacts | None = None
+    plan: Plan | None = None
+
+    def row(self) -> dict[str, Any]:
+        """The JSON row of ``deploy fleet plan --json``."""
+        facts, plan = self.facts, self.plan
+        row: dict[str, Any] = {"host": self.host, "state": self.state, "reason": self.reason}
+        if facts is not None:
+            row.update({
+                "cpus": facts.cpu.effective_cpus,
+                "memory_bytes": facts.memory.effective_total_bytes,
+                "gpus": [g.name for g in facts.gpus],
+                "architecture": facts.cpu.architecture,
+                "jetson": facts.jetson.board_model if facts.jetson else None,
+            })
+        if plan is not None:
+            row.update({
+                "profile": plan.profile, "engine": plan.engine, "device": plan.device,
+                "precision": plan.precision, "workers": plan.workers, "threads": plan.threads,
+                "max_concurrency": plan.max_concurrency, "warnings": list(plan.warnings),
+            })
+        return row
+
+
+def safe_host_name(host: str) -> str:
+    if not _HOST_NAME.match(host) or host.startswith("."):
+        raise UsageError(f"host name {host!r} cannot name a facts file",
+                         "use inventory names made of letters, digits and . _ - @ :")
+    return host
+
+
+def write_host_facts(directory: Path, host: str, tailor: Mapping[str, Any], config_text: str | None) -> Path:
+    """Store what the tailor_facts module returned for ``host``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{safe_host_name(host)}.json"
+    _write_text(path, json.dumps(tailor["facts"], indent=2, sort_keys=True) + "\n")
+    config_path = directory / f"{host}{CONFIG_SUFFIX}"
+    if config_text:
+        _write_text(config_path, config_text)
+    else:
+        config_path.unlink(missing_ok=True)
+    return path
+
+
+def write_probe_summary(directory: Path, outcomes: Mapping[str, Mapping[str, str]]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / PROBE_SUMMARY
+    _write_text(path, json.dumps({"hosts": dict(sorted(outcomes.items()))}, indent=2) + "\n")
+    return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_probe_summary(directory: Path) -> dict[str, dict[str, str]]:
+    path = directory / PROBE_SUMMARY
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        hosts = data["hosts"]
+        return {str(k): {"state": str(v.get("state", "")), "reason": str(v.get("reason", ""))}
+                for k, v in hosts.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path} is not a probe summary: {exc}",
+                         "run `deploy fleet probe` again to rewrite it") from None
+
+
+def facts_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise UsageError(f"facts directory {directory} does not exist",
+                         "collect it with `deploy fleet probe -i INVENTORY --facts-dir DIR`")
+    return sorted(p for p in directory.glob("*.json") if not p.name.startswith(("_", ".")))
+
+
+def plan_host(host: str, facts_path: Path, profiles: ProfileSet, environ: Mapping[str, str],
+              config: UserConfig | None = None) -> HostPlan:
+    """select -> plan for one host's facts file; every failure becomes the row's reason."""
+    try:
+        facts = HostFacts.from_json_file(facts_path)
+    except DeployError as exc:
+        return HostPlan(host, "bad-facts", exc.message)
+    try:
+        forced = config.profile if config is not None else None
+        selection = select_profile(facts, profiles, forced)
+        plan = make_plan(facts, selection, {}, environ, config)
+    except DeployError as exc:
+        return HostPlan(host, "no-fit", exc.message, facts)
+    return HostPlan(host, "planned", "", facts, plan)
+
+
+def plan_fleet(directory: Path, profiles: ProfileSet, environ: Mapping[str, str] | None = None) -> Iterator[HostPlan]:
+    """Every host of the facts directory, in name order, then the hosts the probe could not reach."""
+    env: Mapping[str, str] = {} if environ is None else environ
+    summary = read_probe_summary(directory)
+    seen: set[str] = set()
+    for path in facts_files(directory):
+        host = path.stem
+        seen.add(host)
+        config_path = directory / f"{host}{CONFIG_SUFFIX}"
+        try:
+            config = load_config(config_path) if config_path.is_file() else None
+        except DeployError as exc:
+            yield HostPlan(host, "bad-facts", exc.message)
+            continue
+        yield plan_host(host, path, profiles, env, config)
+    for host, outcome in summary.items():
+        if host not in seen and outcome["state"] != "ok":
+            yield HostPlan(host, outcome["state"], outcome["reason"])
