@@ -74,9 +74,9 @@ def _install_vars(fleet_dir: Path, wheelhouse: Path | None, python_version: str)
 
 def _report_failures(result: ansible_run.RunResult) -> None:
     failed = result.failed()
-    for host in failed:
-        out.warn(f"{host.host}: {host.state}: {host.reason}")
     if failed:
+        out.error(f"{len(failed)} of {len(result.hosts)} host(s) did not succeed: "
+                  + ", ".join(f"{h.host} ({h.state})" for h in failed))
         raise typer.Exit(1)
 
 

@@ -112,7 +112,7 @@ class _Events:
 
     def _summary(self) -> str:
         failed = sum(1 for h in self.hosts.values() if h.state in ("failed", "unreachable"))
-        return f"[{len(self.done)} done, {failed} failed]"
+        return f"[{len(self.done)} done, {failed} unreachable/failed]"
 
     def __call__(self, event: Mapping[str, Any]) -> bool:
         kind = event.get("event", "")
@@ -133,12 +133,11 @@ class _Events:
                 self.done.add(name)
                 self.progress(f"{self._summary()} {name}: done")
         elif kind == "runner_on_failed" and name and not data.get("ignore_errors"):
+            # A failure inside a block may be rescued (the role's rollback); the final verdict
+            # comes from playbook_on_stats, this keeps the latest reason.
             host = self._host(name)
-            if host.state == "ok":
-                host.state = "failed"
-                host.reason = _reason(task, res)
-                self.done.add(name)
-                self.progress(f"{self._summary()} {name}: FAILED: {host.reason}")
+            host.reason = _reason(task, res)
+            self.progress(f"{self._summary()} {name}: task failed: {host.reason}")
         elif kind == "runner_on_unreachable" and name:
             host = self._host(name)
             host.state = "unreachable"
@@ -151,10 +150,22 @@ class _Events:
             for key in ("ok", "changed", "failures", "dark", "skipped", "processed"):
                 for hname in (data.get(key) or {}):
                     self._host(hname)
+            for hname in data.get("failures") or {}:
+                host = self._host(hname)
+                if host.state == "ok":
+                    host.state = "failed"
+                    self.done.add(hname)
+            for hname in data.get("dark") or {}:
+                self._host(hname).state = "unreachable"
+                self.done.add(hname)
         return False  # nothing needs the events kept on disk
 
 
 def _reason(task: str, res: Mapping[str, Any]) -> str:
+    for item in res.get("results") or ():
+        if isinstance(item, dict) and (item.get("failed") or item.get("unreachable")):
+            res = item  # a loop: the first item that failed says why
+            break
     message = str(res.get("msg") or "").strip()
     stderr = str(res.get("stderr") or "").strip()
     if stderr and (not message or message.startswith("non-zero return code")):
@@ -191,11 +202,13 @@ def run_playbook(name: str, inventory: Path, *, extravars: Mapping[str, Any] | N
         envvars["DOCKER_HOST"] = env["DOCKER_HOST"]
     final = "Tailor's report for this host" if name in ("up", "status", "down") else "Probe and plan with the host's Tailor"
     events = _Events(progress, final)
+    for host_name in inventory_hosts(inventory, limit):
+        events.hosts[host_name] = HostOutcome(host_name)
     cmdline = "--check" if check else None
     with tempfile.TemporaryDirectory(prefix="tailor-fleet-") as private:
         runner = ansible_runner.run(
             private_data_dir=private, playbook=str(playbook_path(name)), inventory=str(inventory),
-            extravars=dict(extravars or {}), envvars=envvars, limit=limit, binary=binary,
+            extravars=dict(extravars or {}), envvars=envvars, limit=limit,
             event_handler=events, quiet=True, suppress_env_files=True, cmdline=cmdline,
         )
         stdout_tail = _tail(runner)
@@ -204,6 +217,8 @@ def run_playbook(name: str, inventory: Path, *, extravars: Mapping[str, Any] | N
         raise FleetError(f"ansible-playbook {name} failed before reaching any host (exit {rc}):\n{stdout_tail}",
                          "check the inventory (ansible-inventory -i INVENTORY --list) and --limit")
     for host in events.hosts.values():
+        if host.state == "ok" and host.reason and host.host not in events.done:
+            host.reason = ""  # failed inside a block and was rescued
         if host.state == "ok" and host.host not in events.done:
             host.state = "skipped"
             host.reason = "not run: the rollout stopped before this host's batch (max_fail_percentage)"
@@ -233,4 +248,21 @@ def inventory_hosts(inventory: Path, limit: str | None = None) -> Sequence[str]:
         raise UsageError(f"ansible-inventory could not read {inventory}: {proc.stderr.strip()[-400:]}",
                          "fix the inventory; `ansible-inventory -i INVENTORY --list` shows what Ansible reads")
     data = json.loads(proc.stdout)
-    return sorted(h for h in (data.get("_meta", {}).get("hostvars", {}) or {}))
+    return _hosts_in_order(data)
+
+
+def _hosts_in_order(data: Mapping[str, Any]) -> list[str]:
+    """Hosts of an ``ansible-inventory --list`` document, groups in order, each host once."""
+    seen: dict[str, None] = {}
+
+    def walk(group: str) -> None:
+        node = data.get(group) or {}
+        for host in node.get("hosts") or ():
+            seen.setdefault(host, None)
+        for child in node.get("children") or ():
+            walk(child)
+
+    walk("all")
+    for host in (data.get("_meta") or {}).get("hostvars") or {}:
+        seen.setdefault(host, None)
+    return list(seen)
