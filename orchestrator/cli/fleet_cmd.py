@@ -21,8 +21,8 @@ from orchestrator.cli import output as out
 from orchestrator.errors import UsageError
 from orchestrator.fleet import ansible_run
 from orchestrator.fleet.facts_dir import HostPlan, plan_fleet, write_host_facts, write_probe_summary
-from orchestrator.profiles import load_profiles
-from orchestrator.yaml_doc import format_size
+from orchestrator.select.profiles import load_profiles
+from orchestrator.units import format_size
 
 fleet_app = typer.Typer(
     name="fleet",
@@ -215,7 +215,7 @@ def render_k8s(
 ) -> None:
     """Group the fleet's hosts into hardware classes (same plan) and write one Deployment per class."""
     from orchestrator.fleet.k8s import fleet_manifests, group_classes
-    from orchestrator.render import write_rendered
+    from orchestrator.render.renderer import write_rendered
 
     if not k8s:
         raise UsageError("deploy fleet render needs a target format", "pass --k8s")

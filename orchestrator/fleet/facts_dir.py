@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import UserConfig, load_config
+from orchestrator import pipeline
 from orchestrator.errors import DeployError, UsageError
-from orchestrator.facts import HostFacts
-from orchestrator.plan import Plan, make_plan
-from orchestrator.profiles import ProfileSet
-from orchestrator.selection import select_profile
+from orchestrator.plan.planner import Plan, make_plan
+from orchestrator.plan.user_config import UserConfig
+from orchestrator.probe.facts import HostFacts
+from orchestrator.select.profiles import ProfileSet
 
 PROBE_SUMMARY = "_probe.json"
 CONFIG_SUFFIX = ".config.yaml"
@@ -122,14 +122,17 @@ def facts_files(directory: Path) -> list[Path]:
 
 def plan_host(host: str, facts_path: Path, profiles: ProfileSet, environ: Mapping[str, str],
               config: UserConfig | None = None) -> HostPlan:
-    """select -> plan for one host's facts file; every failure becomes the row's reason."""
+    """The pipeline's select -> plan for one host's facts file; every failure becomes the row's reason.
+
+    ``profiles`` is loaded once for the whole fleet (``pipeline.plan_from`` would load it per host).
+    """
     try:
-        facts = HostFacts.from_json_file(facts_path)
+        facts = pipeline.load_facts(facts_path)
     except DeployError as exc:
         return HostPlan(host, "bad-facts", exc.message)
     try:
         forced = config.profile if config is not None else None
-        selection = select_profile(facts, profiles, forced)
+        selection = pipeline.Selected(facts, profiles, config, forced, ()).select()
         plan = make_plan(facts, selection, {}, environ, config)
     except DeployError as exc:
         return HostPlan(host, "no-fit", exc.message, facts)
@@ -146,7 +149,7 @@ def plan_fleet(directory: Path, profiles: ProfileSet, environ: Mapping[str, str]
         seen.add(host)
         config_path = directory / f"{host}{CONFIG_SUFFIX}"
         try:
-            config = load_config(config_path) if config_path.is_file() else None
+            config = pipeline.load_user_config(config_path) if config_path.is_file() else None
         except DeployError as exc:
             yield HostPlan(host, "bad-facts", exc.message)
             continue

@@ -3,7 +3,7 @@
 A hardware class is the set of hosts whose plans are the same (profile, engine, device,
 precision, workers x threads, runtime environment, container limits and GPU request) and whose
 nodes are told apart by the same labels. Each class's Deployment is the single-host manifest
-(``orchestrator.render.render(plan, ["k8s"])``, the same code and template as ``deploy render
+(``orchestrator.render.renderer.render(plan, ["k8s"])``, the same code and template as ``deploy render
 --format k8s``) with only the fleet's additions:
 
 - a name and a ``tailor.dev/class`` label per class, in the selector too, so classes never
@@ -30,9 +30,9 @@ import yaml
 
 from orchestrator import __version__
 from orchestrator.errors import RenderError
-from orchestrator.facts import HostFacts
-from orchestrator.plan import Plan
-from orchestrator.render import SERVICE_NAME, render
+from orchestrator.plan.planner import Plan
+from orchestrator.probe.facts import HostFacts
+from orchestrator.render.renderer import SERVICE_NAME, render
 
 CLASS_LABEL = "tailor.dev/class"
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}

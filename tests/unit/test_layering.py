@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orchestrator"
 
 # Lowest first. "common" is the top-level shared modules (errors, units, jsonfile, ...).
-ORDER = ["common", "probe", "select", "plan", "render", "launch", "pipeline", "supervise", "tune", "cli"]
-STAGE_FOLDERS = ["probe", "select", "plan", "render", "launch", "supervise", "tune"]
+ORDER = ["common", "probe", "select", "plan", "render", "launch", "pipeline", "fleet", "supervise", "tune", "cli"]
+STAGE_FOLDERS = ["probe", "select", "plan", "render", "launch", "fleet", "supervise", "tune"]
 
 
 def layer_of_module(dotted: str) -> str | None:
