@@ -20,7 +20,14 @@ from rich.table import Table
 from orchestrator.cli import output as out
 from orchestrator.errors import UsageError
 from orchestrator.fleet import ansible_run
-from orchestrator.fleet.facts_dir import HostPlan, plan_fleet, write_host_facts, write_probe_summary
+from orchestrator.fleet.facts_dir import (
+    HostPlan,
+    plan_fleet,
+    read_probe_summary,
+    safe_host_name,
+    write_host_facts,
+    write_probe_summary,
+)
 from orchestrator.select.profiles import load_profiles
 from orchestrator.units import format_size
 
@@ -88,16 +95,19 @@ def probe(inventory: InventoryOpt, fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, l
     extravars = _install_vars(fleet_dir, wheelhouse, python_version)
     result = ansible_run.run_playbook("probe", inventory, extravars=extravars, limit=limit, progress=_progress)
     facts_dir = fleet_dir / "facts"
-    summary: dict[str, dict[str, str]] = {}
+    # A --limit run updates its hosts and keeps what earlier runs learnt about the others.
+    summary: dict[str, dict[str, str]] = read_probe_summary(facts_dir) if facts_dir.is_dir() else {}
     for name, host in result.hosts.items():
         state, reason = host.state, host.reason
         if host.state == "ok" and host.tailor is not None:
             write_host_facts(facts_dir, name, host.tailor, host.tailor.get("config_text"))
         elif host.state == "ok":
             state, reason = "failed", "the probe returned no facts"
+        if state != "ok":  # stale facts from an earlier probe must not be planned as if current
+            (facts_dir / f"{safe_host_name(name)}.json").unlink(missing_ok=True)
         summary[name] = {"state": state, "reason": reason}
     write_probe_summary(facts_dir, summary)
-    out.info(f"facts of {sum(1 for s in summary.values() if s['state'] == 'ok')} host(s) in {facts_dir}")
+    out.info(f"facts of {sum(1 for n in result.hosts if summary[n]['state'] == 'ok')} host(s) in {facts_dir}")
     _show_plan(list(plan_fleet(facts_dir, load_profiles(()))), json_out)
     _report_failures(result)
 

@@ -17,7 +17,13 @@ import yaml
 
 from orchestrator import pipeline
 from orchestrator.fleet.facts_dir import plan_fleet
-from orchestrator.fleet.k8s import CLASS_LABEL, class_manifests, fleet_manifests, group_classes, node_selector
+from orchestrator.fleet.k8s import (
+    CLASS_LABEL,
+    class_manifests,
+    fleet_manifests,
+    group_classes,
+    node_selector,
+)
 from orchestrator.render.renderer import render
 from orchestrator.select.profiles import load_profiles
 
@@ -78,7 +84,7 @@ def test_every_manifest_passes_the_kubernetes_schema(classes) -> None:
     files = fleet_manifests(classes)
     assert "service.yaml" in files
     kinds = []
-    for name, text in files.items():
+    for _name, text in files.items():
         for doc in _docs(text):
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
             kinds.append(doc["kind"])

@@ -1,0 +1,87 @@
+"""Fleet tier: Docker containers as Ansible hosts on the private test engine.
+
+The engine, the registry-free base image and the cp311 wheelhouse are the Docker tier's own
+session fixtures (tests/docker/conftest.py), imported here so both tiers share one wheelhouse
+download and one base image.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.docker.conftest import base_image, docker_client, wheelhouse  # noqa: F401  (fixtures)
+
+HOSTS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
+RECORDED = "jetson-orin-nx-r35"
+
+# name -> docker run limits: each host has different limits, each its own network namespace.
+LIMITS = {
+    "fleet-a": {"nano_cpus": 1_000_000_000, "mem_limit": "2g"},
+    "fleet-b": {"nano_cpus": 2_000_000_000, "mem_limit": "4g"},
+    "fleet-c": {"cpuset_cpus": "0", "mem_limit": "3g"},
+}
+
+
+@dataclass(frozen=True)
+class TestFleet:
+    inventory: Path
+    """Inventory directory (hosts.ini, group_vars/, host_vars/)."""
+    fleet_dir: Path
+    containers: dict[str, str]
+    """Inventory name -> container name."""
+    client: docker.DockerClient
+
+
+def _put_tree(container, src: Path, dest: str) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(src, arcname=Path(dest).name)
+    container.exec_run(["mkdir", "-p", str(Path(dest).parent)])
+    container.put_archive(str(Path(dest).parent), buffer.getvalue())
+
+
+@pytest.fixture(scope="session")
+def test_fleet(docker_client, base_image: str, tmp_path_factory) -> Iterator[TestFleet]:  # noqa: F811
+    """Three bare hosts (python3 + venv only, --network none) and a recorded Jetson tree on fleet-a."""
+    suffix = uuid.uuid4().hex[:6]
+    containers: dict[str, str] = {}
+    started = []
+    try:
+        for name, limits in LIMITS.items():
+            cname = f"tailor-{name}-{suffix}"
+            started.append(docker_client.containers.run(
+                base_image, ["sleep", "infinity"], name=cname, hostname=name, detach=True,
+                network_mode="none", labels={"io.tailor.fleet-test": suffix}, init=True, **limits))
+            containers[name] = cname
+        _put_tree(started[0], HOSTS_DIR / RECORDED, f"/opt/recorded/{RECORDED}")
+        root = tmp_path_factory.mktemp("fleet")
+        inventory = root / "inventory"
+        (inventory / "group_vars").mkdir(parents=True)
+        (inventory / "host_vars").mkdir()
+        docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        lines = ["[tts]"]
+        lines += [f"{name} ansible_host={cname}" for name, cname in containers.items()]
+        lines += ["", "[recorded]",
+                  f"jetson-recorded ansible_host={containers['fleet-a']} "
+                  f"tailor_probe_root=/opt/recorded/{RECORDED}",
+                  "", "[gone]", f"fleet-gone ansible_host=tailor-fleet-gone-{suffix}",
+                  "", "[all:vars]",
+                  "ansible_connection=community.docker.docker_api",
+                  f"ansible_docker_docker_host={docker_host}",
+                  "ansible_docker_timeout=60",
+                  "ansible_user=root",
+                  "ansible_python_interpreter=/usr/bin/python3"]
+        (inventory / "hosts.ini").write_text("\n".join(lines) + "\n")
+        yield TestFleet(inventory, root / "fleet-dir", containers, docker_client)
+    finally:
+        for container in started:
+            container.remove(force=True)

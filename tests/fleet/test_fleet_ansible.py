@@ -1,0 +1,192 @@
+"""`deploy fleet` through real Ansible against Docker containers as hosts.
+
+Three bare containers (the registry-free base: python3 + venv, nothing else) with different
+limits, each with ``--network none``: Ansible reaches them with community.docker's docker_api
+connection; every runtime listens on its own host's loopback and is health-checked from inside
+that host. A fourth inventory host probes a recorded Jetson tree (planned and rendered, never
+launched) and a fifth names a container that does not exist (unreachable).
+
+The tests run in file order and build on each other: probe -> up -> status -> idempotent second
+run -> rollback of one broken host -> down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.docker, pytest.mark.fleet, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+GIB = 1024**3
+TTS = ("fleet-a", "fleet-b", "fleet-c")
+EXPECTED_CPUS = {"fleet-a": 1, "fleet-b": 2, "fleet-c": 1}
+EXPECTED_MEMORY_GIB = {"fleet-a": 2, "fleet-b": 4, "fleet-c": 3}
+
+
+def deploy_fleet(test_fleet, *args: str, timeout: float = 540) -> tuple[int, dict, str]:
+    argv = [sys.executable, "-m", "orchestrator", "fleet", *args]
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=timeout,
+                          check=False)
+    print(f"deploy fleet {' '.join(args[:1])}: {time.monotonic() - t0:.1f} s, exit {proc.returncode}")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    return proc.returncode, data, proc.stderr
+
+
+def with_inventory(test_fleet, command: str, *args: str) -> list[str]:
+    return [command, "-i", str(test_fleet.inventory / "hosts.ini"), *args]
+
+
+def in_host(test_fleet, host: str, *argv: str) -> tuple[int, str]:
+    container = test_fleet.client.containers.get(test_fleet.containers[host])
+    code, output = container.exec_run(list(argv))
+    return code, output.decode(errors="replace")
+
+
+def readyz_from_inside(test_fleet, host: str) -> int:
+    """HTTP status of /readyz on the host's own loopback (0 when nothing answers)."""
+    code, output = in_host(test_fleet, host, "python3", "-c",
+                           "import urllib.request, urllib.error\n"
+                           "try:\n print(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=5).status)\n"
+                           "except urllib.error.HTTPError as e:\n print(e.code)\n"
+                           "except OSError:\n print(0)")
+    assert code == 0, output
+    return int(output.strip().splitlines()[-1])
+
+
+def host_status(test_fleet, host: str) -> dict:
+    code, output = in_host(test_fleet, host, "/opt/tailor/venv/bin/deploy", "status", "--json",
+                           "--state-dir", "/opt/tailor/state")
+    assert code == 0, output
+    return json.loads(output)
+
+
+def rows_by_host(data: dict) -> dict[str, dict]:
+    return {r["host"]: r for r in data["hosts"]}
+
+
+def test_probe_plans_each_host_for_its_own_limits(test_fleet, wheelhouse: Path) -> None:
+    rc, data, err = deploy_fleet(test_fleet, *with_inventory(
+        test_fleet, "probe", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
+        "--limit", "tts:gone", "--json"))
+    rows = rows_by_host(data)
+    assert rc == 1, err  # one host is unreachable; the others are probed all the same
+    assert "fleet-gone (unreachable)" in err
+    assert rows["fleet-gone"]["state"] == "unreachable" and "fleet-gone" in rows["fleet-gone"]["reason"]
+    for host in TTS:
+        row = rows[host]
+        assert row["state"] == "planned", row
+        assert row["cpus"] == EXPECTED_CPUS[host]
+        assert abs(row["memory_bytes"] - EXPECTED_MEMORY_GIB[host] * GIB) < 0.05 * GIB
+        assert row["profile"] == "cpu-only" and row["device"] == "cpu"
+        assert row["workers"] * row["threads"] <= row["cpus"]
+    assert rows["fleet-b"]["workers"] * rows["fleet-b"]["threads"] == 2
+    facts = json.loads((test_fleet.fleet_dir / "facts" / "fleet-c.json").read_text())
+    assert facts["cpu"]["cpuset_cpus"] == 1 and facts["cpu"]["effective_cpus_source"] == "cpuset"
+
+
+def test_recorded_jetson_is_planned_and_rendered(test_fleet, wheelhouse: Path, tmp_path: Path) -> None:
+    rc, _data, err = deploy_fleet(test_fleet, *with_inventory(
+        test_fleet, "probe", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
+        "--limit", "recorded", "--json"))
+    assert rc == 0, err
+    rc, data, err = deploy_fleet(test_fleet, "plan", "--fleet-dir", str(test_fleet.fleet_dir), "--json")
+    rows = rows_by_host(data)
+    assert rc == 0, err
+    assert set(rows) == {*TTS, "jetson-recorded", "fleet-gone"}  # the earlier probe's hosts are kept
+    jetson = rows["jetson-recorded"]
+    assert jetson["architecture"] == "aarch64" and jetson["jetson"]
+    out = tmp_path / "k8s"
+    rc, data, err = deploy_fleet(test_fleet, "render", "--k8s", "--fleet-dir", str(test_fleet.fleet_dir),
+                                 "--out", str(out), "--json")
+    assert rc == 0, err
+    hosts_in_classes = {h for c in data["classes"] for h in c["hosts"]}
+    assert hosts_in_classes == {*TTS, "jetson-recorded"}
+    arches = set()
+    for path in out.glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            kubernetes_validate.validate(doc, "1.30", strict=True)
+            if doc["kind"] == "Deployment":
+                arches.add(doc["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/arch"])
+    assert arches == {"amd64", "arm64"}
+
+
+def test_up_makes_every_host_ready(test_fleet, wheelhouse: Path) -> None:
+    rc, data, err = deploy_fleet(test_fleet, *with_inventory(
+        test_fleet, "up", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
+        "--limit", "tts", "--json"))
+    assert rc == 0, err
+    rows = rows_by_host(data)
+    assert set(rows) == set(TTS)
+    for host in TTS:
+        assert rows[host]["outcome"] == "ok" and rows[host]["state"] == "RUNNING" and rows[host]["ready"] is True
+        assert readyz_from_inside(test_fleet, host) == 200
+    assert "done" in err  # progress while Ansible ran
+
+
+def test_status_reports_every_host(test_fleet) -> None:
+    rc, data, err = deploy_fleet(test_fleet, *with_inventory(test_fleet, "status", "--limit", "tts", "--json"))
+    assert rc == 0, err
+    for host, row in rows_by_host(data).items():
+        assert row["ready"] is True and row["state"] == "RUNNING" and row["restarts"] == 0, host
+        assert str(row["last_health"]).startswith("ok")
+
+
+def test_second_run_changes_nothing_and_restarts_nothing(test_fleet, wheelhouse: Path) -> None:
+    before = {h: host_status(test_fleet, h) for h in TTS}
+    rc, data, err = deploy_fleet(test_fleet, *with_inventory(
+        test_fleet, "up", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
+        "--limit", "tts", "--json"))
+    assert rc == 0, err
+    for host, row in rows_by_host(data).items():
+        assert row["changed"] == 0, (host, row)
+        after = host_status(test_fleet, host)
+        assert (after["runner_id"], after["instance_started_at_s"]) == (
+            before[host]["runner_id"], before[host]["instance_started_at_s"]), host
+
+
+def test_a_broken_host_is_rolled_back_and_the_others_updated(test_fleet, wheelhouse: Path) -> None:
+    (test_fleet.inventory / "group_vars" / "tts.yml").write_text("tailor_settings:\n  log_level: debug\n")
+    (test_fleet.inventory / "host_vars" / "fleet-b.yml").write_text(
+        "tailor_env:\n  TAILOR_VOICE: no-such-voice\ntailor_ready_timeout_s: 45\n")
+    rc, data, _err = deploy_fleet(test_fleet, *with_inventory(
+        test_fleet, "up", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
+        "--limit", "tts", "--serial", "2", "--json"))
+    rows = rows_by_host(data)
+    assert rc == 1
+    assert rows["fleet-b"]["outcome"] == "failed"
+    assert "rolled back to the previous deployment" in rows["fleet-b"]["reason"]
+    for host in ("fleet-a", "fleet-c"):
+        assert rows[host]["outcome"] == "ok" and rows[host]["ready"] is True
+        code, env = in_host(test_fleet, host, "cat", "/opt/tailor/deployments/current/.env")
+        assert "TAILOR_LOG_LEVEL=debug" in env
+    code, env = in_host(test_fleet, "fleet-b", "cat", "/opt/tailor/deployments/current/.env")
+    assert "TAILOR_LOG_LEVEL=info" in env and "no-such-voice" not in env
+    code, failed = in_host(test_fleet, "fleet-b", "cat", "/opt/tailor/deployments/failed/.env")
+    assert code == 0 and "no-such-voice" in failed
+    assert readyz_from_inside(test_fleet, "fleet-b") == 200
+
+
+def test_down_leaves_nothing_running(test_fleet) -> None:
+    rc, _data, err = deploy_fleet(test_fleet, *with_inventory(test_fleet, "down", "--limit", "tts", "--json"))
+    assert rc == 0, err
+    for host in TTS:
+        assert readyz_from_inside(test_fleet, host) == 0
+        code, output = in_host(test_fleet, host, "python3", "-c",
+                               "import pathlib\n"
+                               "for p in pathlib.Path('/proc').glob('[0-9]*/cmdline'):\n"
+                               "  try: print(p.read_bytes().replace(b'\\0', b' ').decode())\n"
+                               "  except OSError: pass")
+        assert code == 0
+        assert "orchestrator" not in output and "-m runtime" not in output, output
+        assert host_status(test_fleet, host)["state"] == "STOPPED"
