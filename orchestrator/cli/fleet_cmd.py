@@ -10,6 +10,7 @@ host is listed by name with its reason, and the exit code is 1 when any host fai
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from orchestrator.errors import UsageError
 from orchestrator.fleet import ansible_run
 from orchestrator.fleet.facts_dir import (
     HostPlan,
+    facts_files,
     plan_fleet,
     read_probe_summary,
     safe_host_name,
@@ -108,7 +110,7 @@ def probe(inventory: InventoryOpt, fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, l
         summary[name] = {"state": state, "reason": reason}
     write_probe_summary(facts_dir, summary)
     out.info(f"facts of {sum(1 for n in result.hosts if summary[n]['state'] == 'ok')} host(s) in {facts_dir}")
-    _show_plan(list(plan_fleet(facts_dir, load_profiles(()))), json_out)
+    _show_plan(plan_fleet(facts_dir, load_profiles(())), json_out)
     _report_failures(result)
 
 
@@ -117,39 +119,49 @@ def plan(fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, facts_dir: FactsDirOpt = No
          profiles_dir: ProfilesDirOpt = None, json_out: JsonOpt = False) -> None:
     """Plan every host from its collected facts (same planner as `deploy plan --facts`); one table."""
     profiles = load_profiles(tuple(profiles_dir or ()))
-    rows = list(plan_fleet(facts_dir or fleet_dir / "facts", profiles))
-    if not rows:
-        raise UsageError(f"no facts files in {facts_dir or fleet_dir / 'facts'}",
-                         "collect them with `deploy fleet probe -i INVENTORY`")
-    _show_plan(rows, json_out)
+    directory = facts_dir or fleet_dir / "facts"
+    if not facts_files(directory) and not read_probe_summary(directory):
+        raise UsageError(f"no facts files in {directory}", "collect them with `deploy fleet probe -i INVENTORY`")
+    _show_plan(plan_fleet(directory, profiles), json_out)
 
 
-def _show_plan(rows: list[HostPlan], json_out: bool) -> None:
+def _show_plan(rows: Iterable[HostPlan], json_out: bool) -> int:
+    """Print the fleet table (or JSON); consumes ``rows`` one at a time, keeping only text, so
+    memory stays flat however many hosts there are. Returns the number of hosts."""
     if json_out:
-        out.data_json({"hosts": [r.row() for r in rows]})
-        return
-    table = Table(title=f"Fleet plan ({len(rows)} hosts)")
+        light = [r.row() for r in rows]
+        out.data_json({"hosts": light})
+        return len(light)
+    table = Table()
     table.add_column("host", no_wrap=True)
-    for column in ("CPUs", "RAM", "GPUs", "profile", "engine", "precision", "workersxthreads",
+    for column in ("CPUs", "RAM", "GPUs", "profile", "engine", "precision", "workers x threads",
                    "concurrency", "notes"):
         table.add_column(column)
+    notes: list[str] = []
+    count = 0
     for r in rows:
+        count += 1
         f, p = r.facts, r.plan
         gpus = ", ".join(g.name for g in f.gpus) if f is not None and f.gpus else "-"
         if f is not None and f.jetson is not None:
             gpus = f.jetson.board_model
-        note = (f"{len(p.warnings)} warning(s)" if p is not None and p.warnings else "") if p is not None \
-            else f"[red]{r.state}[/red]"
+        if p is not None:
+            note = f"{len(p.warnings)} warning(s)" if p.warnings else ""
+            notes += [f"{r.host}: {w}" for w in p.warnings]
+        else:
+            note = f"[red]{r.state}[/red]"
+            notes.append(f"{r.host}: {r.state}: {r.reason}")
         table.add_row(r.host,
                       str(f.cpu.effective_cpus) if f else "-",
                       format_size(f.memory.effective_total_bytes) if f else "-",
                       escape(gpus), p.profile if p else "-", f"{p.engine}/{p.device}" if p else "-",
                       p.precision if p else "-", f"{p.workers}x{p.threads}" if p else "-",
                       str(p.max_concurrency) if p else "-", note)
+    table.title = f"Fleet plan ({count} hosts)"
     out.table(table)
-    for r in rows:
-        for line in (r.plan.warnings if r.plan is not None else (f"{r.state}: {r.reason}",)):
-            out.warn(f"{r.host}: {line}")
+    for line in notes:
+        out.warn(line)
+    return count
 
 
 @fleet_app.command("up")
