@@ -84,9 +84,11 @@ def _install_vars(fleet_dir: Path, wheelhouse: Path | None, python_version: str)
 def _report_failures(result: ansible_run.RunResult) -> None:
     failed = result.failed()
     if failed:
-        out.error(f"{len(failed)} of {len(result.hosts)} host(s) did not succeed: "
-                  + ", ".join(f"{h.host} ({h.state})" for h in failed))
-        raise typer.Exit(1)
+        names = ",".join(h.host for h in failed)
+        raise ansible_run.FleetError(
+            f"{len(failed)} of {len(result.hosts)} host(s) did not succeed: "
+            + ", ".join(f"{h.host} ({h.state})" for h in failed),
+            f"the reasons are in the table above; after fixing them, re-run with --limit '{names}'")
 
 
 @fleet_app.command("probe")
