@@ -196,6 +196,8 @@ def run_playbook(name: str, inventory: Path, *, extravars: Mapping[str, Any] | N
         "ANSIBLE_HOST_KEY_CHECKING": env.get("ANSIBLE_HOST_KEY_CHECKING", "False"),
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "1",
+        # One exec per task instead of put-file + exec + cleanup (connections that support it).
+        "ANSIBLE_PIPELINING": env.get("ANSIBLE_PIPELINING", "True"),
         "PATH": f"{Path(binary).parent}{os.pathsep}{env.get('PATH', '')}",
     }
     if "DOCKER_HOST" in env:
