@@ -142,6 +142,19 @@ def test_status_reports_every_host(test_fleet) -> None:
         assert str(row["last_health"]).startswith("ok")
 
 
+def test_facts_module_works_in_check_mode(test_fleet) -> None:
+    from orchestrator.fleet.ansible_run import run_playbook
+
+    code, config_before = in_host(test_fleet, "fleet-b", "cat", "/opt/tailor/config.yaml")
+    result = run_playbook("probe", test_fleet.inventory / "hosts.ini", limit="fleet-b", check=True,
+                          extravars={"tailor_wheelhouse_archive": str(test_fleet.fleet_dir / "wheelhouse.tar")})
+    host = result.hosts["fleet-b"]
+    assert host.state == "ok", host.reason
+    assert host.tailor is not None and host.tailor["plan"]["workers"] >= 1 and host.changed == 0
+    assert host.tailor["facts"]["cpu"]["effective_cpus"] == EXPECTED_CPUS["fleet-b"]
+    assert in_host(test_fleet, "fleet-b", "cat", "/opt/tailor/config.yaml") == (code, config_before)
+
+
 def test_second_run_changes_nothing_and_restarts_nothing(test_fleet, wheelhouse: Path) -> None:
     before = {h: host_status(test_fleet, h) for h in TTS}
     rc, data, err = deploy_fleet(test_fleet, *with_inventory(
@@ -158,7 +171,7 @@ def test_second_run_changes_nothing_and_restarts_nothing(test_fleet, wheelhouse:
 def test_a_broken_host_is_rolled_back_and_the_others_updated(test_fleet, wheelhouse: Path) -> None:
     (test_fleet.inventory / "group_vars" / "tts.yml").write_text("tailor_settings:\n  log_level: debug\n")
     (test_fleet.inventory / "host_vars" / "fleet-b.yml").write_text(
-        "tailor_env:\n  TAILOR_VOICE: no-such-voice\ntailor_ready_timeout_s: 45\n")
+        "tailor_env:\n  TAILOR_VOICE: no-such-voice\ntailor_ready_timeout_s: 30\n")
     rc, data, _err = deploy_fleet(test_fleet, *with_inventory(
         test_fleet, "up", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
         "--limit", "tts", "--serial", "2", "--json"))
