@@ -24,7 +24,7 @@ from typing import Any
 
 from orchestrator import pipeline
 from orchestrator.errors import DeployError, UsageError
-from orchestrator.plan.planner import Plan, make_plan
+from orchestrator.plan.planner import Plan
 from orchestrator.plan.user_config import UserConfig
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.profiles import ProfileSet
@@ -122,21 +122,19 @@ def facts_files(directory: Path) -> list[Path]:
 
 def plan_host(host: str, facts_path: Path, profiles: ProfileSet, environ: Mapping[str, str],
               config: UserConfig | None = None) -> HostPlan:
-    """The pipeline's select -> plan for one host's facts file; every failure becomes the row's reason.
+    """``pipeline.plan_from`` for one host's facts file; every failure becomes the row's reason.
 
-    ``profiles`` is loaded once for the whole fleet (``pipeline.plan_from`` would load it per host).
+    ``profiles`` is loaded once for the whole fleet and handed to the pipeline.
     """
     try:
         facts = pipeline.load_facts(facts_path)
     except DeployError as exc:
         return HostPlan(host, "bad-facts", exc.message)
     try:
-        forced = config.profile if config is not None else None
-        selection = pipeline.Selected(facts, profiles, config, forced, ()).select()
-        plan = make_plan(facts, selection, {}, environ, config)
+        planned = pipeline.plan_from(pipeline.Inputs(facts=facts, config=config, profiles=profiles, environ=environ))
     except DeployError as exc:
         return HostPlan(host, "no-fit", exc.message, facts)
-    return HostPlan(host, "planned", "", facts, plan)
+    return HostPlan(host, "planned", "", facts, planned.plan)
 
 
 def plan_fleet(directory: Path, profiles: ProfileSet, environ: Mapping[str, str] | None = None) -> Iterator[HostPlan]:
