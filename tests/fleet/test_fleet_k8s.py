@@ -164,3 +164,12 @@ def test_the_same_plan_through_the_pipeline(fleet_dir: Path, rows) -> None:
         single = pipeline.plan_from(pipeline.Inputs(facts=fleet_dir / f"{row.host}.json", environ={})).plan
         assert row.plan is not None
         assert row.plan.to_dict() == single.to_dict()
+
+
+def test_single_host_manifests_pass_the_schema_too(rows) -> None:
+    # `deploy render --format k8s` is the code every class builds on; its output is valid alone.
+    for row in rows:
+        if row.plan is None:
+            continue
+        for doc in _docs(render(row.plan, ("k8s",))["k8s.yaml"]):
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
