@@ -213,8 +213,8 @@ def run_playbook(name: str, inventory: Path, *, extravars: Mapping[str, Any] | N
             extravars=dict(extravars or {}), envvars=envvars, limit=limit,
             event_handler=events, quiet=True, suppress_env_files=True, cmdline=cmdline,
         )
-        stdout_tail = _tail(runner)
-    rc = int(runner.rc if runner.rc is not None else 1)
+        rc = int(runner.rc if runner.rc is not None else 1)
+        stdout_tail = _tail(runner) if not events.hosts and rc != 0 else ""
     if not events.hosts and rc != 0:
         raise FleetError(f"ansible-playbook {name} failed before reaching any host (exit {rc}):\n{stdout_tail}",
                          "check the inventory (ansible-inventory -i INVENTORY --list) and --limit")
@@ -228,10 +228,17 @@ def run_playbook(name: str, inventory: Path, *, extravars: Mapping[str, Any] | N
 
 
 def _tail(runner: Any, lines: int = 15) -> str:
+    """The last lines ansible-playbook printed (ansible-runner keeps them in its artifacts)."""
     try:
-        text = runner.stdout.read()
+        handle = runner.stdout  # opens the artifact file: close it here
     except (OSError, AttributeError, ValueError):
         return ""
+    try:
+        text = handle.read()
+    except (OSError, ValueError):
+        return ""
+    finally:
+        handle.close()
     return "\n".join(str(text).strip().splitlines()[-lines:])
 
 
