@@ -104,6 +104,8 @@ class _Events:
         self.progress = progress
         self.final_task = final_task
         self.done: set[str] = set()
+        self.reached = False
+        """Whether any task ran on any host (else a failure is Ansible's own, not a host's)."""
 
     def _host(self, name: str) -> HostOutcome:
         if name not in self.hosts:
@@ -120,6 +122,8 @@ class _Events:
         name = data.get("host") or ""
         res = data.get("res") or {}
         task = data.get("task") or ""
+        if kind.startswith("runner_on_") and name:
+            self.reached = True
         if kind == "runner_on_ok" and name:
             host = self._host(name)
             if res.get("changed"):
@@ -214,8 +218,8 @@ def run_playbook(name: str, inventory: Path, *, extravars: Mapping[str, Any] | N
             event_handler=events, quiet=True, suppress_env_files=True, cmdline=cmdline,
         )
         rc = int(runner.rc if runner.rc is not None else 1)
-        stdout_tail = _tail(runner) if not events.hosts and rc != 0 else ""
-    if not events.hosts and rc != 0:
+        stdout_tail = _tail(runner) if not events.reached and rc != 0 else ""
+    if not events.reached and rc != 0:
         raise FleetError(f"ansible-playbook {name} failed before reaching any host (exit {rc}):\n{stdout_tail}",
                          "check the inventory (ansible-inventory -i INVENTORY --list) and --limit")
     for host in events.hosts.values():
