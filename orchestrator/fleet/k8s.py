@@ -8,7 +8,9 @@ nodes are told apart by the same labels. Each class's Deployment is the single-h
 
 - a name and a ``tailor.dev/class`` label per class, in the selector too, so classes never
   adopt each other's pods;
-- ``replicas`` = hosts in the class, spread one per node (pod anti-affinity on the hostname);
+- ``replicas`` = hosts in the class x the single-host manifest's pods per host (more than one
+  when a plan spans several whole GPUs: one pod per GPU), spread over nodes (preferred pod
+  anti-affinity on the hostname) when a host runs one pod;
 - node selectors from the class's facts: ``kubernetes.io/arch`` and, on x86 CPUs with AVX2, the
   Node Feature Discovery label ``feature.node.kubernetes.io/cpu-cpuid.AVX2`` (the GPU, MIG and
   Jetson selectors, and the resource requests and limits from the plan, come with the
@@ -100,12 +102,15 @@ def class_manifests(cls: HardwareClass) -> tuple[dict[str, Any], dict[str, Any]]
     meta.setdefault("labels", {}).update(labels)
     meta.setdefault("annotations", {})["tailor.dev/hosts"] = ",".join(sorted(cls.hosts))
     spec = deployment["spec"]
-    spec["replicas"] = len(cls.hosts)
+    pods_per_host = int(spec.get("replicas") or 1)
+    spec["replicas"] = len(cls.hosts) * pods_per_host
     spec["selector"]["matchLabels"][CLASS_LABEL] = cls.key
     template = spec["template"]
     template["metadata"].setdefault("labels", {})[CLASS_LABEL] = cls.key
     pod = template["spec"]
     pod["nodeSelector"] = {**node_selector(cls.facts), **(pod.get("nodeSelector") or {})}
+    if pods_per_host > 1:
+        return deployment, service  # several pods per node by design (one per GPU)
     affinity = pod.setdefault("affinity", {})
     affinity["podAntiAffinity"] = {
         "preferredDuringSchedulingIgnoredDuringExecution": [{

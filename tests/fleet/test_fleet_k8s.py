@@ -104,7 +104,7 @@ def test_hosts_with_the_same_plan_share_one_class(classes) -> None:
     assert by_host["cpu-4core-16gb"] is by_host["cpu-4core-16gb-twin"]
     assert by_host["cpu-4core-16gb"] is not by_host["t4-8gb-4cpu"]
     deployment, _ = class_manifests(by_host["cpu-4core-16gb"])
-    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["replicas"] == 2 * by_host["cpu-4core-16gb"].plan.container.k8s_replicas
     # Each class selects only its own pods; all classes share the Service's selector.
     assert deployment["spec"]["selector"]["matchLabels"][CLASS_LABEL] == by_host["cpu-4core-16gb"].key
     assert len({c.name for c in classes}) == len(classes)
@@ -115,18 +115,21 @@ def test_requests_and_limits_come_from_the_plan(classes) -> None:
         deployment, _ = class_manifests(cls)
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         plan = cls.plan.container
-        for side in ("requests", "limits"):
-            assert container["resources"][side]["memory"] == f"{plan.memory_limit_bytes // 1024**2}Mi"
-            assert float(container["resources"][side]["cpu"]) == pytest.approx(plan.cpus, abs=0.01)
+        per_pod = plan.k8s_replicas > 1
+        memory = plan.k8s_request_memory_bytes if per_pod else plan.request_memory_bytes
+        cpus = plan.k8s_request_cpus if per_pod else plan.request_cpus
+        assert container["resources"]["requests"]["memory"] == f"{memory // 1024**2}Mi"
+        assert float(container["resources"]["requests"]["cpu"]) == pytest.approx(cpus, abs=0.01)
+        assert deployment["spec"]["replicas"] == len(cls.hosts) * plan.k8s_replicas
         limits = container["resources"]["limits"]
         gpu_resources = {k: v for k, v in limits.items() if k.startswith("nvidia.com/")}
         if plan.gpu_count == 0:
             assert gpu_resources == {}
-        else:  # a whole GPU or a MIG slice, as the plan asks
-            assert sum(int(v) for v in gpu_resources.values()) == plan.gpu_count
+        else:  # whole GPUs or MIG slices, split over the host's pods as the plan asks
+            assert sum(int(v) for v in gpu_resources.values()) * plan.k8s_replicas >= plan.gpu_count
         env = {e["name"]: e["value"] for e in container["env"]}
-        assert env["TAILOR_WORKERS"] == str(cls.plan.workers)
         assert env["TAILOR_THREADS_PER_WORKER"] == str(cls.plan.threads)
+        assert int(env["TAILOR_WORKERS"]) == (plan.k8s_workers if per_pod else cls.plan.workers)
 
 
 def test_node_selectors_name_the_class_hardware(classes) -> None:
