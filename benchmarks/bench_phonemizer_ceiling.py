@@ -22,16 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's runtime, not an installed one
 
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Please remember to bring your umbrella tomorrow morning.",
-    "Our flight to Denver leaves at half past seven.",
-    "She opened the window and listened to the rain.",
-    "The library closes early on public holidays.",
-    "Turn left at the second traffic light, then keep going straight.",
-    "Fresh bread is baked here every single morning.",
-    "He finally finished the report just before midnight.",
-]
+from benchmarks.bench_runtime_vs_piper import SENTENCES as RUNTIME_BENCH_SENTENCES  # noqa: E402
+
+SENTENCES = RUNTIME_BENCH_SENTENCES[:8]
+"""The runtime benchmark's first eight sentences: the figures in RESULTS.md were measured on these."""
 
 
 def main() -> None:
