@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -56,3 +57,14 @@ def process_gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def readme_command_lines(readme: str, fence: str, prefix: str) -> list[str]:
+    """Every command line in ``readme``'s ```<fence> blocks that starts with ``prefix`` (comments cut off)."""
+    lines = []
+    for block in re.findall(rf"```{re.escape(fence)}\n(.*?)```", readme, flags=re.S):
+        for line in block.splitlines():
+            command = line.split("#", 1)[0].strip()
+            if command.startswith(prefix):
+                lines.append(command)
+    return lines

@@ -10,22 +10,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.app import main
+from tests.helpers import readme_command_lines
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
-
-
-def _fleet_lines() -> list[str]:
-    lines = []
-    for block in re.findall(r"```shell\n(.*?)```", README, flags=re.S):
-        for line in block.splitlines():
-            command = line.split("#", 1)[0].strip()
-            if command.startswith("deploy fleet "):
-                lines.append(command)
-    return lines
-
-
-LINES = _fleet_lines()
+LINES = readme_command_lines(README, "shell", "deploy fleet ")
 
 
 def test_readme_shows_every_fleet_command() -> None:
