@@ -29,6 +29,7 @@ from orchestrator.plan.decisions import (
     HEALTHCHECK_RETRIES,
     HEALTHCHECK_TIMEOUT_S,
     IMAGE_PYTHON,
+    LOOPBACK,
     SECURITY,
     bind_address,
     healthcheck_command,
@@ -262,8 +263,8 @@ class DockerRunner:
                 old.remove(force=True)
         except docker.errors.DockerException as exc:
             raise wrap(exc, f"cannot remove the old container {name}") from exc
-        ensure_port_free(self.spec.port, self.spec.env_map.get("TAILOR_HOST", "127.0.0.1")
-                         if self.spec.network_mode == "host" else "127.0.0.1",
+        ensure_port_free(self.spec.port, self.spec.env_map.get("TAILOR_HOST", LOOPBACK)
+                         if self.spec.network_mode == "host" else LOOPBACK,
                          container_label=lambda cid: deployment_of(self._client, cid))
         self._instance_id = new_instance_id()
         self._started_at = time.time()

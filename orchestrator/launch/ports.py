@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 
 from orchestrator.errors import PortInUseError
+from orchestrator.plan.decisions import LOOPBACK
 
 _CONTAINER_ID = re.compile(r"(?:docker[-/]|/docker/)([0-9a-f]{64})")
 
@@ -45,7 +46,7 @@ class PortHolder:
         return text
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     """True when ``host:port`` can be bound right now (SO_REUSEADDR, as servers bind)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -112,7 +113,7 @@ def find_holders(port: int, *, proc_root: Path = Path("/proc"),
     return holders
 
 
-def ensure_port_free(port: int, host: str = "127.0.0.1", *,
+def ensure_port_free(port: int, host: str = LOOPBACK, *,
                      container_label: Callable[[str], str] | None = None) -> None:
     """PortInUseError naming the holder when ``host:port`` cannot be bound."""
     if port_is_free(port, host):

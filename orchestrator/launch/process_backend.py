@@ -42,6 +42,7 @@ from orchestrator.launch.runner import (
     new_instance_id,
 )
 from orchestrator.launch.spec import LaunchSpec
+from orchestrator.plan.decisions import LOOPBACK
 
 LOG_FILE = "runtime.log"
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ", "PYTHONPATH", "XDG_CACHE_HOME")
@@ -272,7 +273,7 @@ class ProcessRunner:
     def start(self) -> str:
         if self._child is not None:
             raise LaunchError("this runner already started an instance", "create a new runner per instance")
-        ensure_port_free(self.spec.port, self.spec.env_map.get("TAILOR_HOST", "127.0.0.1"))
+        ensure_port_free(self.spec.port, self.spec.env_map.get("TAILOR_HOST", LOOPBACK))
         self._instance_id = new_instance_id()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:

@@ -12,7 +12,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.errors import LaunchError, UsageError
-from orchestrator.supervise.supervisor import HealthResult
 
 SAMPLE_TEXT = "Hello from Tailor. This voice runs on your own hardware."
 _FORMATS = {".wav": "wav", ".mp3": "mp3", ".flac": "flac", ".opus": "opus", ".ogg": "opus", ".pcm": "pcm",
@@ -24,6 +23,14 @@ def _connection(url: str, timeout_s: float) -> http.client.HTTPConnection:
     if parts.scheme != "http" or not parts.hostname:
         raise UsageError(f"{url} is not an http:// URL", "the runtime serves plain HTTP on loopback")
     return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    """One readiness check: did this deployment's own runtime answer ready, and what it said."""
+    ok: bool
+    detail: str
+
 
 
 INSTANCE_HEADER = "X-Tailor-Instance"

@@ -25,6 +25,7 @@ from orchestrator.launch.ports import ensure_port_free
 from orchestrator.launch.process_backend import tail_lines
 from orchestrator.launch.runner import RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
+from orchestrator.plan.decisions import LOOPBACK
 from orchestrator.supervise import deployment as dep
 from orchestrator.supervise.http_client import check_ready, synthesize_to
 from orchestrator.supervise.state import STATE_FILE, DeploymentState, read_state, runtime_identity
@@ -141,8 +142,8 @@ def _adopt_or_stop(stale: DeploymentState, spec: LaunchSpec, backend: str, sd: P
 
 
 def _preflight(spec: LaunchSpec, backend: str, environ: Mapping[str, str]) -> None:
-    host = spec.env_map.get("TAILOR_HOST", "127.0.0.1") if (backend == "process" or spec.network_mode == "host") \
-        else "127.0.0.1"
+    host = spec.env_map.get("TAILOR_HOST", LOOPBACK) if (backend == "process" or spec.network_mode == "host") \
+        else LOOPBACK
     if backend != "docker":
         ensure_port_free(spec.port, host)
         return

@@ -31,6 +31,7 @@ from typing import Protocol
 from orchestrator.errors import LaunchError, PortInUseError
 from orchestrator.launch.runner import Runner, RunnerStatus, RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
+from orchestrator.supervise.http_client import HealthResult
 from orchestrator.supervise.state import Transition
 
 
@@ -61,12 +62,6 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds))
-
-
-@dataclass(frozen=True)
-class HealthResult:
-    ok: bool
-    detail: str
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import pytest
 from orchestrator.errors import LaunchError, PortInUseError
 from orchestrator.launch.runner import RunnerStatus, RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
-from orchestrator.supervise.supervisor import HealthResult, Policy, State, Supervisor
+from orchestrator.supervise.http_client import HealthResult
+from orchestrator.supervise.supervisor import Policy, State, Supervisor
 
 SPEC = LaunchSpec(profile="cpu-small", image="tailor-runtime:0.1.0-cpu", flavor="cpu",
                   env=(("TAILOR_PORT", "8000"), ("TAILOR_WORKERS", "2")), port=8000,
