@@ -252,14 +252,21 @@ class Supervisor:
             self.restarts += 1
         self._transition(State.STARTING, f"{reason} ({self.runner.backend} {ident})")
 
-    def _tick_starting(self) -> None:
+    def _poll_alive(self) -> bool:
+        """Poll the runner; False when it died or its engine restarted it (both handled here)."""
         assert self.runner is not None
         status = self.runner.poll()
         if not status.running:
             self._failed(status)
-            return
+            return False
         if status.restarted:
             self._engine_restarted(status)
+            return False
+        return True
+
+    def _tick_starting(self) -> None:
+        assert self.runner is not None
+        if not self._poll_alive():
             return
         health = self._check_health()
         now = self._clock.monotonic()
@@ -280,12 +287,7 @@ class Supervisor:
 
     def _tick_running(self) -> None:
         assert self.runner is not None
-        status = self.runner.poll()
-        if not status.running:
-            self._failed(status)
-            return
-        if status.restarted:
-            self._engine_restarted(status)
+        if not self._poll_alive():
             return
         now = self._clock.monotonic()
         if (self._consecutive_failures and self._ready_mono is not None
