@@ -71,6 +71,21 @@ def start_server(tmp: Path, env_overrides: Mapping[str, str], ready_timeout_s: f
     raise RuntimeError(f"runtime not ready after {ready_timeout_s}s:\n{server.log()}")
 
 
+def start_one_worker_server(tmp: Path, grace_s: int) -> LiveServer:
+    """A live server with one worker, no response cache (every request is synthesized, so one long
+    text keeps the worker busy) and a shutdown grace of ``grace_s`` seconds: for the shutdown tests."""
+    return start_server(tmp, {"TAILOR_WORKERS": "1", "TAILOR_SHUTDOWN_GRACE_S": str(grace_s),
+                              "TAILOR_CACHE_BYTES": "0"})
+
+
+def wait_in_flight(server: LiveServer, count: int, deadline: float) -> None:
+    """Poll /readyz every 20 ms until ``count`` or more requests are in flight; fail once
+    ``time.monotonic()`` passes ``deadline``."""
+    while httpx.get(f"{server.base_url}/readyz").json()["in_flight"] < count:
+        assert time.monotonic() < deadline, f"fewer than {count} requests in flight"
+        time.sleep(0.02)
+
+
 def stop_server(server: LiveServer, timeout_s: float = 30.0) -> int:
     """SIGTERM the server (by pid) and wait; SIGKILL only if it overstays."""
     if server.process.poll() is None:

@@ -15,7 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.runtime.conftest import LiveServer, start_server, stop_server
+from tests.runtime.conftest import (
+    LiveServer,
+    start_one_worker_server,
+    start_server,
+    stop_server,
+    wait_in_flight,
+)
 
 pytestmark = pytest.mark.slow
 INSTANCE = "conn-test-1"
@@ -151,8 +157,7 @@ def test_disconnect_is_499_and_gauges_return_to_zero(tight_server: LiveServer) -
 
 
 def test_grace_period_end_gives_json_503_and_cuts_streams(tmp_path: Path) -> None:
-    server = start_server(tmp_path, {"TAILOR_WORKERS": "1", "TAILOR_SHUTDOWN_GRACE_S": "1",
-                                     "TAILOR_CACHE_BYTES": "0"})
+    server = start_one_worker_server(tmp_path, grace_s=1)
     try:
         url = f"{server.base_url}/v1/audio/speech"
         long_text = " ".join(f"Sentence {n} keeps the only worker busy for a while." for n in range(14))
@@ -172,15 +177,11 @@ def test_grace_period_end_gives_json_503_and_cuts_streams(tmp_path: Path) -> Non
         first = threading.Thread(target=stream_it)
         first.start()
         deadline = time.monotonic() + 20
-        while httpx.get(f"{server.base_url}/readyz").json()["in_flight"] < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_in_flight(server, 1, deadline)
         second = threading.Thread(target=lambda: queued.append(
             httpx.post(url, json={"input": long_text, "response_format": "mp3"}, timeout=60)))
         second.start()
-        while httpx.get(f"{server.base_url}/readyz").json()["in_flight"] < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_in_flight(server, 2, deadline)
         server.process.send_signal(signal.SIGTERM)
         first.join(30)
         second.join(30)

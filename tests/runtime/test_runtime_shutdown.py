@@ -11,14 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.runtime.conftest import decode, start_server, stop_server
+from tests.runtime.conftest import decode, start_one_worker_server, stop_server, wait_in_flight
 
 pytestmark = pytest.mark.slow
 
 
 def test_sigterm_drains_then_exits_zero(tmp_path: Path) -> None:
-    server = start_server(tmp_path, {"TAILOR_WORKERS": "1", "TAILOR_SHUTDOWN_GRACE_S": "30",
-                                     "TAILOR_CACHE_BYTES": "0"})
+    server = start_one_worker_server(tmp_path, grace_s=30)
     try:
         url = f"{server.base_url}/v1/audio/speech"
         long_text = " ".join(f"Sentence {n} keeps the worker busy for a while longer." for n in range(12))
@@ -27,10 +26,7 @@ def test_sigterm_drains_then_exits_zero(tmp_path: Path) -> None:
             target=lambda: results.append(httpx.post(url, json={"input": long_text, "response_format": "wav"},
                                                      timeout=120)))
         in_flight.start()
-        deadline = time.monotonic() + 20
-        while httpx.get(f"{server.base_url}/readyz").json()["in_flight"] < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_in_flight(server, 1, time.monotonic() + 20)
 
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
