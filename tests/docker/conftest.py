@@ -6,17 +6,21 @@ CI job that meant to run them cannot pass silently.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import docker
+import psutil
 import pytest
 
 from orchestrator.launch import image
 from orchestrator.launch.docker_backend import daemon_status
+from tests.helpers import state_or_none
 
 WHEELHOUSE_CACHE = Path.home() / ".cache" / "tailor-ci" / "wheelhouse-cp311"
 
@@ -94,3 +98,15 @@ def tailor_containers(docker_client):
     yield
     for container in docker_client.containers.list(all=True, filters={"label": "io.tailor.deployment"}):
         container.remove(force=True)
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, tailor_containers):
+    """A deployment's state directory; afterwards its supervisor is SIGKILLed by pid if it still runs
+    (tailor_containers then removes the containers by label)."""
+    sd = tmp_path / "state"
+    yield sd
+    state = state_or_none(sd)
+    if state is not None and psutil.pid_exists(state.supervisor_pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.supervisor_pid, signal.SIGKILL)

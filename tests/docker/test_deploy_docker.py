@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from orchestrator.supervise.http_client import synthesize_to
@@ -17,25 +13,6 @@ from orchestrator.supervise.state import read_state
 from tests.helpers import deploy, free_port, state_or_none, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-
-
-
-
-
-
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path, tailor_containers):
-    sd = tmp_path / "state"
-    yield sd
-    state = state_or_none(sd)
-    if state is not None and psutil.pid_exists(state.supervisor_pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(state.supervisor_pid, signal.SIGKILL)
-    # tailor_containers then removes the containers by label
 
 
 def test_auto_docker_ready_synthesize_kill_restart_down(docker_client, runtime_image: str, base_image: str,

@@ -9,7 +9,6 @@ watches, a live supervisor counts Docker's restarts as its own, and no sequence 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -25,17 +24,6 @@ from tests.helpers import deploy, free_port, state_or_none, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 LABEL = "io.tailor.deployment"
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path, tailor_containers):
-    sd = tmp_path / "state"
-    yield sd
-    state = state_or_none(sd)
-    if state is not None and psutil.pid_exists(state.supervisor_pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(state.supervisor_pid, signal.SIGKILL)
-    # tailor_containers then removes the containers by label
 
 
 def _kill_container_process(docker_client, container_id: str) -> int:
