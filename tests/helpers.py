@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -68,3 +70,19 @@ def readme_command_lines(readme: str, fence: str, prefix: str) -> list[str]:
             if command.startswith(prefix):
                 lines.append(command)
     return lines
+
+
+def kill_process_deployment(state_dir: Path) -> DeploymentState | None:
+    """SIGKILL by pid what a process-backend deployment in ``state_dir`` may have left running: its
+    supervisor, and the runtime's process group. Returns the recorded state (None when there is none)."""
+    import psutil
+
+    state = state_or_none(state_dir)
+    if state is None:
+        return None
+    for pid, group in ((state.supervisor_pid, False), (int(state.runner_id or 0), True)):
+        if pid and psutil.pid_exists(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                (os.killpg if group else os.kill)(pid, signal.SIGKILL)
+    return state
+

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -16,7 +15,14 @@ import pytest
 
 from orchestrator.supervise.http_client import synthesize_to
 from orchestrator.supervise.state import read_state
-from tests.helpers import deploy, free_port, process_gone, state_or_none, wait_for
+from tests.helpers import (
+    deploy,
+    free_port,
+    kill_process_deployment,
+    process_gone,
+    state_or_none,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +39,7 @@ pytestmark = pytest.mark.slow
 def state_dir(tmp_path: Path):
     sd = tmp_path / "state"
     yield sd
-    # Whatever the test left running, stop it by pid.
-    state = state_or_none(sd)
-    if state is None:
-        return
-    for pid, group in ((state.supervisor_pid, False), (int(state.runner_id or 0), True)):
-        if pid and psutil.pid_exists(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                (os.killpg if group else os.kill)(pid, signal.SIGKILL)
+    kill_process_deployment(sd)  # whatever the test left running, stopped by pid
 
 
 def test_detached_deploy_restart_after_kill_and_down(state_dir: Path, tmp_path: Path) -> None:

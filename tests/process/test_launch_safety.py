@@ -7,7 +7,6 @@ sequence of kill -9, `up` and `down` leaves a runtime process or a memory cgroup
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -22,7 +21,14 @@ import psutil
 import pytest
 
 from orchestrator.supervise.state import read_state
-from tests.helpers import deploy, free_port, process_gone, state_or_none, wait_for
+from tests.helpers import (
+    deploy,
+    free_port,
+    kill_process_deployment,
+    process_gone,
+    state_or_none,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +36,9 @@ NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 def _cleanup(sd: Path) -> None:
-    state = state_or_none(sd)
+    state = kill_process_deployment(sd)
     if state is None:
         return
-    for pid, group in ((state.supervisor_pid, False), (int(state.runner_id or 0), True)):
-        if pid and psutil.pid_exists(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                (os.killpg if group else os.kill)(pid, signal.SIGKILL)
     if state.cgroup_path and Path(state.cgroup_path).exists():
         wait_for(lambda: not (Path(state.cgroup_path) / "cgroup.procs").read_text().strip(), 10, "cgroup empty")
         Path(state.cgroup_path).rmdir()
