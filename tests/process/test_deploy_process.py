@@ -19,6 +19,7 @@ from tests.helpers import (
     deploy,
     free_port,
     kill_process_deployment,
+    killed_on_exit,
     process_gone,
     state_or_none,
     wait_for,
@@ -89,16 +90,12 @@ def test_detached_deploy_restart_after_kill_and_down(state_dir: Path, tmp_path: 
 
 def test_foreground_ctrl_c_stops_cleanly(state_dir: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "auto", "--backend", "process", "--port", str(port),
-                             "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with killed_on_exit(subprocess.Popen([sys.executable, "-m", "orchestrator", "auto", "--backend", "process",
+                                          "--port", str(port), "--state-dir", str(state_dir)],
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) as proc:
         state = wait_for(lambda: (s := state_or_none(state_dir)) and s.state == "RUNNING" and s, 120, "ready")
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, err  # interrupted, as the README says, after a clean stop
     assert "RUNNING -> STOPPING: interrupted (Ctrl-C)" in err
     assert read_state(state_dir).state == "STOPPED"
@@ -189,19 +186,14 @@ def test_logs_follow_prints_new_lines(state_dir: Path) -> None:
     port = free_port()
     assert deploy("auto", "--backend", "process", "--port", str(port), "--detach",
                   "--state-dir", str(state_dir)).returncode == 0
-    follower = subprocess.Popen([sys.executable, "-m", "orchestrator", "logs", "-f", "-n", "0",
-                                 "--state-dir", str(state_dir)], stdout=subprocess.PIPE, text=True)
-    try:
+    with killed_on_exit(subprocess.Popen([sys.executable, "-m", "orchestrator", "logs", "-f", "-n", "0",
+                                          "--state-dir", str(state_dir)], stdout=subprocess.PIPE, text=True)) as follower:
         time.sleep(1.5)
         os.kill(int(read_state(state_dir).runner_id), signal.SIGKILL)  # the restart writes new lines
         wait_for(lambda: (s := state_or_none(state_dir)) and s.restarts == 1 and s.state == "RUNNING", 60, "restart")
         time.sleep(1.0)
         follower.send_signal(signal.SIGINT)
         out, _ = follower.communicate(timeout=20)
-    finally:
-        if follower.poll() is None:
-            follower.kill()
-            follower.wait()
     lines = out.splitlines()
     assert len([ln for ln in lines if ln.startswith("--- ") and "starting:" in ln]) == 1, out  # -n 0: new lines only
     assert any("ready: onnx:" in ln for ln in lines), out
