@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -12,9 +13,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator.supervise.state import DeploymentState, read_state
+
+if TYPE_CHECKING:
+    from orchestrator.supervise.deployment import Prepared
 
 T = TypeVar("T")
 
@@ -97,3 +101,22 @@ def killed_on_exit(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str
             proc.kill()
             proc.wait()
 
+
+OOM_LIMIT_BYTES = 200 * 1024 * 1024
+
+
+def plan_two_workers_over_memory(state_dir: Path, port: int) -> tuple[Prepared, dict[str, Any]]:
+    """Plan a cpu-only deployment of two workers into ``state_dir``, then cut its container memory limit
+    in plan.json to 200 MB (``OOM_LIMIT_BYTES``): the interpreter starts, loading two voices does not
+    fit. Returns the prepared deployment and the plan as written."""
+    from orchestrator.pipeline import Inputs
+    from orchestrator.supervise.deployment import plan_deployment
+
+    prepared = plan_deployment(state_dir, Inputs(profile="cpu-only", environ={}, settings={
+        "TAILOR_WORKERS": "2", "TAILOR_THREADS_PER_WORKER": "1", "TAILOR_PORT": str(port)}))
+    assert prepared.plan is not None and prepared.plan.workers == 2
+    plan_path = prepared.directory / "plan.json"
+    plan: dict[str, Any] = json.loads(plan_path.read_text())
+    plan["container"]["memory_limit_bytes"] = OOM_LIMIT_BYTES
+    plan_path.write_text(json.dumps(plan))
+    return prepared, plan

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.supervise.http_client import synthesize_to
 from orchestrator.supervise.state import read_state
-from tests.helpers import deploy, free_port, state_or_none, wait_for
+from tests.helpers import deploy, free_port, plan_two_workers_over_memory, state_or_none, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -58,18 +58,8 @@ def test_auto_docker_ready_synthesize_kill_restart_down(docker_client, runtime_i
 
 def test_too_small_memory_limit_is_oom_killed_and_stepped_down(docker_client, runtime_image: str,
                                                                  state_dir: Path) -> None:
-    from orchestrator.pipeline import Inputs
-    from orchestrator.supervise.deployment import plan_deployment
-
-    port = free_port()
     # Two workers, and a 200 MB limit: the interpreter starts, loading two voices does not fit.
-    prepared = plan_deployment(state_dir, Inputs(profile="cpu-only", environ={}, settings={
-        "TAILOR_WORKERS": "2", "TAILOR_THREADS_PER_WORKER": "1", "TAILOR_PORT": str(port)}))
-    assert prepared.plan is not None and prepared.plan.workers == 2
-    plan_path = prepared.directory / "plan.json"
-    plan = json.loads(plan_path.read_text())
-    plan["container"]["memory_limit_bytes"] = 200 * 1024 * 1024
-    plan_path.write_text(json.dumps(plan))
+    prepared, _plan = plan_two_workers_over_memory(state_dir, free_port())
 
     res = deploy("up", str(prepared.directory), "--backend", "docker", "--network", "host", "--detach",
                  "--state-dir", str(state_dir))

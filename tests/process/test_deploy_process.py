@@ -20,6 +20,7 @@ from tests.helpers import (
     free_port,
     kill_process_deployment,
     killed_on_exit,
+    plan_two_workers_over_memory,
     process_gone,
     state_or_none,
     wait_for,
@@ -146,17 +147,7 @@ def test_up_from_deploy_render_output(state_dir: Path, tmp_path: Path, with_plan
 
 
 def test_oom_kill_is_detected_and_stepped_down(state_dir: Path) -> None:
-    from orchestrator.pipeline import Inputs
-    from orchestrator.supervise.deployment import plan_deployment
-
-    port = free_port()
-    prepared = plan_deployment(state_dir, Inputs(profile="cpu-only", environ={}, settings={
-        "TAILOR_WORKERS": "2", "TAILOR_THREADS_PER_WORKER": "1", "TAILOR_PORT": str(port)}))
-    assert prepared.plan is not None and prepared.plan.workers == 2
-    plan_path = prepared.directory / "plan.json"
-    plan = json.loads(plan_path.read_text())
-    plan["container"]["memory_limit_bytes"] = 200 * 1024 * 1024  # two voices do not fit
-    plan_path.write_text(json.dumps(plan))
+    prepared, plan = plan_two_workers_over_memory(state_dir, free_port())  # two voices do not fit in 200 MB
     res = deploy("up", str(prepared.directory), "--backend", "process", "--detach", "--state-dir", str(state_dir))
     assert res.returncode == 0, res.stderr + res.stdout
     state = read_state(state_dir)
