@@ -312,18 +312,7 @@ class ProcessRunner:
 
     def _tree_rss_bytes(self) -> int:
         assert self._child is not None
-        try:
-            proc = psutil.Process(self._child.pid)
-            procs = [proc, *proc.children(recursive=True)]
-        except psutil.Error:
-            return 0
-        total = 0
-        for p in procs:
-            try:
-                total += int(p.memory_info().rss)
-            except psutil.Error:
-                continue
-        return total
+        return tree_rss_bytes(self._child.pid)
 
     def poll(self) -> RunnerStatus:
         if self._final is not None:
@@ -412,3 +401,23 @@ def tail_lines(path: Path, lines: int) -> list[str]:
         raise LaunchError(f"cannot read {path}: {exc.strerror}", "check the state directory's permissions") from exc
     text = data.decode("utf-8", errors="replace").splitlines()
     return text[-lines:] if lines > 0 else []
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants, in bytes; 0 when it is gone.
+
+    Source: psutil (``/proc/<pid>/statm`` of every process in the tree); processes that exit
+    while being summed are skipped.
+    """
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += int(p.memory_info().rss)
+        except psutil.Error:
+            continue
+    return total

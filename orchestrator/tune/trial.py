@@ -16,10 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from orchestrator.errors import LaunchError
-from orchestrator.launch.process_backend import ProcessRunner
+from orchestrator.launch.process_backend import ProcessRunner, tree_rss_bytes
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.supervise.http_client import check_ready
 from orchestrator.tune.loadgen import LevelResult, run_level
@@ -102,17 +100,9 @@ class Instance:
 
     def tree_rss_bytes(self) -> int:
         try:
-            proc = psutil.Process(int(self.runner.ident))
-            procs = [proc, *proc.children(recursive=True)]
-        except (psutil.Error, ValueError):
+            return tree_rss_bytes(int(self.runner.ident))
+        except ValueError:
             return 0
-        total = 0
-        for p in procs:
-            try:
-                total += int(p.memory_info().rss)
-            except psutil.Error:
-                continue
-        return total
 
     def measure(self, levels: Sequence[int], requests: int, api_key: str = "") -> Round:
         """Every level once, the same sentences in the same order; peak RSS sampled every 50 ms."""
