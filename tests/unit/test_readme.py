@@ -9,27 +9,18 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.app import main
+from tests.helpers import readme_command_lines
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
-def _readme_deploy_lines() -> list[str]:
-    lines = []
-    for block in re.findall(r"```sh\n(.*?)```", README, flags=re.S):
-        for line in block.splitlines():
-            command = line.split("#", 1)[0].strip()
-            if command.startswith("deploy "):
-                lines.append(command)
-    return lines
-
-
-LINES = _readme_deploy_lines()
+LINES = readme_command_lines(README, "sh", "deploy ")
 
 
 def test_readme_shows_every_command() -> None:
     shown = {line.split()[1] for line in LINES}
-    assert shown >= {"probe", "profiles", "plan", "render", "env", "auto", "up", "status", "logs", "down"}
+    assert shown >= {"probe", "profiles", "plan", "render", "env", "auto", "up", "status", "logs", "down", "tune"}
 
 
 @pytest.mark.parametrize("line", LINES)
