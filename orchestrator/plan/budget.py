@@ -11,6 +11,10 @@ Estimates (per process unless said otherwise), for the default voice en_US-joe-m
   +70 MiB at 100 phonemes, +140 MiB at 400, +290 MiB at 1200); the runtime splits text into
   sentences, so 192 MiB covers a long sentence. On CUDA each batch item needs ~192 MiB of
   VRAM in fp32 (96 MiB in fp16/bf16) and ~48 MiB of host RAM for text and audio buffers.
+* solo-wide instance (CPU, several workers, ``TAILOR_SOLO_WIDE``): one more onnx session with
+  its own arena, so one more session and one more request's working memory. It was missing
+  until a 2000-request soak on a 2-worker plan measured 1059 MiB at 1000 requests against a
+  976 MiB budget (benchmarks/RESULTS.md, "Memory under a soak").
 * headroom: the profile's fraction of the pool (at least its minimum) stays unplanned.
 
 On Jetson the GPU shares system RAM: every row lands in one ``shared`` pool.
@@ -122,6 +126,11 @@ class MemoryBudget:
         return next(t for t in self.totals if t.pool == pool)
 
 
+def plans_solo_wide(device: str, workers: int, tight: bool) -> bool:
+    """Whether the plan runs the runtime's extra solo-wide instance (``TAILOR_SOLO_WIDE``)."""
+    return device == "cpu" and workers > 1 and not tight
+
+
 def slots_that_fit(pools: Pools, fp: Footprint, workers: int, cache_bytes: int, on_gpu: bool,
                    devices: int = 1) -> int:
     """How many requests can be in flight at once (all workers together) within the pools.
@@ -146,7 +155,7 @@ def slots_that_fit(pools: Pools, fp: Footprint, workers: int, cache_bytes: int, 
 
 
 def build_budget(pools: Pools, fp: Footprint, workers: int, slots: int, cache_bytes: int,
-                 on_gpu: bool, devices: int = 1) -> MemoryBudget:
+                 on_gpu: bool, devices: int = 1, solo_wide: bool = False) -> MemoryBudget:
     """The table for a finished plan: ``slots`` requests in flight across ``workers``.
 
     With several GPUs the device rows (and the ``vram`` total) are for one device; every device
@@ -179,6 +188,11 @@ def build_budget(pools: Pools, fp: Footprint, workers: int, slots: int, cache_by
                               "Python, web server, onnxruntime, phonemizer"))
         rows.append(BudgetRow("per-request working memory", ram_pool, fp.per_request_ram_bytes * slots,
                               f"{slots} in flight x {fp.per_request_ram_bytes // MIB} MiB"))
+        if solo_wide:
+            rows.append(BudgetRow("solo-wide instance", ram_pool,
+                                  fp.weights_ram_per_worker_bytes + fp.per_request_ram_bytes,
+                                  f"one more onnx session ({fp.weights_ram_per_worker_bytes // MIB} MiB) and its "
+                                  f"arena ({fp.per_request_ram_bytes // MIB} MiB), TAILOR_SOLO_WIDE"))
     rows.append(BudgetRow("audio cache", ram_pool, cache_bytes, "TAILOR_CACHE_BYTES"))
     totals: list[PoolTotal] = []
     if pools.shared:

@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrator.errors import PlanError
 from orchestrator.model import Reader, check_version, from_jsonable, read_json_file, to_jsonable
-from orchestrator.plan.budget import Footprint, MemoryBudget, build_budget
+from orchestrator.plan.budget import Footprint, MemoryBudget, build_budget, plans_solo_wide
 from orchestrator.plan.container_spec import (
     ContainerSpec,
     base_image_for,
@@ -159,7 +159,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     batch = planning.batching(pools, footprint, on_gpu, sizing)
 
     budget = build_budget(pools, footprint, sizing.workers, batch.concurrency, sizing.cache_bytes, on_gpu,
-                          planning.devices)
+                          planning.devices, solo_wide=plans_solo_wide(device, sizing.workers, batch.tight))
     for total in budget.totals:
         if not total.fits:
             warnings.append(f"{total.pool.upper()} budget is over by {format_size(-total.free_bytes)}: "

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from orchestrator.plan.budget import plans_solo_wide
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.profiles import Profile
 from runtime.settings import VARIABLES
@@ -89,7 +90,7 @@ def build_env(*, facts: HostFacts, profile: Profile, user_values: Mapping[str, t
         "TAILOR_RSS_SOFT_LIMIT_BYTES": (str(memory_limit_bytes * 9 // 10), "derived",
                                         "90% of the memory limit: refuse new work before the OOM killer acts"),
     }
-    if device == "cpu" and workers > 1 and not tight:
+    if plans_solo_wide(device, workers, tight):
         planned["TAILOR_SOLO_WIDE"] = (
             "true", "derived",
             f"a lone sentence runs on one extra instance with {workers * threads} threads: one-thread workers "
