@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,14 @@ def test_quickstart_hides_nothing() -> None:
     assert "|| true" not in text and " -q " not in text
 
 
+def _without_engine(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the engine that scripts/test.sh started for this very suite: a
+    tailor_docker_stop under test must never stop (and empty) the suite's own dockerd."""
+    engine_vars = {"TAILOR_DOCKER_PID", "TAILOR_DOCKER_DIR", "TAILOR_DOCKER_DIR_OWNED", "TAILOR_DOCKER_CLEAN",
+                   "DOCKER_HOST", "TAILOR_TEST_BASE_IMAGE"}
+    return {k: v for k, v in environ.items() if k not in engine_vars}
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("findmnt") is None, reason="mounting needs root")
 def test_docker_env_stop_unmounts_and_removes_its_own_directory(tmp_path: Path) -> None:
     engine = tmp_path / "tailor-docker.test"
@@ -88,7 +97,7 @@ def test_docker_env_stop_unmounts_and_removes_its_own_directory(tmp_path: Path) 
         res = subprocess.run(
             ["bash", "-c", f"source {REPO / 'scripts' / 'docker-test-env.sh'}; tailor_docker_stop"],
             capture_output=True, text=True, timeout=60, check=False,
-            env={**os.environ, "TAILOR_DOCKER_DIR": str(engine), "TAILOR_DOCKER_DIR_OWNED": "1"},
+            env={**_without_engine(os.environ), "TAILOR_DOCKER_DIR": str(engine), "TAILOR_DOCKER_DIR_OWNED": "1"},
         )
         assert res.returncode == 0, res.stderr
         assert not engine.exists(), res.stderr
@@ -104,6 +113,6 @@ def test_docker_env_stop_keeps_a_directory_it_did_not_make(tmp_path: Path) -> No
     engine.mkdir()
     res = subprocess.run(["bash", "-c", f"source {REPO / 'scripts' / 'docker-test-env.sh'}; tailor_docker_stop"],
                          capture_output=True, text=True, timeout=60, check=False,
-                         env={**os.environ, "TAILOR_DOCKER_DIR": str(engine), "TAILOR_DOCKER_DIR_OWNED": "0"})
+                         env={**_without_engine(os.environ), "TAILOR_DOCKER_DIR": str(engine), "TAILOR_DOCKER_DIR_OWNED": "0"})
     assert res.returncode == 0, res.stderr
     assert engine.is_dir()
