@@ -30,6 +30,7 @@ from orchestrator.fleet.facts_dir import (
     write_host_facts,
     write_probe_summary,
 )
+from orchestrator.render.renderer import pod_shape
 from orchestrator.select.profiles import load_profiles
 from orchestrator.units import format_size
 
@@ -258,11 +259,14 @@ def render_k8s(
         raise UsageError("no host of the fleet has a plan", "run `deploy fleet plan` to see why")
     files = fleet_manifests(classes)
     written = write_rendered(files, out_dir)
-    summary: list[dict[str, Any]] = [{"class": c.key, "deployment": c.name, "hosts": sorted(c.hosts), "profile": c.plan.profile,
-                "engine": c.plan.engine, "device": c.plan.device, "precision": c.plan.precision,
-                "workers": c.plan.workers, "threads": c.plan.threads,
-                "cpus": c.plan.container.cpus, "memory_bytes": c.plan.container.memory_limit_bytes,
-                "gpus": c.plan.container.gpu_count} for c in classes]
+    summary: list[dict[str, Any]] = []
+    for c in classes:
+        pod = pod_shape(c.plan.container)
+        summary.append({"class": c.key, "deployment": c.name, "hosts": sorted(c.hosts), "profile": c.plan.profile,
+                        "engine": c.plan.engine, "device": c.plan.device, "precision": c.plan.precision,
+                        "workers": c.plan.workers, "threads": c.plan.threads,
+                        "replicas": len(c.hosts) * pod.replicas, "pod_cpus": pod.cpus,
+                        "pod_memory_bytes": pod.memory_bytes, "pod_gpus": pod.gpus})
     for row in skipped:
         out.warn(f"{row.host}: left out ({row.state}): {row.reason}")
     if json_out:
@@ -270,11 +274,13 @@ def render_k8s(
                        "skipped": [{"host": r.host, "state": r.state, "reason": r.reason} for r in skipped]})
         return
     table = Table(title=f"{len(classes)} hardware classes, {sum(len(c.hosts) for c in classes)} hosts")
-    for column in ("deployment", "replicas", "profile", "engine/device", "workersxthreads", "cpu", "memory", "GPUs"):
+    for column in ("deployment", "hosts", "pods", "profile", "engine/device", "workersxthreads",
+                   "cpu/pod", "memory/pod", "GPUs/pod"):
         table.add_column(column)
     for s in summary:
-        table.add_row(s["deployment"], str(len(s["hosts"])), s["profile"], f"{s['engine']}/{s['device']}",
-                      f"{s['workers']}x{s['threads']}", str(s["cpus"]), format_size(s["memory_bytes"]), str(s["gpus"]))
+        table.add_row(s["deployment"], str(len(s["hosts"])), str(s["replicas"]), s["profile"],
+                      f"{s['engine']}/{s['device']}", f"{s['workers']}x{s['threads']}", f"{s['pod_cpus']:g}",
+                      format_size(s["pod_memory_bytes"]), str(s["pod_gpus"]))
     out.table(table)
     out.info(f"wrote {len(written)} files to {out_dir} (apply with: kubectl apply -f {out_dir})")
 

@@ -22,6 +22,7 @@ import yaml
 from orchestrator import __version__, envfile
 from orchestrator.errors import RenderError, UsageError
 from orchestrator.files import write_text_atomic
+from orchestrator.plan.container_spec import ContainerSpec
 from orchestrator.plan.decisions import (
     CONTAINER_GID,
     CONTAINER_UID,
@@ -119,6 +120,26 @@ def runtime_env(plan: Plan, target: str, options: RenderOptions) -> tuple[dict[s
     return env, notes
 
 
+@dataclass(frozen=True)
+class PodShape:
+    """What one Kubernetes pod of a plan asks for, and how many pods the plan runs."""
+
+    replicas: int
+    cpus: float
+    memory_bytes: int
+    gpus: int
+    """``nvidia.com/gpu`` (or MIG resource) count per pod; 0 without a GPU."""
+
+
+def pod_shape(c: ContainerSpec) -> PodShape:
+    """The one place that turns the plan's container decisions into a pod: one pod per GPU when
+    the plan spreads workers over several whole GPUs (``k8s_replicas`` > 1), else one pod with
+    the plan's requests. Used by the k8s template, its read-back check and `deploy fleet render`."""
+    if c.k8s_replicas > 1:
+        return PodShape(c.k8s_replicas, c.k8s_request_cpus, c.k8s_request_memory_bytes, 1 if c.gpu_count else 0)
+    return PodShape(1, c.request_cpus, c.request_memory_bytes, c.gpu_count)
+
+
 def k8s_pod_env(plan: Plan) -> dict[str, str]:
     """One pod's environment: the container's, and with one pod per GPU (``k8s_replicas`` > 1) that
     pod's share: one GPU, its workers, its part of the queue."""
@@ -176,15 +197,15 @@ def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
         "start_period": _q(f"{healthcheck_start_period_s(plan.preload)}s"),
     }
     k8s_env = k8s_pod_env(plan)
-    per_pod = c.k8s_replicas > 1
+    pod = pod_shape(c)
     k8s = {
         **common,
-        "replicas": c.k8s_replicas,
+        "replicas": pod.replicas,
         "env": [{"name": _q(k), "value": _q(v)} for k, v in k8s_env.items()],
-        "cpu": _q(_cpus(c.k8s_request_cpus if per_pod else c.request_cpus)),
-        "memory": _q(f"{(c.k8s_request_memory_bytes if per_pod else c.request_memory_bytes) // 1024**2}Mi"),
+        "cpu": _q(_cpus(pod.cpus)),
+        "memory": _q(f"{pod.memory_bytes // 1024**2}Mi"),
         "gpu": c.gpu_count > 0,
-        "gpu_count": _q(str(1 if per_pod else c.gpu_count)),
+        "gpu_count": _q(str(pod.gpus)),
         "gpu_resource": c.gpu_resource,
         "architecture": _q(c.architecture),
         "l4t_major": _q(c.l4t_major),
@@ -319,12 +340,12 @@ def _parse_back(name: str, text: str, plan: Plan, options: RenderOptions) -> Non
         c = plan.container
         if env != k8s_pod_env(plan) or container["image"] != c.image:
             raise fail("env or image differ from the plan")
-        if docs[0]["spec"]["replicas"] != c.k8s_replicas:
-            raise fail(f"replicas differ from the plan's {c.k8s_replicas}")
+        pod = pod_shape(c)
+        if docs[0]["spec"]["replicas"] != pod.replicas:
+            raise fail(f"replicas differ from the plan's {pod.replicas}")
         limits = container["resources"]["limits"]
-        per_pod = 1 if c.k8s_replicas > 1 else c.gpu_count
-        if c.gpu_count and limits.get(c.gpu_resource) != str(per_pod):
-            raise fail(f"{c.gpu_resource} differs from the plan's {per_pod} GPU(s) per pod")
+        if c.gpu_count and limits.get(c.gpu_resource) != str(pod.gpus):
+            raise fail(f"{c.gpu_resource} differs from the plan's {pod.gpus} GPU(s) per pod")
 
 
 def write_rendered(files: Mapping[str, str], out_dir: Path) -> list[Path]:

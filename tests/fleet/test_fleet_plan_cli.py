@@ -99,6 +99,12 @@ def test_render_k8s_writes_a_deployment_per_class_and_skips_unplanned_hosts(fact
     env = {e["name"]: e["value"] for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
     # The host's config file (from the inventory) was planned with: workers 1, log level debug.
     assert env["TAILOR_LOG_LEVEL"] == "debug" and env["TAILOR_WORKERS"] == "1"
+    # The summary shows what each pod asks for (never the node's capacity), as the manifest does.
+    requests = doc["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert doc["spec"]["replicas"] == t4["replicas"] == 1
+    assert float(requests["cpu"]) == t4["pod_cpus"] < 4  # the T4 host has 4 vCPUs
+    assert requests["memory"] == f"{t4['pod_memory_bytes'] // 2**20}Mi"
+    assert t4["pod_gpus"] == 1
 
 
 def test_render_without_a_format_says_which(facts_dir: Path, tmp_path: Path, capsys) -> None:
