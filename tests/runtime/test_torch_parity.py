@@ -197,3 +197,28 @@ def test_half_precision_generator_keeps_length_and_parity(
             assert relative_l2(audio, expected) <= tolerance
     finally:
         engine.close()
+
+
+def test_conv1d_generator_layout_matches_onnxruntime(
+    model_path: Path, onnx_session: Any, phoneme_ids: list[list[int]]
+) -> None:
+    """The generator's plain conv1d layout (what CUDA fp32 runs), checked on the CPU: single
+    items and a padded batch match onnxruntime, and converting back restores the 2-D form."""
+    import copy
+
+    engine = create_engine("torch", model_path, 22050, EngineOptions())
+    try:
+        engine._model = copy.deepcopy(engine._model)  # private: engines share models per process
+        engine._model.dec.use_conv1d_kernels()
+        assert not engine._model.dec.channels_last
+        assert all(p.dim() <= 3 for p in engine._model.dec.parameters())
+        chosen = [phoneme_ids[0], phoneme_ids[2], phoneme_ids[4]]
+        for ids, audio in zip(chosen, engine.synthesize_batch([quiet(ids) for ids in chosen]), strict=True):
+            expected = run_onnx(onnx_session, ids)
+            assert audio.shape == expected.shape
+            assert relative_l2(audio, expected) <= 1e-3
+        engine._model.dec.use_channels_last_kernels()
+        again = engine.synthesize(quiet(chosen[1]))
+        assert relative_l2(again, run_onnx(onnx_session, chosen[1])) <= 1e-3
+    finally:
+        engine.close()
