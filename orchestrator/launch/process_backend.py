@@ -45,10 +45,14 @@ from orchestrator.launch.spec import LaunchSpec
 from orchestrator.plan.decisions import LOOPBACK
 
 LOG_FILE = "runtime.log"
-_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ", "PYTHONPATH", "XDG_CACHE_HOME")
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ", "PYTHONPATH", "XDG_CACHE_HOME",
+              "LD_LIBRARY_PATH")
 # PYTHONPATH: `deploy` run from a source checkout launches the runtime of that same checkout.
 # XDG_CACHE_HOME: where model variants made by `deploy tune` are cached when the model's own
 # directory is read-only (runtime/variants.py).
+# LD_LIBRARY_PATH: where the shell that runs `deploy` finds the NVIDIA driver's libcuda (CUDA base
+# images and many GPU hosts put it in /usr/local/nvidia/lib64 and say so only there); without it
+# torch in the child sees no GPU and the runtime falls back to its CPU engine.
 _MB = 1024 * 1024
 
 

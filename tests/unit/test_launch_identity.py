@@ -185,3 +185,16 @@ def test_status_reports_the_runtimes_own_refusal(tmp_path: Any) -> None:
         _record_running(tmp_path, url, "eeee")
         report = deployment_status(tmp_path)
         assert report.problem == "the runtime says it is not ready: draining (shutting down)"
+
+
+def test_process_runtime_keeps_the_driver_library_path_and_nothing_else_of_the_shell() -> None:
+    from orchestrator.launch.process_backend import child_environment
+
+    shell = {"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/usr/local/nvidia/lib64", "TAILOR_WORKERS": "9",
+             "OMP_NUM_THREADS": "64", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
+    env = child_environment(SPEC, shell, instance_id="abc")
+    # libcuda is found where the operator's shell finds it (CUDA images: /usr/local/nvidia/lib64)
+    assert env["LD_LIBRARY_PATH"] == "/usr/local/nvidia/lib64"
+    # the plan's values win over the shell's; unrelated variables (and secrets) stay behind
+    assert env["TAILOR_WORKERS"] == "4" and "OMP_NUM_THREADS" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["TAILOR_INSTANCE_ID"] == "abc" and env["PYTHONUNBUFFERED"] == "1"
