@@ -14,6 +14,7 @@ against onnxruntime on CPU (relative L2 with the noise scales at 0).
 Usage::
 
     .venv/bin/python benchmarks/bench_torch_vs_onnx.py [--threads 1] [--rounds 5] [--json FILE]
+        [--skip-cpu] [--no-compile]
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def onnx_reference(ids: list[int]) -> np.ndarray:
     return np.asarray(session.run(None, feeds)[0], dtype=np.float32).reshape(-1)
 
 
-def bench_cuda(rounds: int) -> dict[str, object]:
+def bench_cuda(rounds: int, compile_too: bool = True) -> dict[str, object]:
     import torch
 
     from runtime.engines import SynthesisItem
@@ -181,13 +182,13 @@ def bench_cuda(rounds: int) -> dict[str, object]:
     reference = onnx_reference(ten)
     results: dict[str, object] = {"device": torch.cuda.get_device_name(0)}
     for precision in ("fp32", "fp16", "bf16"):
-        engine = make_engine("torch", 1, device="cuda", precision=precision, cudnn_benchmark=True)
+        engine = make_engine("torch", 1, device="cuda", precision=precision)
         row: dict[str, float] = {}
         quiet = engine.synthesize(SynthesisItem(ten, noise_scale=0.0, noise_w=0.0))
         row["parity_rel_l2_vs_onnx_cpu"] = relative_l2(quiet, reference) if quiet.size == reference.size else float("nan")
         for batch in (1, 8, 32):
             items = [SynthesisItem(ids[i % len(ids)]) for i in range(batch)]
-            engine.synthesize_batch(items)  # warm-up (cudnn autotuning for these shapes)
+            engine.synthesize_batch(items)  # warm-up
             torch.cuda.synchronize()
             samples, t0 = 0, time.perf_counter()
             for _ in range(rounds):
@@ -208,9 +209,8 @@ def bench_cuda(rounds: int) -> dict[str, object]:
         torch.cuda.empty_cache()
     # torch.compile of the generator (the engine honours TAILOR_TORCH_COMPILE on CUDA only).
     items = [SynthesisItem(ids[i % len(ids)]) for i in range(8)]
-    for compiled in (False, True):
-        engine = make_engine("torch", 1, device="cuda", precision="fp16", cudnn_benchmark=True,
-                             torch_compile=compiled)
+    for compiled in (False, True) if compile_too else (False,):
+        engine = make_engine("torch", 1, device="cuda", precision="fp16", torch_compile=compiled)
         t0 = time.perf_counter()
         engine.synthesize_batch(items)
         first_call_s = time.perf_counter() - t0
@@ -233,6 +233,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads for both engines")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds over the sentences")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--skip-cpu", action="store_true", help="CUDA figures only (no CPU rounds)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="leave out the torch.compile row (its first call compiles for minutes)")
     args = parser.parse_args()
 
     import torch
@@ -242,11 +245,12 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "loadavg_1min_start": os.getloadavg()[0],
     }
-    cpu = bench_cpu(args.threads, args.rounds)
-    report["cpu"] = {**asdict(cpu), "onnx_over_torch_wall_ratio": cpu.wall_ratio}
-    report["load_memory_kib"] = {name: load_memory(name) for name in ("torch", "onnx")}
+    if not args.skip_cpu:
+        cpu = bench_cpu(args.threads, args.rounds)
+        report["cpu"] = {**asdict(cpu), "onnx_over_torch_wall_ratio": cpu.wall_ratio}
+        report["load_memory_kib"] = {name: load_memory(name) for name in ("torch", "onnx")}
     if torch.cuda.is_available():
-        report["cuda"] = bench_cuda(args.rounds)
+        report["cuda"] = bench_cuda(args.rounds, compile_too=not args.no_compile)
     else:
         report["cuda"] = "skipped: torch.cuda.is_available() is False"
     report["loadavg_1min_end"] = os.getloadavg()[0]

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -30,12 +29,18 @@ def planned() -> pipeline.Planned:
     return pipeline.plan_from(pipeline.Inputs(facts=facts, environ={}))
 
 
-def test_real_gpus_are_chosen_and_rendered(planned: pipeline.Planned) -> None:
+def test_real_gpus_are_chosen(planned: pipeline.Planned) -> None:
     plan = planned.plan
     assert planned.facts.gpus, "NVML reported no GPU"
     assert plan.device == "cuda", plan.reasons
     assert plan.container.gpu_device_ids and plan.container.cuda_build
-    for doc in yaml.safe_load_all(render(plan, ["k8s"])["k8s.yaml"]):
+
+
+def test_real_gpu_plan_renders_valid_k8s(planned: pipeline.Planned) -> None:
+    # kubernetes-validate carries every API version's schemas (~100 MB): a GPU box that lacks it
+    # skips this half; its render is then checked where the package is (benchmarks/RESULTS.md).
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for doc in yaml.safe_load_all(render(planned.plan, ["k8s"])["k8s.yaml"]):
         if doc:
             kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
 
