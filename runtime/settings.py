@@ -9,7 +9,7 @@ heavy dependencies.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -293,6 +293,18 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def keyed_entries(spec: str, separator: str) -> Iterator[tuple[str, str, str, bool]]:
+    """The non-empty entries of a comma-separated ``KEY<separator>VALUE`` list variable
+    (``TAILOR_FALLBACK``, ``TAILOR_VOICE_MAP``), each as ``(entry, key, value, has_separator)``:
+    the entry as written (stripped), its key stripped and lower-cased, its value stripped.
+    Validation is the caller's: it knows what a key and a value may be."""
+    for raw in spec.split(","):
+        item = raw.strip()
+        if item:
+            key, sep, value = item.partition(separator)
+            yield item, key.strip().lower(), value.strip(), bool(sep)
 
 
 def variable(name: str) -> EnvVar:
