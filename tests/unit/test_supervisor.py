@@ -100,6 +100,13 @@ class World:
                           rng=random.Random(7), step_down=step_down, log=self.log.append,
                           on_change=lambda s: self.snapshots.append(s.state.value))
 
+    def running(self, policy: Policy | None = None) -> Supervisor:
+        """A supervisor started and ticked once: RUNNING while the world is healthy."""
+        sup = self.supervisor(policy=policy)
+        sup.start()
+        sup.tick()
+        return sup
+
     def advance(self, sup: Supervisor, seconds: float) -> None:
         end = self.clock.now + seconds
         while self.clock.now < end and sup.state not in (State.FATAL, State.STOPPED):
@@ -142,9 +149,7 @@ def test_not_ready_stays_starting_then_stalls_to_fatal_with_logs() -> None:
 
 def test_exit_backs_off_then_restarts() -> None:
     w = World()
-    sup = w.supervisor()
-    sup.start()
-    sup.tick()
+    sup = w.running()
     crash(w.runners[0])
     sup.tick()
     assert sup.state is State.BACKOFF
@@ -225,9 +230,7 @@ def test_health_is_checked_every_interval_once_running() -> None:
 
 def test_consecutive_failed_health_checks_restart() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(health_failures_to_restart=3, health_interval_s=0))
-    sup.start()
-    sup.tick()
+    sup = w.running(policy=Policy(health_failures_to_restart=3, health_interval_s=0))
     w.healthy = False
     sup.tick()
     sup.tick()
@@ -240,9 +243,7 @@ def test_consecutive_failed_health_checks_restart() -> None:
 
 def test_one_failed_health_check_is_forgiven() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(health_failures_to_restart=2, health_interval_s=0))
-    sup.start()
-    sup.tick()
+    sup = w.running(policy=Policy(health_failures_to_restart=2, health_interval_s=0))
     for healthy in (False, True, False, True):
         w.healthy = healthy
         sup.tick()
@@ -276,9 +277,7 @@ def test_oom_steps_down_then_fatal_when_no_smaller_plan() -> None:
 
 def test_stop_request_stops_runtime_cleanly() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(stop_grace_s=7))
-    sup.start()
-    sup.tick()
+    sup = w.running(policy=Policy(stop_grace_s=7))
     sup.request_stop("SIGTERM received")
     assert sup.tick() is State.STOPPED
     assert w.runners[0].stopped_with == 7 and w.runners[0].removed
@@ -296,9 +295,7 @@ def test_first_start_failure_propagates_as_launch_error() -> None:
 
 def test_restart_start_failure_backs_off() -> None:
     w = World()
-    sup = w.supervisor()
-    sup.start()
-    sup.tick()
+    sup = w.running()
     crash(w.runners[0])
     w.fail_next_start = True
     sup.tick()
