@@ -12,7 +12,7 @@ from orchestrator.errors import LaunchError, PortInUseError
 from orchestrator.launch.runner import RunnerStatus, RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.supervise.http_client import HealthResult
-from orchestrator.supervise.supervisor import Policy, State, Supervisor
+from orchestrator.supervise.supervisor import Backoff, CrashLoop, Policy, State, Supervisor
 
 SPEC = LaunchSpec(profile="cpu-small", image="tailor-runtime:0.1.0-cpu", flavor="cpu",
                   env=(("TAILOR_PORT", "8000"), ("TAILOR_WORKERS", "2")), port=8000,
@@ -163,7 +163,7 @@ def test_exit_backs_off_then_restarts() -> None:
 
 def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(crash_loop_restarts=100))
+    sup = w.supervisor(policy=Policy(crash_loop=CrashLoop(restarts=100)))
     sup.start()
     delays = []
     for _ in range(6):
@@ -332,7 +332,7 @@ def test_first_start_on_a_taken_port_is_fatal_and_raised() -> None:
 
 def test_port_taken_before_a_restart_is_fatal_not_a_crash_loop() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(backoff_initial_s=1, backoff_jitter_fraction=0))
+    sup = w.supervisor(policy=Policy(backoff=Backoff(initial_s=1, jitter_fraction=0)))
     sup.start()
     w.advance(sup, 1)
     w.port_taken_next = True
@@ -366,7 +366,7 @@ def test_an_oom_restart_by_the_engine_still_steps_down() -> None:
     w = World()
     smaller = replace(SPEC, env=(("TAILOR_PORT", "8000"), ("TAILOR_WORKERS", "1")))
     sup = w.supervisor(step_down=lambda spec: (smaller, "workers 2 -> 1"),
-                       policy=Policy(backoff_initial_s=1, backoff_jitter_fraction=0))
+                       policy=Policy(backoff=Backoff(initial_s=1, jitter_fraction=0)))
     sup.start()
     w.advance(sup, 1)
     first = w.runners[-1]
@@ -379,7 +379,7 @@ def test_an_oom_restart_by_the_engine_still_steps_down() -> None:
 
 def test_engine_restarts_in_a_loop_go_fatal_and_remove_the_instance() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(crash_loop_restarts=3, crash_loop_window_s=120))
+    sup = w.supervisor(policy=Policy(crash_loop=CrashLoop(restarts=3, window_s=120)))
     sup.start()
     w.advance(sup, 1)
     runner = w.runners[-1]
