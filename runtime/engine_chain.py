@@ -23,6 +23,7 @@ from runtime.audio import resample
 from runtime.engines.base import Engine, EngineOptions, SynthesisItem
 from runtime.errors import EngineFailed, StartupError
 from runtime.metrics import RuntimeMetrics
+from runtime.settings import keyed_entries
 from runtime.text import Phonemizer, TextChunk
 from runtime.voices import VoiceFiles, VoiceInfo, is_valid_voice_name, read_voice_info
 
@@ -44,12 +45,7 @@ class ChainEntry:
 def parse_fallback(spec: str, known_engines: Sequence[str]) -> tuple[ChainEntry, ...]:
     """``"onnx:en_US-joe-medium, torch:other"`` to entries; StartupError names the bad entry."""
     entries: list[ChainEntry] = []
-    for raw in spec.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        engine, sep, voice = item.partition(":")
-        engine, voice = engine.strip().lower(), voice.strip()
+    for item, engine, voice, sep in keyed_entries(spec, ":"):
         if not sep or engine not in known_engines or not is_valid_voice_name(voice):
             raise StartupError(
                 f"TAILOR_FALLBACK entry {item!r} is invalid",

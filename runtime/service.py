@@ -113,17 +113,18 @@ class SpeechService:
         self.metrics = RuntimeMetrics(rss_bytes=lambda: float(rss_reader()))
         self.metrics.model_variant.labels(settings.default_voice, settings.model_variant).set(1)
         self.voice_map = parse_voice_map(settings.voice_map, self.catalog)
+        options = EngineOptions.from_settings(settings)
         self.chain = _MeasuredChain(
             primary_engine=settings.engine,
             fallback=parse_fallback(settings.fallback, engine_names()),
             catalog=self.catalog,
             factory=engine_factory,
-            options=EngineOptions.from_settings(settings),
+            options=options,
             instances=settings.workers,
             metrics=self.metrics,
             wide_options=(
                 dataclasses.replace(
-                    EngineOptions.from_settings(settings),
+                    options,
                     intra_op_threads=settings.workers * settings.threads_per_worker,
                     allow_spinning=True,
                 )

@@ -9,7 +9,8 @@ heavy dependencies.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -241,46 +242,49 @@ _BY_NAME = {v.name: v for v in VARIABLES}
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    engine: str = "onnx"
-    device: str = "cpu"
-    precision: str = "fp32"
-    default_voice: str = "en_US-joe-medium"
-    model_variant: str = "fp32"
-    voices_dir: str = ""
-    workers: int = 1
-    threads_per_worker: int = 1
-    inter_op_threads: int = 1
-    max_queue: int = 16
-    batching: bool = False
-    batch_window_ms: float = 5.0
-    max_batch_size: int = 8
-    request_timeout_s: float = 60.0
-    max_input_chars: int = 4096
-    cache_bytes: int = 64 * 1024 * 1024
-    rss_soft_limit_bytes: int = 0
-    api_key: str = ""
-    fallback: str = ""
-    fallback_device: str = "cpu"
-    fallback_threads: int = 0
-    gpus: int = 1
-    solo_wide: bool = False
-    preload: bool = True
-    shutdown_grace_s: float = 20.0
-    ort_execution_mode: str = "sequential"
-    ort_graph_optimization: str = "all"
-    ort_memory_arena: bool = True
-    cudnn_benchmark: bool = False
-    torch_compile: bool = False
-    log_level: str = "info"
-    instance_id: str = ""
-    normalize: bool = True
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 15.0
-    idle_timeout_s: int = 5
-    max_connections: int = 256
-    voice_map: str = ""
+    """The typed view of :data:`VARIABLES`: one field per variable, same name as its ``field``.
+    Defaults live only in the table: :meth:`defaults` (or :meth:`from_environ`) applies them."""
+
+    host: str
+    port: int
+    engine: str
+    device: str
+    precision: str
+    default_voice: str
+    model_variant: str
+    voices_dir: str
+    workers: int
+    threads_per_worker: int
+    inter_op_threads: int
+    max_queue: int
+    batching: bool
+    batch_window_ms: float
+    max_batch_size: int
+    request_timeout_s: float
+    max_input_chars: int
+    cache_bytes: int
+    rss_soft_limit_bytes: int
+    api_key: str
+    fallback: str
+    fallback_device: str
+    fallback_threads: int
+    gpus: int
+    solo_wide: bool
+    preload: bool
+    shutdown_grace_s: float
+    ort_execution_mode: str
+    ort_graph_optimization: str
+    ort_memory_arena: bool
+    cudnn_benchmark: bool
+    torch_compile: bool
+    log_level: str
+    instance_id: str
+    normalize: bool
+    header_timeout_s: float
+    body_timeout_s: float
+    idle_timeout_s: int
+    max_connections: int
+    voice_map: str
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -291,8 +295,25 @@ class Settings:
             values[var.field] = var.parse(var.name, var.default if raw is None else raw)
         return cls(**values)
 
+    @classmethod
+    def defaults(cls) -> Settings:
+        """Every variable at its declared default."""
+        return cls.from_environ({})
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def keyed_entries(spec: str, separator: str) -> Iterator[tuple[str, str, str, bool]]:
+    """The non-empty entries of a comma-separated ``KEY<separator>VALUE`` list variable
+    (``TAILOR_FALLBACK``, ``TAILOR_VOICE_MAP``), each as ``(entry, key, value, has_separator)``:
+    the entry as written (stripped), its key stripped and lower-cased, its value stripped.
+    Validation is the caller's: it knows what a key and a value may be."""
+    for raw in spec.split(","):
+        item = raw.strip()
+        if item:
+            key, sep, value = item.partition(separator)
+            yield item, key.strip().lower(), value.strip(), bool(sep)
 
 
 def variable(name: str) -> EnvVar:
@@ -301,13 +322,15 @@ def variable(name: str) -> EnvVar:
 
 
 def _check_declarations() -> None:
-    """Settings is the typed view of VARIABLES: same fields, same defaults, knob names unique."""
+    """Settings is the typed view of VARIABLES: same fields, no defaults of its own, each
+    declared default parses to its field's type, knob names unique."""
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     declared = {v.field for v in VARIABLES}
     assert set(fields) == declared, f"Settings and VARIABLES disagree: {set(fields) ^ declared}"
-    for var in VARIABLES:
-        default = var.parse(var.name, var.default)
-        assert fields[var.field].default == default, f"{var.name}: Settings default differs from {var.default!r}"
+    assert all(f.default is dataclasses.MISSING for f in fields.values()), "a Settings field has a default"
+    types = typing.get_type_hints(Settings)
+    for name, value in dataclasses.asdict(Settings.defaults()).items():
+        assert type(value) is types[name], f"Settings.{name} is {types[name]}, its variable parses to {type(value)}"
     knobs = [v.knob for v in VARIABLES if v.knob is not None]
     assert len(knobs) == len(set(knobs)), "a knob name is declared twice"
 

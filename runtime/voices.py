@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import BadRequest, StartupError
+from runtime.settings import keyed_entries
 
 VOICE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
 """Letters, digits, ``_``, ``-`` and single inner dots: no slashes, no ``..``, no leading dot."""
@@ -172,12 +173,7 @@ def parse_voice_map(spec: str, catalog: Mapping[str, VoiceFiles]) -> dict[str, s
     """``TAILOR_VOICE_MAP`` (``alloy=en_US-amy-medium,onyx=...``) to a dict; a StartupError
     names an entry that is malformed or points at a voice that does not exist."""
     mapping: dict[str, str] = {}
-    for raw in spec.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        alias, sep, voice = item.partition("=")
-        alias, voice = alias.strip().lower(), voice.strip()
+    for item, alias, voice, sep in keyed_entries(spec, "="):
         if not sep or not alias or not voice:
             raise StartupError(f"TAILOR_VOICE_MAP entry {item!r} is not NAME=VOICE",
                                hint="e.g. TAILOR_VOICE_MAP=alloy=en_US-amy-medium,onyx=en_US-joe-medium")

@@ -49,7 +49,7 @@ CommandRunner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 @dataclass(frozen=True)
 class Flavor:
     name: str
-    default_base_image: str
+    """``cpu``, ``cuda`` or ``l4t``."""
     extras: tuple[str, ...]
     """Extras of tailor-deploy installed in the image."""
     default_python: str
@@ -57,12 +57,16 @@ class Flavor:
     architecture: str | None
     """Fixed wheel architecture, or None for the host's."""
 
+    @property
+    def default_base_image(self) -> str:
+        return DEFAULT_BASE_IMAGES[self.name]
 
-FLAVORS: dict[str, Flavor] = {
-    "cpu": Flavor("cpu", DEFAULT_BASE_IMAGES["cpu"], ("runtime",), "3.11", None),
-    "cuda": Flavor("cuda", DEFAULT_BASE_IMAGES["cuda"], ("runtime", "torch"), "3.10", None),
-    "l4t": Flavor("l4t", DEFAULT_BASE_IMAGES["l4t"], ("runtime",), "3.10", "aarch64"),
-}
+
+FLAVORS: dict[str, Flavor] = {f.name: f for f in (
+    Flavor("cpu", ("runtime",), "3.11", None),
+    Flavor("cuda", ("runtime", "torch"), "3.10", None),
+    Flavor("l4t", ("runtime",), "3.10", "aarch64"),
+)}
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from orchestrator.units import format_size
 from runtime.settings import VARIABLES, Settings, variable
 
 T = TypeVar("T")
-RUNTIME_DEFAULTS = Settings()
+RUNTIME_DEFAULTS = Settings.defaults()
 """The runtime's own defaults, typed (from the knob table)."""
 
 

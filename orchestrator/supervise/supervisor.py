@@ -9,7 +9,7 @@ States and what moves between them::
     RUNNING  --the engine restarted it (Docker restart policy)--> STARTING  (counted as a restart)
     any      --port taken by another program--> FATAL  (named; restarting cannot fix it)
     BACKOFF  --delay over-----------> STARTING
-    any      --crash loop (more than `crash_loop_restarts` restarts in `crash_loop_window_s`)--> FATAL
+    any      --crash loop (more than `crash_loop.restarts` restarts in `crash_loop.window_s`)--> FATAL
     any      --OOM kill, no smaller plan--> FATAL   (with a smaller plan: step down, then BACKOFF)
     any      --stop requested-------> STOPPING --runtime stopped--> STOPPED
 
@@ -65,6 +65,31 @@ class SystemClock:
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """The wait before the n-th restart in a row: ``initial_s`` x 2^(n-1), at most ``max_s``,
+    scaled by a random factor within 1 +- ``jitter_fraction``."""
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+    jitter_fraction: float = 0.2
+    stable_after_s: float = 60.0
+    """Running this long resets the backoff exponent."""
+
+    def delay_s(self, failures: int, rng: random.Random) -> float:
+        base = min(self.max_s, self.initial_s * (2.0 ** (failures - 1)))
+        jitter = 1.0 + self.jitter_fraction * (2.0 * rng.random() - 1.0)
+        return max(0.0, base * jitter)
+
+
+@dataclass(frozen=True)
+class CrashLoop:
+    """More than ``restarts`` failures within ``window_s`` is a crash loop: FATAL, no restart."""
+
+    restarts: int = 5
+    window_s: float = 120.0
+
+
+@dataclass(frozen=True)
 class Policy:
     poll_interval_s: float = 0.5
     startup_budget_s: float = 300.0
@@ -72,13 +97,8 @@ class Policy:
     health_interval_s: float = 2.0
     """Seconds between readiness checks once RUNNING (while STARTING, every poll)."""
     health_failures_to_restart: int = 3
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 30.0
-    backoff_jitter_fraction: float = 0.2
-    crash_loop_restarts: int = 5
-    crash_loop_window_s: float = 120.0
-    stable_after_s: float = 60.0
-    """Running this long resets the backoff exponent."""
+    backoff: Backoff = Backoff()
+    crash_loop: CrashLoop = CrashLoop()
     stop_grace_s: float = 25.0
     log_lines_kept: int = 20
 
@@ -291,7 +311,7 @@ class Supervisor:
             return
         now = self._clock.monotonic()
         if (self._consecutive_failures and self._ready_mono is not None
-                and now - self._ready_mono >= self.policy.stable_after_s):
+                and now - self._ready_mono >= self.policy.backoff.stable_after_s):
             self._consecutive_failures = 0
         if self._last_health_mono is not None and now - self._last_health_mono < self.policy.health_interval_s:
             return
@@ -319,14 +339,12 @@ class Supervisor:
             self._failed(dataclasses.replace(status, running=False, restarted=False))
             return
         now = self._clock.monotonic()
-        window = self.policy.crash_loop_window_s
-        self._failure_times = [t for t in self._failure_times if now - t <= window] + [now]
+        crash_loop = self._count_failure(now)
         self._capture_logs()
-        if len(self._failure_times) > self.policy.crash_loop_restarts:
+        if crash_loop:
             self.runner.stop(self.policy.stop_grace_s)
             self.runner.remove()
-            self._transition(State.FATAL, f"crash loop: {len(self._failure_times)} failures within {window:.0f} s; "
-                                          f"last: {status.detail}" + self._logs_suffix())
+            self._transition(State.FATAL, f"{crash_loop}; last: {status.detail}" + self._logs_suffix())
             return
         self.restarts += 1
         self._started_mono = now
@@ -377,26 +395,23 @@ class Supervisor:
             # A new configuration starts a new crash-loop count and backoff sequence.
             self._failure_times.clear()
             self._consecutive_failures = 0
-        window = self.policy.crash_loop_window_s
-        self._failure_times = [t for t in self._failure_times if now - t <= window] + [now]
-        if len(self._failure_times) > self.policy.crash_loop_restarts:
-            self._transition(
-                State.FATAL,
-                f"crash loop: {len(self._failure_times)} failures within {window:.0f} s; "
-                f"last: {status.detail}" + self._logs_suffix(),
-            )
+        crash_loop = self._count_failure(now)
+        if crash_loop:
+            self._transition(State.FATAL, f"{crash_loop}; last: {status.detail}" + self._logs_suffix())
             return
         self._consecutive_failures += 1
-        delay = self._backoff_delay(self._consecutive_failures)
+        delay = self.policy.backoff.delay_s(self._consecutive_failures, self._rng)
         self._next_start_mono = now + delay
         self._pending_reason = status.detail
         self._transition(State.BACKOFF, f"{status.detail}; restarting in {delay:.1f} s")
 
-    def _backoff_delay(self, failures: int) -> float:
-        p = self.policy
-        base = min(p.backoff_max_s, p.backoff_initial_s * (2.0 ** (failures - 1)))
-        jitter = 1.0 + p.backoff_jitter_fraction * (2.0 * self._rng.random() - 1.0)
-        return max(0.0, base * jitter)
+    def _count_failure(self, now: float) -> str:
+        """Record a failure at ``now``; why that makes a crash loop, or empty when it does not."""
+        loop = self.policy.crash_loop
+        self._failure_times = [t for t in self._failure_times if now - t <= loop.window_s] + [now]
+        if len(self._failure_times) <= loop.restarts:
+            return ""
+        return f"crash loop: {len(self._failure_times)} failures within {loop.window_s:.0f} s"
 
     def _stop(self, reason: str) -> None:
         self._transition(State.STOPPING, reason)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from orchestrator.errors import DeployError
 from orchestrator.launch.spec import LaunchSpec
-from orchestrator.tune.loadgen import LevelResult, quantile
+from orchestrator.tune.loadgen import LevelResult
 from orchestrator.tune.space import Candidate, Knob, neighbours
 from orchestrator.tune.trial import Comparison, Instance, Round, measurement_spec, paired_comparison
 
@@ -59,14 +59,14 @@ class LevelSummary:
 
 
 def summarize_level(results: Sequence[LevelResult]) -> LevelSummary:
-    samples = [s for r in results for s in r.samples]
-    ok = [s for s in samples if s.status == 200]
-    wall = sum(r.wall_s for r in results)
+    """The rounds' results at one concurrency level as one: their samples and wall time together."""
+    level = LevelResult(results[0].concurrency, tuple(s for r in results for s in r.samples),
+                        sum(r.wall_s for r in results))
     return LevelSummary(
-        concurrency=results[0].concurrency, requests=len(samples), failures=len(samples) - len(ok),
-        audio_per_s=sum(s.audio_s for s in ok) / wall if wall > 0 else 0.0,
-        p50_s=quantile([s.latency_s for s in ok], 0.5), p95_s=quantile([s.latency_s for s in ok], 0.95),
-        ttfa_p50_s=quantile([s.ttfa_s for s in ok], 0.5), ttfa_p95_s=quantile([s.ttfa_s for s in ok], 0.95))
+        concurrency=level.concurrency, requests=len(level.samples), failures=level.failures,
+        audio_per_s=level.audio_per_s,
+        p50_s=level.latency_quantile(0.5), p95_s=level.latency_quantile(0.95),
+        ttfa_p50_s=level.ttfa_quantile(0.5), ttfa_p95_s=level.ttfa_quantile(0.95))
 
 
 @dataclass

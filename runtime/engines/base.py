@@ -64,20 +64,12 @@ class EngineOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
-        return cls(
-            device=settings.device,
-            precision=settings.precision,
-            intra_op_threads=settings.threads_per_worker,
-            inter_op_threads=settings.inter_op_threads,
-            ort_execution_mode=settings.ort_execution_mode,
-            ort_graph_optimization=settings.ort_graph_optimization,
-            ort_memory_arena=settings.ort_memory_arena,
-            cudnn_benchmark=settings.cudnn_benchmark,
-            torch_compile=settings.torch_compile,
-            gpus=settings.gpus,
-            fallback_device=settings.fallback_device,
-            fallback_threads=settings.fallback_threads,
-        )
+        """Every option from the setting of the same name (``intra_op_threads`` from
+        ``threads_per_worker``), except the per-instance ones, which keep their defaults."""
+        return cls(**{
+            f.name: getattr(settings, _SETTING_NAMES.get(f.name, f.name))
+            for f in dataclasses.fields(cls) if f.name not in _PER_INSTANCE
+        })
 
     def for_worker(self, worker: int) -> EngineOptions:
         """The options of worker ``worker``'s instance: on CUDA, device ``worker mod gpus``."""
@@ -92,6 +84,12 @@ class EngineOptions:
             self, device=device, precision="fp32", device_index=0, gpus=1,
             intra_op_threads=self.fallback_threads or self.intra_op_threads,
             cudnn_benchmark=False, torch_compile=False, allow_spinning=False)
+
+
+_SETTING_NAMES = {"intra_op_threads": "threads_per_worker"}
+"""EngineOptions fields whose Settings field has another name."""
+_PER_INSTANCE = frozenset({"device_index", "allow_spinning"})
+"""EngineOptions fields that are no setting: the engine chain sets them per instance."""
 
 
 class Engine(Protocol):

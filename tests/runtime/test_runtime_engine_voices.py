@@ -211,7 +211,7 @@ def test_only_the_solo_wide_instance_lets_its_threads_spin() -> None:
         made.append(options)
         return create_engine(name, model_path, sample_rate, options)
 
-    settings = Settings(workers=2, threads_per_worker=1, solo_wide=True)
+    settings = Settings.defaults().replace(workers=2, threads_per_worker=1, solo_wide=True)
     service = SpeechService(settings, engine_factory=factory)
     loaded = service.chain.load_default(settings.default_voice)
     try:

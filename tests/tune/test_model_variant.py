@@ -37,7 +37,7 @@ def test_torch_engine_refuses_an_onnx_variant() -> None:
     files = bundled_voice()
     assert files is not None
     with pytest.raises(StartupError, match="TAILOR_ENGINE=torch"):
-        default_voice_variant(Settings(engine="torch", model_variant="int8-dynamic"), files)
+        default_voice_variant(Settings.defaults().replace(engine="torch", model_variant="int8-dynamic"), files)
 
 
 @pytest.mark.slow

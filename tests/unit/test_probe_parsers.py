@@ -40,25 +40,19 @@ def test_cpu_list_rejects_garbage(text: str) -> None:
         parse_cpu_list(text)
 
 
-X86_CPUINFO = """processor\t: 0
-vendor_id\t: GenuineIntel
-model name\t: Intel(R) Xeon(R) Processor
-physical id\t: 0
-core id\t\t: 0
-flags\t\t: fpu sse2 lm fma avx avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8 avx_vnni
+def xeon_processor(processor: int, core: int) -> str:
+    """One processor's block of a Xeon's /proc/cpuinfo (package 0)."""
+    return (f"processor\t: {processor}\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+            f"physical id\t: 0\ncore id\t\t: {core}\n"
+            "flags\t\t: fpu sse2 lm fma avx avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8 avx_vnni\n")
 
-processor\t: 1
-vendor_id\t: GenuineIntel
-model name\t: Intel(R) Xeon(R) Processor
-physical id\t: 0
-core id\t\t: 1
-flags\t\t: fpu sse2 lm fma avx avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8 avx_vnni
 
-processor\t: 2
-physical id\t: 0
-core id\t\t: 0
-flags\t\t: fpu sse2 lm
-"""
+# Processor 2 is core 0's hyperthread sibling, and its block has no vendor or model lines.
+X86_CPUINFO = "\n".join([
+    xeon_processor(0, core=0),
+    xeon_processor(1, core=1),
+    "processor\t: 2\nphysical id\t: 0\ncore id\t\t: 0\nflags\t\t: fpu sse2 lm\n",
+])
 
 ARM_CPUINFO = """processor\t: 0
 BogoMIPS\t: 62.50

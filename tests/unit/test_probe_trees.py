@@ -157,12 +157,24 @@ def copy_tree(name: str, tmp_path: Path) -> Path:
     return target
 
 
+def probe_changed(name: str, tmp_path: Path, files: dict[str, str | None]) -> HostFacts:
+    """Probe a copy of recorded host ``name`` in which each of ``files`` (a path under its root)
+    is written with the given text, or removed where it is None."""
+    root = copy_tree(name, tmp_path)
+    for path, text in files.items():
+        if text is None:
+            (root / path).unlink()
+        else:
+            (root / path).write_text(text)
+    return probe_host(root, environ=ENV, check_docker=False)
+
+
 def test_nested_v2_cgroup_parent_limit_binds(tmp_path: Path) -> None:
-    root = copy_tree("host-16core-affinity-4", tmp_path)
-    (root / "sys/fs/cgroup/user.slice/memory.max").write_text("4294967296\n")
-    (root / "sys/fs/cgroup/user.slice/memory.current").write_text("1073741824\n")
-    (root / "sys/fs/cgroup/user.slice/user-1000.slice/cpu.max").write_text("150000 100000\n")
-    facts = probe_host(root, environ=ENV, check_docker=False)
+    facts = probe_changed("host-16core-affinity-4", tmp_path, {
+        "sys/fs/cgroup/user.slice/memory.max": "4294967296\n",
+        "sys/fs/cgroup/user.slice/memory.current": "1073741824\n",
+        "sys/fs/cgroup/user.slice/user-1000.slice/cpu.max": "150000 100000\n",
+    })
     assert facts.memory.cgroup_limit_bytes == 4 * GIB
     assert facts.memory.cgroup_usage_bytes == GIB  # usage of the level that sets the limit
     assert facts.memory.effective_available_bytes == 3 * GIB
@@ -171,33 +183,26 @@ def test_nested_v2_cgroup_parent_limit_binds(tmp_path: Path) -> None:
 
 
 def test_sub_cpu_quota_rounds_up_to_one(tmp_path: Path) -> None:
-    root = copy_tree("cgroup2-container-4cpu-8g", tmp_path)
-    (root / "sys/fs/cgroup/cpu.max").write_text("50000 100000\n")
-    facts = probe_host(root, environ=ENV, check_docker=False)
+    facts = probe_changed("cgroup2-container-4cpu-8g", tmp_path, {"sys/fs/cgroup/cpu.max": "50000 100000\n"})
     assert facts.cpu.cgroup_quota_cpus == 0.5
     assert facts.cpu.effective_cpus == 1
 
 
 def test_cpuset_limit_wins_over_quota(tmp_path: Path) -> None:
-    root = copy_tree("cgroup2-container-4cpu-8g", tmp_path)
-    (root / "sys/fs/cgroup/cpuset.cpus.effective").write_text("0-2\n")
-    facts = probe_host(root, environ=ENV, check_docker=False)
+    facts = probe_changed("cgroup2-container-4cpu-8g", tmp_path, {"sys/fs/cgroup/cpuset.cpus.effective": "0-2\n"})
     assert (facts.cpu.cpuset_cpus, facts.cpu.effective_cpus, facts.cpu.effective_cpus_source) == (3, 3, "cpuset")
 
 
 def test_host_view_of_a_namespaced_path_falls_back_to_the_mount(tmp_path: Path) -> None:
     # /proc/self/cgroup shows the host path (/docker/<id>) but the container mounts its own cgroup at /sys/fs/cgroup.
-    root = copy_tree("cgroup2-container-4cpu-8g", tmp_path)
-    (root / "proc/self/cgroup").write_text("0::/system.slice/docker-3f2a9c1b7e44.scope\n")
-    facts = probe_host(root, environ=ENV, check_docker=False)
+    facts = probe_changed("cgroup2-container-4cpu-8g", tmp_path,
+                          {"proc/self/cgroup": "0::/system.slice/docker-3f2a9c1b7e44.scope\n"})
     assert facts.cpu.cgroup_quota_cpus == 4.0
     assert facts.memory.cgroup_limit_bytes == 8 * GIB
 
 
 def test_without_mountinfo_the_default_layout_is_used(tmp_path: Path) -> None:
-    root = copy_tree("cgroup2-container-4cpu-8g", tmp_path)
-    (root / "proc/self/mountinfo").unlink()
-    facts = probe_host(root, environ=ENV, check_docker=False)
+    facts = probe_changed("cgroup2-container-4cpu-8g", tmp_path, {"proc/self/mountinfo": None})
     assert facts.cpu.effective_cpus == 4
     assert facts.memory.cgroup_limit_bytes == 8 * GIB
 
@@ -282,9 +287,7 @@ def test_container_kinds(tmp_path: Path, setup: str | None, environ: dict[str, s
 
 
 def test_pid1_cgroup_names_kubernetes(tmp_path: Path) -> None:
-    root = copy_tree("host-16core-affinity-4", tmp_path)
-    (root / "proc/1/cgroup").write_text("0::/kubepods/burstable/pod5c1d/0a9b8c7d\n")
-    facts = probe_host(root, environ=ENV, check_docker=False)
+    facts = probe_changed("host-16core-affinity-4", tmp_path, {"proc/1/cgroup": "0::/kubepods/burstable/pod5c1d/0a9b8c7d\n"})
     assert (facts.container.in_container, facts.container.container_kind) == (True, "kubernetes")
 
 
@@ -318,8 +321,6 @@ def test_any_file_replaced_by_garbage_never_raises(tmp_path: Path, name: str) ->
 
 
 def test_arm_physical_cores_come_from_sysfs_topology(tmp_path: Path) -> None:
-    root = copy_tree("jetson-orin-nx-r35", tmp_path)
     # Pretend cpu5 is an SMT sibling of cpu4 (same package and core id): 5 physical cores.
-    (root / "sys/devices/system/cpu/cpu5/topology/core_id").write_text("0\n")
-    facts = probe_host(root, environ=ENV, check_docker=False)
+    facts = probe_changed("jetson-orin-nx-r35", tmp_path, {"sys/devices/system/cpu/cpu5/topology/core_id": "0\n"})
     assert (facts.cpu.logical_cores, facts.cpu.physical_cores) == (6, 5)

@@ -12,7 +12,7 @@ from orchestrator.errors import LaunchError, PortInUseError
 from orchestrator.launch.runner import RunnerStatus, RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.supervise.http_client import HealthResult
-from orchestrator.supervise.supervisor import Policy, State, Supervisor
+from orchestrator.supervise.supervisor import Backoff, CrashLoop, Policy, State, Supervisor
 
 SPEC = LaunchSpec(profile="cpu-small", image="tailor-runtime:0.1.0-cpu", flavor="cpu",
                   env=(("TAILOR_PORT", "8000"), ("TAILOR_WORKERS", "2")), port=8000,
@@ -100,6 +100,13 @@ class World:
                           rng=random.Random(7), step_down=step_down, log=self.log.append,
                           on_change=lambda s: self.snapshots.append(s.state.value))
 
+    def running(self, policy: Policy | None = None) -> Supervisor:
+        """A supervisor started and ticked once: RUNNING while the world is healthy."""
+        sup = self.supervisor(policy=policy)
+        sup.start()
+        sup.tick()
+        return sup
+
     def advance(self, sup: Supervisor, seconds: float) -> None:
         end = self.clock.now + seconds
         while self.clock.now < end and sup.state not in (State.FATAL, State.STOPPED):
@@ -142,9 +149,7 @@ def test_not_ready_stays_starting_then_stalls_to_fatal_with_logs() -> None:
 
 def test_exit_backs_off_then_restarts() -> None:
     w = World()
-    sup = w.supervisor()
-    sup.start()
-    sup.tick()
+    sup = w.running()
     crash(w.runners[0])
     sup.tick()
     assert sup.state is State.BACKOFF
@@ -158,7 +163,7 @@ def test_exit_backs_off_then_restarts() -> None:
 
 def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(crash_loop_restarts=100))
+    sup = w.supervisor(policy=Policy(crash_loop=CrashLoop(restarts=100)))
     sup.start()
     delays = []
     for _ in range(6):
@@ -225,9 +230,7 @@ def test_health_is_checked_every_interval_once_running() -> None:
 
 def test_consecutive_failed_health_checks_restart() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(health_failures_to_restart=3, health_interval_s=0))
-    sup.start()
-    sup.tick()
+    sup = w.running(policy=Policy(health_failures_to_restart=3, health_interval_s=0))
     w.healthy = False
     sup.tick()
     sup.tick()
@@ -240,9 +243,7 @@ def test_consecutive_failed_health_checks_restart() -> None:
 
 def test_one_failed_health_check_is_forgiven() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(health_failures_to_restart=2, health_interval_s=0))
-    sup.start()
-    sup.tick()
+    sup = w.running(policy=Policy(health_failures_to_restart=2, health_interval_s=0))
     for healthy in (False, True, False, True):
         w.healthy = healthy
         sup.tick()
@@ -276,9 +277,7 @@ def test_oom_steps_down_then_fatal_when_no_smaller_plan() -> None:
 
 def test_stop_request_stops_runtime_cleanly() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(stop_grace_s=7))
-    sup.start()
-    sup.tick()
+    sup = w.running(policy=Policy(stop_grace_s=7))
     sup.request_stop("SIGTERM received")
     assert sup.tick() is State.STOPPED
     assert w.runners[0].stopped_with == 7 and w.runners[0].removed
@@ -296,9 +295,7 @@ def test_first_start_failure_propagates_as_launch_error() -> None:
 
 def test_restart_start_failure_backs_off() -> None:
     w = World()
-    sup = w.supervisor()
-    sup.start()
-    sup.tick()
+    sup = w.running()
     crash(w.runners[0])
     w.fail_next_start = True
     sup.tick()
@@ -335,7 +332,7 @@ def test_first_start_on_a_taken_port_is_fatal_and_raised() -> None:
 
 def test_port_taken_before_a_restart_is_fatal_not_a_crash_loop() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(backoff_initial_s=1, backoff_jitter_fraction=0))
+    sup = w.supervisor(policy=Policy(backoff=Backoff(initial_s=1, jitter_fraction=0)))
     sup.start()
     w.advance(sup, 1)
     w.port_taken_next = True
@@ -369,7 +366,7 @@ def test_an_oom_restart_by_the_engine_still_steps_down() -> None:
     w = World()
     smaller = replace(SPEC, env=(("TAILOR_PORT", "8000"), ("TAILOR_WORKERS", "1")))
     sup = w.supervisor(step_down=lambda spec: (smaller, "workers 2 -> 1"),
-                       policy=Policy(backoff_initial_s=1, backoff_jitter_fraction=0))
+                       policy=Policy(backoff=Backoff(initial_s=1, jitter_fraction=0)))
     sup.start()
     w.advance(sup, 1)
     first = w.runners[-1]
@@ -382,7 +379,7 @@ def test_an_oom_restart_by_the_engine_still_steps_down() -> None:
 
 def test_engine_restarts_in_a_loop_go_fatal_and_remove_the_instance() -> None:
     w = World()
-    sup = w.supervisor(policy=Policy(crash_loop_restarts=3, crash_loop_window_s=120))
+    sup = w.supervisor(policy=Policy(crash_loop=CrashLoop(restarts=3, window_s=120)))
     sup.start()
     w.advance(sup, 1)
     runner = w.runners[-1]
