@@ -51,6 +51,11 @@ MACHINES = [
             ("GPU 7 (NVIDIA H100 80GB HBM3): used: same card as GPU 0",
              "workers=16: 8 GPUs x min(profile max_workers 2",
              "max_batch_size=32", "on each of 8 GPUs")),
+    # Recorded, not generated: `deploy probe --json` on a lent H200 VM (driver 580, CUDA 13.0, cgroup v2).
+    Machine("h200-recorded", "1 x H200 141 GB VM, 16 vCPU, 126 GiB (recorded by deploy probe)", "gpu-large", "cuda",
+            ("GPU-5a7fc4ad-a74b-d70e-26af-aa40513a0a6e",), ("nvidia.com/gpu", 1),
+            ("GPU 0 (NVIDIA H200): used: torch 2.13 cu130", "bf16: compute capability 9.0 >= 8.0",
+             "max_batch_size=32", "workers=2")),
     Machine("a5000x2-busy", "2 x RTX A5000, GPU 0 held by a training job", "gpu-16gb", "cuda",
             ("GPU-d25f0b87-1c3e-4a9d-b6f2-83e7a1c4d511",), ("nvidia.com/gpu", 1),
             ("GPU 0 (NVIDIA RTX A5000): left out: busy: other processes hold 23.0 GiB of 24.0 GiB",
@@ -119,8 +124,8 @@ def test_plan(machine: Machine) -> None:
         assert plan.env["CUDA_VISIBLE_DEVICES"] == ",".join(machine.gpu_ids)
         assert plan.env["TAILOR_GPUS"] == str(len(machine.gpu_ids))
         assert plan.workers % len(machine.gpu_ids) == 0
-        assert plan.container.cuda_build in ("cu126", "cu128")
-        assert plan.container.base_image.startswith("nvidia/cuda:12.")
+        assert plan.container.cuda_build in ("cu126", "cu128", "cu130")
+        assert plan.container.base_image.startswith(("nvidia/cuda:12.", "nvidia/cuda:13."))
         # The VRAM budget is per device, within what is free on it.
         vram = plan.memory_budget.total("vram")
         used = [g for g in facts.gpus if g.uuid in machine.gpu_ids]
