@@ -9,7 +9,6 @@ first and last convs stay float32, so the audio length never depends on the prec
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import os
 import sys

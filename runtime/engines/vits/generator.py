@@ -30,24 +30,17 @@ def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 def _conv(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a Conv1d, as a 2-D convolution when :func:`_to_channels_last` made its weight 4-D."""
-    conv = module
-    assert isinstance(conv, nn.Conv1d)
-    padding = conv.padding[0]
+    """Apply a Conv1d or ConvTranspose1d: as a 1-D op, or as a 2-D op over ``[b, c, 1, t]`` once
+    :func:`_to_channels_last` made its weight 4-D."""
+    assert isinstance(module, nn.Conv1d | nn.ConvTranspose1d)
+    padding, stride, dilation = module.padding[0], module.stride[0], module.dilation[0]
     assert isinstance(padding, int)
-    if conv.weight.dim() == 3:
-        return F.conv1d(x, conv.weight, conv.bias, conv.stride, padding, conv.dilation)
-    return F.conv2d(x, conv.weight, conv.bias, (1, conv.stride[0]), (0, padding), (1, conv.dilation[0]))
-
-
-def _conv_transpose(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    conv = module
-    assert isinstance(conv, nn.ConvTranspose1d)
-    padding = conv.padding[0]
-    assert isinstance(padding, int)
-    if conv.weight.dim() == 3:
-        return F.conv_transpose1d(x, conv.weight, conv.bias, conv.stride, padding)
-    return F.conv_transpose2d(x, conv.weight, conv.bias, (1, conv.stride[0]), (0, padding))
+    transposed = isinstance(module, nn.ConvTranspose1d)
+    if module.weight.dim() == 3:
+        op = F.conv_transpose1d if transposed else F.conv1d
+        return op(x, module.weight, module.bias, stride=stride, padding=padding, dilation=dilation)
+    op = F.conv_transpose2d if transposed else F.conv2d
+    return op(x, module.weight, module.bias, stride=(1, stride), padding=(0, padding), dilation=(1, dilation))
 
 
 def _to_channels_last(conv: nn.Conv1d | nn.ConvTranspose1d) -> None:
@@ -158,7 +151,7 @@ class Generator(nn.Module):
         lengths = frame_lengths
         # Activations are fresh tensors at every step below, so in-place ops save allocations.
         for i, up in enumerate(self.ups):
-            x = _conv_transpose(up, _masked(F.leaky_relu_(x, SLOPE), mask))
+            x = _conv(up, _masked(F.leaky_relu_(x, SLOPE), mask))
             if lengths is not None:
                 lengths = lengths * self.strides[i]
                 mask = _length_mask(lengths, x.shape[-1], self.stage_dtype, four_d)
