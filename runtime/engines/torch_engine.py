@@ -115,7 +115,8 @@ class TorchEngine:
         # One CUDA stream per engine (each worker has its own): on the default stream the
         # workers' kernels would run one after another on the GPU even when their batches are
         # small and the GPU half idle.
-        self._stream = torch.cuda.Stream(device=self._device) if options.device == "cuda" else None
+        cuda = options.device == "cuda"
+        self._stream = torch.cuda.Stream(device=self._device) if cuda else None  # type: ignore[no-untyped-call]  # torch leaves Stream() untyped
 
     def synthesize(self, item: SynthesisItem) -> np.ndarray:
         return self.synthesize_batch([item])[0]
