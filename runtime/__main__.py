@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         http=protocol_class(settings.header_timeout_s, settings.max_connections, service.instance_id),
     )
     server = DrainingServer(config)
+    apply_switch_interval(settings)
 
     def on_start_failed() -> None:
         failed.set()
@@ -137,6 +138,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"error: start-up failed: {service.state_detail}", file=sys.stderr)
         return EXIT_START_FAILED
     return 0
+
+
+def apply_switch_interval(settings: Settings) -> None:
+    """TAILOR_SWITCH_INTERVAL_MS: how long a thread waiting for the GIL lets the holder run on."""
+    sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
 
 
 if __name__ == "__main__":

@@ -70,3 +70,21 @@ def test_deploy_env_shows_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert {r["name"] for r in rows if r["secret"]} == SECRET_VARIABLES == {"TAILOR_API_KEY"}
     units = {r["name"]: r["unit"] for r in rows}
     assert units["TAILOR_CACHE_BYTES"] == "bytes" and units["TAILOR_BATCH_WINDOW_MS"] == "ms"
+
+
+def test_switch_interval_knob_sets_the_gil_switch_interval() -> None:
+    import sys
+
+    from runtime.__main__ import apply_switch_interval
+    from runtime.settings import Settings, SettingsError
+
+    before = sys.getswitchinterval()
+    try:
+        apply_switch_interval(Settings.from_environ({"TAILOR_SWITCH_INTERVAL_MS": "0.5"}))
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        apply_switch_interval(Settings.defaults())
+        assert sys.getswitchinterval() == pytest.approx(0.005)  # CPython's own default
+    finally:
+        sys.setswitchinterval(before)
+    with pytest.raises(SettingsError, match="TAILOR_SWITCH_INTERVAL_MS"):
+        Settings.from_environ({"TAILOR_SWITCH_INTERVAL_MS": "0"})
