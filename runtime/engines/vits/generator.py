@@ -48,15 +48,20 @@ def _to_channels_last(conv: nn.Conv1d | nn.ConvTranspose1d) -> None:
     conv.weight = nn.Parameter(weight, requires_grad=False)
 
 
+def _dilated_convs(channels: int, kernel_size: int, dilations: tuple[int, ...]) -> nn.ModuleList:
+    """One same-length conv per dilation: the first conv of every residual unit, in both types."""
+    return nn.ModuleList(
+        nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=same_padding(kernel_size, d))
+        for d in dilations
+    )
+
+
 class ResBlockPairs(nn.Module):
     """Type 1: per dilation, LeakyReLU -> dilated conv -> LeakyReLU -> conv, plus a residual."""
 
     def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]) -> None:
         super().__init__()
-        self.convs1 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=same_padding(kernel_size, d))
-            for d in dilations
-        )
+        self.convs1 = _dilated_convs(channels, kernel_size, dilations)
         self.convs2 = nn.ModuleList(
             nn.Conv1d(channels, channels, kernel_size, padding=same_padding(kernel_size))
             for _ in dilations
@@ -76,10 +81,7 @@ class ResBlockSingles(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=same_padding(kernel_size, d))
-            for d in dilations
-        )
+        self.convs = _dilated_convs(channels, kernel_size, dilations)
 
     def forward(self, x: torch.Tensor, act: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """``act`` is ``leaky_relu(x)`` (masked), shared by all blocks of a stage."""
