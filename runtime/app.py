@@ -340,13 +340,17 @@ async def _stream_bytes(
     """Encoded audio, block by block; the whole answer goes to ``on_complete`` (the cache)
     when it finished. A failure after the first block raises :class:`StreamCut`."""
     sent: list[bytes] = []
-    data = await anyio.to_thread.run_sync(encoder.feed, first)
+
+    async def encode(block: Any) -> bytes:
+        return encoder.feed(block) if encoder.cheap else await anyio.to_thread.run_sync(encoder.feed, block)
+
+    data = await encode(first)
     if data:
         sent.append(data)
         yield data
     try:
         async for block in rest:
-            data = await anyio.to_thread.run_sync(encoder.feed, block)
+            data = await encode(block)
             if data:
                 sent.append(data)
                 yield data
@@ -356,7 +360,7 @@ async def _stream_bytes(
             record.outcome = f"cut:{exc.code}"
         encoder.abort()
         raise StreamCut(exc) from exc
-    tail = await anyio.to_thread.run_sync(encoder.finish)
+    tail = encoder.finish() if encoder.cheap else await anyio.to_thread.run_sync(encoder.finish)
     if tail:
         sent.append(tail)
         yield tail

@@ -164,6 +164,12 @@ class StreamEncoder:
         if fmt in _AV and fmt != "flac":
             self._encoder = _AvEncoder(fmt, self.output_rate_hz, self._sink)
 
+    @property
+    def cheap(self) -> bool:
+        """True where ``feed`` is only a cast and a copy (WAV at the voice's own rate): cheaper
+        to run on the event loop than to hand to a worker thread and back."""
+        return self.format == "wav" and self.input_rate_hz == self.output_rate_hz
+
     def feed(self, samples: np.ndarray) -> bytes:
         samples = resample(samples, self.input_rate_hz, self.output_rate_hz)
         if self.format in ("pcm", "wav"):

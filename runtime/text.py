@@ -227,13 +227,16 @@ class Phonemizer:
         return len(self.phonemes(text))
 
     def ids(self, text: str) -> tuple[int, ...]:
+        return self._ids(self.phonemes(text))
+
+    def _ids(self, phonemes: Sequence[str]) -> tuple[int, ...]:
         from piper.phoneme_ids import phonemes_to_ids
 
         id_map = self._config.phoneme_id_map
-        phonemes = [p for p in self.phonemes(text) if p in id_map]
-        if not any(p.strip() for p in phonemes):
+        known = [p for p in phonemes if p in id_map]
+        if not any(p.strip() for p in known):
             return ()
-        return tuple(phonemes_to_ids(phonemes, id_map))
+        return tuple(phonemes_to_ids(known, id_map))
 
     def prepare(
         self, text: str, limit: int = MAX_PHONEMES_PER_CHUNK, first_limit: int | None = None
@@ -243,15 +246,33 @@ class Phonemizer:
         ``first_limit`` bounds only the first chunk (streaming: the first audio comes sooner
         when a long opening sentence is cut at its first clause or word boundary that fits).
         """
+        return self._prepare(text, limit, first_limit, {})
+
+    def _prepare(
+        self, text: str, limit: int, first_limit: int | None, memo: dict[str, list[str]]
+    ) -> list[TextChunk]:
+        """``prepare`` with a request's memo of phonemes by text: chunking counts the same
+        sentence, clause and word several times, and espeak (which holds the GIL) is the
+        costliest step of a request on the server's event-loop side."""
+
+        def phonemes(piece: str) -> list[str]:
+            found = memo.get(piece)
+            if found is None:
+                found = memo[piece] = self.phonemes(piece)
+            return found
+
+        def count(piece: str) -> int:
+            return len(phonemes(piece))
+
         chunks: list[TextChunk] = []
         for index, sentence in enumerate(split_sentences(text)):
-            pieces = chunk_sentence(sentence, self.count, limit)
-            if index == 0 and first_limit is not None and self.count(pieces[0]) > first_limit:
-                head = chunk_sentence(pieces[0], self.count, first_limit)[0]
+            pieces = chunk_sentence(sentence, count, limit)
+            if index == 0 and first_limit is not None and count(pieces[0]) > first_limit:
+                head = chunk_sentence(pieces[0], count, first_limit)[0]
                 rest = pieces[0][len(head):].strip()
                 pieces = [head, *([rest] if rest else []), *pieces[1:]]
             for piece in pieces:
-                ids = self.ids(piece)
+                ids = self._ids(phonemes(piece))
                 if ids:
                     chunks.append(TextChunk(piece, ids))
         return chunks
@@ -262,8 +283,9 @@ class Phonemizer:
     ) -> list[TextChunk]:
         """``prepare`` for each segment of the front end, keeping its rate and pause."""
         chunks: list[TextChunk] = []
+        memo: dict[str, list[str]] = {}
         for segment in segments:
-            part = self.prepare(segment.text, limit, first_limit if not chunks else None)
+            part = self._prepare(segment.text, limit, first_limit if not chunks else None, memo)
             if not part:
                 continue
             part = [dataclasses.replace(c, rate=segment.rate) for c in part]

@@ -120,3 +120,9 @@ def test_time_stretch_of_short_or_unchanged_audio() -> None:
     assert len(time_stretch(tone(0.01), 2.0)) == round(len(tone(0.01)) / 2)
     same = tone(0.5)
     assert np.array_equal(time_stretch(same, 1.0), same)
+
+
+def test_only_native_rate_wav_is_cheap_enough_for_the_event_loop() -> None:
+    assert StreamEncoder("wav", RATE).cheap
+    assert not StreamEncoder("pcm", RATE).cheap  # resampled to 24 kHz
+    assert not StreamEncoder("mp3", RATE).cheap and not StreamEncoder("flac", RATE).cheap

@@ -118,3 +118,23 @@ def test_first_chunk_can_be_bounded_for_streaming(phonemizer: Phonemizer) -> Non
     assert len(whole) == 2 and len(streamed) > 2
     assert (len(streamed[0].phoneme_ids) - 3) // 2 <= 40
     assert " ".join(c.text for c in streamed).split() == text.split()
+
+
+def test_prepare_phonemizes_each_piece_of_text_once(phonemizer: Phonemizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunking counts the same sentence, clause and word several times; espeak holds the GIL
+    on the server, so a request runs it once per distinct piece of text, with the same result."""
+    text = ("When the long opening sentence finally begins, with several clauses, it should not "
+            "delay the first audio of a stream. Short one.")
+    expected = [(c.text, c.phoneme_ids) for c in phonemizer.prepare(text, first_limit=40)]
+    seen: list[str] = []
+    real = phonemizer.phonemes
+
+    def counted(piece: str) -> list[str]:
+        seen.append(piece)
+        return real(piece)
+
+    monkeypatch.setattr(phonemizer, "phonemes", counted)
+    chunks = phonemizer.prepare(text, first_limit=40)
+    assert [(c.text, c.phoneme_ids) for c in chunks] == expected
+    assert len(seen) == len(set(seen))
+    assert all(piece in seen for piece in (c.text for c in chunks))
