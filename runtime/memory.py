@@ -8,18 +8,31 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
+import os
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psutil
 
 _LOG = logging.getLogger("tailor.runtime")
 
 
 def process_rss_bytes() -> int:
     """Resident set size of this process. Source: psutil (``/proc/self/statm`` on Linux)."""
+    return int(_this_process(os.getpid()).memory_info().rss)
+
+
+@functools.cache
+def _this_process(pid: int) -> psutil.Process:
+    """One ``psutil.Process`` per pid: building one reads ``/proc/PID/stat`` (its start time),
+    which cost more than the RSS read itself, several times a request."""
     import psutil
 
-    return int(psutil.Process().memory_info().rss)
+    return psutil.Process(pid)
 
 
 class MemoryWatchdog:
