@@ -223,8 +223,8 @@ VARIABLES: tuple[EnvVar, ...] = (
            "Python's GIL switch interval in the runtime process (sys.setswitchinterval); 5 is CPython's default. "
            "A thread that releases the GIL often (the torch engine, once per operator) waits up to this long to get it "
            "back beside a busy thread: a torch forward beside a busy Python thread ran 4.4x slower at 5 ms and 1.2x at "
-           "0.5 ms; through a CPU-bound server the difference was within noise, and 0.5 ms cost the onnx plan ~10 % "
-           "at concurrency 1 (benchmarks/RESULTS.md).",
+           "0.5 ms; through the servers measured (CPU, and the H200 GPU) the difference was within noise, and 0.5 ms "
+           "cost the onnx plan ~10 % at concurrency 1 (benchmarks/RESULTS.md).",
            _float_at_least(0.01), unit="ms"),
     EnvVar("TAILOR_LOG_LEVEL", "log_level", "info", "debug, info, warning or error.",
            _choice("debug", "info", "warning", "error"), knob="log_level"),
