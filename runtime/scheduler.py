@@ -95,10 +95,15 @@ class JobQueue:
             return job
         return None
 
-    def take(self, batching: bool, window_s: float, max_batch: int) -> list[Job] | None:
+    def take(
+        self, batching: bool, window_s: float, max_batch: int, companions_possible: Callable[[], bool] = lambda: True,
+    ) -> list[Job] | None:
         """The next job (and, batching, companions of the same voice and length bucket, so padding
         stays small: see :data:`LENGTH_BUCKETS`; when the window closes short, jobs of the two
-        neighbouring buckets top the batch up); None once stopped and empty."""
+        neighbouring buckets top the batch up); None once stopped and empty.
+
+        The window is not waited out when ``companions_possible()`` says no other request is in
+        flight: alone, a request's sentences are all queued already and the wait is pure latency."""
         with self._cond:
             first = None
             while first is None:
@@ -115,7 +120,7 @@ class JobQueue:
             while len(batch) < max_batch:
                 self._gather(batch, first.voice, max_batch, {bucket})
                 remaining = deadline - time.monotonic()
-                if len(batch) >= max_batch or remaining <= 0 or self._stopped:
+                if len(batch) >= max_batch or remaining <= 0 or self._stopped or not companions_possible():
                     break
                 self._cond.wait(remaining)
             if len(batch) < max_batch:
@@ -146,8 +151,10 @@ class Scheduler:
         max_batch_size: int,
         metrics: RuntimeMetrics,
         solo_wide: bool = False,
+        companions_possible: Callable[[], bool] = lambda: True,
     ) -> None:
         self._chain = chain
+        self._companions_possible = companions_possible
         self._workers = workers
         self._batching = batching
         self._window_s = batch_window_ms / 1000.0
@@ -205,7 +212,7 @@ class Scheduler:
 
     def _run(self, index: int) -> None:
         while True:
-            batch = self.queue.take(self._batching, self._window_s, self._max_batch)
+            batch = self.queue.take(self._batching, self._window_s, self._max_batch, self._companions_possible)
             self._metrics.queue_depth.set(len(self.queue))
             if batch is None:
                 return

@@ -140,6 +140,7 @@ class SpeechService:
             max_batch_size=settings.max_batch_size,
             metrics=self.metrics,
             solo_wide=settings.solo_wide,
+            companions_possible=lambda: self._in_flight > 1,
         )
         self.admission = WorkEstimator(settings.workers, settings.request_timeout_s)
         self.chain.estimator = self.admission

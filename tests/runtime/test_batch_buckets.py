@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import Any
 
 from runtime.scheduler import LENGTH_BUCKETS, Job, JobQueue, Scheduler, length_bucket, warmup_shapes
@@ -98,3 +99,23 @@ def test_lookahead_fills_every_workers_batch() -> None:
     assert scheduler(chain, workers=2, batching=True, max_batch=16).lookahead() == 32
     assert scheduler(chain, workers=4, batching=False, max_batch=1).lookahead() == 4
     assert scheduler(chain, workers=1, batching=False, max_batch=1).lookahead() == 2
+
+
+def test_the_window_is_waited_out_only_when_another_request_could_join() -> None:
+    """Alone in the server a request's sentences are queued already: the batch window would only
+    add latency. With other requests in flight the window waits for their sentences."""
+    queue = JobQueue()
+    queue.put(job(40))
+    queue.put(job(300))  # the same request's next sentence, a neighbouring-but-one bucket
+    started = time.monotonic()
+    alone = queue.take(batching=True, window_s=5.0, max_batch=8, companions_possible=lambda: False)
+    assert time.monotonic() - started < 2.5
+    assert alone is not None and [len(j.chunk.phoneme_ids) for j in alone] == [40]
+    assert [len(j.chunk.phoneme_ids) for j in queue.take(True, 5.0, 8, lambda: False) or []] == [300]
+
+    queue.put(job(41))
+    arrived = threading.Timer(0.3, lambda: queue.put(job(42)))  # another request's sentence
+    arrived.start()
+    shared = queue.take(batching=True, window_s=1.0, max_batch=2, companions_possible=lambda: True)
+    arrived.join()
+    assert shared is not None and [len(j.chunk.phoneme_ids) for j in shared] == [41, 42]
