@@ -11,8 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 
-class RuntimeServerError(Exception):
-    """Root of every error the runtime reports to a user or a client."""
+class HintedError(Exception):
+    """An error with a message (what went wrong, and where) and a hint (how to fix it).
+
+    The root of this tree (:class:`RuntimeServerError`) and of the orchestrator's
+    (``orchestrator.errors.DeployError``); the two trees stay apart below it.
+    """
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -21,6 +25,10 @@ class RuntimeServerError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\nhint: {self.hint}"
+
+
+class RuntimeServerError(HintedError):
+    """Root of every error the runtime reports to a user or a client."""
 
 
 class StartupError(RuntimeServerError):

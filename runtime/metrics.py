@@ -18,6 +18,7 @@ Who records what:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,6 +42,9 @@ PADDING_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+_Metric = TypeVar("_Metric", Counter, Gauge, Histogram, Info)
+
+
 class RuntimeMetrics:
     """Every metric the runtime exports."""
 
@@ -48,62 +52,51 @@ class RuntimeMetrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
-        self.requests = Counter(
-            "tailor_requests_total",
-            "HTTP requests by route and status code (499: the client disconnected first).",
-            ("route", "status"), registry=r)
-        self.latency = Histogram(
-            "tailor_request_duration_seconds", "Speech request latency until the last byte.",
-            ("route",), buckets=LATENCY_BUCKETS_S, registry=r)
-        self.ttfa = Histogram(
-            "tailor_time_to_first_audio_seconds", "Time from request to the first audio being ready.",
-            buckets=LATENCY_BUCKETS_S, registry=r)
-        self.queue_depth = Gauge(
-            "tailor_queue_depth", "Sentence jobs waiting for a synthesis worker.", registry=r)
-        self.in_flight = Gauge(
-            "tailor_requests_in_flight", "Admitted speech requests not finished yet.", registry=r)
-        self.audio_seconds = Counter(
-            "tailor_audio_seconds_total", "Seconds of audio synthesized.", ("voice",), registry=r)
-        self.rss = Gauge(
-            "tailor_process_resident_memory_bytes", "Resident set size of the server process.",
-            registry=r)
+        # One row a metric: attribute, kind, name, help, label names, buckets (histograms).
+        m = self._metric
+        self.requests = m(Counter, "tailor_requests_total",
+                          "HTTP requests by route and status code (499: the client disconnected first).",
+                          ("route", "status"))
+        self.latency = m(Histogram, "tailor_request_duration_seconds", "Speech request latency until the last byte.",
+                         ("route",), LATENCY_BUCKETS_S)
+        self.ttfa = m(Histogram, "tailor_time_to_first_audio_seconds",
+                      "Time from request to the first audio being ready.", (), LATENCY_BUCKETS_S)
+        self.queue_depth = m(Gauge, "tailor_queue_depth", "Sentence jobs waiting for a synthesis worker.")
+        self.in_flight = m(Gauge, "tailor_requests_in_flight", "Admitted speech requests not finished yet.")
+        self.audio_seconds = m(Counter, "tailor_audio_seconds_total", "Seconds of audio synthesized.", ("voice",))
+        self.rss = m(Gauge, "tailor_process_resident_memory_bytes", "Resident set size of the server process.")
         self.rss.set_function(rss_bytes)
-        self.model_load = Gauge(
-            "tailor_model_load_seconds", "Time to load each engine instance's model.",
-            ("engine", "voice"), registry=r)
-        self.cache_hits = Counter("tailor_cache_hits_total", "Audio cache hits.", registry=r)
-        self.cache_misses = Counter("tailor_cache_misses_total", "Audio cache misses.", registry=r)
-        self.cache_bytes = Gauge("tailor_cache_bytes", "Bytes held by the audio cache.", registry=r)
-        self.fallbacks = Counter(
-            "tailor_engine_fallbacks_total",
-            "Times a fallback engine served work the primary could not.",
-            ("reason", "to_engine"), registry=r)
-        self.engine_active = Gauge(
-            "tailor_engine_active", "1 for the engine:voice entry currently serving the default voice.",
-            ("engine", "voice"), registry=r)
-        self.engine_info = Info(
-            "tailor_engine",
-            "The engine serving the default voice: engine, voice, device, precision, "
-            "role (primary or fallback).", registry=r)
-        self.batch_size = Histogram(
-            "tailor_batch_size", "Sentences per engine call.", buckets=BATCH_SIZE_BUCKETS, registry=r)
-        self.batch_padding = Histogram(
-            "tailor_batch_padding_fraction",
-            "Share of an engine call's phoneme slots that are padding (0 for a single sentence).",
-            buckets=PADDING_BUCKETS, registry=r)
-        self.ready = Gauge("tailor_ready", "1 when the server reports ready.", registry=r)
-        self.model_variant = Gauge(
-            "tailor_model_variant_info",
-            "1 for the model file variant serving the default voice (TAILOR_MODEL_VARIANT).",
-            ("voice", "variant"), registry=r)
-        self.admission_rejections = Counter(
-            "tailor_admission_rejections_total",
-            "Speech requests refused at admission, by reason (queue_full, deadline).",
-            ("reason",), registry=r)
-        self.seconds_per_char = Gauge(
-            "tailor_estimated_seconds_per_character",
-            "Measured synthesis seconds per input character (one worker), used for admission.",
-            registry=r)
+        self.model_load = m(Gauge, "tailor_model_load_seconds", "Time to load each engine instance's model.",
+                            ("engine", "voice"))
+        self.cache_hits = m(Counter, "tailor_cache_hits_total", "Audio cache hits.")
+        self.cache_misses = m(Counter, "tailor_cache_misses_total", "Audio cache misses.")
+        self.cache_bytes = m(Gauge, "tailor_cache_bytes", "Bytes held by the audio cache.")
+        self.fallbacks = m(Counter, "tailor_engine_fallbacks_total",
+                           "Times a fallback engine served work the primary could not.", ("reason", "to_engine"))
+        self.engine_active = m(Gauge, "tailor_engine_active",
+                               "1 for the engine:voice entry currently serving the default voice.", ("engine", "voice"))
+        self.engine_info = m(Info, "tailor_engine",
+                             "The engine serving the default voice: engine, voice, device, precision, "
+                             "role (primary or fallback).")
+        self.batch_size = m(Histogram, "tailor_batch_size", "Sentences per engine call.", (), BATCH_SIZE_BUCKETS)
+        self.batch_padding = m(Histogram, "tailor_batch_padding_fraction",
+                               "Share of an engine call's phoneme slots that are padding (0 for a single sentence).",
+                               (), PADDING_BUCKETS)
+        self.ready = m(Gauge, "tailor_ready", "1 when the server reports ready.")
+        self.model_variant = m(Gauge, "tailor_model_variant_info",
+                               "1 for the model file variant serving the default voice (TAILOR_MODEL_VARIANT).",
+                               ("voice", "variant"))
+        self.admission_rejections = m(Counter, "tailor_admission_rejections_total",
+                                      "Speech requests refused at admission, by reason (queue_full, deadline).",
+                                      ("reason",))
+        self.seconds_per_char = m(Gauge, "tailor_estimated_seconds_per_character",
+                                  "Measured synthesis seconds per input character (one worker), used for admission.")
+
+    def _metric(self, kind: type[_Metric], name: str, documentation: str, labels: Sequence[str] = (),
+                buckets: Sequence[float] = ()) -> _Metric:
+        """One metric in this app's registry (``buckets``: a histogram's, else none)."""
+        extra: dict[str, Any] = {"buckets": buckets} if buckets else {}
+        return kind(name, documentation, labels, registry=self.registry, **extra)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,11 +7,14 @@ these functions parse options, call them, and print.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -43,8 +46,40 @@ class _Out:
         out.warn(text)
 
 
+_LAUNCH_FLAGS: dict[str, Any] = {
+    "backend": opts.BackendOpt, "detach": opts.DetachOpt, "synthesize": opts.SynthesizeOpt,
+    "base_image": opts.BaseImageOpt, "wheelhouse": opts.WheelhouseOpt, "rebuild": opts.RebuildOpt,
+    "network": opts.NetworkOpt, "startup_timeout_s": opts.StartupTimeoutOpt,
+    "health_interval_s": opts.HealthIntervalOpt,
+}
+"""LaunchOptions field -> its command-line option, shared by `auto` and `up`; the default is the field's."""
 
 
+def _with_launch_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the options of :data:`_LAUNCH_FLAGS` in place of its keyword-only
+    ``launching`` parameter, and call it with their values packed into that one LaunchOptions.
+
+    typer reads a command's options from ``inspect.signature`` and ``typing.get_type_hints``,
+    so the wrapper's ``__signature__`` and ``__annotations__`` both list them.
+    """
+    defaults = {field.name: field.default for field in dataclasses.fields(LaunchOptions)}
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name], annotation=option)
+              for name, option in _LAUNCH_FLAGS.items()]
+    signature = inspect.signature(command, eval_str=True)
+    params = list(signature.parameters.values())
+    at = list(signature.parameters).index("launching")
+    signature = signature.replace(parameters=[*params[:at], *shared, *params[at + 1:]])
+
+    @functools.wraps(command)
+    def with_flags(**kwargs: Any) -> None:
+        command(launching=LaunchOptions(**{name: kwargs.pop(name) for name in _LAUNCH_FLAGS}), **kwargs)
+
+    with_flags.__signature__ = signature  # type: ignore[attr-defined]
+    with_flags.__annotations__ = {name: param.annotation for name, param in signature.parameters.items()}
+    return with_flags
+
+
+@_with_launch_flags
 def auto(
     facts: opts.FactsOpt = None,
     profile: opts.ProfileOpt = None,
@@ -57,15 +92,8 @@ def auto(
     port: opts.PortOpt = None,
     explain: opts.ExplainOpt = False,
     show_secrets: opts.ShowSecretsOpt = False,
-    backend: opts.BackendOpt = "auto",
-    detach: opts.DetachOpt = False,
-    synthesize: opts.SynthesizeOpt = None,
-    base_image: opts.BaseImageOpt = None,
-    wheelhouse: opts.WheelhouseOpt = None,
-    rebuild: opts.RebuildOpt = False,
-    network: opts.NetworkOpt = None,
-    startup_timeout: opts.StartupTimeoutOpt = None,
-    health_interval: opts.HealthIntervalOpt = None,
+    *,
+    launching: LaunchOptions,
     state_dir: opts.StateDirOpt = None,
 ) -> None:
     """Probe, plan, render, build the image (docker), launch, wait until ready, supervise."""
@@ -76,24 +104,15 @@ def auto(
     prepared = dep.plan_deployment(sd, inputs)
     if explain and prepared.plan is not None:
         print_sources(prepared.plan, show_secrets=show_secrets)
-    launch(prepared, sd, os.environ, LaunchOptions(
-        backend=backend, detach=detach, synthesize=synthesize, base_image=base_image, wheelhouse=wheelhouse,
-        rebuild=rebuild, network=network, startup_timeout_s=startup_timeout, health_interval_s=health_interval),
-        _Out(), stale=stale)
+    launch(prepared, sd, os.environ, launching, _Out(), stale=stale)
 
 
+@_with_launch_flags
 def up(
     directory: opts.DirectoryArg = None,
     port: opts.PortOpt = None,
-    backend: opts.BackendOpt = "auto",
-    detach: opts.DetachOpt = False,
-    synthesize: opts.SynthesizeOpt = None,
-    base_image: opts.BaseImageOpt = None,
-    wheelhouse: opts.WheelhouseOpt = None,
-    rebuild: opts.RebuildOpt = False,
-    network: opts.NetworkOpt = None,
-    startup_timeout: opts.StartupTimeoutOpt = None,
-    health_interval: opts.HealthIntervalOpt = None,
+    *,
+    launching: LaunchOptions,
     state_dir: opts.StateDirOpt = None,
     detached_child: Annotated[bool, typer.Option("--detached-child", hidden=True)] = False,
     backend_reason: Annotated[str | None, typer.Option("--backend-reason", hidden=True)] = None,
@@ -109,10 +128,9 @@ def up(
     stale = None if detached_child else prepare_state_dir(sd, os.environ, _Out())
     prepared = dep.load_deployment(directory or sd / dep.RENDERED_DIR, port=opts.checked_port(port))
     adopted = RuntimeIdentity(ident=adopt, instance_id=adopt_instance) if detached_child and adopt else None
-    launch(prepared, sd, os.environ, LaunchOptions(
-        backend=backend, detach=detach, synthesize=synthesize, base_image=base_image, wheelhouse=wheelhouse,
-        rebuild=rebuild, network=network, startup_timeout_s=startup_timeout, health_interval_s=health_interval,
-        detached_child=detached_child, backend_reason=backend_reason, adopt=adopted), _Out(), stale=stale)
+    launching = dataclasses.replace(launching, detached_child=detached_child, backend_reason=backend_reason,
+                                    adopt=adopted)
+    launch(prepared, sd, os.environ, launching, _Out(), stale=stale)
 
 
 def status(

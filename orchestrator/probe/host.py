@@ -96,26 +96,13 @@ def probe_files(fs: RootFs, env: Mapping[str, str], nvml: NvmlReader | None, che
     hostname = _hostname(fs)
     allocators = find_allocators(fs)
     container = ContainerFacts(
-        in_container=in_container,
-        container_kind=kind,
-        cgroup_version=detect_cgroup_version(fs, limits.version),
-        docker_reachable=docker_reachable,
-        docker_reason=docker_reason,
-        nvidia_runtime=nvidia_runtime,
-        models_dir=directory,
-        models_dir_free_bytes=free,
-    )
+        in_container=in_container, container_kind=kind, cgroup_version=detect_cgroup_version(fs, limits.version),
+        docker_reachable=docker_reachable, docker_reason=docker_reason, nvidia_runtime=nvidia_runtime,
+        models_dir=directory, models_dir_free_bytes=free)
     return HostFacts(
-        cpu=cpu,
-        memory=memory,
-        gpus=gpus,
-        nvml=status,
-        jetson=jetson,
-        container=container,
-        hostname=hostname,
+        cpu=cpu, memory=memory, gpus=gpus, nvml=status, jetson=jetson, container=container, hostname=hostname,
         notes=tuple(fs.notes),  # last: every step above may have added notes
-        allocator_libraries=allocators,
-    )
+        allocator_libraries=allocators)
 
 
 __all__ = ["JETSON_NVML_REASON", "probe_files", "probe_host"]

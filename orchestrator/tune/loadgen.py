@@ -44,6 +44,11 @@ class Sample:
     audio_s: float
     status: int
 
+    @property
+    def ok(self) -> bool:
+        """Answered 200; any other status (0: no response at all) is a failure and delivers no audio."""
+        return self.status == 200
+
 
 @dataclass(frozen=True)
 class LevelResult:
@@ -55,7 +60,7 @@ class LevelResult:
 
     @property
     def ok(self) -> tuple[Sample, ...]:
-        return tuple(s for s in self.samples if s.status == 200)
+        return tuple(s for s in self.samples if s.ok)
 
     @property
     def failures(self) -> int:

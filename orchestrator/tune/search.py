@@ -139,23 +139,22 @@ class _Stop(Exception):
         self.reason = reason
 
 
+@dataclass(eq=False)
 class Search:
-    def __init__(self, spec_for: SpecFor, knobs: Sequence[Knob], plan_env: Mapping[str, str], options: TuneOptions,
-                 work_dir: Path, environ: Mapping[str, str], progress: Progress,
-                 clock: Callable[[], float] = time.monotonic, started: float | None = None) -> None:
-        self.spec_for = spec_for
-        self.knobs = list(knobs)
-        self.plan_env = plan_env
-        self.options = options
-        self.work_dir = work_dir
-        self.environ = environ
-        self.progress = progress
-        self.clock = clock
-        self.started = clock() if started is None else started
-        self.records: list[Record] = []
-        self._cost_s = 0.0
-        self._incumbent: Record = Record(0, DEFAULT)
-        self._inc_inst: Instance | None = None
+    spec_for: SpecFor
+    knobs: Sequence[Knob]
+    plan_env: Mapping[str, str]
+    options: TuneOptions
+    work_dir: Path
+    environ: Mapping[str, str]
+    progress: Progress
+    started: float
+    """``clock()`` when the tuning began: the time budget counts from there."""
+    clock: Callable[[], float] = time.monotonic
+    records: list[Record] = field(default_factory=list, init=False)
+    _cost_s: float = field(default=0.0, init=False)
+    _incumbent: Record = field(default_factory=lambda: Record(0, DEFAULT), init=False)
+    _inc_inst: Instance | None = field(default=None, init=False)
 
     # --- budget ------------------------------------------------------------------------
     def left_s(self) -> float:

@@ -143,10 +143,8 @@ def test_mig_listing_failure_is_a_note() -> None:
 
 
 @pytest.mark.parametrize(("name", "profile"), [
-    ("NVIDIA A100-SXM4-40GB MIG 1g.5gb", "1g.5gb"),
-    ("NVIDIA H100 80GB HBM3 MIG 1g.10gb+me", "1g.10gb+me"),
-    ("NVIDIA A30 MIG 2g.12gb", "2g.12gb"),
-    ("Tesla T4", None),
+    ("NVIDIA A100-SXM4-40GB MIG 1g.5gb", "1g.5gb"), ("NVIDIA H100 80GB HBM3 MIG 1g.10gb+me", "1g.10gb+me"),
+    ("NVIDIA A30 MIG 2g.12gb", "2g.12gb"), ("Tesla T4", None),
 ])
 def test_mig_profile_from_name(name: str, profile: str | None) -> None:
     assert mig_profile_from_name(name) == profile

@@ -204,8 +204,7 @@ def test_device_tree_strings_and_soc() -> None:
 
 
 @pytest.mark.parametrize(("text", "kind"), [
-    ("0::/kubepods/besteffort/pod1f2e3d4c/3a4b5c6d\n", "kubernetes"),
-    ("12:memory:/docker/3f2a9c1b7e44\n", "docker"),
+    ("0::/kubepods/besteffort/pod1f2e3d4c/3a4b5c6d\n", "kubernetes"), ("12:memory:/docker/3f2a9c1b7e44\n", "docker"),
     ("0::/machine.slice/libpod-5e6f7a8b.scope\n", "podman"),
     ("612 541 0:157 / / rw - overlay overlay rw,lowerdir=/var/lib/docker/overlay2/l/7ZQ3", "docker"),
     ("0::/init.scope\n", None),
