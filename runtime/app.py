@@ -41,7 +41,7 @@ from runtime.middleware import (
 from runtime.normalize import prepare_text
 from runtime.openapi import describe_api
 from runtime.schemas import OPENAI_MODELS, SNAPSHOT_PATTERN, SpeechRequest, is_openai_model
-from runtime.service import SpeechJob, SpeechService
+from runtime.service import SpeechService
 from runtime.settings import Settings
 from runtime.text import FIRST_CHUNK_PHONEMES, MAX_PHONEMES_PER_CHUNK, validate_input
 from runtime.voices import OPENAI_VOICES, VoiceFiles, resolve_voice
@@ -259,7 +259,7 @@ def create_app(
         if not chunks:
             raise BadRequest("input has nothing to speak (no pronounceable text)", param="input",
                              code="empty_input")
-        ticket = service.admit(sum(len(c.text) for c in chunks), started)
+        job = service.admit(voice.name, chunks, body.speed, started)
         released = False
         generator: AsyncGenerator[Any, None] | None = None
 
@@ -267,11 +267,10 @@ def create_app(
             nonlocal released
             if not released:
                 released = True
-                service.release(ticket)
+                service.release(job)
                 service.metrics.latency.labels(SPEECH_ROUTE).observe(time.monotonic() - started)
 
         try:
-            job = SpeechJob(voice.name, tuple(chunks), body.speed, ticket.deadline, ticket)
             generator = _timed(service, service.audio_blocks(job), started, record, rate)
             first = await generator.__anext__()  # errors before the first audio stay JSON errors
             encoder = StreamEncoder(fmt, rate)

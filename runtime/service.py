@@ -46,24 +46,16 @@ MIN_SPEED, MAX_SPEED = 0.1, 8.0
 
 
 @dataclass
-class Ticket:
-    """An admitted request's share of the admission backlog."""
-
-    remaining_chars: int
-    deadline: float
-    """``time.monotonic()`` value after which the request times out."""
-
-
-@dataclass(frozen=True)
 class SpeechJob:
-    """A validated request, ready for synthesis."""
+    """An admitted request, ready for synthesis, with its share of the admission backlog."""
 
     voice: str
     chunks: tuple[TextChunk, ...]
     speed: float
     deadline: float
     """``time.monotonic()`` value after which the request times out."""
-    ticket: Ticket | None = None
+    backlog_chars: int
+    """Characters of this request still counted in the admission backlog (0 once released)."""
 
 
 class _MeasuredChain(EngineChain):
@@ -283,9 +275,11 @@ class SpeechService:
                 code="memory_pressure", headers={"Retry-After": "5"},
             )
 
-    def admit(self, characters: int, started: float) -> Ticket:
-        """Admit a request of ``characters`` (503 when not accepting, 429 when the queue is
-        full, 503 ``overloaded`` when the admitted work would not let it finish in time)."""
+    def admit(self, voice: str, chunks: Sequence[TextChunk], speed: float, started: float) -> SpeechJob:
+        """Admit a request (503 when not accepting, 429 when the queue is full, 503
+        ``overloaded`` when the admitted work would not let it finish in time); the job must
+        be given to :meth:`release` once it ends, however it ends."""
+        characters = sum(len(c.text) for c in chunks)
         self.check_accepting()
         capacity = self.settings.workers + self.settings.max_queue
         with self._lock:
@@ -309,16 +303,19 @@ class SpeechService:
                 )
             self._in_flight += 1
             self.metrics.in_flight.set(self._in_flight)
-        return Ticket(characters, started + self.settings.request_timeout_s)
+        return SpeechJob(voice, tuple(chunks), speed, started + self.settings.request_timeout_s, characters)
 
-    def release(self, ticket: Ticket | None = None) -> None:
-        if ticket is not None:
-            self.admission.done(ticket.remaining_chars)
-            ticket.remaining_chars = 0
+    def release(self, job: SpeechJob) -> None:
+        self._take_off_backlog(job, job.backlog_chars)
         with self._idle:
             self._in_flight = max(0, self._in_flight - 1)
             self.metrics.in_flight.set(self._in_flight)
             self._idle.notify_all()
+
+    def _take_off_backlog(self, job: SpeechJob, characters: int) -> None:
+        done = min(characters, job.backlog_chars)
+        self.admission.done(done)
+        job.backlog_chars -= done
 
     def abort_in_flight(self) -> None:
         """Grace period over: every request still running ends now with 503 (JSON, or an
@@ -377,9 +374,7 @@ class SpeechService:
                 samples = head.result()
                 done_chunk = job.chunks[completed]
                 completed += 1
-                if job.ticket is not None:
-                    self.admission.done(len(done_chunk.text))
-                    job.ticket.remaining_chars = max(0, job.ticket.remaining_chars - len(done_chunk.text))
+                self._take_off_backlog(job, len(done_chunk.text))
                 refill()
                 speed = min(MAX_SPEED, max(MIN_SPEED, job.speed * done_chunk.rate))
                 if speed != 1.0:
