@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from orchestrator.errors import PlanError, UsageError
 from orchestrator.probe.facts import GpuFacts, HostFacts, jetson_compute_capability
@@ -25,9 +26,9 @@ from orchestrator.select.gpus import GpuChoice, choose_gpus
 from orchestrator.select.profiles import Profile, ProfileSet, parse_version
 from orchestrator.units import format_size
 
-FITS = "fits"
-FITS_WITH_CHANGE = "fits-with-change"
-DOES_NOT_FIT = "does-not-fit"
+FITS: Final = "fits"
+FITS_WITH_CHANGE: Final = "fits-with-change"
+DOES_NOT_FIT: Final = "does-not-fit"
 STATUS_LABELS = {FITS: "fits", FITS_WITH_CHANGE: "fits with a change", DOES_NOT_FIT: "does not fit"}
 
 FP16_MIN_CC = (7, 0)
@@ -127,8 +128,8 @@ def cpu_bf16_supported(precision: str, device: str, engine: str, isa_flags: tupl
 @dataclass(frozen=True)
 class Verdict:
     profile: str
-    status: str
-    """``fits``, ``fits-with-change`` or ``does-not-fit``."""
+    status: Literal["fits", "fits-with-change", "does-not-fit"]
+    """FITS, FITS_WITH_CHANGE or DOES_NOT_FIT (mypy checks every value assigned or compared)."""
     failures: tuple[str, ...]
     """Each failed condition, with the numbers."""
     changes: tuple[str, ...]
