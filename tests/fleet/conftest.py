@@ -8,8 +8,12 @@ download and one base image.
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
+import sys
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,9 +22,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.docker.conftest import base_image, docker_client, wheelhouse  # noqa: F401  (fixtures)
+from tests.docker.conftest import base_image, docker_client, runtime_image, wheelhouse  # noqa: F401  (fixtures)
 
-HOSTS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
+ROOT = Path(__file__).resolve().parents[2]
+HOSTS_DIR = ROOT / "tests" / "fixtures" / "hosts"
 RECORDED = "jetson-orin-nx-r35"
 
 # name -> docker run limits: each host has different limits, each its own network namespace.
@@ -67,21 +72,38 @@ def test_fleet(docker_client, base_image: str, tmp_path_factory) -> Iterator[Tes
         inventory = root / "inventory"
         (inventory / "group_vars").mkdir(parents=True)
         (inventory / "host_vars").mkdir()
-        docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         lines = ["[tts]"]
         lines += [f"{name} ansible_host={cname}" for name, cname in containers.items()]
         lines += ["", "[recorded]",
                   f"jetson-recorded ansible_host={containers['fleet-a']} "
                   f"tailor_probe_root=/opt/recorded/{RECORDED}",
-                  "", "[gone]", f"fleet-gone ansible_host=tailor-fleet-gone-{suffix}",
-                  "", "[all:vars]",
-                  "ansible_connection=community.docker.docker_api",
-                  f"ansible_docker_docker_host={docker_host}",
-                  "ansible_docker_timeout=60",
-                  "ansible_user=root",
-                  "ansible_python_interpreter=/usr/bin/python3"]
+                  "", "[gone]", f"fleet-gone ansible_host=tailor-fleet-gone-{suffix}", "", *connection_vars()]
         (inventory / "hosts.ini").write_text("\n".join(lines) + "\n")
         yield TestFleet(inventory, root / "fleet-dir", containers, docker_client)
     finally:
         for container in started:
             container.remove(force=True)
+
+
+def deploy_fleet(*args: str, timeout: float = 540) -> tuple[int, dict, str]:
+    """``deploy fleet ARGS`` in a subprocess: (exit code, its --json output or {}, stderr)."""
+    argv = [sys.executable, "-m", "orchestrator", "fleet", *args]
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=timeout,
+                          check=False)
+    print(f"deploy fleet {' '.join(args[:1])}: {time.monotonic() - t0:.1f} s, exit {proc.returncode}")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    return proc.returncode, data, proc.stderr
+
+
+def rows_by_host(data: dict) -> dict[str, dict]:
+    return {r["host"]: r for r in data["hosts"]}
+
+
+def connection_vars() -> list[str]:
+    """Inventory ``[all:vars]`` lines: Ansible reaches container hosts through the test engine."""
+    docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return ["[all:vars]", "ansible_connection=community.docker.docker_api",
+            f"ansible_docker_docker_host={docker_host}", "ansible_docker_timeout=60", "ansible_user=root",
+            "ansible_python_interpreter=/usr/bin/python3"]

@@ -13,34 +13,20 @@ run -> rollback of one broken host -> down.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from tests.fleet.conftest import deploy_fleet, rows_by_host
+
 pytestmark = [pytest.mark.docker, pytest.mark.fleet, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 GIB = 1024**3
 TTS = ("fleet-a", "fleet-b", "fleet-c")
 EXPECTED_CPUS = {"fleet-a": 1, "fleet-b": 2, "fleet-c": 1}
 EXPECTED_MEMORY_GIB = {"fleet-a": 2, "fleet-b": 4, "fleet-c": 3}
-
-
-def deploy_fleet(test_fleet, *args: str, timeout: float = 540) -> tuple[int, dict, str]:
-    argv = [sys.executable, "-m", "orchestrator", "fleet", *args]
-    t0 = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=timeout,
-                          check=False)
-    print(f"deploy fleet {' '.join(args[:1])}: {time.monotonic() - t0:.1f} s, exit {proc.returncode}")
-    assert "Traceback" not in proc.stderr, proc.stderr
-    data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
-    return proc.returncode, data, proc.stderr
 
 
 def with_inventory(test_fleet, command: str, *args: str) -> list[str]:
@@ -71,12 +57,8 @@ def host_status(test_fleet, host: str) -> dict:
     return json.loads(output)
 
 
-def rows_by_host(data: dict) -> dict[str, dict]:
-    return {r["host"]: r for r in data["hosts"]}
-
-
 def test_probe_plans_each_host_for_its_own_limits(test_fleet, wheelhouse: Path) -> None:
-    rc, data, err = deploy_fleet(test_fleet, *with_inventory(
+    rc, data, err = deploy_fleet(*with_inventory(
         test_fleet, "probe", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
         "--limit", "tts:gone", "--json"))
     rows = rows_by_host(data)
@@ -96,18 +78,18 @@ def test_probe_plans_each_host_for_its_own_limits(test_fleet, wheelhouse: Path) 
 
 
 def test_recorded_jetson_is_planned_and_rendered(test_fleet, wheelhouse: Path, tmp_path: Path) -> None:
-    rc, _data, err = deploy_fleet(test_fleet, *with_inventory(
+    rc, _data, err = deploy_fleet(*with_inventory(
         test_fleet, "probe", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
         "--limit", "recorded", "--json"))
     assert rc == 0, err
-    rc, data, err = deploy_fleet(test_fleet, "plan", "--fleet-dir", str(test_fleet.fleet_dir), "--json")
+    rc, data, err = deploy_fleet("plan", "--fleet-dir", str(test_fleet.fleet_dir), "--json")
     rows = rows_by_host(data)
     assert rc == 0, err
     assert set(rows) == {*TTS, "jetson-recorded", "fleet-gone"}  # the earlier probe's hosts are kept
     jetson = rows["jetson-recorded"]
     assert jetson["architecture"] == "aarch64" and jetson["jetson"]
     out = tmp_path / "k8s"
-    rc, data, err = deploy_fleet(test_fleet, "render", "--k8s", "--fleet-dir", str(test_fleet.fleet_dir),
+    rc, data, err = deploy_fleet("render", "--k8s", "--fleet-dir", str(test_fleet.fleet_dir),
                                  "--out", str(out), "--json")
     assert rc == 0, err
     hosts_in_classes = {h for c in data["classes"] for h in c["hosts"]}
@@ -122,7 +104,7 @@ def test_recorded_jetson_is_planned_and_rendered(test_fleet, wheelhouse: Path, t
 
 
 def test_up_makes_every_host_ready(test_fleet, wheelhouse: Path) -> None:
-    rc, data, err = deploy_fleet(test_fleet, *with_inventory(
+    rc, data, err = deploy_fleet(*with_inventory(
         test_fleet, "up", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
         "--limit", "tts", "--json"))
     assert rc == 0, err
@@ -135,7 +117,7 @@ def test_up_makes_every_host_ready(test_fleet, wheelhouse: Path) -> None:
 
 
 def test_status_reports_every_host(test_fleet) -> None:
-    rc, data, err = deploy_fleet(test_fleet, *with_inventory(test_fleet, "status", "--limit", "tts", "--json"))
+    rc, data, err = deploy_fleet(*with_inventory(test_fleet, "status", "--limit", "tts", "--json"))
     assert rc == 0, err
     for host, row in rows_by_host(data).items():
         assert row["ready"] is True and row["state"] == "RUNNING" and row["restarts"] == 0, host
@@ -157,7 +139,7 @@ def test_facts_module_works_in_check_mode(test_fleet) -> None:
 
 def test_second_run_changes_nothing_and_restarts_nothing(test_fleet, wheelhouse: Path) -> None:
     before = {h: host_status(test_fleet, h) for h in TTS}
-    rc, data, err = deploy_fleet(test_fleet, *with_inventory(
+    rc, data, err = deploy_fleet(*with_inventory(
         test_fleet, "up", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
         "--limit", "tts", "--json"))
     assert rc == 0, err
@@ -172,7 +154,7 @@ def test_a_broken_host_is_rolled_back_and_the_others_updated(test_fleet, wheelho
     (test_fleet.inventory / "group_vars" / "tts.yml").write_text("tailor_settings:\n  log_level: debug\n")
     (test_fleet.inventory / "host_vars" / "fleet-b.yml").write_text(
         "tailor_env:\n  TAILOR_VOICE: no-such-voice\ntailor_ready_timeout_s: 30\n")
-    rc, data, _err = deploy_fleet(test_fleet, *with_inventory(
+    rc, data, _err = deploy_fleet(*with_inventory(
         test_fleet, "up", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
         "--limit", "tts", "--serial", "2", "--json"))
     rows = rows_by_host(data)
@@ -191,7 +173,7 @@ def test_a_broken_host_is_rolled_back_and_the_others_updated(test_fleet, wheelho
 
 
 def test_down_leaves_nothing_running(test_fleet) -> None:
-    rc, _data, err = deploy_fleet(test_fleet, *with_inventory(test_fleet, "down", "--limit", "tts", "--json"))
+    rc, _data, err = deploy_fleet(*with_inventory(test_fleet, "down", "--limit", "tts", "--json"))
     assert rc == 0, err
     for host in TTS:
         assert readyz_from_inside(test_fleet, host) == 0
