@@ -103,7 +103,8 @@ class JobQueue:
         neighbouring buckets top the batch up); None once stopped and empty.
 
         The window is not waited out when ``companions_possible()`` says no other request is in
-        flight: alone, a request's sentences are all queued already and the wait is pure latency."""
+        the server (admitted or still arriving): alone, a request's sentences are all queued
+        already and the wait is pure latency."""
         with self._cond:
             first = None
             while first is None:

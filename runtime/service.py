@@ -11,6 +11,7 @@ synthesized (and can be streamed) before the rest, and several requests share wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
@@ -18,7 +19,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +133,7 @@ class SpeechService:
             max_batch_size=settings.max_batch_size,
             metrics=self.metrics,
             solo_wide=settings.solo_wide,
-            companions_possible=lambda: self._in_flight > 1,
+            companions_possible=lambda: self._in_flight + self._arriving > 1,
         )
         self.admission = WorkEstimator(settings.workers, settings.request_timeout_s)
         self.chain.estimator = self.admission
@@ -148,6 +149,8 @@ class SpeechService:
         self.engine_in_use: dict[str, str] | None = None
         self.warmup_seconds = 0.0
         self._in_flight = 0
+        self._arriving = 0
+        """Speech requests received but not admitted yet (being validated and phonemized)."""
         self._aborted = threading.Event()
         """Set when the shutdown grace period is over: in-flight requests end with 503."""
         self._lock = threading.Lock()
@@ -274,6 +277,17 @@ class SpeechService:
                 f"server memory ({rss} bytes RSS) is above its soft limit; retry shortly",
                 code="memory_pressure", headers={"Retry-After": "5"},
             )
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Around a speech request's work before :meth:`admit` (validation, phonemization): such a
+        request is a companion-to-be, so a worker alone with another request still waits out the
+        batch window for it. Counted on the event loop; the workers only read the count."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
 
     def admit(self, voice: str, chunks: Sequence[TextChunk], speed: float, started: float) -> SpeechJob:
         """Admit a request (503 when not accepting, 429 when the queue is full, 503

@@ -178,7 +178,7 @@ VARIABLES: tuple[EnvVar, ...] = (
            "Requests allowed to wait for a worker: at most WORKERS + MAX_QUEUE speech requests are in flight; beyond that 429 with Retry-After.", _int_at_least(0), knob="max_queue"),
     EnvVar("TAILOR_BATCHING", "batching", "false",
            "Dynamic batching: concurrent sentences of the same voice go to engine.synthesize_batch together (meant for GPU; the onnx engine runs a batch item by item; speed is applied after synthesis).", _bool, knob="batching"),
-    EnvVar("TAILOR_BATCH_WINDOW_MS", "batch_window_ms", "5", "Milliseconds a worker waits for more sentences to fill a batch (not waited when only one request is in flight).", _float_at_least(0.0), knob="batch_window_ms", unit="ms"),
+    EnvVar("TAILOR_BATCH_WINDOW_MS", "batch_window_ms", "5", "Milliseconds a worker waits for more sentences to fill a batch (not waited when no other request is in the server).", _float_at_least(0.0), knob="batch_window_ms", unit="ms"),
     EnvVar("TAILOR_MAX_BATCH_SIZE", "max_batch_size", "8", "Largest batch (sentences per engine call).", _int_at_least(1), knob="max_batch_size"),
     EnvVar("TAILOR_REQUEST_TIMEOUT_S", "request_timeout_s", "60", "Per-request deadline in seconds: work that would not finish within it is refused at admission (503 overloaded, Retry-After); past it, 504 before the first audio, and a stream already started is aborted (SSE: an error event).",
            _float_at_least(0.1), unit="s"),

@@ -258,3 +258,25 @@ def test_stream_cut_by_the_deadline_ends_with_a_visible_error(real_engine: objec
         assert events[0]["type"] == "speech.audio.delta"
         assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "timeout"
         assert not any(e["type"] == "speech.audio.done" for e in events)
+
+
+def test_the_batch_window_counts_requests_still_arriving(real_engine: object) -> None:
+    """Alone in the server a worker skips the batch window; a request still being validated or
+    phonemized (not admitted yet) is a companion-to-be, and so is another admitted one."""
+    env = {"TAILOR_BATCHING": "true", "TAILOR_BATCH_WINDOW_MS": "300", "TAILOR_MAX_BATCH_SIZE": "4",
+           "TAILOR_WORKERS": "1", "TAILOR_CACHE_BYTES": "0"}
+    with control_app(real_engine, env) as (client, _engines):
+        service = client.app.state.service
+        companions = service.scheduler._companions_possible
+        assert not companions()
+        with service.arriving():
+            assert not companions()  # one request alone, not admitted yet
+            with service.arriving():
+                assert companions()
+        assert not companions() and service._arriving == 0
+        with pytest.raises(RuntimeError), service.arriving():
+            raise RuntimeError("a request that fails before admission")
+        assert service._arriving == 0
+        assert client.post(SPEECH, json={"input": "Alone.", "response_format": "wav"}).status_code == 200
+        assert client.post(SPEECH, json={"input": "\u200b", "response_format": "wav"}).status_code == 400
+        assert service._arriving == 0 and service.in_flight == 0  # both left the count, served or refused

@@ -4,6 +4,7 @@ through ``POST /v1/audio/speech``, one by one and with dynamic batching of concu
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +50,9 @@ def test_speech_request_returns_the_voice(torch_server: LiveServer) -> None:
 
 def test_concurrent_requests_batch_and_keep_their_lengths(torch_server: LiveServer) -> None:
     """Short and long requests together (batched by the scheduler) must each get their own,
-    correctly trimmed audio: the long text lasts longer than the short one."""
+    correctly trimmed audio: the long text lasts longer than the short one. A long request is
+    in flight first, so the burst never finds the server alone (alone, the batch window is
+    skipped and a burst's first request may run by itself)."""
     texts = ["Yes.", "This sentence is clearly a good deal longer than the first one was.", "No.",
              "A medium sized sentence here."]
     url = f"{torch_server.base_url}{SPEECH}"
@@ -60,8 +63,14 @@ def test_concurrent_requests_batch_and_keep_their_lengths(torch_server: LiveServ
         samples, rate = decode(response.content)
         return samples.size / rate
 
-    with concurrent.futures.ThreadPoolExecutor(len(texts)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(len(texts) + 1) as pool:
+        busy = pool.submit(speak, " ".join(["A long request keeps the server busy while the others arrive."] * 6))
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{torch_server.base_url}/readyz", timeout=10).json().get("in_flight", 0) < 1:
+            assert time.monotonic() < deadline, "the long request never got admitted"
+            time.sleep(0.02)
         durations = list(pool.map(speak, texts))
+        assert busy.result() > durations[1]
     assert durations[1] > 2 * durations[0]
     assert durations[1] > durations[3] > durations[2]
     metrics = httpx.get(f"{torch_server.base_url}/metrics", timeout=10).text
