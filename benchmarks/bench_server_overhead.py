@@ -4,7 +4,7 @@
         [--batch 32] [--concurrency 1,8,32,64] [--requests 128] [--switch-interval-ms 5] [--json FILE]
 
 Starts the real runtime (``python -m runtime``, the same app, scheduler, phonemizer, WAV
-encoder and middleware) on 127.0.0.1 with its engine replaced by a stand-in that returns
+encoder and middleware) on 127.0.0.1 with its engine replaced by a stand-in (benchmarks/standin_engine.py) that returns
 silence of the length the real voice would produce (560 samples per phoneme id, measured on
 en_US-joe-medium) after sleeping ``--engine-ms`` per call with the GIL released, as a GPU kernel
 wait does. It then drives it with ``deploy tune``'s load generator (cache off). What it measures
@@ -17,70 +17,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.standin_engine import DELAY_VARIABLE  # noqa: E402
+from orchestrator.supervise.http_client import check_ready  # noqa: E402
 from orchestrator.tune.loadgen import run_level  # noqa: E402
+from orchestrator.tune.trial import free_port  # noqa: E402
 
-SAMPLES_PER_ID = 560
-"""Audio samples the real voice produces per phoneme id (22,050 Hz; measured over the bench text set)."""
-
-_BOOTSTRAP = """
-import sys, time
-import numpy as np
-import runtime.engines as engines
-
-class StandInEngine:
-    name = "torch"
-
-    def __init__(self, model_path, sample_rate, options):
-        self.device = options.device
-        self.sample_rate = sample_rate
-        self.delay_s = float({delay_s!r})
-
-    def synthesize(self, item):
-        return self.synthesize_batch([item])[0]
-
-    def synthesize_batch(self, items):
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        return [np.zeros(len(i.phoneme_ids) * {per_id}, dtype=np.float32) for i in items]
-
-    def close(self):
-        pass
-
-sys.modules[__name__].StandInEngine = StandInEngine
-engines._REGISTRY["torch"] = "__main__:StandInEngine"
-from runtime.__main__ import main
-raise SystemExit(main([]))
-"""
+_BOOTSTRAP = (
+    "import runtime.engines as engines\n"
+    "engines._REGISTRY['torch'] = 'benchmarks.standin_engine:StandInEngine'\n"
+    "from runtime.__main__ import main\n"
+    "raise SystemExit(main([]))\n"
+)
+"""``python -m runtime`` with the stand-in in the torch engine's place (benchmarks/standin_engine.py)."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+def wait_ready(url: str, instance_id: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the runtime exited with {proc.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
+        if check_ready(url, instance_id).ok:
+            return
         time.sleep(0.2)
     raise SystemExit(f"the runtime was not ready after {timeout_s:g} s")
 
@@ -99,20 +64,21 @@ def main() -> None:
     args = parser.parse_args()
 
     port = free_port()
+    instance_id = f"bench-overhead-{port}"
     env = {
         **os.environ, "TAILOR_ENGINE": "torch", "TAILOR_DEVICE": "cpu", "TAILOR_PORT": str(port),
         "TAILOR_WORKERS": str(args.workers), "TAILOR_BATCHING": "true" if args.batch > 1 else "false",
         "TAILOR_MAX_BATCH_SIZE": str(args.batch), "TAILOR_BATCH_WINDOW_MS": f"{args.window_ms:g}",
         "TAILOR_MAX_QUEUE": "512", "TAILOR_CACHE_BYTES": "0", "TAILOR_LOG_LEVEL": "warning",
-        "TAILOR_SWITCH_INTERVAL_MS": f"{args.switch_interval_ms:g}",
+        "TAILOR_SWITCH_INTERVAL_MS": f"{args.switch_interval_ms:g}", "TAILOR_INSTANCE_ID": instance_id,
+        DELAY_VARIABLE: f"{args.engine_ms / 1000:g}",
         "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
     }
-    code = _BOOTSTRAP.format(delay_s=args.engine_ms / 1000, per_id=SAMPLES_PER_ID)
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO)
+    proc = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP], env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     rows = []
     try:
-        wait_ready(url, proc)
+        wait_ready(url, instance_id, proc)
         print(f"stand-in engine {args.engine_ms:g} ms/call, {args.workers} worker(s), batch {args.batch}, "
               f"switch interval {args.switch_interval_ms:g} ms, {os.cpu_count()} CPUs")
         print("| concurrency | requests/s | audio s/s | p50 latency (ms) | p95 latency (ms) | server CPU (s/request) |")

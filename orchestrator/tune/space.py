@@ -125,7 +125,8 @@ def build_knobs(plan: Mapping[str, object], *, variants: Sequence[str] = (), tor
     if engine == "torch" or device == "cuda":
         knobs.append(Knob("GIL switch interval", (as_values({"TAILOR_SWITCH_INTERVAL_MS": "0.5"}),),
                           "the torch engine re-takes the GIL after every operator; beside busy threads a shorter "
-                          "interval gets it back sooner (4.4x vs 1.2x slowdown measured on a CPU)"))
+                          "interval gets it back sooner (4.4x vs 1.2x slowdown in isolation on a CPU; no gain "
+                          "through the H200 server): measured here, on this machine"))
     return knobs
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -26,6 +25,7 @@ import docker
 import pytest
 
 from tests.fleet.conftest import connection_vars, deploy_fleet, rows_by_host
+from tests.helpers import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.fleet, pytest.mark.slow]
 
@@ -49,19 +49,12 @@ class DockerHost:
             return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def docker_host(docker_client, base_image: str, runtime_image: str, tmp_path_factory) -> Iterator[DockerHost]:
     engine = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if urlsplit(engine).scheme != "unix":
         pytest.skip(f"the test engine is not on a unix socket ({engine})")
-    port = _free_port()
+    port = free_port()
     name = f"tailor-{HOST}-{uuid.uuid4().hex[:6]}"
     host = docker_client.containers.run(
         base_image, ["sleep", "infinity"], name=name, detach=True, init=True, network_mode="host",
