@@ -229,31 +229,34 @@ def create_app(
     )
     async def speech(body: SpeechRequest, request: Request) -> Response:
         started = time.monotonic()
-        with service.arriving():  # a companion-to-be for the batch window until admitted
-            service.check_accepting()
-            fmt = check_format(body.response_format)
-            voice = resolve_request_voice(body.model, body.voice_name(), service.catalog,
-                                          settings.default_voice, service.voice_map)
-            text = validate_input(body.input, settings.max_input_chars)
-            rate = service.chain.voice_info(voice.name).sample_rate_hz
-            sse = body.stream_format == "sse"
-            record = access_record(request.scope)
-            if record is not None:
-                record.voice, record.characters, record.response_format = voice.name, len(text), fmt
-                record.stream = "sse" if sse else "audio"
-            info = service.chain.voice_info(voice.name)
-            prepared = prepare_text(text, info.language, voice.name, settings.normalize)
-            extra_headers = {"X-Tailor-Warning": prepared.warning} if prepared.warning else {}
-            key = CacheKey(voice.name, f"{settings.engine}|{settings.fallback}", text, body.speed, fmt)
-            cached = service.cache.get(key)
-            (service.metrics.cache_hits if cached is not None else service.metrics.cache_misses).inc()
-            if cached is not None:
-                if sse:
-                    return _sse_response(_sse_cached(cached), headers=extra_headers)
-                hit_headers = {"X-Tailor-Cache": "hit", "X-Tailor-Sample-Rate": str(output_rate_hz(fmt, rate))}
-                return Response(cached, media_type=MEDIA_TYPES[fmt], headers={**hit_headers, **extra_headers})
+        service.check_accepting()
+        fmt = check_format(body.response_format)
+        voice = resolve_request_voice(body.model, body.voice_name(), service.catalog,
+                                      settings.default_voice, service.voice_map)
+        text = validate_input(body.input, settings.max_input_chars)
+        rate = service.chain.voice_info(voice.name).sample_rate_hz
+        sse = body.stream_format == "sse"
+        record = access_record(request.scope)
+        if record is not None:
+            record.voice, record.characters, record.response_format = voice.name, len(text), fmt
+            record.stream = "sse" if sse else "audio"
+        info = service.chain.voice_info(voice.name)
+        prepared = prepare_text(text, info.language, voice.name, settings.normalize)
+        extra_headers = {"X-Tailor-Warning": prepared.warning} if prepared.warning else {}
+        key = CacheKey(voice.name, f"{settings.engine}|{settings.fallback}", text, body.speed, fmt)
+        cached = service.cache.get(key)
+        (service.metrics.cache_hits if cached is not None else service.metrics.cache_misses).inc()
+        if cached is not None:
+            if sse:
+                return _sse_response(_sse_cached(cached), headers=extra_headers)
+            return Response(cached, media_type=MEDIA_TYPES[fmt],
+                            headers={"X-Tailor-Cache": "hit", "X-Tailor-Sample-Rate": str(output_rate_hz(fmt, rate)),
+                                     **extra_headers})
 
-            phonemizer = service.chain.phonemizer(voice.name)
+        phonemizer = service.chain.phonemizer(voice.name)
+        # While it is phonemized (the one wait before admission) the request is a companion-to-be:
+        # a worker alone with another request waits out the batch window for it.
+        with service.arriving():
             chunks = await anyio.to_thread.run_sync(
                 phonemizer.prepare_segments, prepared.segments, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
             if not chunks:

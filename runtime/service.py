@@ -150,7 +150,7 @@ class SpeechService:
         self.warmup_seconds = 0.0
         self._in_flight = 0
         self._arriving = 0
-        """Speech requests received but not admitted yet (being validated and phonemized)."""
+        """Speech requests being phonemized, not admitted yet."""
         self._aborted = threading.Event()
         """Set when the shutdown grace period is over: in-flight requests end with 503."""
         self._lock = threading.Lock()
@@ -280,7 +280,7 @@ class SpeechService:
 
     @contextlib.contextmanager
     def arriving(self) -> Iterator[None]:
-        """Around a speech request's work before :meth:`admit` (validation, phonemization): such a
+        """Around a speech request's phonemization, up to :meth:`admit`: such a
         request is a companion-to-be, so a worker alone with another request still waits out the
         batch window for it. Counted on the event loop; the workers only read the count."""
         self._arriving += 1

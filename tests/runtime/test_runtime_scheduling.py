@@ -261,7 +261,7 @@ def test_stream_cut_by_the_deadline_ends_with_a_visible_error(real_engine: objec
 
 
 def test_the_batch_window_counts_requests_still_arriving(real_engine: object) -> None:
-    """Alone in the server a worker skips the batch window; a request still being validated or
+    """Alone in the server a worker skips the batch window; a request still being
     phonemized (not admitted yet) is a companion-to-be, and so is another admitted one."""
     env = {"TAILOR_BATCHING": "true", "TAILOR_BATCH_WINDOW_MS": "300", "TAILOR_MAX_BATCH_SIZE": "4",
            "TAILOR_WORKERS": "1", "TAILOR_CACHE_BYTES": "0"}
