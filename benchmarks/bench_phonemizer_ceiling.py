@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_phonemizer_ceiling.py [--seconds 10] [--threads 1,2,4]
 
 Every sentence is phonemized by espeak-ng under one process-wide lock before any engine sees it
-(runtime/text.py). However many GPUs one process spreads its workers over, it cannot serve more
+(runtime/text/frontend.py). However many GPUs one process spreads its workers over, it cannot serve more
 audio per second than this lock lets through. The script measures it: the bundled voice's
 phonemizer (``Phonemizer.prepare``, the call a request makes) on a fixed sentence list, from 1, 2
 and 4 threads for ``--seconds`` each, times the audio those sentences make (each synthesized once
@@ -34,11 +34,11 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2,4")
     args = parser.parse_args()
 
-    from runtime.engine_chain import EngineChain
     from runtime.engines import create_engine
     from runtime.engines.base import EngineOptions
-    from runtime.metrics import RuntimeMetrics
-    from runtime.voices import discover_voices
+    from runtime.families.piper.voices import discover_voices
+    from runtime.serving.engine_chain import EngineChain
+    from runtime.serving.metrics import RuntimeMetrics
 
     catalog = discover_voices("")
     voice = "en_US-joe-medium"

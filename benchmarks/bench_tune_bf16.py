@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from runtime.engines.base import EngineOptions  # noqa: E402
-from runtime.engines.torch_engine import _shared_model  # noqa: E402
-from runtime.quality import DEFAULT_THRESHOLDS, evaluate, onnx_synthesizer  # noqa: E402
-from runtime.text import Phonemizer  # noqa: E402
-from runtime.voices import bundled_voice, read_voice_info  # noqa: E402
+from runtime.families.piper.torch_engine import _shared_model  # noqa: E402
+from runtime.families.piper.voices import bundled_voice, read_voice_info  # noqa: E402
+from runtime.text.frontend import Phonemizer  # noqa: E402
+from runtime.tools.quality import DEFAULT_THRESHOLDS, evaluate, onnx_synthesizer  # noqa: E402
 
 TEXTS = ("The quick brown fox jumps over the lazy dog.",
          "Please remember to bring your umbrella tomorrow morning.",

@@ -65,14 +65,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         stream=sys.stderr,
     )
 
-    from runtime.memory import limit_heap_fragmentation
+    from runtime.serving.memory import limit_heap_fragmentation
 
     if not limit_heap_fragmentation():
         _LOG.info("could not pin the malloc mmap threshold (not glibc?); memory may fragment more")
 
     import uvicorn
 
-    from runtime.app import create_app
+    from runtime.http.app import create_app
 
     try:
         app = create_app(settings)
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
             threading.Thread(target=finish, name="tailor-drain", daemon=True).start()
 
-    from runtime.connections import protocol_class
+    from runtime.http.connections import protocol_class
 
     logging.getLogger("uvicorn.error").addFilter(_CutStreamFilter())
     config = uvicorn.Config(

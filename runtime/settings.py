@@ -120,7 +120,7 @@ def _choice(*choices: str) -> _Choice:
 
 MODEL_VARIANTS = ("fp32", "int8-dynamic", "int8-dynamic-decoder", "int8-static-decoder",
                   "int8-static-upsampler", "int8-static")
-"""Values of TAILOR_MODEL_VARIANT; runtime/variants.py says how each one is made."""
+"""Values of TAILOR_MODEL_VARIANT; runtime/families/piper/variants.py says how each one is made."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ VARIABLES: tuple[EnvVar, ...] = (
            "Voice used when a request names none (or names an OpenAI voice such as 'alloy').", _text, knob="voice"),
     EnvVar("TAILOR_MODEL_VARIANT", "model_variant", "fp32",
            "Model file variant of the default voice (onnx engine): fp32 (as shipped) or an int8 variant made "
-           "on this machine by `deploy tune` / `python -m runtime.variants make NAME`, cached next to the model. "
+           "on this machine by `deploy tune` / `python -m runtime.tools.variants make NAME`, cached next to the model. "
            "Shown in /readyz, /v1/models and the tailor_model_variant_info metric.", _choice(*MODEL_VARIANTS),
            knob="model_variant"),
     EnvVar("TAILOR_VOICES_DIR", "voices_dir", "",

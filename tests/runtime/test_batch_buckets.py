@@ -8,8 +8,15 @@ import threading
 import time
 from typing import Any
 
-from runtime.scheduler import LENGTH_BUCKETS, Job, JobQueue, Scheduler, length_bucket, warmup_shapes
-from runtime.text import TextChunk
+from runtime.serving.scheduler import (
+    LENGTH_BUCKETS,
+    Job,
+    JobQueue,
+    Scheduler,
+    length_bucket,
+    warmup_shapes,
+)
+from runtime.text.frontend import TextChunk
 
 
 def job(phonemes: int, voice: str = "v") -> Job:
@@ -72,7 +79,7 @@ class RecordingChain:
 
 
 def scheduler(chain: RecordingChain, workers: int, batching: bool, max_batch: int) -> Scheduler:
-    from runtime.metrics import RuntimeMetrics
+    from runtime.serving.metrics import RuntimeMetrics
 
     return Scheduler(chain, workers=workers, batching=batching, batch_window_ms=1,  # type: ignore[arg-type]
                      max_batch_size=max_batch, metrics=RuntimeMetrics(rss_bytes=lambda: 0.0))

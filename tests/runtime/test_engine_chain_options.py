@@ -11,7 +11,7 @@ import pytest
 
 from runtime.engines.base import EngineError, EngineOptions
 from runtime.errors import StartupError
-from runtime.service import SpeechService
+from runtime.serving.service import SpeechService
 from runtime.settings import Settings
 
 VOICE = "en_US-joe-medium"

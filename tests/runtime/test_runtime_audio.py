@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from runtime.audio import FORMATS, StreamEncoder, check_format, encode, output_rate_hz, resample
+from runtime.audio.encode import (
+    FORMATS,
+    StreamEncoder,
+    check_format,
+    encode,
+    output_rate_hz,
+    resample,
+)
 from runtime.errors import BadRequest
 
 RATE = 22050
@@ -103,7 +110,7 @@ def test_every_declared_format_encodes() -> None:
 
 @pytest.mark.parametrize("speed", [0.25, 0.5, 0.8, 1.5, 2.0, 4.0])
 def test_time_stretch_is_exact_in_length_and_keeps_pitch(speed: float) -> None:
-    from runtime.timestretch import time_stretch
+    from runtime.audio.timestretch import time_stretch
 
     source = tone(2.0, 220.0)
     out = time_stretch(source, speed)
@@ -115,7 +122,7 @@ def test_time_stretch_is_exact_in_length_and_keeps_pitch(speed: float) -> None:
 
 
 def test_time_stretch_of_short_or_unchanged_audio() -> None:
-    from runtime.timestretch import time_stretch
+    from runtime.audio.timestretch import time_stretch
 
     assert len(time_stretch(tone(0.01), 2.0)) == round(len(tone(0.01)) / 2)
     same = tone(0.5)

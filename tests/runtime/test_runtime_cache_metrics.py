@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.cache import AudioCache, CacheKey
-from runtime.metrics import RuntimeMetrics
+from runtime.serving.cache import AudioCache, CacheKey
+from runtime.serving.metrics import RuntimeMetrics
 
 
 def key(text: str, fmt: str = "mp3") -> CacheKey:

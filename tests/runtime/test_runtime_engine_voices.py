@@ -11,7 +11,12 @@ import pytest
 from runtime.engines import create_engine
 from runtime.engines.base import EngineError, EngineOptions, SynthesisItem
 from runtime.errors import BadRequest, StartupError
-from runtime.voices import BUNDLED_VOICE, discover_voices, is_valid_voice_name, resolve_voice
+from runtime.families.piper.voices import (
+    BUNDLED_VOICE,
+    discover_voices,
+    is_valid_voice_name,
+    resolve_voice,
+)
 
 
 def joe_files() -> tuple[Path, Path]:
@@ -45,7 +50,7 @@ def test_voices_dir_adds_pairs_only(tmp_path: Path) -> None:
 def test_unusable_extra_voices_are_skipped_but_a_bad_default_is_an_error(tmp_path: Path) -> None:
     import json
 
-    from runtime.voices import usable_voices
+    from runtime.families.piper.voices import usable_voices
 
     model, config = joe_files()
     raw = json.loads(config.read_text())
@@ -79,7 +84,7 @@ def test_resolve_voice_aliases_and_errors() -> None:
 def test_extra_voice_is_served(tmp_path: Path) -> None:
     from starlette.testclient import TestClient
 
-    from runtime.app import create_app
+    from runtime.http.app import create_app
     from runtime.settings import Settings
     from tests.runtime.conftest import decode, wait_ready
 
@@ -106,7 +111,7 @@ def test_extra_voice_is_served(tmp_path: Path) -> None:
 def test_voice_map_sends_openai_names_to_chosen_voices(tmp_path: Path) -> None:
     from starlette.testclient import TestClient
 
-    from runtime.app import create_app
+    from runtime.http.app import create_app
     from runtime.settings import Settings
     from tests.runtime.conftest import wait_ready
 
@@ -133,7 +138,7 @@ def test_voice_map_sends_openai_names_to_chosen_voices(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("spec", "says"), [("nova", "not NAME=VOICE"), ("nova=nobody", "not an installed voice")])
 def test_bad_voice_map_is_a_startup_error(spec: str, says: str) -> None:
-    from runtime.voices import parse_voice_map
+    from runtime.families.piper.voices import parse_voice_map
 
     with pytest.raises(StartupError, match=says):
         parse_voice_map(spec, discover_voices(""))
@@ -146,7 +151,7 @@ def test_bad_voice_map_is_a_startup_error(spec: str, says: str) -> None:
                   ort_memory_arena=False),
 ])
 def test_onnx_engine_synthesizes_with_each_option_set(options: EngineOptions) -> None:
-    from runtime.text import Phonemizer
+    from runtime.text.frontend import Phonemizer
 
     model, config = joe_files()
     import json
@@ -197,8 +202,8 @@ def test_onnx_engine_on_cuda() -> None:
 
 
 def test_only_the_solo_wide_instance_lets_its_threads_spin() -> None:
-    from runtime.engines.onnx_engine import _session_options
-    from runtime.service import SpeechService
+    from runtime.families.piper.onnx_engine import _session_options
+    from runtime.serving.service import SpeechService
     from runtime.settings import Settings
 
     key = "session.intra_op.allow_spinning"

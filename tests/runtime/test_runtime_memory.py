@@ -7,7 +7,7 @@ import os
 import numpy as np
 import psutil
 
-from runtime.memory import MemoryWatchdog, process_rss_bytes
+from runtime.serving.memory import MemoryWatchdog, process_rss_bytes
 
 
 def test_rss_follows_this_process_memory() -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from runtime.errors import BadRequest
-from runtime.normalize import Segment, normalize_english, parse_ssml, prepare_text
-from runtime.text import MAX_PHONEMES_PER_CHUNK, Phonemizer
+from runtime.text.frontend import MAX_PHONEMES_PER_CHUNK, Phonemizer
+from runtime.text.normalize import Segment, normalize_english, parse_ssml, prepare_text
 from tests.runtime.test_runtime_scheduling import SPEECH, control_app
 
 NORMALISATION_TABLE = [

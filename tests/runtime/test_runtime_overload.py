@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runtime.admission import HEADROOM, WorkEstimator
+from runtime.serving.admission import HEADROOM, WorkEstimator
 from tests.runtime.conftest import decode, start_server, stop_server
 
 DEADLINE_S = 10.0

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.app import create_app
 from runtime.engines.base import EngineError
 from runtime.errors import StartupError
+from runtime.http.app import create_app
 from runtime.settings import Settings
 from tests.runtime.conftest import WrappedEngine, wait_ready
 

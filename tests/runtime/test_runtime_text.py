@@ -8,7 +8,7 @@ import re
 import pytest
 
 from runtime.errors import BadRequest
-from runtime.text import (
+from runtime.text.frontend import (
     MAX_PHONEMES_PER_CHUNK,
     Phonemizer,
     chunk_sentence,

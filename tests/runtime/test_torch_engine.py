@@ -138,7 +138,7 @@ def test_engines_of_one_voice_share_one_model(model_path: Path, engine: Any, tmp
     """The server makes one engine per worker; the weights must not be loaded once per worker."""
     import gc
 
-    from runtime.engines import torch_engine
+    from runtime.families.piper import torch_engine
 
     other = create_engine("torch", model_path, 22050, EngineOptions(intra_op_threads=1, torch_compile=True))
     assert other._model is engine._model  # compile is ignored on CPU, so it is the same model

@@ -13,10 +13,10 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from runtime.engines.base import EngineError, EngineOptions  # noqa: E402
-from runtime.engines.vits.hyperparams import derive_hyperparams  # noqa: E402
-from runtime.engines.vits.onnx_weights import read_voice_weights  # noqa: E402
-from runtime.engines.vits.spline import _knots, inverse_rational_quadratic  # noqa: E402
-from runtime.engines.vits.text_encoder import relative_indices  # noqa: E402
+from runtime.families.piper.vits.hyperparams import derive_hyperparams  # noqa: E402
+from runtime.families.piper.vits.onnx_weights import read_voice_weights  # noqa: E402
+from runtime.families.piper.vits.spline import _knots, inverse_rational_quadratic  # noqa: E402
+from runtime.families.piper.vits.text_encoder import relative_indices  # noqa: E402
 
 
 @pytest.mark.parametrize(("length", "window"), [(1, 4), (3, 4), (12, 4), (7, 2)])

@@ -56,9 +56,9 @@ def test_tune_offers_torch_bf16_only_after_the_gate() -> None:
 def test_torch_engine_runs_bf16_on_the_cpu_with_fp32_lengths() -> None:
     pytest.importorskip("torch")
     from runtime.engines.base import EngineOptions, SynthesisItem
-    from runtime.engines.torch_engine import TorchEngine
-    from runtime.text import Phonemizer
-    from runtime.voices import bundled_voice, read_voice_info
+    from runtime.families.piper.torch_engine import TorchEngine
+    from runtime.families.piper.voices import bundled_voice, read_voice_info
+    from runtime.text.frontend import Phonemizer
 
     files = bundled_voice()
     assert files is not None

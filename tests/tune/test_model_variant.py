@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import StartupError
+from runtime.families.piper.variants import (
+    VARIANT_NAMES,
+    find_variant,
+    make_variant,
+    variant_file_name,
+)
 from runtime.settings import Settings, SettingsError
-from runtime.variants import VARIANT_NAMES, find_variant, make_variant, variant_file_name
 
 
 def test_unknown_variant_is_a_settings_error_naming_the_choices() -> None:
@@ -24,15 +29,15 @@ def test_a_variant_never_made_is_a_startup_error_with_the_command_that_makes_it(
     model.write_bytes(b"not used")
     with pytest.raises(StartupError) as info:
         find_variant(model, "int8-static-decoder", {"XDG_CACHE_HOME": str(tmp_path / "cache")})
-    assert "python -m runtime.variants make int8-static-decoder" in (info.value.hint or "")
+    assert "python -m runtime.tools.variants make int8-static-decoder" in (info.value.hint or "")
     assert find_variant(model, "fp32", {}) == model
     assert variant_file_name(model, "int8-dynamic") == "voice.int8-dynamic.onnx"
     assert VARIANT_NAMES[0] == "fp32"
 
 
 def test_torch_engine_refuses_an_onnx_variant() -> None:
-    from runtime.service import default_voice_variant
-    from runtime.voices import bundled_voice
+    from runtime.families.piper.voices import bundled_voice
+    from runtime.serving.service import default_voice_variant
 
     files = bundled_voice()
     assert files is not None
@@ -44,9 +49,9 @@ def test_torch_engine_refuses_an_onnx_variant() -> None:
 def test_variant_is_served_and_named_in_models_metrics_and_readyz() -> None:
     from starlette.testclient import TestClient
 
-    from runtime.app import create_app
-    from runtime.text import Phonemizer
-    from runtime.voices import bundled_voice, read_voice_info
+    from runtime.families.piper.voices import bundled_voice, read_voice_info
+    from runtime.http.app import create_app
+    from runtime.text.frontend import Phonemizer
     from tests.runtime.conftest import decode, wait_ready
 
     files = bundled_voice()

@@ -14,8 +14,14 @@ import pytest
 pytest.importorskip("pesq")
 pytest.importorskip("pystoi")
 
-from runtime import quality
-from runtime.quality import HOP_SAMPLES, SentenceScore, Thresholds, judge, mel_cepstral_distortion
+from runtime.tools import quality
+from runtime.tools.quality import (
+    HOP_SAMPLES,
+    SentenceScore,
+    Thresholds,
+    judge,
+    mel_cepstral_distortion,
+)
 
 RATE = 22050
 
@@ -46,8 +52,8 @@ def test_judge_names_each_failed_threshold_and_uses_the_worst_sentence() -> None
 
 @pytest.mark.slow
 def test_fp32_against_itself_passes_with_perfect_scores() -> None:
-    from runtime.text import Phonemizer
-    from runtime.voices import bundled_voice, read_voice_info
+    from runtime.families.piper.voices import bundled_voice, read_voice_info
+    from runtime.text.frontend import Phonemizer
 
     files = bundled_voice()
     assert files is not None

@@ -24,27 +24,27 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.audio import MEDIA_TYPES, StreamEncoder, check_format, output_rate_hz
-from runtime.cache import CacheKey
-from runtime.engine_chain import EngineFactory
+from runtime.audio.encode import MEDIA_TYPES, StreamEncoder, check_format, output_rate_hz
 from runtime.engines import create_engine
 from runtime.errors import ApiError, BadRequest, EngineFailed, MethodNotAllowed, NotFound, StreamCut
-from runtime.memory import process_rss_bytes
-from runtime.metrics import CONTENT_TYPE
-from runtime.middleware import (
+from runtime.families.piper.voices import OPENAI_VOICES, VoiceFiles, resolve_voice
+from runtime.http.middleware import (
     AccessRecord,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     RequestContextMiddleware,
     access_record,
 )
-from runtime.normalize import prepare_text
-from runtime.openapi import describe_api
-from runtime.schemas import OPENAI_MODELS, SNAPSHOT_PATTERN, SpeechRequest, is_openai_model
-from runtime.service import SpeechService
+from runtime.http.openapi import describe_api
+from runtime.http.schemas import OPENAI_MODELS, SNAPSHOT_PATTERN, SpeechRequest, is_openai_model
+from runtime.serving.cache import CacheKey
+from runtime.serving.engine_chain import EngineFactory
+from runtime.serving.memory import process_rss_bytes
+from runtime.serving.metrics import CONTENT_TYPE
+from runtime.serving.service import SpeechService
 from runtime.settings import Settings
-from runtime.text import FIRST_CHUNK_PHONEMES, MAX_PHONEMES_PER_CHUNK, validate_input
-from runtime.voices import OPENAI_VOICES, VoiceFiles, resolve_voice
+from runtime.text.frontend import FIRST_CHUNK_PHONEMES, MAX_PHONEMES_PER_CHUNK, validate_input
+from runtime.text.normalize import prepare_text
 
 _LOG = logging.getLogger("tailor.runtime")
 SPEECH_ROUTE = "/v1/audio/speech"

@@ -19,13 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from runtime.audio import resample
+from runtime.audio.encode import resample
 from runtime.engines.base import Engine, EngineOptions, SynthesisItem
 from runtime.errors import EngineFailed, StartupError
-from runtime.metrics import RuntimeMetrics
+from runtime.families.piper.voices import (
+    VoiceFiles,
+    VoiceInfo,
+    is_valid_voice_name,
+    read_voice_info,
+)
+from runtime.serving.metrics import RuntimeMetrics
 from runtime.settings import keyed_entries
-from runtime.text import Phonemizer, TextChunk
-from runtime.voices import VoiceFiles, VoiceInfo, is_valid_voice_name, read_voice_info
+from runtime.text.frontend import Phonemizer, TextChunk
 
 _LOG = logging.getLogger("tailor.runtime")
 

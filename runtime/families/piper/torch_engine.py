@@ -1,4 +1,4 @@
-"""The torch engine: a Piper voice run by a native PyTorch VITS (``runtime.engines.vits``).
+"""The torch engine: a Piper voice run by a native PyTorch VITS (``runtime.families.piper.vits``).
 
 Weights are read from the voice's ``.onnx`` file, so no separate PyTorch checkpoint is needed.
 On CPU it runs float32; on CUDA the generator's upsampling stages (nearly all of the work) may
@@ -23,7 +23,7 @@ import numpy as np
 from runtime.engines.base import EngineError, EngineOptions, SynthesisItem
 
 if TYPE_CHECKING:
-    from runtime.engines.vits import VitsSynthesizer
+    from runtime.families.piper.vits import VitsSynthesizer
 
 _LOG = logging.getLogger("tailor.runtime.torch")
 
@@ -203,8 +203,8 @@ def _shared_model(torch: Any, model_path: Path, options: EngineOptions) -> VitsS
 
 
 def _build_model(torch: Any, model_path: Path, options: EngineOptions, compile_generator: bool) -> VitsSynthesizer:
-    from runtime.engines.vits import VitsSynthesizer, read_voice_weights
-    from runtime.engines.vits.hyperparams import derive_hyperparams
+    from runtime.families.piper.vits import VitsSynthesizer, read_voice_weights
+    from runtime.families.piper.vits.hyperparams import derive_hyperparams
 
     weights = read_voice_weights(model_path)
     if "sid" in weights.input_names:

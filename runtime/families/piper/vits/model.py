@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from runtime.engines.vits.duration import StochasticDurationPredictor
-from runtime.engines.vits.flows import CouplingFlow
-from runtime.engines.vits.generator import Generator
-from runtime.engines.vits.hyperparams import VitsHyperparams
-from runtime.engines.vits.layers import sequence_mask
-from runtime.engines.vits.text_encoder import TextEncoder
+from runtime.families.piper.vits.duration import StochasticDurationPredictor
+from runtime.families.piper.vits.flows import CouplingFlow
+from runtime.families.piper.vits.generator import Generator
+from runtime.families.piper.vits.hyperparams import VitsHyperparams
+from runtime.families.piper.vits.layers import sequence_mask
+from runtime.families.piper.vits.text_encoder import TextEncoder
 
 
 @dataclass(frozen=True)

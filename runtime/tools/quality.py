@@ -198,7 +198,7 @@ def onnx_synthesizer(model_path: str, *, threads: int = 1, noise_scale: float = 
     """A deterministic (noise off by default) onnxruntime synthesiser for the gate."""
     import onnxruntime as ort
 
-    from runtime.variants import model_feeds
+    from runtime.families.piper.variants import model_feeds
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -220,7 +220,7 @@ TORCH_BF16 = "torch-bf16"
 def torch_synthesizer(model_path: Path, rate: int, precision: str, *, threads: int = 1) -> Synthesize:
     """The torch engine on the CPU in ``precision``, noise off (the engine's own code path)."""
     from runtime.engines.base import EngineOptions, SynthesisItem
-    from runtime.engines.torch_engine import TorchEngine
+    from runtime.families.piper.torch_engine import TorchEngine
 
     engine = TorchEngine(model_path, rate, EngineOptions(precision=precision, intra_op_threads=threads))
 
@@ -253,9 +253,9 @@ def gate_variants(variants: Sequence[str], environ: Mapping[str, str],
 
     Returns one dict per variant: ``GateResult.to_dict()`` plus ``path``, ``seconds`` and ``cached``.
     """
-    from runtime.text import Phonemizer
-    from runtime.variants import make_variant
-    from runtime.voices import bundled_voice, read_voice_info
+    from runtime.families.piper.variants import make_variant
+    from runtime.families.piper.voices import bundled_voice, read_voice_info
+    from runtime.text.frontend import Phonemizer
 
     files = bundled_voice()
     if files is None:
@@ -301,9 +301,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import os
 
-    from runtime.variants import VARIANT_SPECS
+    from runtime.families.piper.variants import VARIANT_SPECS
 
-    parser = argparse.ArgumentParser(prog="python -m runtime.quality",
+    parser = argparse.ArgumentParser(prog="python -m runtime.tools.quality",
                                      description="Make int8 variants of the bundled voice and run the quality gate.")
     parser.add_argument("variants", nargs="+", choices=[*VARIANT_SPECS, TORCH_BF16])
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from runtime.engines.vits.hyperparams import VitsHyperparams
-from runtime.engines.vits.layers import ChannelLayerNorm, same_padding
-from runtime.engines.vits.spline import inverse_rational_quadratic
+from runtime.families.piper.vits.hyperparams import VitsHyperparams
+from runtime.families.piper.vits.layers import ChannelLayerNorm, same_padding
+from runtime.families.piper.vits.spline import inverse_rational_quadratic
 
 
 class DilatedDepthSeparableConv(nn.Module):

@@ -8,8 +8,8 @@ expansion, normalising flow run in reverse and the HiFi-GAN generator.
 
 from __future__ import annotations
 
-from runtime.engines.vits.hyperparams import VitsHyperparams
-from runtime.engines.vits.model import VitsSynthesizer
-from runtime.engines.vits.onnx_weights import VoiceWeights, read_voice_weights
+from runtime.families.piper.vits.hyperparams import VitsHyperparams
+from runtime.families.piper.vits.model import VitsSynthesizer
+from runtime.families.piper.vits.onnx_weights import VoiceWeights, read_voice_weights
 
 __all__ = ["VitsHyperparams", "VitsSynthesizer", "VoiceWeights", "read_voice_weights"]

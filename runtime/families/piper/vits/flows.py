@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from runtime.engines.vits.hyperparams import VitsHyperparams
-from runtime.engines.vits.layers import same_padding
+from runtime.families.piper.vits.hyperparams import VitsHyperparams
+from runtime.families.piper.vits.layers import same_padding
 
 
 class WaveNetStack(nn.Module):

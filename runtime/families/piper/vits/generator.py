@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from runtime.engines.vits.hyperparams import VitsHyperparams
-from runtime.engines.vits.layers import same_padding
+from runtime.families.piper.vits.hyperparams import VitsHyperparams
+from runtime.families.piper.vits.layers import same_padding
 
 SLOPE = 0.1
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import BadRequest, StartupError
+from runtime.families.piper.variants import find_variant
 from runtime.settings import keyed_entries
 
 VOICE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
@@ -44,7 +45,7 @@ class VoiceFiles:
     source: str
     """``bundled`` or ``voices_dir``."""
     variant: str = "fp32"
-    """Which model file variant ``model_path`` is (TAILOR_MODEL_VARIANT; runtime/variants.py)."""
+    """Which model file variant ``model_path`` is (TAILOR_MODEL_VARIANT; runtime/families/piper/variants.py)."""
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,6 @@ def read_voice_info(files: VoiceFiles) -> tuple[VoiceInfo, dict[str, object]]:
 
 def with_variant(files: VoiceFiles, variant: str, environ: Mapping[str, str]) -> VoiceFiles:
     """``files`` with its model replaced by the cached ``variant`` (StartupError if never made)."""
-    from runtime.variants import find_variant
-
     if variant == files.variant:
         return files
     return dataclasses.replace(files, model_path=find_variant(files.model_path, variant, environ), variant=variant)

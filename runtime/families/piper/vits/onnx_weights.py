@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from runtime.engines.base import EngineError
-from runtime.engines.vits.hyperparams import ConvAttributes
+from runtime.families.piper.vits.hyperparams import ConvAttributes
 
 # Folded constants that are parameters in disguise: ONNX output name -> state-dict name.
 _FOLDED = {"/dp/flows.0/Exp_output_0": "dp.flows.0.inv_scale"}

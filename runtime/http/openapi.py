@@ -1,6 +1,6 @@
 """The OpenAPI document, made to say exactly what the server accepts and answers.
 
-FastAPI derives the request body's types from :class:`runtime.schemas.SpeechRequest`; this
+FastAPI derives the request body's types from :class:`runtime.http.schemas.SpeechRequest`; this
 module adds what only the running server knows (the installed voices, TAILOR_MAX_INPUT_CHARS,
 whether an API key is required) and what the handlers enforce beyond types, so that every
 schema-valid request is served and every schema-violating one is refused (checked by
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from runtime.audio import FORMATS, MEDIA_TYPES
+from runtime.audio.encode import FORMATS, MEDIA_TYPES
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",

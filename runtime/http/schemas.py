@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtime.audio import FORMATS
+from runtime.audio.encode import FORMATS
 
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "tailor")
 SNAPSHOT_PATTERN = r"^(tts-1|tts-1-hd|gpt-4o-mini-tts)-(\d{4}-\d{2}-\d{2}|\d{4})$"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.errors import BadRequest
-from runtime.normalize import Segment
+from runtime.text.normalize import Segment
 
 MAX_PHONEMES_PER_CHUNK = 300
 FIRST_CHUNK_PHONEMES = 100

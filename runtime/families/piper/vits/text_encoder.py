@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from runtime.engines.vits.hyperparams import VitsHyperparams
-from runtime.engines.vits.layers import ChannelLayerNorm
+from runtime.families.piper.vits.hyperparams import VitsHyperparams
+from runtime.families.piper.vits.layers import ChannelLayerNorm
 
 
 def relative_indices(length: int, window: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

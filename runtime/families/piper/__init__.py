@@ -1,0 +1,1 @@
+"""The Piper VITS family: voice files, int8 model variants, and its onnx and torch engines."""
