@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.audio.timestretch import time_stretch
 from runtime.errors import BadRequest, EngineFailed, NotReady, StartupError
-from runtime.timestretch import time_stretch
 
 from .protocol import FORMATS, ProtocolError, connect, decode_pcm, read_frame, send_frame
 
