@@ -1,13 +1,17 @@
 """Score and time English text normalisation (issue 21, item 4).
 
-    .venv/bin/python benchmarks/bench_normalize.py [--runs 200] [--wrong]
+    .venv/bin/python benchmarks/bench_normalize.py [--runs 200] [--wrong] [--baseline OLD.py]
 
-Reads the held-out cases (``tests/runtime/data/normalize_heldout.tsv``) and the cases issue 21
-lists (``normalize_issue21.tsv``) through the runtime's front end (``prepare_text`` for an
+Reads the held-out cases (``tests/runtime/data/normalize_heldout.tsv``), the cases issue 21
+lists (``normalize_issue21.tsv``) and a post-hoc set of realistic sentences
+(``normalize_posthoc.tsv``) through the runtime's front end (``prepare_text`` for an
 English voice, segments joined by a space) and counts each reading as right, acceptable or
 wrong, per file and per category (``--wrong`` lists the wrong ones). Then it times
-``prepare_text`` on a 4,096-character English paragraph full of numbers, prices, dates, units
-and abbreviations: the median and the 95th percentile of ``--runs`` calls, in one process.
+``prepare_text`` on two 4,096-character English paragraphs, one full of numbers, prices, dates,
+units and abbreviations, one of plain prose: the minimum, median and 95th percentile of
+``--runs`` calls, in one process.
+``--baseline`` times another version of the module too, interleaved call by call so that both
+see the same machine load (``git show REV:runtime/normalize.py > /tmp/old.py``).
 
 Judging: a reading is *right* when it equals the expected text; *acceptable* when it equals one
 of the listed alternatives, or the expected text or an alternative once case, hyphens (read as
@@ -18,11 +22,13 @@ tests/runtime/test_runtime_normalize.py requires at least 95 % right or acceptab
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +41,8 @@ from runtime.normalize import prepare_text  # noqa: E402
 DATA = REPO / "tests" / "runtime" / "data"
 HELD_OUT = DATA / "normalize_heldout.tsv"
 ISSUE_CASES = DATA / "normalize_issue21.tsv"
+POST_HOC = DATA / "normalize_posthoc.tsv"
+"""Realistic sentences written after the rules, scored as they came out (a check on overfitting)."""
 VERDICTS = ("right", "acceptable", "wrong")
 
 PARAGRAPH_PIECE = (
@@ -45,10 +53,17 @@ PARAGRAPH_PIECE = (
     "on a 16:9 screen; the score was 3-2, etc. Use the <b>bold</b> tag when 3 < 5. "
 )
 
+PROSE_PIECE = (
+    "The river was quiet that morning, and the boats sat low in the water while the fishermen "
+    "argued about the weather. Nobody expected the storm to come so early in the season, but "
+    "the old harbour master had seen the clouds gather over the hills and said as much. "
+)
 
-def paragraph(chars: int = 4096) -> str:
-    """A fixed English paragraph of exactly ``chars`` characters (the input limit's default)."""
-    text = PARAGRAPH_PIECE * (chars // len(PARAGRAPH_PIECE) + 1)
+
+def paragraph(chars: int = 4096, piece: str = PARAGRAPH_PIECE) -> str:
+    """A fixed English paragraph of exactly ``chars`` characters (the input limit's default):
+    by default dense with numbers, prices, dates and abbreviations (the costly case)."""
+    text = piece * (chars // len(piece) + 1)
     return text[:chars]
 
 
@@ -125,25 +140,37 @@ def score(path: Path) -> Score:
     return result
 
 
-def time_paragraph(runs: int) -> tuple[float, float]:
-    """Median and 95th percentile seconds of ``prepare_text`` on the 4,096-character paragraph."""
-    text = paragraph()
-    prepare_text(text, "en_US", "bench")  # warm: compiled patterns, imports
-    samples = []
+def time_paragraph(runs: int, baseline: Path | None = None, text: str | None = None) -> dict[str, list[float]]:
+    """Seconds of ``prepare_text`` on a 4,096-character paragraph, per call, for this checkout
+    and (if given) a baseline module file, interleaved."""
+    text = paragraph() if text is None else text
+    versions: dict[str, Callable[..., object]] = {"this checkout": prepare_text}
+    if baseline is not None:
+        spec = importlib.util.spec_from_file_location("baseline_normalize", baseline)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"--baseline {baseline}: not a Python module file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        versions[f"baseline {baseline.name}"] = module.prepare_text
+    samples: dict[str, list[float]] = {name: [] for name in versions}
+    for function in versions.values():
+        function(text, "en_US", "bench")  # warm: compiled patterns, imports, caches
     for _ in range(runs):
-        start = time.perf_counter()
-        prepare_text(text, "en_US", "bench")
-        samples.append(time.perf_counter() - start)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(0.95 * len(samples)))]
+        for name, function in versions.items():
+            start = time.perf_counter()
+            function(text, "en_US", "bench")
+            samples[name].append(time.perf_counter() - start)
+    return samples
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="timed prepare_text calls (default 200)")
     parser.add_argument("--wrong", action="store_true", help="list every wrong reading")
+    parser.add_argument("--baseline", type=Path, help="another normalize.py to time alongside")
     args = parser.parse_args()
-    for path in (HELD_OUT, ISSUE_CASES):
+    for path in (HELD_OUT, ISSUE_CASES, POST_HOC):
         result = score(path)
         print(f"{path.relative_to(REPO)}: {result.summary()}")
         for category, counts in sorted(result.by_category.items()):
@@ -151,9 +178,12 @@ def main() -> None:
         if args.wrong:
             for case, spoken in result.wrong:
                 print(f"  WRONG {case.text!r}\n        got      {spoken!r}\n        expected {case.expected!r}")
-    median, p95 = time_paragraph(args.runs)
-    print(f"prepare_text on {len(paragraph())} characters: median {median * 1000:.2f} ms, "
-          f"p95 {p95 * 1000:.2f} ms ({args.runs} runs)")
+    for kind, text in (("dense", paragraph()), ("prose", paragraph(piece=PROSE_PIECE))):
+        for name, samples in time_paragraph(args.runs, args.baseline, text).items():
+            samples.sort()
+            p95 = samples[min(len(samples) - 1, int(0.95 * len(samples)))]
+            print(f"prepare_text, {len(text)} characters of {kind} text, {name}: min {samples[0] * 1000:.2f} ms, "
+                  f"median {statistics.median(samples) * 1000:.2f} ms, p95 {p95 * 1000:.2f} ms ({args.runs} runs)")
 
 
 if __name__ == "__main__":

@@ -925,6 +925,7 @@ def _dotted_number(match: re.Match[str]) -> str:
     return joiner.join(number_words(p) if not p.startswith("0") or p == "0" else digits(p) for p in parts)
 
 
+_DIGIT = re.compile(r"\d")
 _SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "#": " number ",
             "±": " plus or minus ", "\u00d7": " times ", "÷": " divided by ", "<": " ", ">": " "}
 _SYMBOL = re.compile("[" + re.escape("".join(_SYMBOLS)) + "]")
@@ -937,9 +938,24 @@ def _unspeakable(ch: str) -> bool:
     return unicodedata.category(ch) in ("So", "Sk", "Co", "Cn") or ch in "\u200d\ufe0f"
 
 
+def _numbers(text: str, options: NormalizationOptions) -> str:
+    """The passes after Roman numerals and hashtags that read digits, in their order."""
+    text = _HYPHEN_AFTER_WORD.sub(" ", text)  # "COVID-19" -> "COVID 19", not "minus nineteen"
+    if options.units:
+        text = _units(text)
+    text = _RANGE.sub(_range, text)
+    if "/" in text:
+        text = _FRACTION.sub(_fraction, text)
+    text = _ORDINAL.sub(lambda m: ordinal_words(m.group("n")), text)
+    if "%" in text:
+        text = _PERCENT.sub(lambda m: f"{_sign_word(m.group('sign'))}{number_words(m.group('n'))} percent", text)
+    return text
+
+
 def normalize_english(text: str, options: NormalizationOptions = DEFAULT_OPTIONS) -> str:
     """Rewrite what espeak-ng would read literally or wrongly (see the module docstring).
-    Every pattern is compiled once at import; each pass is one ``re.sub`` over the text."""
+    Every pattern is compiled once at import; each pass is one ``re.sub`` over the text, and
+    passes whose trigger (a digit, ``%``, ``/``, a month name...) is absent are skipped."""
     if not options.enabled:
         return text
     out = _characters(text)
@@ -947,29 +963,20 @@ def normalize_english(text: str, options: NormalizationOptions = DEFAULT_OPTIONS
         out = _urls(out)
     if options.abbreviations:
         out = _abbreviations(out)
-    if options.phone_numbers:
-        out = _phones(out)
-    out = _money_all(out)
-    out = _dates(out)
-    out = _times(out)
-    out = _decades(out)
+    has_digits = _DIGIT.search(out) is not None
+    if has_digits:
+        if options.phone_numbers:
+            out = _phones(out)
+        out = _decades(_times(_dates(_money_all(out))))
     if options.roman_numerals:
         out = _ROMAN.sub(_roman, out)
     out = _hashtags(out)
-    out = _HYPHEN_AFTER_WORD.sub(" ", out)  # "COVID-19" -> "COVID 19", not "minus nineteen"
-    if options.units:
-        out = _units(out)
-    out = _RANGE.sub(_range, out)
-    if "/" in out:
-        out = _FRACTION.sub(_fraction, out)
-    out = _ORDINAL.sub(lambda m: ordinal_words(m.group("n")), out)
-    if "%" in out:
-        out = _PERCENT.sub(lambda m: f"{_sign_word(m.group('sign'))}{number_words(m.group('n'))} percent", out)
+    if has_digits:
+        out = _numbers(out, options)
     if any(sign in out for sign in "<>≤≥≠=!"):
         out = _COMPARISON.sub(_comparison, out)
-    out = _ABOUT.sub("about ", out)
-    out = _DOTTED_NUMBER.sub(_dotted_number, out)
-    out = _NUMBER.sub(_number, out)
+    if has_digits:
+        out = _NUMBER.sub(_number, _DOTTED_NUMBER.sub(_dotted_number, _ABOUT.sub("about ", out)))
     out = _SYMBOL.sub(lambda m: _SYMBOLS[m.group()], out)
     if not out.isascii():
         out = "".join(ch for ch in out if not _unspeakable(ch))

@@ -60,6 +60,8 @@ UNITS: dict[str, tuple[str, str]] = {
     "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"),
     "L": ("liter", "liters"), "l": ("liter", "liters"), "ml": ("milliliter", "milliliters"),
     "mL": ("milliliter", "milliliters"), "cl": ("centiliter", "centiliters"), "gal": ("gallon", "gallons"),
+    "tbsp": ("tablespoon", "tablespoons"), "Tbsp": ("tablespoon", "tablespoons"),
+    "tsp": ("teaspoon", "teaspoons"), "fl oz": ("fluid ounce", "fluid ounces"), "qt": ("quart", "quarts"),
     "ms": ("millisecond", "milliseconds"), "µs": ("microsecond", "microseconds"),
     "μs": ("microsecond", "microseconds"), "ns": ("nanosecond", "nanoseconds"),
     "s": ("second", "seconds"), "sec": ("second", "seconds"), "secs": ("second", "seconds"),
