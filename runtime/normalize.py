@@ -633,9 +633,12 @@ def _dates(text: str) -> str:
 
 
 # -- 7. times and ratios ----------------------------------------------------------------------
+_UNTIL = r"(?P<until>\s?[-\u2013]\s?(?=\d))?"
+"""A dash from a time to the next number: "9:00-17:00", "10am-2pm" read "to"."""
 _CLOCK = re.compile(r"(?<![\w:.,])(?P<h>\d{1,4}):(?P<m>\d{1,4})"
-                    r"(?:\s?(?P<ampm>(?i:[ap]\.?m\.?))(?!\w)|(?![\w:]|[.,]\d))")
-_HOUR_AMPM = re.compile(r"(?<![\w:.,])(?P<h>1[0-2]|0?[1-9])\s?(?P<ampm>(?i:[ap]\.?m\.?))(?!\w)")
+                    r"(?:\s?(?P<ampm>(?i:[ap]\.?m\.?))(?!\w)|(?![\w:]|[.,]\d))" + _UNTIL)
+_HOUR_AMPM = re.compile(r"(?<![\w:.,])(?:(?P<from>1[0-2]|0?[1-9])\s?[-\u2013]\s?)?(?P<h>1[0-2]|0?[1-9])\s?"
+                        r"(?P<ampm>(?i:[ap]\.?m\.?))(?!\w)" + _UNTIL)
 _AMPM_HINT = re.compile(r"\d\s?[AaPp]\.?[Mm]")
 _RATIO_CONTEXT = re.compile(r"\b(?:ratio|aspect|odds|scale|mix|mixture|proportion)\b", re.IGNORECASE)
 
@@ -643,8 +646,8 @@ _RATIO_CONTEXT = re.compile(r"\b(?:ratio|aspect|odds|scale|mix|mixture|proportio
 def _ampm(match: re.Match[str]) -> str:
     """"a.m"/"p.m" (espeak-ng reads "a m" as the article "uh em"); the full stop is kept where it
     ends the sentence."""
-    suffix = match.group("ampm")
-    return f" {suffix[0].lower()}.m" + _sentence_stop(match) if suffix else ""
+    suffix, until = match.group("ampm"), " to " if match.group("until") else ""
+    return (f" {suffix[0].lower()}.m" + _sentence_stop(match) if suffix else "") + until
 
 
 def _clock(match: re.Match[str]) -> str:
@@ -654,7 +657,7 @@ def _clock(match: re.Match[str]) -> str:
     is_time = (len(hours) <= 2 and len(minutes) == 2 and int(hours) <= 24 and int(minutes) <= 59
                and (match.group("ampm") or not _RATIO_CONTEXT.search(window)))
     if not is_time:
-        return f"{number_words(hours)} to {number_words(minutes)}"
+        return f"{number_words(hours)} to {number_words(minutes)}" + (" to " if match.group("until") else "")
     hour, minute = int(hours), int(minutes)
     words = cardinal(hour)
     if minute == 0:
@@ -672,7 +675,13 @@ def _times(text: str) -> str:
         text = _CLOCK.sub(_clock, text)
     if not _AMPM_HINT.search(text):
         return text
-    return _HOUR_AMPM.sub(lambda m: cardinal(int(m.group("h"))) + _ampm(m), text)
+    return _HOUR_AMPM.sub(_hour_ampm, text)
+
+
+def _hour_ampm(match: re.Match[str]) -> str:
+    """``7 pm`` -> "seven p.m"; ``9-5pm`` -> "nine to five p.m"."""
+    start = f"{cardinal(int(match.group('from')))} to " if match.group("from") else ""
+    return start + cardinal(int(match.group("h"))) + _ampm(match)
 
 
 # -- 8. decades -------------------------------------------------------------------------------
@@ -796,8 +805,15 @@ def _unit(match: re.Match[str]) -> str:
     return f"{words} per {PER_UNITS[per]}" if per else words
 
 
+_INCHES = re.compile(rf"(?<=feet )(?P<n>{_NUM})\s?in\b")
+
+
 def _units(text: str) -> str:
-    return _UNIT.sub(_unit, text)
+    """Units, then "in" as inches where it follows feet ("6 ft 2 in" -> "six feet two inches")."""
+    text = _UNIT.sub(_unit, text)
+    if "feet " in text:
+        text = _INCHES.sub(lambda m: f"{m.group('n')} {'inch' if m.group('n') == '1' else 'inches'}", text)
+    return text
 
 
 # -- 12. ranges, scores and minus -------------------------------------------------------------
@@ -885,22 +901,23 @@ _YEAR_CUE = re.compile(
     rf"\b(?i:in|since|from|until|till|by|of|year|circa|ca\.|c\.|during|before|after|around|between|"
     rf"through|AD|A\.D\.|{_MONTH_NAMES})\s+(?:the\s+)?(?:(?i:early|late|mid|summer|spring|autumn|fall|winter)"
     r"(?:\s+|-))?\Z")
-_YEAR_CHAIN = re.compile(r"(?<![\w.,])(?:1\d{3}|20\d{2})\s*(?:and|or|to|through|until|till|,|-|\u2013)\s*\Z")
+_YEAR_CHAIN = re.compile(r"(?<![\w.,])(?:1\d{3}|20\d{2}),?\s*(?:and|or|to|through|until|till|,|-|\u2013)\s*\Z")
 _YEAR_AFTER = re.compile(r"\s?(?:BC|BCE|AD|CE|B\.C\.|A\.D\.)(?!\w)|\s+(?:was|is|saw|had|has|brought|marked|"
                          r"will|became|began|ended)\b")
 
 
-def _year_context(text: str, start: int, end: int, chained: bool = True) -> bool:
+def _year_context(text: str, start: int, end: int, links: int = 8) -> bool:
     """A four-digit number 1000-2099 is a year after a time word ("in", "since", "by", "year",
     a month...), before an era or a verb ("1066 AD", "1999 was"), or after "and"/"to"/a comma
-    following such a year ("in 1905 and 2005"); elsewhere a count ("1234 points")."""
+    following such a year ("in 2008, 2009 and 2012", up to ``links`` back); elsewhere a count
+    ("1234 points")."""
     window = text[max(0, start - 30):start]
     if _YEAR_CUE.search(window) or _YEAR_AFTER.match(text, end):
         return True
-    chain = _YEAR_CHAIN.search(window) if chained else None
+    chain = _YEAR_CHAIN.search(window) if links else None
     if chain is not None:
         begin = start - len(window) + chain.start()
-        return _year_context(text, begin, begin + 4, chained=False)
+        return _year_context(text, begin, begin + 4, links - 1)
     return False
 
 

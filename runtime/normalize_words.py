@@ -129,8 +129,10 @@ INLINE_ABBREVIATIONS = {"e.g.": "for example", "i.e.": "that is", "vs.": "versus
                         "aka": "also known as"}
 NUMBER_ABBREVIATIONS = {"no": "number", "nos": "numbers", "pp": "pages", "p": "page",
                         "ext": "extension", "vol": "volume", "vols": "volumes", "ch": "chapter",
-                        "art": "article", "para": "paragraph", "sec": "section"}
-"""Abbreviations read only before a number or a Roman numeral (``No. 5``, ``pp. 45-67``, ``Vol. IV``)."""
+                        "art": "article", "para": "paragraph", "sec": "section", "apt": "apartment",
+                        "ste": "suite", "rm": "room", "fl": "floor"}
+"""Abbreviations read only before a number or a Roman numeral (``No. 5``, ``pp. 45-67``, ``Vol. IV``,
+``Apt. 4B``)."""
 
 ROMAN_TITLE_WORDS = _words(
     "chapter part volume book act scene section article phase stage level season episode type "

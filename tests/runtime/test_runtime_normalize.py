@@ -81,6 +81,11 @@ NORMALISATION_TABLE = [
     ("in 1900", "in nineteen hundred"),
     ("0 errors", "zero errors"),
     ("$0.99", "ninety-nine cents"),
+    ("open 10am-2pm and 9:00-17:00", "open ten a.m to two p.m and nine o'clock to seventeen hundred"),
+    ("in 2008, 2009 and 2012", "in two thousand eight, two thousand nine and twenty twelve"),
+    ("6 ft 2 in tall", "six feet two inches tall"),
+    ("100 Main St., Apt. 4B", "one hundred Main Street, apartment four B"),
+    ("COVID-19 in 5G", "COVID nineteen in five G"),
 ]
 
 
