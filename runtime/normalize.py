@@ -308,7 +308,7 @@ def year(value: int) -> str:
 
 def digits(text: str) -> str:
     """Every digit of ``text`` as a word: "0199" -> "zero one nine nine"."""
-    return " ".join(_DIGIT_WORDS[int(d)] for d in text if d.isdigit())
+    return " ".join(_DIGIT_WORDS[int(d)] for d in text if d.isdecimal())
 
 
 def number_words(raw: str) -> str:
@@ -528,11 +528,10 @@ _ARTICLE_BEFORE = re.compile(r"\b(?:a|an|A|An)\s+\Z")
 _NOUN_AFTER = re.compile(r"\s+(?P<word>[A-Za-z]+)")
 
 
-def _adjective(match: re.Match[str], start: int | None = None) -> bool:
+def _adjective(match: re.Match[str]) -> bool:
     """``a $5 fee``, ``a 60 W bulb``: an amount between "a"/"an" and a noun describes the noun,
     so its unit is read in the singular ("a five dollar fee")."""
-    text = match.string
-    begin = match.start() if start is None else start
+    text, begin = match.string, match.start()
     if not _ARTICLE_BEFORE.search(text[max(0, begin - 4):begin]):
         return False
     noun = _NOUN_AFTER.match(text, match.end())
@@ -854,14 +853,11 @@ def _fraction_words(numerator: int, denominator: int, article: bool = False) -> 
     elif denominator == 4:
         name = "quarter" if numerator == 1 else "quarters"
     else:
-        name = ordinal(denominator) if numerator == 1 else _plural_ordinal(ordinal(denominator))
+        name = ordinal(denominator).removeprefix("one ")  # "hundredth", not "one hundredth"
+        name = name if numerator == 1 else name + "s"
     if numerator == 1:
         return f"{'a' if article else 'one'} {name}"
     return f"{cardinal(numerator)} {name}"
-
-
-def _plural_ordinal(words: str) -> str:
-    return words + "s"
 
 
 def _fraction(match: re.Match[str]) -> str:
