@@ -481,7 +481,7 @@ def _abbreviations(text: str) -> str:
 # -- 4. phone numbers -------------------------------------------------------------------------
 _PHONE_INTERNATIONAL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]\(?\d{1,8}\)?|\s?\(\d{1,5}\)){1,6}(?![\w])")
 _PHONE_PARENTHESES = re.compile(r"(?<![\w(])(?:1[ .-]?)?\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}(?![\w])")
-_PHONE_DASHED = re.compile(r"(?<![\w.+-])(?:1-)?\d{3}([-.])\d{3}\1\d{4}(?![\w-])|(?<![\w.+-])\d{3}-\d{4}(?![\w-])")
+_PHONE_DASHED = re.compile(r"(?<![\w.+-])(?:(?:1-)?\d{3}([-.])\d{3}\1|\d{3}-)\d{4}(?![\w-])")
 _PHONE_GROUPS = re.compile(r"(?<![\w.,+-])\d{2,5}(?: \d{2,5}){1,4}(?![\w])")
 _PHONE_CUE = re.compile(r"\b(?i:tel|phone|telephone|call|fax|mobile|cell|dial|ring|text|whatsapp)\b[:.]?\s*"
                         r"(?:(?i:us|me|them|on|at)\s+){0,2}\Z")
@@ -594,9 +594,10 @@ _ISO_DATE = re.compile(r"\b(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})\b")
 _SLASH_DATE = re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})/(?P<y>\d{4})\b")
 _MONTH_DAY = re.compile(rf"\b(?P<month>{_MONTH_NAMES})\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?(?![\d:%]|\.\d)"
                         r"(?:(?P<comma>,?)\s+(?P<y>\d{4})\b)?")
-_DAY_MONTH = re.compile(rf"(?P<the>\b(?i:the)\s+)?\b(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?P<month>{_MONTH_NAMES})\b"
+_DAY_MONTH = re.compile(rf"(?<![\w.])(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?P<month>{_MONTH_NAMES})\b"
                         r"(?:(?P<comma>,?)\s+(?P<y>\d{4})\b)?")
 _ANY_MONTH = re.compile(_MONTH_NAMES)
+_THE_BEFORE = re.compile(r"\b(?i:the)\s+\Z")
 _MONTH_YEAR = re.compile(rf"\b(?P<month>{_MONTH_NAMES})(?P<comma>,?)\s+(?P<y>\d{{4}})\b")
 
 
@@ -617,18 +618,25 @@ def _year_tail(match: re.Match[str]) -> str:
     return f"{match.group('comma') or ''} {year(int(match.group('y')))}" if match.group("y") else ""
 
 
+def _day_month(match: re.Match[str]) -> str:
+    """``5 May 2021`` -> "the fifth of May, twenty twenty-one" ("the" once after "the")."""
+    if not 1 <= int(match.group("d")) <= 31:
+        return match.group()
+    the = "" if _THE_BEFORE.search(match.string, max(0, match.start() - 4), match.start()) else "the "
+    return f"{the}{ordinal(int(match.group('d')))} of {match.group('month')}{_year_tail(match)}"
+
+
 def _dates(text: str) -> str:
+    if _ANY_MONTH.search(text):  # first: the numeric dates below write month names
+        text = _MONTH_DAY.sub(lambda m: f"{m.group('month')} {ordinal(int(m.group('d')))}{_year_tail(m)}"
+                              if 1 <= int(m.group("d")) <= 31 else m.group(), text)
+        text = _DAY_MONTH.sub(_day_month, text)
+        text = _MONTH_YEAR.sub(lambda m: f"{m.group('month')}{m.group('comma')} {year(int(m.group('y')))}", text)
     if "-" in text:
         text = _ISO_DATE.sub(lambda m: _date(int(m.group("y")), int(m.group("mo")), int(m.group("d")), m.group()), text)
     if "/" in text:
         text = _SLASH_DATE.sub(_slash_date, text)
-    if not _ANY_MONTH.search(text):
-        return text
-    text = _MONTH_DAY.sub(lambda m: f"{m.group('month')} {ordinal(int(m.group('d')))}{_year_tail(m)}"
-                          if 1 <= int(m.group("d")) <= 31 else m.group(), text)
-    text = _DAY_MONTH.sub(lambda m: f"{m.group('the') or 'the '}{ordinal(int(m.group('d')))} of {m.group('month')}{_year_tail(m)}"
-                          if 1 <= int(m.group("d")) <= 31 else m.group(), text)
-    return _MONTH_YEAR.sub(lambda m: f"{m.group('month')}{m.group('comma')} {year(int(m.group('y')))}", text)
+    return text
 
 
 # -- 7. times and ratios ----------------------------------------------------------------------
@@ -690,7 +698,12 @@ _DECADE_SHORT = re.compile(r"(?<![\w.'\u2019])(?P<d>[1-9]0)['\u2019]?s\b")
 _DECADE_CUE = re.compile(r"\b(?i:the|her|his|their|my|your|our|its|early|late|mid)(?:\s+|-)\Z")
 
 
+_DECADE_HINT = re.compile(r"0['\u2019]?s")
+
+
 def _decades(text: str) -> str:
+    if not _DECADE_HINT.search(text):
+        return text
     text = _DECADE_FULL.sub(lambda m: _plural(year(int(m.group("y")))), text)
     text = _DECADE_APOSTROPHE.sub(lambda m: _plural(cardinal(int(m.group("d")))), text)
     return _DECADE_SHORT.sub(_decade_short, text)
@@ -872,8 +885,9 @@ def _fraction(match: re.Match[str]) -> str:
 
 # -- 14. ordinals, percent, comparisons, numbers ----------------------------------------------
 _ORDINAL = re.compile(r"\b(?P<n>\d+)(?:st|nd|rd|th)\b", re.IGNORECASE)
-_PERCENT = re.compile(rf"(?P<sign>(?<![\w.-])[-+])?(?<![\w.])(?P<n>{_NUM})\s?%")
-_COMPARISON = re.compile(r"(?<=[\w)%])(?P<before>\s*)(?P<op><=|>=|!=|==|[<>≤≥≠])(?P<after>\s*)(?=[\w(\-+.$£€])")
+_PERCENT = re.compile(r"(\d) ?%")
+"""``45%`` -> "45 percent"; the number pass then reads the number and its sign."""
+_COMPARISON = re.compile(r"(?P<op><=|>=|!=|==|[<>≤≥≠])(?P<after>\s*)(?=[\w(\-+.$£€])")
 _COMPARISON_WORDS = {"<": "is less than", ">": "is greater than", "<=": "is less than or equal to",
                      "≤": "is less than or equal to", ">=": "is greater than or equal to",
                      "≥": "is greater than or equal to", "!=": "is not equal to", "≠": "is not equal to",
@@ -884,14 +898,22 @@ def _comparison(match: re.Match[str]) -> str:
     """``3 < 5``, ``x >= 10``, ``x<10``: a comparison sign with spaces on both sides or a digit
     next to it is read ("three is less than five"); ``b>fett`` is not (the sign is dropped)."""
     text, start, end = match.string, match.start(), match.end()
-    spaced = match.group("before") and match.group("after")
-    if not spaced and not (text[start - 1].isdigit() or text[end].isdigit() or text[end] == "-"):
+    operand = start - 1
+    while operand >= 0 and text[operand] in " \t":
+        operand -= 1
+    if operand < 0 or not (text[operand].isalnum() or text[operand] in "_)%"):
+        return match.group()  # no left operand: "->", "=>", a sign at the start
+    spaced = operand < start - 1 and match.group("after")
+    if not spaced and not (text[operand].isdigit() or text[end].isdigit() or text[end] == "-"):
         return match.group()
     return f" {_COMPARISON_WORDS[match.group('op')]} "
 
 
 _DOTTED_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+){2,}(?![\w.]|\.\d)")
-_NUMBER = re.compile(rf"(?P<sign>(?<![\w.-])[-+](?=[\d.]))?(?<![\w.])(?P<n>{_NUM}|\.\d+)"
+_MINUS = re.compile(r"-(?<![\w.-]-)(?=\.?\d)")
+"""A minus sign: "-" before a number, not after a letter, digit or dot (the lookbehind comes
+after the "-" so that the scan can jump from one "-" to the next)."""
+_NUMBER = re.compile(rf"(?<![\w.])(?P<n>{_NUM}|\.\d+)"
                      rf"(?:\s?(?P<scale>{'|'.join(BARE_SCALES)})\b)?(?![a-z_\d]|[.,]\d)")
 _YEAR_CUE = re.compile(
     rf"\b(?i:in|since|from|until|till|by|of|year|circa|ca\.|c\.|during|before|after|around|between|"
@@ -918,12 +940,12 @@ def _year_context(text: str, start: int, end: int, links: int = 8) -> bool:
 
 
 def _number(match: re.Match[str]) -> str:
-    raw, sign, scale = match.group("n"), match.group("sign"), match.group("scale")
+    raw, scale = match.group("n"), match.group("scale")
     text = match.string
-    if sign is None and raw.isdigit() and _is_year_number(raw) and _year_context(text, match.start(), match.end()):
+    if _is_year_number(raw) and _year_context(text, match.start(), match.end()):
         words = year(int(raw))
     else:
-        words = _sign_word(sign) + number_words(raw)
+        words = number_words(raw)
     if scale:
         words += " " + BARE_SCALES[scale]
     if match.end() < len(text) and text[match.end()].isupper():
@@ -953,15 +975,18 @@ def _unspeakable(ch: str) -> bool:
 
 def _numbers(text: str, options: NormalizationOptions) -> str:
     """The passes after Roman numerals and hashtags that read digits, in their order."""
-    text = _HYPHEN_AFTER_WORD.sub(" ", text)  # "COVID-19" -> "COVID 19", not "minus nineteen"
+    dashes = "-" in text or "\u2013" in text or "\u2014" in text
+    if dashes:
+        text = _HYPHEN_AFTER_WORD.sub(" ", text)  # "COVID-19" -> "COVID 19", not "minus nineteen"
     if options.units:
         text = _units(text)
-    text = _RANGE.sub(_range, text)
+    if dashes:
+        text = _RANGE.sub(_range, text)
     if "/" in text:
         text = _FRACTION.sub(_fraction, text)
     text = _ORDINAL.sub(lambda m: ordinal_words(m.group("n")), text)
     if "%" in text:
-        text = _PERCENT.sub(lambda m: f"{_sign_word(m.group('sign'))}{number_words(m.group('n'))} percent", text)
+        text = _PERCENT.sub(r"\1 percent", text)
     return text
 
 
@@ -989,7 +1014,11 @@ def normalize_english(text: str, options: NormalizationOptions = DEFAULT_OPTIONS
     if any(sign in out for sign in "<>≤≥≠=!"):
         out = _COMPARISON.sub(_comparison, out)
     if has_digits:
-        out = _NUMBER.sub(_number, _DOTTED_NUMBER.sub(_dotted_number, _ABOUT.sub("about ", out)))
+        if "~" in out:
+            out = _ABOUT.sub("about ", out)
+        if "-" in out:
+            out = _MINUS.sub("minus ", out)
+        out = _NUMBER.sub(_number, _DOTTED_NUMBER.sub(_dotted_number, out))
     out = _SYMBOL.sub(lambda m: _SYMBOLS[m.group()], out)
     if not out.isascii():
         out = "".join(ch for ch in out if not _unspeakable(ch))
