@@ -200,15 +200,15 @@ def models_command(json_out: JsonOpt = False) -> None:
         out.data_json({"default": DEFAULT_FAMILY, "families": rows})
         return
     table = Table(title="Model families (runtime/families/catalog.py); one worker, one request in flight")
-    for column in ("family", "params", "device / precision", "weights", "RAM after load", "RAM load peak",
-                   "RAM serving", "VRAM"):
+    table.add_column("family", no_wrap=True)
+    for column in ("params", "device/precision", "weights", "RAM loaded", "RAM peak", "RAM serving", "VRAM"):
         table.add_column(column)
     for row in rows:
         first = True
         for fp in row["footprints"]:
             name = f"[bold]{row['name']}[/bold]" + (" (default)" if row["name"] == DEFAULT_FAMILY else "")
             table.add_row(name if first else "", f"{row['params'] / 1e6:,.1f} M" if first else "",
-                          f"{fp['device']} / {fp['precision']} ({fp['engine']})", format_size(fp["weights_bytes"]),
+                          f"{fp['device']}/{fp['precision']} ({fp['engine']})", format_size(fp["weights_bytes"]),
                           format_size(fp["ram_after_load_bytes"]), format_size(fp["ram_load_peak_bytes"]),
                           format_size(fp["ram_serving_bytes"]),
                           format_size(fp["vram_peak_bytes"]) if fp["vram_peak_bytes"] else "-")

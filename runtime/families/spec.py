@@ -375,7 +375,10 @@ class FamilySpec:
         return Placement(self.engines[device][0], device, self.devices[device][0])
 
     def placements(self) -> Iterable[Placement]:
-        """Every (device, precision) with the device's preferred engine: the rows of ``deploy models``."""
+        """Every (device, precision) with the device's preferred engine (torch for bf16 on a CPU,
+        the only engine that computes it there): the rows of ``deploy models``."""
         for device, precisions in self.devices.items():
             for precision in precisions:
-                yield Placement(self.engines[device][0], device, precision)
+                engines = self.engines[device]
+                cpu_bf16 = device == "cpu" and precision == "bf16" and "torch" in engines
+                yield Placement("torch" if cpu_bf16 else engines[0], device, precision)
