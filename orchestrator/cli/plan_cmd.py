@@ -146,6 +146,11 @@ def plan_command(
         budget.add_row(f"[bold]{total.pool} total[/bold]", total.pool,
                        f"{format_size(total.planned_bytes)} of {format_size(total.capacity_bytes)}",
                        f"headroom {format_size(total.headroom_bytes)}, free {format_size(total.free_bytes)}")
+    peak = plan.memory_budget.load_peak
+    if peak is not None:
+        budget.add_row(f"[bold]{peak.pool} at load peak[/bold]", peak.pool,
+                       f"{format_size(peak.planned_bytes)} of {format_size(peak.capacity_bytes)}",
+                       f"while the largest checkpoint loads; free {format_size(peak.free_bytes)}")
     out.table(budget)
     out.data("[bold]Derived numbers[/bold]")
     for reason in plan.reasons:

@@ -148,8 +148,9 @@ def build_budget(pools: Pools, fp: Footprint, workers: int, slots: int, cache_by
         per_device = max(1, workers // devices)
         items = -(-slots // devices)
         each = f" on each of {devices} GPUs" if devices > 1 else ""
-        rows.append(BudgetRow("model weights (host copy)", ram_pool, fp.weights_ram_shared_bytes,
-                              "one copy kept in RAM while loading and for the fallback"))
+        if fp.weights_ram_shared_bytes:
+            rows.append(BudgetRow("model weights (host copy)", ram_pool, fp.weights_ram_shared_bytes,
+                                  "one copy kept in RAM while loading and for the fallback"))
         if fp.weights_ram_per_worker_bytes:
             rows.append(BudgetRow("model in host RAM (per worker)", ram_pool, fp.weights_ram_per_worker_bytes * workers,
                                   f"{workers} worker(s) x {fp.weights_ram_per_worker_bytes // MIB} MiB: "

@@ -188,6 +188,10 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         if not total.fits:
             warnings.append(f"{total.pool.upper()} budget is over by {format_size(-total.free_bytes)}: "
                             f"the plan needs more than {format_size(total.capacity_bytes)} minus headroom")
+    if budget.load_peak is not None and not budget.load_peak.fits:
+        warnings.append(f"{budget.load_peak.pool.upper()} at load peak is over by "
+                        f"{format_size(-budget.load_peak.free_bytes)}: loading {sizing.workers} instance(s) needs "
+                        f"more than {format_size(budget.load_peak.capacity_bytes)} minus headroom")
     gpus = planning.gpus
     container = container_spec(facts, profile, pools.ram_capacity_bytes - pools.ram_headroom_bytes, on_gpu,
                                gpus=gpus, budget=budget, cpus_used=sizing.workers * sizing.threads,
