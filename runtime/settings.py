@@ -118,6 +118,10 @@ def _choice(*choices: str) -> _Choice:
     return _Choice(tuple(choices))
 
 
+MODEL_FAMILIES = ("piper", "kokoro-82m", "xtts-v2", "indextts2")
+"""Values of TAILOR_MODEL: the names of runtime/families/catalog.py (a test checks they agree;
+this module stays free of imports so the orchestrator can read it anywhere)."""
+
 MODEL_VARIANTS = ("fp32", "int8-dynamic", "int8-dynamic-decoder", "int8-static-decoder",
                   "int8-static-upsampler", "int8-static")
 """Values of TAILOR_MODEL_VARIANT; runtime/families/piper/variants.py says how each one is made."""
@@ -159,8 +163,17 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_PORT", "port", "8000", "TCP port to listen on. `python -m runtime --port` overrides it.", _int_at_least(1, 65535), knob="port"),
     EnvVar("TAILOR_ENGINE", "engine", "onnx", "Inference engine: onnx or torch.", _choice("onnx", "torch"), knob="engine"),
     EnvVar("TAILOR_DEVICE", "device", "cpu", "cpu or cuda.", _choice("cpu", "cuda"), knob="device"),
-    EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16 or bf16 (fp16 only on CUDA; bf16 on CUDA, or with the torch engine on a CPU with AVX-512-BF16/AMX).",
-           _choice("fp32", "fp16", "bf16"), knob="precision"),
+    EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16, bf16 or int8 (fp16 only on CUDA; bf16 on CUDA, or with the torch engine on a CPU with AVX-512-BF16/AMX; int8 where the model family has an int8 model, as kokoro-82m's ONNX file on the CPU; `deploy models` lists each family's precisions).",
+           _choice("fp32", "fp16", "bf16", "int8"), knob="precision"),
+    EnvVar("TAILOR_MODEL", "model", "piper",
+           "Model family to serve: piper, kokoro-82m, xtts-v2 or indextts2 (`deploy models` lists them with their footprints). The plan decides device, precision and reductions for it.",
+           _choice(*MODEL_FAMILIES), knob="model"),
+    EnvVar("TAILOR_MODEL_DROP", "model_drop", "",
+           "Optional components of the model family left out, comma-separated (e.g. emotion for indextts2); planned when the model does not fit otherwise.", _text),
+    EnvVar("TAILOR_MODEL_OFFLOAD", "model_offload", "",
+           "Components of the model family run on the CPU while the rest runs on the GPU, comma-separated (e.g. w2v-bert for indextts2); planned when VRAM is short.", _text),
+    EnvVar("TAILOR_MODEL_MMAP", "model_mmap", "false",
+           "Load the model family's checkpoints memory-mapped instead of reading them (a lower RAM peak while loading; only families whose loader supports it).", _bool),
     EnvVar("TAILOR_VOICE", "default_voice", "en_US-joe-medium",
            "Voice used when a request names none (or names an OpenAI voice such as 'alloy').", _text, knob="voice"),
     EnvVar("TAILOR_MODEL_VARIANT", "model_variant", "fp32",
@@ -283,6 +296,10 @@ class Settings:
     engine: str
     device: str
     precision: str
+    model: str
+    model_drop: str
+    model_offload: str
+    model_mmap: bool
     default_voice: str
     model_variant: str
     voices_dir: str
