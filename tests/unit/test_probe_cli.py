@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -64,15 +63,13 @@ def test_missing_root_is_a_clear_error() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_live_probe_json_parses_and_is_fast() -> None:
-    started = time.perf_counter()
+def test_live_probe_json_parses() -> None:
+    # Its speed (1 s target) is measured by benchmarks/bench_probe.py, never timed in a unit test.
     result = run_deploy("probe", "--json")
-    wall_s = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
     facts = HostFacts.from_dict(json.loads(result.stdout))
     assert facts.cpu.logical_cores == os.cpu_count()
     assert facts.container.models_dir_free_bytes is not None
-    assert wall_s < 3.0  # the 1 s target is measured by benchmarks/bench_probe.py; this only guards regressions on a busy box
 
 
 LAZY_SCRIPT = """
