@@ -67,8 +67,7 @@ def fit_warnings(spec: FamilySpec, fit: ModelFit, facts: HostFacts) -> list[str]
     """Warnings a person should read: reductions taken, tight memory, licence, disk space."""
     warnings: list[str] = []
     if fit.steps:
-        warnings.append(f"{spec.name} is planned with reductions to fit this machine: "
-                        + "; ".join(f"{s.reduction} {s.change}" for s in fit.steps)
+        warnings.append(f"{spec.name} is planned with reductions to fit this machine: " + ", ".join(fit.reductions)
                         + f" ({fit.placement.describe()}; `deploy plan --explain` shows the numbers)")
     if fit.tight:
         warnings.append(f"memory is tight for {spec.name}: it needs RAM {format_size(fit.need_ram_bytes)} "

@@ -172,6 +172,13 @@ class ModelFit:
                          frozenset(self.offloaded), self.mmap)
 
     @property
+    def taken(self) -> tuple[FitStep, ...]:
+        """The steps that shaped the final placement: after a move to the CPU, only that move and
+        what followed it (the GPU attempts before it stay in ``steps`` for the explanation)."""
+        at = max((i for i, s in enumerate(self.steps) if s.reduction == "cpu"), default=0)
+        return self.steps[at:]
+
+    @property
     def reductions(self) -> tuple[str, ...]:
         """``precision fp16``, ``drop emotion``, ``offload w2v-bert``, ``mmap``, ``cpu``: for tables and tests."""
         def name(step: FitStep) -> str:
@@ -181,7 +188,7 @@ class ModelFit:
                 return f"{step.reduction} {step.change}"
             return step.reduction
 
-        return tuple(name(s) for s in self.steps)
+        return tuple(name(s) for s in self.taken)
 
     def summary(self) -> str:
         """One line: ``indextts2: torch on cuda, fp16; without emotion; w2v-bert on the CPU``."""

@@ -108,18 +108,20 @@ KOKORO = FamilySpec(
         load_retained_fraction={"torch": 0.9},
         load_peak_factor=1.0,
         per_stream_ram_bytes={"cpu": 0, "cuda": 128 * MIB},
-        # CPU: the decoder upsamples to 24 kHz with 128-512 channels: ~12 MB per live tensor for
-        # a 10 s sentence, several alive at once, in onnxruntime's arena: 256 MiB for a long
-        # sentence (Piper's measured 192 MiB at 22.05 kHz, scaled up for the wider decoder).
+        # CPU: measured with the real int8 model, one intra-op thread (benchmarks/RESULTS.md,
+        # "Kokoro-82M int8 on the CPU"): the session holds +129-134 MiB (the 1.48 factor above
+        # predicts 130), one inference adds ~24 MiB per second of audio: +109 MiB at 100 tokens,
+        # +349 MiB at 250 (14.7 s), +663 MiB at 500. 352 MiB covers a long sentence (~250 tokens).
         # CUDA: "a process uses about 1 GB of VRAM" (issue 18) = 500 MiB context + 312 MiB
         # weights + this.
-        activation_per_item_bytes={"cpu": 256 * MIB, "cuda": 224 * MIB},
+        activation_per_item_bytes={"cpu": 352 * MIB, "cuda": 224 * MIB},
     ),
     sample_rate_hz=24000,
     sources=("~1 GB of VRAM per process (field report, issue 18)",
              "1.8 GB RSS after the first sentence on Kokoro-FastAPI's torch path (field report); Tailor's "
              "stack has no misaki/spaCy, so its estimate is ~0.1 GiB lower",
-             "int8 CPU: 92,361,271 B file x the onnx session factor measured on Piper, plus Piper's server overhead"),
+             "int8 CPU: 92,361,271 B file x the onnx session factor measured on Piper (measured: +129-134 MiB), "
+             "one long sentence's working memory (measured, benchmarks/RESULTS.md), Piper's server overhead"),
 )
 
 XTTS = FamilySpec(

@@ -128,3 +128,17 @@ def test_a_tuned_config_keeps_the_family_it_measured() -> None:
     doc = tuned_config(Result(), "cpu-only", [], {}, Path("r"), "throughput", model="kokoro-82m")  # type: ignore[arg-type]
     assert doc["model"] == "kokoro-82m"
     assert "model" not in tuned_config(Result(), "cpu-only", [], {}, Path("r"), "throughput", model="piper")  # type: ignore[arg-type]
+
+
+def test_a_forced_gpu_profile_moves_the_model_to_the_cpu_and_a_pinned_device_refuses(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    laptop = str(FACTS / "gtx1050-16gb.json")
+    assert main(["plan", "--facts", laptop, "--model", "xtts-v2", "--profile", "low-vram-gpu", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["profile"], plan["device"], plan["model_fit"]["reductions"]) == ("low-vram-gpu", "cpu", ["cpu"])
+    assert plan["container"]["gpu_count"] == 0
+    device = next(p for p in plan["provenance"] if p["name"] == "TAILOR_DEVICE")
+    assert device["source"] == "derived" and "VRAM" in device["reason"]
+    assert main(["plan", "--facts", laptop, "--model", "xtts-v2", "--set", "device=cuda"]) == 1
+    err = capsys.readouterr().err
+    assert "xtts-v2 does not fit this machine" in err and "VRAM" in err
