@@ -1,7 +1,7 @@
 """Overload with bounded latency, on a real ``python -m runtime``: tens of long requests at
 once against one worker and a short deadline. Every admitted request finishes, complete and
 within the deadline; every refused one gets 503/429 with a Retry-After at once; nothing is cut
-silently. Plus the estimator's arithmetic on its own."""
+silently. (The estimator's arithmetic on its own: test_admission.py.)"""
 
 from __future__ import annotations
 
@@ -12,27 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runtime.serving.admission import HEADROOM, WorkEstimator
 from tests.runtime.conftest import decode, start_server, stop_server
 
 DEADLINE_S = 10.0
 REQUESTS = 24
-
-
-def test_estimator_admits_until_the_deadline_and_names_the_wait() -> None:
-    estimator = WorkEstimator(workers=2, timeout_s=10.0, initial=0.01)
-    assert estimator.try_admit(5000).admitted  # an idle server always admits
-    refused = estimator.try_admit(1000)  # backlog 6000 chars x 0.01 / 2 = 30 s > 8 s
-    assert not refused.admitted and refused.retry_after_s == 22
-    estimator.done(5000)
-    assert estimator.backlog_chars == 0 and estimator.try_admit(1000).admitted
-    assert estimator.try_admit(500).admitted  # (1500 x 0.01) / 2 = 7.5 s within 8 s
-    assert not estimator.try_admit(200).admitted
-    estimator.observe(100, 0.2)  # first measurement replaces the seed
-    assert estimator.seconds_per_char == pytest.approx(0.002)
-    estimator.observe(100, 0.4)
-    assert estimator.seconds_per_char == pytest.approx(0.002 + 0.2 * 0.002)
-    assert HEADROOM < 1.0
 
 
 @pytest.mark.slow
