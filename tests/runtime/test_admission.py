@@ -11,7 +11,12 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from runtime.serving.admission import HEADROOM, TYPICAL_CHUNK_CHARS, WorkEstimator, weighted_quantile
+from runtime.serving.admission import (
+    HEADROOM,
+    TYPICAL_CHUNK_CHARS,
+    WorkEstimator,
+    weighted_quantile,
+)
 from runtime.serving.metrics import RuntimeMetrics
 from runtime.serving.scheduler import Job, Scheduler
 from runtime.text.frontend import TextChunk
