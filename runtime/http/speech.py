@@ -139,16 +139,22 @@ def validate(service: SpeechService, settings: Settings, body: SpeechRequest, re
 
 async def admit(service: SpeechService, request: Validated, speed: float) -> SpeechJob:
     """Phonemize (the one wait before admission) and admit."""
-    phonemizer = service.chain.phonemizer(request.voice.name)
-    # While it is phonemized the request is a companion-to-be: a worker alone with another
-    # request waits out the batch window for it.
-    with service.arriving():
-        chunks = await anyio.to_thread.run_sync(
-            phonemizer.prepare_segments, request.prepared.segments, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
-        if not chunks:
-            raise BadRequest("input has nothing to speak (no pronounceable text)", param="input",
-                             code="empty_input")
-        return service.admit(request.voice.name, chunks, speed, request.started)
+    reserved = service.reserve(sum(len(s.text) for s in request.prepared.segments), request.started)
+    try:
+        phonemizer = service.chain.phonemizer(request.voice.name)
+        # While it is phonemized the request is a companion-to-be: a worker alone with another
+        # request waits out the batch window for it.
+        with service.arriving():
+            chunks = await anyio.to_thread.run_sync(
+                phonemizer.prepare_segments, request.prepared.segments, MAX_PHONEMES_PER_CHUNK,
+                FIRST_CHUNK_PHONEMES)
+    except BaseException:
+        service.unreserve(reserved)
+        raise
+    if not chunks:
+        service.unreserve(reserved)
+        raise BadRequest("input has nothing to speak (no pronounceable text)", param="input", code="empty_input")
+    return service.admit(request.voice.name, chunks, speed, request.started, reserved)
 
 
 class _ClosingStream(StreamingResponse):

@@ -169,18 +169,26 @@ class WorkEstimator:
 
     def try_admit(self, characters: int, longest: int | None = None, elapsed_s: float = 0.0) -> Decision:
         """Admit (adding to the backlog) or refuse; see the module's docstring."""
-        longest = characters if longest is None else longest
         with self._lock:
-            rate = self._rate
-            budget = self.budget_s
-            idle = elapsed_s + self._finish(0, characters, longest, rate)
-            if idle > budget:
-                return Decision(False, idle, budget, never_fits=True)
-            finish = elapsed_s + self._finish(self._backlog_chars, characters, longest, rate)
-            if finish > budget:
-                return Decision(False, finish, budget, max(1, math.ceil(finish - budget)))
-            self._backlog_chars += characters
-            return Decision(True, finish, budget)
+            decision = self._decide(characters, characters if longest is None else longest, elapsed_s)
+            if decision.admitted:
+                self._backlog_chars += characters
+            return decision
+
+    def estimate(self, characters: int, longest: int, elapsed_s: float = 0.0) -> Decision:
+        """The decision :meth:`try_admit` would take now, without admitting anything."""
+        with self._lock:
+            return self._decide(characters, longest, elapsed_s)
+
+    def _decide(self, characters: int, longest: int, elapsed_s: float) -> Decision:
+        rate, budget = self._rate, self.budget_s
+        idle = elapsed_s + self._finish(0, characters, longest, rate)
+        if idle > budget:
+            return Decision(False, idle, budget, never_fits=True)
+        finish = elapsed_s + self._finish(self._backlog_chars, characters, longest, rate)
+        if finish > budget:
+            return Decision(False, finish, budget, max(1, math.ceil(finish - budget)))
+        return Decision(True, finish, budget)
 
     def done(self, characters: int) -> None:
         """Characters synthesized, or given up (request finished, cut or cancelled)."""

@@ -43,7 +43,7 @@ from runtime.families.piper.voices import (
     usable_voices,
     with_variant,
 )
-from runtime.serving.admission import WorkEstimator
+from runtime.serving.admission import Decision, WorkEstimator
 from runtime.serving.cache import AudioCache
 from runtime.serving.engine_chain import EngineChain, EngineFactory, parse_fallback
 from runtime.serving.memory import MemoryWatchdog, process_rss_bytes
@@ -60,6 +60,8 @@ CALIBRATION_TEXT = "Calibration: every worker speaks this at once."
 """The sentence every worker speaks at the same time before the server reports ready (short: it
 adds one sentence's time to the start; a short sentence's fixed cost per call makes its rate per
 character pessimistic, which is the safe side)."""
+RESERVED_SHARE = 0.95
+"""Share of a request's normalised characters held by :meth:`SpeechService.reserve`."""
 MIN_SPEED, MAX_SPEED = 0.1, 8.0
 """Bounds of request speed x SSML prosody rate (applied by time-stretching, see timestretch)."""
 
@@ -316,13 +318,16 @@ class SpeechService:
         finally:
             self._arriving -= 1
 
-    def admit(self, voice: str, chunks: Sequence[TextChunk], speed: float, started: float) -> SpeechJob:
+    def admit(self, voice: str, chunks: Sequence[TextChunk], speed: float, started: float,
+              reserved: int = 0) -> SpeechJob:
         """Admit a request (503 when not accepting, 429 when the queue is full, 503
         ``overloaded`` when the admitted work would not let it finish in time, 413 when it would
         not finish in time even on an idle server); the job must be given to :meth:`release`
-        once it ends, however it ends."""
+        once it ends, however it ends. ``reserved``: characters :meth:`reserve` held for it,
+        replaced by the real ones (released whatever the decision)."""
         characters = sum(len(c.text) for c in chunks)
         longest = max((len(c.text) for c in chunks), default=0)
+        self.admission.done(reserved)
         self.check_accepting()
         capacity = self.settings.workers + self.settings.max_queue
         timeout = self.settings.request_timeout_s
@@ -336,31 +341,55 @@ class SpeechService:
                     headers={"Retry-After": str(retry)},
                 )
             decision = self.admission.try_admit(characters, longest, time.monotonic() - started)
-            rate = self.admission.seconds_per_char
-            applied = f"admitted only when it fits {self.admission.headroom:g} x {timeout:g} s = {decision.budget_s:.0f} s"
-            if decision.never_fits:
-                self.metrics.admission_rejections.labels("too_long").inc()
-                fits = min(self.admission.max_idle_chars(), self.settings.max_input_chars)
-                raise InputTooLongForTimeout(
-                    f"input of {characters} characters needs about {decision.estimated_finish_s:.0f} s even "
-                    f"on an idle server (measured {rate:.4f} s/char per worker, {self.settings.workers} "
-                    f"workers); {applied} (TAILOR_REQUEST_TIMEOUT_S={timeout:g}), which holds about "
-                    f"{fits} characters. Send shorter input (split it), or have the operator raise "
-                    f"TAILOR_REQUEST_TIMEOUT_S or lower TAILOR_MAX_INPUT_CHARS to {fits}.",
-                    param="input",
-                )
-            if not decision.admitted:
-                self.metrics.admission_rejections.labels("deadline").inc()
-                raise Overloaded(
-                    f"server is overloaded: the work already admitted plus this input "
-                    f"({characters} characters) needs about {decision.estimated_finish_s:.0f} s "
-                    f"(measured {rate:.4f} s/char per worker, {self.settings.workers} workers); "
-                    f"{applied} (TAILOR_REQUEST_TIMEOUT_S); retry after {decision.retry_after_s} s",
-                    headers={"Retry-After": str(decision.retry_after_s)},
-                )
+            self._refuse_unless(decision, characters)
             self._in_flight += 1
             self.metrics.in_flight.set(self._in_flight)
         return SpeechJob(voice, tuple(chunks), speed, started + timeout, characters)
+
+    def reserve(self, characters: int, started: float) -> int:
+        """Before phonemizing (the costly step, one request at a time in espeak): refuse at once
+        what admission would refuse, or hold the characters of the text to speak (``characters``,
+        ``RESERVED_SHARE`` of them: chunking drops the spaces between sentences) in the backlog, so a
+        burst arriving together is sorted out before any of it is phonemized. Returns the
+        characters held, to give to :meth:`admit` (or :meth:`unreserve` if it never gets there).
+        The estimate spreads the input over every worker (longest chunk 0): it never refuses
+        what :meth:`admit` would take with the real chunks."""
+        self.check_accepting()
+        held = int(characters * RESERVED_SHARE)
+        with self._lock:
+            decision = self.admission.try_admit(held, 0, time.monotonic() - started)
+            self._refuse_unless(decision, characters)
+        return held
+
+    def unreserve(self, characters: int) -> None:
+        self.admission.done(characters)
+
+    def _refuse_unless(self, decision: Decision, characters: int) -> None:
+        """Raise the refusal a decision calls for (413 or 503 ``overloaded``), counted by reason."""
+        if decision.admitted:
+            return
+        timeout = self.settings.request_timeout_s
+        rate = self.admission.seconds_per_char
+        applied = f"admitted only when it fits {self.admission.headroom:g} x {timeout:g} s = {decision.budget_s:.0f} s"
+        if decision.never_fits:
+            self.metrics.admission_rejections.labels("too_long").inc()
+            fits = min(self.admission.max_idle_chars(), self.settings.max_input_chars)
+            raise InputTooLongForTimeout(
+                f"input of {characters} characters needs about {decision.estimated_finish_s:.0f} s even "
+                f"on an idle server (measured {rate:.4f} s/char per worker, {self.settings.workers} "
+                f"workers); {applied} (TAILOR_REQUEST_TIMEOUT_S={timeout:g}), which holds about "
+                f"{fits} characters. Send shorter input (split it), or have the operator raise "
+                f"TAILOR_REQUEST_TIMEOUT_S or lower TAILOR_MAX_INPUT_CHARS to {fits}.",
+                param="input",
+            )
+        self.metrics.admission_rejections.labels("deadline").inc()
+        raise Overloaded(
+            f"server is overloaded: the work already admitted plus this input "
+            f"({characters} characters) needs about {decision.estimated_finish_s:.0f} s "
+            f"(measured {rate:.4f} s/char per worker, {self.settings.workers} workers); "
+            f"{applied} (TAILOR_REQUEST_TIMEOUT_S); retry after {decision.retry_after_s} s",
+            headers={"Retry-After": str(decision.retry_after_s)},
+        )
 
     def release(self, job: SpeechJob) -> None:
         self._take_off_backlog(job, job.backlog_chars)
