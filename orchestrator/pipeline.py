@@ -1,5 +1,9 @@
 """The one pipeline every command runs: facts -> profiles -> selection -> plan -> files -> launch spec.
 
+The plan is made for a (model, machine) pair: the model family comes from ``--model`` (a
+``settings`` value ``model``), ``TAILOR_MODEL`` in the environment or ``model:`` in the config
+file, with the same precedence as every other value, and defaults to ``piper``.
+
 ``deploy plan``, ``profiles``, ``render``, ``auto``, ``up``, ``fleet`` and ``tune`` all call
 :func:`plan_from` with the same :class:`Inputs`, so a value given to one command means the
 same thing in every other, and its precedence is applied in exactly one place
@@ -31,12 +35,13 @@ from pathlib import Path
 from orchestrator.errors import UsageError
 from orchestrator.files import write_json_atomic
 from orchestrator.launch.spec import FACTS_FILE, PLAN_FILE, LaunchSpec
+from orchestrator.plan.model_fit import request_from
 from orchestrator.plan.planner import Plan, make_plan
 from orchestrator.plan.user_config import UserConfig, load_config
 from orchestrator.probe.facts import HostFacts
 from orchestrator.render.renderer import FORMATS, RenderOptions, render, write_rendered
 from orchestrator.select.profiles import ProfileSet, load_profiles
-from orchestrator.select.selection import Selection, select_profile
+from orchestrator.select.selection import ModelRequest, Selection, default_model, select_profile
 
 CONFIG_LABEL = "config"
 
@@ -80,9 +85,11 @@ class Selected:
     """Informational sentences (a profile directory replaced a built-in...)."""
     environ: Mapping[str, str] = field(default_factory=dict)
     """The user's environment (the GPU choice follows its ``CUDA_VISIBLE_DEVICES``)."""
+    model: ModelRequest = field(default_factory=default_model)
+    """The model family (``--model``, ``TAILOR_MODEL``, ``model:``) and what the user pinned about it."""
 
     def select(self) -> Selection:
-        return select_profile(self.facts, self.profiles, self.forced, self.environ)
+        return select_profile(self.facts, self.profiles, self.forced, self.environ, self.model)
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,8 @@ def select_from(inputs: Inputs) -> Selected:
     facts = load_facts(inputs.facts, inputs.environ, inputs.probe_root)
     forced = inputs.profile or (config.profile if config is not None else None)
     environ = os.environ if inputs.environ is None else inputs.environ
-    return Selected(facts, profiles, config, forced, tuple(profiles.overrides), environ)
+    model = request_from(inputs.settings, environ, config)
+    return Selected(facts, profiles, config, forced, tuple(profiles.overrides), environ, model)
 
 
 def plan_from(inputs: Inputs) -> Planned:

@@ -118,6 +118,10 @@ def _choice(*choices: str) -> _Choice:
     return _Choice(tuple(choices))
 
 
+MODEL_FAMILIES = ("piper", "kokoro-82m", "xtts-v2", "indextts2")
+"""Values of TAILOR_MODEL: the names of runtime/families/catalog.py (a test checks they agree;
+this module stays free of imports so the orchestrator can read it anywhere)."""
+
 MODEL_VARIANTS = ("fp32", "int8-dynamic", "int8-dynamic-decoder", "int8-static-decoder",
                   "int8-static-upsampler", "int8-static")
 """Values of TAILOR_MODEL_VARIANT; runtime/families/piper/variants.py says how each one is made."""
@@ -159,8 +163,17 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_PORT", "port", "8000", "TCP port to listen on. `python -m runtime --port` overrides it.", _int_at_least(1, 65535), knob="port"),
     EnvVar("TAILOR_ENGINE", "engine", "onnx", "Inference engine: onnx or torch.", _choice("onnx", "torch"), knob="engine"),
     EnvVar("TAILOR_DEVICE", "device", "cpu", "cpu or cuda.", _choice("cpu", "cuda"), knob="device"),
-    EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16 or bf16 (fp16 only on CUDA; bf16 on CUDA, or with the torch engine on a CPU with AVX-512-BF16/AMX).",
-           _choice("fp32", "fp16", "bf16"), knob="precision"),
+    EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16, bf16 or int8 (fp16 only on CUDA; bf16 on CUDA, or with the torch engine on a CPU with AVX-512-BF16/AMX; int8 where the model family has an int8 model, as kokoro-82m's ONNX file on the CPU; `deploy models` lists each family's precisions).",
+           _choice("fp32", "fp16", "bf16", "int8"), knob="precision"),
+    EnvVar("TAILOR_MODEL", "model", "piper",
+           "Model family to serve: piper, kokoro-82m, xtts-v2 or indextts2 (`deploy models` lists them with their footprints). The plan decides device, precision and reductions for it.",
+           _choice(*MODEL_FAMILIES), knob="model"),
+    EnvVar("TAILOR_MODEL_DROP", "model_drop", "",
+           "Optional components of the model family left out, comma-separated (e.g. emotion for indextts2); planned when the model does not fit otherwise.", _text),
+    EnvVar("TAILOR_MODEL_OFFLOAD", "model_offload", "",
+           "Components of the model family run on the CPU while the rest runs on the GPU, comma-separated (e.g. w2v-bert for indextts2); planned when VRAM is short.", _text),
+    EnvVar("TAILOR_MODEL_MMAP", "model_mmap", "false",
+           "Load the model family's checkpoints memory-mapped instead of reading them (a lower RAM peak while loading; only families whose loader supports it).", _bool),
     EnvVar("TAILOR_VOICE", "default_voice", "en_US-joe-medium",
            "Voice used when a request names none (or names an OpenAI voice such as 'alloy').", _text, knob="voice"),
     EnvVar("TAILOR_MODEL_VARIANT", "model_variant", "fp32",
@@ -242,6 +255,32 @@ VARIABLES: tuple[EnvVar, ...] = (
            "Open TCP connections served at once; a connection beyond it gets a JSON 503 and is closed.", _int_at_least(1)),
     EnvVar("TAILOR_VOICE_MAP", "voice_map", "",
            "OpenAI voice names mapped to local voices, comma-separated NAME=VOICE (e.g. alloy=en_US-amy-medium,onyx=en_US-joe-medium). OpenAI names not listed map to TAILOR_VOICE.", _text),
+    # IndexTTS2 runs as its own engine process(es) (runtime/families/indextts2): one per
+    # TAILOR_WORKERS, on TAILOR_DEVICE (cuda: spread over TAILOR_GPUS), GPT in fp16 when
+    # TAILOR_PRECISION is fp16.
+    EnvVar("TAILOR_INDEXTTS2_PYTHON", "indextts2_python", "",
+           "Interpreter of the IndexTTS2 engine environment (its own venv or image: Python < 3.12, torch 2.8, transformers 4.52.1, indextts). Empty: the runtime's own interpreter.",
+           _text, knob="indextts2_python"),
+    EnvVar("TAILOR_INDEXTTS2_ADAPTER", "indextts2_adapter", "real",
+           "What the IndexTTS2 engine process runs: real (IndexTTS2) or standin (a model-free stand-in with the same protocol, for tests).",
+           _choice("real", "standin")),
+    EnvVar("TAILOR_INDEXTTS2_VOICES_DIR", "indextts2_voices_dir", "",
+           "Reference recordings for IndexTTS2, one NAME.wav per voice (a few seconds of one speaker). Empty: MODEL_DIR/voices.", _text),
+    EnvVar("TAILOR_INDEXTTS2_EMOTION", "indextts2_emotion", "false",
+           "Load IndexTTS2's optional Qwen emotion model (~0.6 B parameters) and take each request's emotion from its text; off: the emotion follows the reference recording.",
+           _bool, knob="indextts2_emotion"),
+    EnvVar("TAILOR_INDEXTTS2_ARGS", "indextts2_args", "",
+           "Extra command-line arguments for each IndexTTS2 engine process, shell-quoted (e.g. --cuda-kernel, --cfg PATH; `python -m runtime.families.indextts2.server --adapter real --help` lists them).",
+           _text),
+    EnvVar("TAILOR_INDEXTTS2_STARTUP_TIMEOUT_S", "indextts2_startup_timeout_s", "600",
+           "Seconds an IndexTTS2 engine process gets to load its model and report ready; then start-up fails with its last output.",
+           _float_at_least(1.0), unit="s"),
+    EnvVar("TAILOR_INDEXTTS2_STALL_TIMEOUT_S", "indextts2_stall_timeout_s", "300",
+           "Seconds without audio from an IndexTTS2 engine during a request before it is deemed hung, killed and restarted.",
+           _float_at_least(1.0), unit="s"),
+    EnvVar("TAILOR_INDEXTTS2_MAX_RESTARTS", "indextts2_max_restarts", "5",
+           "Consecutive restarts of a crashed IndexTTS2 engine process (backoff 1 s, doubling, at most 30 s) before it is given up and the runtime reports not ready.",
+           _int_at_least(0)),
 )
 
 _BY_NAME = {v.name: v for v in VARIABLES}
@@ -257,6 +296,10 @@ class Settings:
     engine: str
     device: str
     precision: str
+    model: str
+    model_drop: str
+    model_offload: str
+    model_mmap: bool
     default_voice: str
     model_variant: str
     voices_dir: str
@@ -293,6 +336,14 @@ class Settings:
     idle_timeout_s: int
     max_connections: int
     voice_map: str
+    indextts2_python: str
+    indextts2_adapter: str
+    indextts2_voices_dir: str
+    indextts2_emotion: bool
+    indextts2_args: str
+    indextts2_startup_timeout_s: float
+    indextts2_stall_timeout_s: float
+    indextts2_max_restarts: int
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:

@@ -30,6 +30,7 @@ from orchestrator.fleet.facts_dir import (
     write_host_facts,
     write_probe_summary,
 )
+from orchestrator.plan.user_config import check_value
 from orchestrator.render.renderer import pod_shape
 from orchestrator.select.profiles import load_profiles
 from orchestrator.units import format_size
@@ -55,6 +56,9 @@ PythonVersionOpt = Annotated[str, typer.Option("--python-version", help="Python 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 ProfilesDirOpt = Annotated[list[Path] | None, typer.Option(
     "--profiles", help="Directory of extra profiles (NAME.yaml). Repeatable.", file_okay=False)]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="Model family for every host (default: each host's tailor_model, else piper); "
+                    "`deploy models` lists them.")]
 DEFAULT_FLEET_DIR = Path(".tailor-fleet")
 _SERIAL = re.compile(r"^([1-9][0-9]*%?|100%)$")
 
@@ -117,15 +121,23 @@ def probe(inventory: InventoryOpt, fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, l
     _report_failures(result)
 
 
+def _model_settings(model: str | None) -> dict[str, str]:
+    """``--model`` as a command-line setting, checked once for the whole fleet (exit 2 with a suggestion)."""
+    if model is None:
+        return {}
+    return {"model": check_value("TAILOR_MODEL", model, "command line (model)")}
+
+
 @fleet_app.command("plan")
 def plan(fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, facts_dir: FactsDirOpt = None,
-         profiles_dir: ProfilesDirOpt = None, json_out: JsonOpt = False) -> None:
+         profiles_dir: ProfilesDirOpt = None, model: ModelOpt = None, json_out: JsonOpt = False) -> None:
     """Plan every host from its collected facts (same planner as `deploy plan --facts`); one table."""
+    settings = _model_settings(model)
     profiles = load_profiles(tuple(profiles_dir or ()))
     directory = facts_dir or fleet_dir / "facts"
     if not facts_files(directory) and not read_probe_summary(directory):
         raise UsageError(f"no facts files in {directory}", "collect them with `deploy fleet probe -i INVENTORY`")
-    _show_plan(plan_fleet(directory, profiles), json_out)
+    _show_plan(plan_fleet(directory, profiles, settings=settings), json_out)
 
 
 def _show_plan(rows: Iterable[HostPlan], json_out: bool) -> int:
@@ -137,7 +149,7 @@ def _show_plan(rows: Iterable[HostPlan], json_out: bool) -> int:
         return len(light)
     table = Table()
     table.add_column("host", no_wrap=True)
-    for column in ("CPUs", "RAM", "GPUs", "profile", "engine", "precision", "workers x threads",
+    for column in ("CPUs", "RAM", "GPUs", "model", "profile", "engine", "precision", "workers x threads",
                    "concurrency", "notes"):
         table.add_column(column)
     notes: list[str] = []
@@ -157,7 +169,8 @@ def _show_plan(rows: Iterable[HostPlan], json_out: bool) -> int:
         table.add_row(r.host,
                       str(f.cpu.effective_cpus) if f else "-",
                       format_size(f.memory.effective_total_bytes) if f else "-",
-                      escape(gpus), p.profile if p else "-", f"{p.engine}/{p.device}" if p else "-",
+                      escape(gpus), p.model if p else "-", p.profile if p else "-",
+                      f"{p.engine}/{p.device}" if p else "-",
                       p.precision if p else "-", f"{p.workers}x{p.threads}" if p else "-",
                       str(p.max_concurrency) if p else "-", note)
     table.title = f"Fleet plan ({count} hosts)"
@@ -236,7 +249,7 @@ def render_k8s(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for the manifests.", file_okay=False)],
     k8s: Annotated[bool, typer.Option("--k8s", help="Kubernetes: one Deployment per hardware class and a Service.")] = False,
     fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, facts_dir: FactsDirOpt = None,
-    profiles_dir: ProfilesDirOpt = None, json_out: JsonOpt = False,
+    profiles_dir: ProfilesDirOpt = None, model: ModelOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Group the fleet's hosts into hardware classes (same plan) and write one Deployment per class."""
     from orchestrator.fleet.k8s import fleet_manifests, group_classes
@@ -244,11 +257,12 @@ def render_k8s(
 
     if not k8s:
         raise UsageError("deploy fleet render needs a target format", "pass --k8s")
+    settings = _model_settings(model)
     profiles = load_profiles(tuple(profiles_dir or ()))
     skipped: list[HostPlan] = []
 
     def planned() -> Any:
-        for row in plan_fleet(facts_dir or fleet_dir / "facts", profiles):
+        for row in plan_fleet(facts_dir or fleet_dir / "facts", profiles, settings=settings):
             if row.plan is not None and row.facts is not None:
                 yield row.host, row.plan, row.facts
             else:
@@ -262,7 +276,8 @@ def render_k8s(
     summary: list[dict[str, Any]] = []
     for c in classes:
         pod = pod_shape(c.plan.container)
-        summary.append({"class": c.key, "deployment": c.name, "hosts": sorted(c.hosts), "profile": c.plan.profile,
+        summary.append({"class": c.key, "deployment": c.name, "hosts": sorted(c.hosts), "model": c.plan.model,
+                        "profile": c.plan.profile,
                         "engine": c.plan.engine, "device": c.plan.device, "precision": c.plan.precision,
                         "workers": c.plan.workers, "threads": c.plan.threads,
                         "replicas": len(c.hosts) * pod.replicas, "pod_cpus": pod.cpus,

@@ -90,6 +90,7 @@ def auto(
     threads: opts.ThreadsOpt = None,
     precision: opts.PrecisionOpt = None,
     port: opts.PortOpt = None,
+    model: opts.ModelOpt = None,
     explain: opts.ExplainOpt = False,
     show_secrets: opts.ShowSecretsOpt = False,
     *,
@@ -100,7 +101,8 @@ def auto(
     sd = state_dir_from(state_dir, os.environ)
     stale = prepare_state_dir(sd, os.environ, _Out())
     inputs = opts.pipeline_inputs(facts=facts, profile=profile, profiles_dirs=profiles_dirs, config=config,
-                                  sets=sets, workers=workers, threads=threads, precision=precision, port=port)
+                                  sets=sets, workers=workers, threads=threads, precision=precision, port=port,
+                                  model=model)
     prepared = dep.plan_deployment(sd, inputs)
     if explain and prepared.plan is not None:
         print_sources(prepared.plan, show_secrets=show_secrets)

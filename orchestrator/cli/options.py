@@ -2,7 +2,7 @@
 
 Every command that plans (`profiles`, `plan`, `render`, `auto`, and the fleet/tune commands)
 spells its inputs with these aliases, so ``--facts``, ``--profile``, ``--profiles``,
-``--config``, ``--set`` and the knob flags mean the same everywhere, and
+``--config``, ``--model``, ``--set`` and the knob flags mean the same everywhere, and
 :func:`pipeline_inputs` turns them into :class:`orchestrator.pipeline.Inputs` the same way.
 """
 
@@ -32,7 +32,10 @@ SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Set a runtime variable or knob: --set workers=2, --set TAILOR_LOG_LEVEL=debug. Repeatable.")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Synthesis workers.")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Intra-op threads per worker.")]
-PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="fp32, fp16 or bf16.")]
+PrecisionOpt = Annotated[str | None, typer.Option(
+    "--precision", help="fp32, fp16, bf16 or int8 (int8: families with an int8 model, e.g. kokoro-82m on the CPU).")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="Model family: piper (default), kokoro-82m, xtts-v2 or indextts2 (`deploy models` lists them).")]
 PortOpt = Annotated[int | None, typer.Option("--port", help="TCP port the runtime listens on (1-65535).")]
 
 # Launching (`auto`, `up`) and the deployment's state (`status`, `logs`, `down`).
@@ -64,10 +67,11 @@ DirectoryArg = Annotated[Path | None, typer.Argument(
 def pipeline_inputs(*, facts: Path | None = None, profile: str | None = None,
                     profiles_dirs: list[Path] | None = None, config: Path | None = None,
                     sets: list[str] | None = None, workers: int | None = None, threads: int | None = None,
-                    precision: str | None = None, port: int | None = None) -> pipeline.Inputs:
+                    precision: str | None = None, port: int | None = None, model: str | None = None) -> pipeline.Inputs:
     """The shared options as pipeline Inputs. Flag values are checked by the planner with the
     knob table's rules, exactly like ``--set`` and config values."""
-    settings = pipeline.cli_settings(sets or (), workers=workers, threads=threads, precision=precision, port=port)
+    settings = pipeline.cli_settings(sets or (), workers=workers, threads=threads, precision=precision, port=port,
+                                     model=model)
     return pipeline.Inputs(facts=facts, profile=profile, profile_dirs=tuple(profiles_dirs or ()),
                            config=config, settings=settings)
 

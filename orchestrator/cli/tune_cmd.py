@@ -93,6 +93,7 @@ def tune(
     profile: opts.ProfileOpt = None,
     profiles_dirs: opts.ProfilesDirOpt = None,
     config: opts.ConfigOpt = None,
+    model: opts.ModelOpt = None,
     sets: opts.SetOpt = None,
 ) -> None:
     """Measure this machine: run the runtime in candidate configurations, keep the best, write tuned.yaml."""
@@ -108,7 +109,7 @@ def tune(
         if not memory_bytes:
             raise UsageError(f"--memory-max {memory_max!r} is not a size", "write it like 800MiB or 2GiB")
     # Always this machine's own facts: the measurements are of this machine.
-    inputs = opts.pipeline_inputs(profile=profile, profiles_dirs=profiles_dirs, config=config, sets=sets)
+    inputs = opts.pipeline_inputs(profile=profile, profiles_dirs=profiles_dirs, config=config, sets=sets, model=model)
     planned = pipeline.plan_from(inputs)
     plan = planned.plan
     for warning in planned.warnings:
@@ -118,7 +119,7 @@ def tune(
     options = TuneOptions(levels=levels, requests=requests, objective=objective, budget_s=budget_s,
                           constraints=Constraints(p95_max, ttfa_max, memory_bytes), patience=patience,
                           max_pairs=max_pairs)
-    summary = (f"profile {plan.profile}, {plan.engine} on {plan.device}, {plan.workers} worker(s) x {plan.threads} "
+    summary = (f"model {plan.model}, profile {plan.profile}, {plan.engine} on {plan.device}, {plan.workers} worker(s) x {plan.threads} "
                f"thread(s), {plan.precision}")
     out.info(f"tuning from the plan: {summary}; levels {', '.join(map(str, levels))}; budget {budget_s:.0f} s")
 
@@ -150,7 +151,7 @@ def tune(
     result.gate = gate
     tuned_names = sorted({name for knob in knobs for option in knob.options for name, _ in option}
                          | set(result.chosen.candidate.mapping))
-    doc = tuned_config(result, plan.profile, tuned_names, dict(plan.env), report_dir, objective)
+    doc = tuned_config(result, plan.profile, tuned_names, dict(plan.env), report_dir, objective, model=plan.model)
     write_config(out_file, doc)
     report = write_report(report_dir, result, options, config_path=out_file, plan_summary=summary, gate=gate,
                           gate_note=gate_note)

@@ -59,6 +59,7 @@ class HostPlan:
             })
         if plan is not None:
             row.update({
+                "model": plan.model, "reductions": list(plan.model_fit.reductions) if plan.model_fit else [],
                 "profile": plan.profile, "engine": plan.engine, "device": plan.device,
                 "precision": plan.precision, "workers": plan.workers, "threads": plan.threads,
                 "max_concurrency": plan.max_concurrency, "warnings": list(plan.warnings),
@@ -121,24 +122,30 @@ def facts_files(directory: Path) -> list[Path]:
 
 
 def plan_host(host: str, facts_path: Path, profiles: ProfileSet, environ: Mapping[str, str],
-              config: UserConfig | None = None) -> HostPlan:
+              config: UserConfig | None = None, settings: Mapping[str, str] | None = None) -> HostPlan:
     """``pipeline.plan_from`` for one host's facts file; every failure becomes the row's reason.
 
-    ``profiles`` is loaded once for the whole fleet and handed to the pipeline.
+    ``profiles`` is loaded once for the whole fleet and handed to the pipeline; ``settings`` are
+    command-line values for every host (``--model``), above each host's config file.
     """
     try:
         facts = pipeline.load_facts(facts_path)
     except DeployError as exc:
         return HostPlan(host, "bad-facts", exc.message)
     try:
-        planned = pipeline.plan_from(pipeline.Inputs(facts=facts, config=config, profiles=profiles, environ=environ))
+        planned = pipeline.plan_from(pipeline.Inputs(facts=facts, config=config, profiles=profiles, environ=environ,
+                                                     settings=dict(settings or {})))
     except DeployError as exc:
         return HostPlan(host, "no-fit", exc.message, facts)
     return HostPlan(host, "planned", "", facts, planned.plan)
 
 
-def plan_fleet(directory: Path, profiles: ProfileSet, environ: Mapping[str, str] | None = None) -> Iterator[HostPlan]:
-    """Every host of the facts directory, in name order, then the hosts the probe could not reach."""
+def plan_fleet(directory: Path, profiles: ProfileSet, environ: Mapping[str, str] | None = None,
+               settings: Mapping[str, str] | None = None) -> Iterator[HostPlan]:
+    """Every host of the facts directory, in name order, then the hosts the probe could not reach.
+
+    ``settings``: command-line values for every host (``deploy fleet plan --model NAME``); a host's
+    own ``model:`` (inventory ``tailor_model``) applies where none is given."""
     env: Mapping[str, str] = {} if environ is None else environ
     summary = read_probe_summary(directory)
     seen: set[str] = set()
@@ -151,7 +158,7 @@ def plan_fleet(directory: Path, profiles: ProfileSet, environ: Mapping[str, str]
         except DeployError as exc:
             yield HostPlan(host, "bad-facts", exc.message)
             continue
-        yield plan_host(host, path, profiles, env, config)
+        yield plan_host(host, path, profiles, env, config, settings)
     for host, outcome in summary.items():
         if host not in seen and outcome["state"] != "ok":
             yield HostPlan(host, outcome["state"], outcome["reason"])

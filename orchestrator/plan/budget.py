@@ -1,6 +1,8 @@
 """The memory budget: what the runtime will hold, row by row, against RAM and VRAM.
 
-Estimates (per process unless said otherwise), for the default voice en_US-joe-medium:
+The figures come from the model family's memory model (runtime/families/spec.py ``footprint``;
+each family's numbers and their sources are in runtime/families/catalog.py). For the default
+family, Piper with the voice en_US-joe-medium, per process unless said otherwise:
 
 * model weights: the onnx file is 63.2 MB; one onnxruntime session for it adds 89 MiB of RSS
   (measured: session created on CPU, 1 intra-op thread). torch keeps one host copy (64 MiB)
@@ -17,6 +19,10 @@ Estimates (per process unless said otherwise), for the default voice en_US-joe-m
   976 MiB budget (benchmarks/RESULTS.md, "Memory under a soak").
 * headroom: the profile's fraction of the pool (at least its minimum) stays unplanned.
 
+Heavier families add rows Piper does not need: host RAM per worker on a GPU (components
+offloaded to the CPU, the load residue, a separate engine process), and a load-peak check (the
+RAM held while the largest checkpoint is read, unless mapped).
+
 On Jetson the GPU shares system RAM: every row lands in one ``shared`` pool.
 """
 
@@ -25,68 +31,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-MIB = 1024**2
+from orchestrator.select.fit import Pools
+from runtime.families.spec import Footprint
 
-ONNX_SESSION_BYTES = 89 * MIB
-TORCH_HOST_WEIGHTS_BYTES = 64 * MIB
-TORCH_DEVICE_WEIGHTS_FP32_BYTES = 63_201_294
-ONNX_OVERHEAD_BYTES = 350 * MIB
-TORCH_OVERHEAD_BYTES = 900 * MIB
-CUDA_CONTEXT_BYTES = 500 * MIB
-ONNX_PER_REQUEST_BYTES = 192 * MIB
-CUDA_PER_ITEM_FP32_BYTES = 192 * MIB
-CUDA_PER_REQUEST_HOST_BYTES = 48 * MIB
+MIB = 1024**2
 
 RAM = "ram"
 VRAM = "vram"
 SHARED = "shared"
-
-
-@dataclass(frozen=True)
-class Footprint:
-    """Memory estimates for one engine/device/precision combination."""
-
-    overhead_ram_bytes: int
-    weights_ram_per_worker_bytes: int
-    weights_ram_shared_bytes: int
-    per_request_ram_bytes: int
-    cuda_context_bytes: int
-    weights_vram_per_worker_bytes: int
-    per_item_vram_bytes: int
-
-    @classmethod
-    def of(cls, engine: str, device: str, precision: str) -> Footprint:
-        if device == "cuda":
-            half = precision in ("fp16", "bf16")
-            return cls(
-                overhead_ram_bytes=TORCH_OVERHEAD_BYTES if engine == "torch" else ONNX_OVERHEAD_BYTES,
-                weights_ram_per_worker_bytes=0,
-                weights_ram_shared_bytes=TORCH_HOST_WEIGHTS_BYTES,
-                per_request_ram_bytes=CUDA_PER_REQUEST_HOST_BYTES,
-                cuda_context_bytes=CUDA_CONTEXT_BYTES,
-                weights_vram_per_worker_bytes=TORCH_DEVICE_WEIGHTS_FP32_BYTES // (2 if half else 1),
-                per_item_vram_bytes=CUDA_PER_ITEM_FP32_BYTES // (2 if half else 1),
-            )
-        return cls(
-            overhead_ram_bytes=TORCH_OVERHEAD_BYTES if engine == "torch" else ONNX_OVERHEAD_BYTES,
-            weights_ram_per_worker_bytes=ONNX_SESSION_BYTES,
-            weights_ram_shared_bytes=0,
-            per_request_ram_bytes=ONNX_PER_REQUEST_BYTES,
-            cuda_context_bytes=0,
-            weights_vram_per_worker_bytes=0,
-            per_item_vram_bytes=0,
-        )
-
-
-@dataclass(frozen=True)
-class Pools:
-    """Capacities and headrooms in bytes; ``shared`` when CPU and GPU use one pool (Jetson)."""
-
-    ram_capacity_bytes: int
-    ram_headroom_bytes: int
-    vram_capacity_bytes: int
-    vram_headroom_bytes: int
-    shared: bool
 
 
 @dataclass(frozen=True)
@@ -117,10 +69,13 @@ class PoolTotal:
 class MemoryBudget:
     rows: tuple[BudgetRow, ...]
     totals: tuple[PoolTotal, ...]
+    load_peak: PoolTotal | None = None
+    """RAM (or the shared pool) while the model loads: everything loaded so far plus the largest
+    checkpoint being read; no request runs and the cache is empty then."""
 
     @property
     def fits(self) -> bool:
-        return all(t.fits for t in self.totals)
+        return all(t.fits for t in self.totals) and (self.load_peak is None or self.load_peak.fits)
 
     def total(self, pool: str) -> PoolTotal:
         return next(t for t in self.totals if t.pool == pool)
@@ -144,14 +99,38 @@ def slots_that_fit(pools: Pools, fp: Footprint, workers: int, cache_bytes: int, 
     if not on_gpu:
         per_slot = fp.weights_ram_per_worker_bytes + fp.per_request_ram_bytes
         return max(0, (ram_pool - ram_fixed) // per_slot)
+    ram_fixed += fp.weights_ram_per_worker_bytes * workers
     per_device = max(1, workers // max(1, devices))
-    vram_fixed = fp.cuda_context_bytes + fp.weights_vram_per_worker_bytes * per_device
+    vram_fixed = _vram_fixed(fp, per_device)
     if pools.shared:
         free = ram_pool - ram_fixed - vram_fixed
         return max(0, free // (fp.per_item_vram_bytes + fp.per_request_ram_bytes))
     by_ram = (ram_pool - ram_fixed) // fp.per_request_ram_bytes
     by_vram = (pools.vram_capacity_bytes - pools.vram_headroom_bytes - vram_fixed) // fp.per_item_vram_bytes
     return max(0, min(by_ram, by_vram * max(1, devices)))
+
+
+def _vram_fixed(fp: Footprint, per_device: int) -> int:
+    """One device's context(s) and weights for ``per_device`` workers."""
+    contexts = per_device if fp.context_per_worker else 1
+    return fp.cuda_context_bytes * contexts + fp.weights_vram_per_worker_bytes * per_device
+
+
+def workers_that_fit(pools: Pools, fp: Footprint, workers: int, devices: int = 1) -> int:
+    """The most workers (at most ``workers``, spread over ``devices`` GPUs) whose instances fit
+    with one request in flight each and no cache; 0 when not even one does."""
+    devices = max(1, devices)
+    for count in range(workers, 0, -1):
+        per_device = max(1, count // devices)
+        ram = (fp.overhead_ram_bytes + fp.weights_ram_shared_bytes
+               + (fp.weights_ram_per_worker_bytes + fp.per_request_ram_bytes) * count)
+        vram = _vram_fixed(fp, per_device) + fp.per_item_vram_bytes * per_device
+        if pools.shared:
+            if ram + vram <= pools.ram_usable_bytes:
+                return count
+        elif ram <= pools.ram_usable_bytes and vram <= pools.vram_usable_bytes:
+            return count
+    return 0
 
 
 def build_budget(pools: Pools, fp: Footprint, workers: int, slots: int, cache_bytes: int,
@@ -169,23 +148,29 @@ def build_budget(pools: Pools, fp: Footprint, workers: int, slots: int, cache_by
         per_device = max(1, workers // devices)
         items = -(-slots // devices)
         each = f" on each of {devices} GPUs" if devices > 1 else ""
-        rows.append(BudgetRow("model weights (host copy)", ram_pool, fp.weights_ram_shared_bytes,
-                              "one copy kept in RAM while loading and for the fallback"))
+        if fp.weights_ram_shared_bytes:
+            rows.append(BudgetRow("model weights (host copy)", ram_pool, fp.weights_ram_shared_bytes,
+                                  "one copy kept in RAM while loading and for the fallback"))
+        if fp.weights_ram_per_worker_bytes:
+            rows.append(BudgetRow("model in host RAM (per worker)", ram_pool, fp.weights_ram_per_worker_bytes * workers,
+                                  f"{workers} worker(s) x {fp.weights_ram_per_worker_bytes // MIB} MiB: "
+                                  + _host_detail(fp)))
         rows.append(BudgetRow("model weights (device)", gpu_pool, fp.weights_vram_per_worker_bytes * per_device,
                               f"{per_device} worker(s) x {fp.weights_vram_per_worker_bytes // MIB} MiB{each}"))
-        rows.append(BudgetRow("runtime overhead", ram_pool, fp.overhead_ram_bytes,
-                              "Python, web server, torch, phonemizer"))
-        rows.append(BudgetRow("CUDA context", gpu_pool, fp.cuda_context_bytes,
+        rows.append(BudgetRow("runtime overhead", ram_pool, fp.overhead_ram_bytes, fp.overhead_detail))
+        contexts = per_device if fp.context_per_worker else 1
+        rows.append(BudgetRow("CUDA context", gpu_pool, fp.cuda_context_bytes * contexts,
+                              f"one per engine process, {contexts}{each}" if fp.context_per_worker else
                               f"one per process{each}"))
         rows.append(BudgetRow("per-request working memory (device)", gpu_pool, fp.per_item_vram_bytes * items,
                               f"{items} in flight x {fp.per_item_vram_bytes // MIB} MiB{each}"))
         rows.append(BudgetRow("per-request working memory (host)", ram_pool, fp.per_request_ram_bytes * slots,
                               f"{slots} in flight x {fp.per_request_ram_bytes // MIB} MiB"))
     else:
+        instance = "onnx session(s)" if fp.engine == "onnx" else "model instance(s)"
         rows.append(BudgetRow("model weights", ram_pool, fp.weights_ram_per_worker_bytes * workers,
-                              f"{workers} onnx session(s) x {fp.weights_ram_per_worker_bytes // MIB} MiB"))
-        rows.append(BudgetRow("runtime overhead", ram_pool, fp.overhead_ram_bytes,
-                              "Python, web server, onnxruntime, phonemizer"))
+                              f"{workers} {instance} x {fp.weights_ram_per_worker_bytes // MIB} MiB"))
+        rows.append(BudgetRow("runtime overhead", ram_pool, fp.overhead_ram_bytes, fp.overhead_detail))
         rows.append(BudgetRow("per-request working memory", ram_pool, fp.per_request_ram_bytes * slots,
                               f"{slots} in flight x {fp.per_request_ram_bytes // MIB} MiB"))
         if solo_wide:
@@ -204,7 +189,22 @@ def build_budget(pools: Pools, fp: Footprint, workers: int, slots: int, cache_by
         if on_gpu:
             totals.append(_total(VRAM, pools.vram_capacity_bytes, pools.vram_headroom_bytes,
                                  sum(r.bytes for r in rows if r.pool == VRAM)))
-    return MemoryBudget(tuple(rows), tuple(totals))
+    instances = workers + (1 if solo_wide else 0)
+    at_load = fp.ram_load_peak(instances) + (_vram_fixed(fp, max(1, workers // max(1, devices))) * max(1, devices)
+                                             if pools.shared and on_gpu else 0)
+    peak = _total(ram_pool, pools.ram_capacity_bytes, pools.ram_headroom_bytes, at_load)
+    return MemoryBudget(tuple(rows), tuple(totals), peak)
+
+
+def _host_detail(fp: Footprint) -> str:
+    """What a GPU worker holds in host RAM."""
+    on_cpu = [w.component for w in fp.weights if w.device == "cpu"]
+    parts = ["load residue (checkpoint bytes freed into the allocator)"]
+    if on_cpu:
+        parts.insert(0, f"{', '.join(on_cpu)} on the CPU")
+    if fp.context_per_worker:
+        parts.append("its engine process")
+    return ", ".join(parts)
 
 
 def _total(pool: str, capacity: int, headroom: int, planned: int) -> PoolTotal:

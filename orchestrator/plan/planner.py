@@ -14,6 +14,7 @@ reason. Rules that always hold:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from orchestrator.errors import PlanError
 from orchestrator.model import Reader, check_version, from_jsonable, read_json_file, to_jsonable
-from orchestrator.plan.budget import Footprint, MemoryBudget, build_budget, plans_solo_wide
+from orchestrator.plan.budget import MemoryBudget, build_budget, plans_solo_wide
 from orchestrator.plan.container_spec import (
     ContainerSpec,
     base_image_for,
@@ -29,6 +30,7 @@ from orchestrator.plan.container_spec import (
     pids_limit_for,
     sizing_reasons,
 )
+from orchestrator.plan.model_fit import fit_env, fit_reasons, fit_warnings, model_request
 from orchestrator.plan.runtime_env import Provenance, build_env
 from orchestrator.plan.steps import Choices, Planning
 from orchestrator.plan.user_config import (
@@ -36,15 +38,19 @@ from orchestrator.plan.user_config import (
     UserConfig,
 )
 from orchestrator.probe.facts import HostFacts
+from orchestrator.select.fit import ModelFit, fit_model
 from orchestrator.select.gpus import choose_gpus
 from orchestrator.select.profiles import Profile, ProfileSet
 from orchestrator.select.selection import (
     FITS,
+    ModelRequest,
     Selection,
     complete_facts,
     judge,
+    refusal,
 )
 from orchestrator.units import format_size
+from runtime.families.catalog import DEFAULT_FAMILY, family
 from runtime.settings import VARIABLES
 
 PLAN_VERSION = 2
@@ -86,6 +92,11 @@ class Plan:
     launch_settings: Mapping[str, float] = field(default_factory=dict)
     """The launcher's own settings the user gave (``startup_timeout_s``, ``health_interval_s``; see
     ``user_config.LAUNCH_KNOBS``), with their sources in ``provenance``; never in ``env``."""
+    model: str = DEFAULT_FAMILY
+    """The model family (``TAILOR_MODEL``; runtime/families/catalog.py)."""
+    model_fit: ModelFit | None = None
+    """How the family fits this machine: placement, reductions with their numbers, needs
+    (select/fit.py). None only in plan files written before model families."""
 
     @property
     def port(self) -> int:
@@ -148,13 +159,26 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     facts, _assumptions = complete_facts(facts)  # their warnings came with the selection
     user = Choices(overrides or {}, environ or {}, config, stepped or {}, step_reason)
     warnings: list[str] = list(selection.warnings)
-    planning = Planning(facts, profile, user, warnings, selection.gpus or choose_gpus(facts, environ))
+    gpus = selection.gpus or choose_gpus(facts, environ)
+    request = model_request(user)
+    fit = selection.fit if selection.fit is not None and selection.model.family == request.family else None
+    if fit is None:  # chosen without judging the model (an OOM step-down): fit it here
+        fit = fit_model(request.family, facts, profile, gpus, request.pinned, allow_cpu=True)
+        if not fit.fits:
+            raise refusal(request, [(profile.name, fit)])
+    spec = request.family
+    planning = Planning(facts, profile, user, warnings, gpus, fit)
     prov = planning.prov
+    model_name = planning.decide("TAILOR_MODEL", "model", spec.name, "default", "runtime default")
 
     engine, device, precision = planning.device_and_precision()
     on_gpu = device == "cuda"
     pools = planning.pools(on_gpu)
-    footprint = Footprint.of(engine, device, precision)
+    placement = dataclasses.replace(fit.placement, engine=engine, device=device, precision=precision,
+                                    offloaded=fit.placement.offloaded if on_gpu else frozenset())
+    footprint = spec.footprint(placement)
+    planning.reasons.extend(fit_reasons(spec, fit))
+    warnings.extend(fit_warnings(spec, fit, facts))
     sizing = planning.workers_and_threads(pools, footprint, on_gpu)
     batch = planning.batching(pools, footprint, on_gpu, sizing)
 
@@ -164,6 +188,10 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         if not total.fits:
             warnings.append(f"{total.pool.upper()} budget is over by {format_size(-total.free_bytes)}: "
                             f"the plan needs more than {format_size(total.capacity_bytes)} minus headroom")
+    if budget.load_peak is not None and not budget.load_peak.fits:
+        warnings.append(f"{budget.load_peak.pool.upper()} at load peak is over by "
+                        f"{format_size(-budget.load_peak.free_bytes)}: loading {sizing.workers} instance(s) needs "
+                        f"more than {format_size(budget.load_peak.capacity_bytes)} minus headroom")
     gpus = planning.gpus
     container = container_spec(facts, profile, pools.ram_capacity_bytes - pools.ram_headroom_bytes, on_gpu,
                                gpus=gpus, budget=budget, cpus_used=sizing.workers * sizing.threads,
@@ -183,7 +211,8 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         preload=batch.preload, cache_bytes=sizing.cache_bytes, tight=batch.tight,
         memory_limit_bytes=container.memory_limit_bytes,
         gpu_uuids=tuple(g.uuid for g in gpus.used) if on_gpu and facts.jetson is None else (),
-        fallback_threads=_fallback_threads(facts, profile, sizing.workers) if on_gpu else sizing.threads)
+        fallback_threads=_fallback_threads(facts, profile, sizing.workers) if on_gpu else sizing.threads,
+        family=spec.name, model_env=fit_env(fit, "the model fit (see the model reductions in --explain)"))
     warnings.extend(env_warnings)
     prov.update({p.name: p for p in env_prov})
     for var, field_name in _VARIABLE_FIELDS.items():
@@ -197,7 +226,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         memory_budget=budget, env=env, provenance=tuple(prov[k] for k in sorted(prov)), container=container,
         warnings=tuple(dict.fromkeys(warnings)),
         reasons=tuple(selection.reasons[:1]) + tuple(planning.reasons),
-        user_values=user.user_set(), launch_settings=launch_settings,
+        user_values=user.user_set(), launch_settings=launch_settings, model=model_name, model_fit=fit,
     )
 
 
@@ -228,8 +257,9 @@ def step_down(plan: Plan, facts: HostFacts, profiles: ProfileSet) -> Plan | None
             "TAILOR_WORKERS": str(new), "TAILOR_MAX_BATCH_SIZE": str(plan.max_batch_size),
             "TAILOR_THREADS_PER_WORKER": str(plan.threads)},
             f"OOM step-down: workers {plan.workers} -> {new}")
+    model = ModelRequest(family(plan.model))
     for candidate in profiles.profiles:
-        if candidate.priority < current.priority and judge(facts, candidate).status == FITS:
+        if candidate.priority < current.priority and judge(facts, candidate, model=model).status == FITS:
             kept = {k: v for k, v in user_cli.items() if k not in SIZING_VARIABLES}
             return _replan(plan, facts, candidate, kept, {},
                            f"OOM step-down: {current.name} is at its smallest; moving to profile {candidate.name}")

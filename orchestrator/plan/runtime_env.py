@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from orchestrator.plan.budget import plans_solo_wide
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.profiles import Profile
+from runtime.families.catalog import DEFAULT_FAMILY
 from runtime.settings import VARIABLES
 
 SOURCES = ("cli", "env", "config", "profile", "default", "derived")
@@ -67,7 +68,8 @@ def build_env(*, facts: HostFacts, profile: Profile, user_values: Mapping[str, t
               engine: str, device: str, precision: str, workers: int, threads: int, inter_op: int,
               max_queue: int, batching: bool, max_batch: int, window_ms: float, preload: bool,
               cache_bytes: int, tight: bool, memory_limit_bytes: int, gpu_uuids: tuple[str, ...] = (),
-              fallback_threads: int = 1,
+              fallback_threads: int = 1, family: str = DEFAULT_FAMILY,
+              model_env: Mapping[str, tuple[str, str, str]] | None = None,
               ) -> tuple[dict[str, str], tuple[Provenance, ...], tuple[str, ...]]:
     """(env sorted by name, provenance of each variable, warnings).
 
@@ -95,8 +97,13 @@ def build_env(*, facts: HostFacts, profile: Profile, user_values: Mapping[str, t
             "true", "derived",
             f"a lone sentence runs on one extra instance with {workers * threads} threads: one-thread workers "
             "serve load best, but a single request would otherwise use one CPU (measured, benchmarks/RESULTS.md)")
+    planned["TAILOR_MODEL"] = (family, "plan", "plan model family")
+    planned.update(model_env or {})
     fallback = profile.fallback
-    if fallback and all(item.split(":", 1)[0] == engine for item in fallback.split(",")):
+    if fallback and family != DEFAULT_FAMILY:
+        planned["TAILOR_FALLBACK"] = ("", "derived", f"the profile's fallback ({fallback}) names {DEFAULT_FAMILY} "
+                                                     f"voices; no fallback is planned for {family}")
+    elif fallback and all(item.split(":", 1)[0] == engine for item in fallback.split(",")):
         planned["TAILOR_FALLBACK"] = ("", "derived", f"the primary engine is already {engine}")
     else:
         planned["TAILOR_FALLBACK"] = (fallback, "profile", f"profile {profile.name}")

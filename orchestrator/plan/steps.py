@@ -14,20 +14,22 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from orchestrator.errors import UsageError
-from orchestrator.plan.budget import Footprint, Pools, slots_that_fit
+from orchestrator.plan.budget import slots_that_fit, workers_that_fit
 from orchestrator.plan.runtime_env import Provenance
 from orchestrator.plan.user_config import PASS_THROUGH, UserConfig, check_value, variable_for
 from orchestrator.probe.facts import HostFacts
+from orchestrator.select.fit import ModelFit, Pools, memory_pools
 from orchestrator.select.gpus import GpuChoice, choose_gpus
 from orchestrator.select.profiles import Profile, parse_version
 from orchestrator.select.selection import (
     compute_capability,
     cpu_bf16_supported,
-    gpu_memory_bytes,
     precision_supported,
     resolve_precision,
 )
 from orchestrator.units import format_size
+from runtime.families.catalog import DEFAULT_FAMILY, family
+from runtime.families.spec import FamilySpec, Footprint
 from runtime.settings import VARIABLES, Settings, variable
 
 T = TypeVar("T")
@@ -111,7 +113,7 @@ class Planning:
     warnings and reasons as they are decided. Each step below is one group of decisions."""
 
     def __init__(self, facts: HostFacts, profile: Profile, user: Choices, warnings: list[str],
-                 gpus: GpuChoice | None = None) -> None:
+                 gpus: GpuChoice | None = None, fit: ModelFit | None = None) -> None:
         self.facts = facts
         self.profile = profile
         self.user = user
@@ -122,6 +124,9 @@ class Planning:
         """The GPU choice (see orchestrator/select/gpus.py); trimmed when fewer workers than GPUs."""
         self.devices = 1
         """Discrete GPUs the workers are spread over (1 without one, and on Jetson)."""
+        self.fit = fit
+        """Where the model family fits (select/fit.py); None: the profile's engine and device as they are."""
+        self.family: FamilySpec = family(fit.family if fit is not None else DEFAULT_FAMILY)
 
     def decide(self, name: str, field_name: str, value: T, source: str, reason: str) -> T:
         """``value`` (typed), unless the user set ``name``: then theirs, typed by the knob table."""
@@ -137,9 +142,18 @@ class Planning:
 
     def device_and_precision(self) -> tuple[str, str, str]:
         """(engine, device, precision), with warnings about the GPU the plan relies on."""
-        facts, profile, warnings = self.facts, self.profile, self.warnings
-        engine = self.from_profile("TAILOR_ENGINE", "engine", profile.engine)
-        device = self.from_profile("TAILOR_DEVICE", "device", profile.device)
+        facts, profile, warnings, fit = self.facts, self.profile, self.warnings, self.fit
+        if fit is None or fit.engine == profile.engine:
+            engine = self.from_profile("TAILOR_ENGINE", "engine", profile.engine)
+        else:
+            engine = self.decide("TAILOR_ENGINE", "engine", fit.engine, "derived",
+                                 f"{fit.family} runs with {fit.engine} on {fit.device}")
+        if fit is None or fit.device == profile.device:
+            device = self.from_profile("TAILOR_DEVICE", "device", profile.device)
+        else:
+            step = next((s for s in fit.steps if s.reduction == "cpu"), None)
+            device = self.decide("TAILOR_DEVICE", "device", fit.device, "derived",
+                                 step.detail if step else f"{fit.family} runs on {fit.device}")
         gpus = self.gpus
         cc = compute_capability(facts, gpus)
         on_gpu = device == "cuda"
@@ -161,13 +175,19 @@ class Planning:
             warnings.append("Docker has no nvidia runtime registered: the container backend cannot reach the GPU "
                             "(install nvidia-container-toolkit, or use the process backend)")
         policy_precision, why = resolve_precision(profile.precision, device, cc)
-        if not precision_supported(policy_precision, device, cc):
+        if not precision_supported(policy_precision, device, cc) and device == profile.device:
             warnings.append(f"profile {profile.name} asks for {policy_precision}, not supported here; using fp32")
             policy_precision, why = "fp32", f"fp32: {profile.precision} is not supported by this device"
+        if fit is not None and fit.precision != policy_precision:
+            step = next((s for s in reversed(fit.steps) if s.reduction == "precision"), None)
+            note = next((n for n in fit.notes if n.startswith(f"precision {fit.precision}")), None)
+            policy_precision, why = fit.precision, (step.detail if step else note or
+                                                    f"{fit.precision}: {fit.family}'s precision on {fit.device}")
         precision = self.decide("TAILOR_PRECISION", "precision", policy_precision,
                                 "profile" if profile.precision == policy_precision else "derived", why)
         if not (precision_supported(precision, device, cc)
-                or cpu_bf16_supported(precision, device, engine, facts.cpu.isa_flags)):
+                or cpu_bf16_supported(precision, device, engine, facts.cpu.isa_flags)
+                or (precision == "int8" and device == "cpu" and "int8" in self.family.devices.get("cpu", ()))):
             raise UsageError(f"precision {precision} ({self.prov['precision'].source}) is not supported on "
                              f"device {device}" + (f" with compute capability {cc[0]}.{cc[1]}" if cc else ""),
                              "use fp32, or fp16 (CC >= 7.0) / bf16 (CC >= 8.0) on CUDA, or bf16 with the torch "
@@ -175,20 +195,11 @@ class Planning:
         return engine, device, precision
 
     def pools(self, on_gpu: bool) -> Pools:
-        """RAM (minus the profile's headroom) and VRAM the plan may fill; one pool on Jetson."""
-        facts, memory = self.facts, self.profile.memory
-        ram = facts.memory.effective_total_bytes
-        ram_headroom = min(ram // 2, max(int(ram * memory.headroom_fraction), memory.headroom_min_bytes))
-        shared = facts.jetson is not None
-        used = self.gpus.used if on_gpu and not shared else ()
-        self.devices = max(1, len(used))
-        # Per device: what is free now (other processes' memory is not ours to plan), never above the card.
-        vram = min(g.memory_free_bytes for g in used) if used else (
-            gpu_memory_bytes(facts, self.gpus) if on_gpu and not shared else 0)
-        self.reasons.append(f"headroom {format_size(ram_headroom)}: {memory.headroom_fraction:.0%} of "
-                            f"{format_size(ram)} effective memory ({facts.memory.effective_source}), at least "
-                            f"{format_size(memory.headroom_min_bytes)}")
-        return Pools(ram, ram_headroom, vram, int(vram * memory.vram_headroom_fraction), shared)
+        """RAM (minus the profile's headroom) and VRAM the plan may fill; one pool on Jetson
+        (the same rule the model fit used: select/fit.py ``memory_pools``)."""
+        pools, self.devices, reason = memory_pools(self.facts, self.profile, self.gpus, on_gpu)
+        self.reasons.append(reason)
+        return pools
 
     def workers_and_threads(self, pools: Pools, footprint: Footprint, on_gpu: bool) -> Sizing:
         """workers x threads within the effective CPUs and the memory budget (cache first to go)."""
@@ -211,6 +222,12 @@ class Planning:
         elif on_gpu:
             workers = min(max_workers, usable)
             w_reason = f"min(profile max_workers {max_workers}, {usable} usable CPUs)"
+        if on_gpu:
+            fitting = workers_that_fit(pools, footprint, workers, devices)
+            if 1 <= fitting < workers:
+                w_reason += (f", memory holds {fitting} instance(s) of {self.family.name} "
+                             f"({format_size(footprint.weights_vram_per_worker_bytes)} of weights each on the GPU)")
+                workers = fitting
         elif profile.threads.spread == "workers" and user_threads is None:
             workers = min(max_workers, usable)
             w_reason = (f"min(profile max_workers {max_workers}, {usable} usable CPUs): "
@@ -262,7 +279,17 @@ class Planning:
         """Batch size from the memory left per worker (GPU only), then concurrency, queue, preload."""
         profile, workers, tight = self.profile, sizing.workers, sizing.tight
         inter_op = self.from_profile("TAILOR_INTER_OP_THREADS", "inter_op_threads", profile.threads.inter_op)
-        batching = self.from_profile("TAILOR_BATCHING", "batching", profile.batching.enabled)
+        if self.family.batches or not profile.batching.enabled:
+            batching = self.from_profile("TAILOR_BATCHING", "batching", profile.batching.enabled)
+        else:
+            batching = self.decide("TAILOR_BATCHING", "batching", False, "derived",
+                                   f"{self.family.name} does not batch (one sentence per engine call)")
+            if batching:
+                self.warnings.append(f"TAILOR_BATCHING=true ({self.user.reasons['TAILOR_BATCHING']}) does not apply: "
+                                     f"{self.family.name} does not batch; planned with batching off")
+                batching = False
+                self.prov["batching"] = Provenance("batching", "false", "derived",
+                                                   f"{self.family.name} does not batch")
         slots = slots_that_fit(pools, footprint, workers, sizing.cache_bytes, on_gpu, self.devices)
         if on_gpu and batching:
             by_memory = max(1, slots // workers)

@@ -3,6 +3,7 @@
 Format (YAML; every key optional)::
 
     profile: cpu-only          # preferred profile, like --profile
+    model: kokoro-82m          # model family, like --model (`deploy models` lists them)
     settings:                  # plan knobs, by short name
       workers: 2
       threads: 2
@@ -19,6 +20,7 @@ file and line, rather than when the runtime starts.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,8 +60,13 @@ def check_value(name: str, raw: str, where: str) -> str:
         try:
             parsed = variable(name).parse(name, raw)
         except SettingsError as exc:
-            raise UsageError(f"{where}: {name}={raw!r} is invalid: expected {exc.expected}",
-                             f"`deploy env` describes {name}") from None
+            choices = [c for c in exc.expected.removeprefix("one of ").split(", ")] if exc.expected.startswith(
+                "one of ") else []
+            close = difflib.get_close_matches(raw.strip().lower(), choices, n=1, cutoff=0.5)
+            guess = f"; did you mean {close[0]!r}?" if close else ""
+            hint = ("`deploy models` lists the model families" if name == "TAILOR_MODEL" else
+                    f"`deploy env` describes {name}")
+            raise UsageError(f"{where}: {name}={raw!r} is invalid: expected {exc.expected}{guess}", hint) from None
         if isinstance(parsed, bool):
             return "true" if parsed else "false"
         if isinstance(parsed, float) and parsed.is_integer():
@@ -111,7 +118,7 @@ def parse_config(doc: YamlDoc) -> UserConfig:
         return UsageError(message, hint)
 
     top = FieldReader(doc, "", doc.data, error, _HINT)
-    top.reject_unknown(frozenset({"profile", "settings", "env", "tuned"}))
+    top.reject_unknown(frozenset({"profile", "model", "settings", "env", "tuned"}))
     top.child("tuned").reject_unknown(TUNED_FIELDS)
     values: dict[str, str] = {}
     where: dict[str, str] = {}
@@ -133,6 +140,13 @@ def parse_config(doc: YamlDoc) -> UserConfig:
             raise UsageError(f"{place}: field env.{key}: also set as settings ({where[key]})", _HINT)
         values[key] = check_value(key, _scalar_text(env, key), f"{place}: field env.{key}")
         where[key] = place
+    model = top.optional_text("model")
+    if model is not None:
+        place = doc.where("model")
+        if "TAILOR_MODEL" in values:
+            raise UsageError(f"{place}: field model: also set as {where['TAILOR_MODEL']}", _HINT)
+        values["TAILOR_MODEL"] = check_value("TAILOR_MODEL", model, f"{place}: field model")
+        where["TAILOR_MODEL"] = place
     return UserConfig(source=doc.source, profile=top.optional_text("profile"), values=values, where=where,
                       label="tuned" if "tuned" in doc.data else "config")
 

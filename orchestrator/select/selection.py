@@ -1,15 +1,18 @@
-"""Choose a profile for a machine: pure, no I/O, every verdict with its reasons.
+"""Choose a profile for a (model, machine) pair: pure, no I/O, every verdict with its reasons.
 
 Each profile gets one verdict:
 
-* ``fits``: every match condition holds;
+* ``fits``: every match condition holds and the model family fits the profile's device, after
+  the family's reductions if needed (select/fit.py);
 * ``fits-with-change``: only a knob stands in the way, and the verdict names it
-  ("needs 1.5 GiB more RAM", "fits with precision fp32");
-* ``does-not-fit``: a hardware condition fails, with the numbers.
+  ("needs 1.5 GiB more RAM", "fits with precision fp32", "the model runs on the CPU");
+* ``does-not-fit``: a hardware condition fails, or the model does not fit, with the numbers.
 
 The chosen profile is the fitting one with the highest ``priority`` (priorities are unique, so
-the choice is deterministic). A forced profile (``--profile NAME``) is used even when it does
-not fit, with a warning.
+the choice is deterministic); when none fits but a GPU profile fits by moving the model to the
+CPU, that one. A forced profile (``--profile NAME``) is used even when its hardware conditions
+fail, with a warning; a model that fits nowhere is refused (PlanError, exit 1) with the memory
+that is short and the smallest machine that would hold it.
 """
 
 from __future__ import annotations
@@ -21,21 +24,29 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from orchestrator.errors import PlanError, UsageError
-from orchestrator.probe.facts import GpuFacts, HostFacts, jetson_compute_capability
+from orchestrator.probe.facts import HostFacts
+from orchestrator.select.fit import ModelFit, Pinned, fit_model, smallest_machine
 from orchestrator.select.gpus import GpuChoice, choose_gpus
+from orchestrator.select.hardware import (
+    BF16_MIN_CC,
+    FP16_MIN_CC,
+    NATIVE_BF16_ISA,
+    compute_capability,
+    cpu_bf16_supported,
+    gpu_memory_bytes,
+    precision_supported,
+    primary_gpu,
+    resolve_precision,
+)
 from orchestrator.select.profiles import Profile, ProfileSet, parse_version
 from orchestrator.units import format_size
+from runtime.families.catalog import DEFAULT_FAMILY, family
+from runtime.families.spec import FamilySpec
 
 FITS: Final = "fits"
 FITS_WITH_CHANGE: Final = "fits-with-change"
 DOES_NOT_FIT: Final = "does-not-fit"
 STATUS_LABELS = {FITS: "fits", FITS_WITH_CHANGE: "fits with a change", DOES_NOT_FIT: "does not fit"}
-
-FP16_MIN_CC = (7, 0)
-"""fp16 is planned only with tensor cores (Volta, CC 7.0+): older cards gain nothing from it."""
-BF16_MIN_CC = (8, 0)
-"""bf16 needs Ampere (CC 8.0+) hardware support."""
-
 
 ASSUMED_MEMORY_BYTES = 2 * 1024**3
 """Planned for when the probe could not read the memory size: small enough to be safe."""
@@ -66,63 +77,16 @@ def complete_facts(facts: HostFacts) -> tuple[HostFacts, tuple[str, ...]]:
     return dataclasses.replace(facts, memory=memory), tuple(warnings)
 
 
-def primary_gpu(facts: HostFacts, gpus: GpuChoice | None = None) -> GpuFacts | None:
-    """The first GPU the runtime will use (see :func:`orchestrator.gpus.choose_gpus`), None when none is usable."""
-    return (gpus or choose_gpus(facts)).primary
+@dataclass(frozen=True)
+class ModelRequest:
+    """The model family to plan for and what the user fixed about its placement."""
+
+    family: FamilySpec
+    pinned: Pinned = field(default_factory=Pinned)
 
 
-def compute_capability(facts: HostFacts, gpus: GpuChoice | None = None) -> tuple[int, int] | None:
-    """Of the GPUs in use, or of the Jetson SoC; None without a usable GPU."""
-    gpu = primary_gpu(facts, gpus)
-    if gpu is not None:
-        return gpu.compute_capability_tuple
-    return jetson_compute_capability(facts)
-
-
-def gpu_memory_bytes(facts: HostFacts, gpus: GpuChoice | None = None) -> int:
-    """VRAM of one GPU in use (its size class); on Jetson the shared pool (effective RAM); 0 without a GPU."""
-    gpu = primary_gpu(facts, gpus)
-    if gpu is not None:
-        return gpu.memory_total_bytes
-    if facts.jetson is not None:
-        return facts.memory.effective_total_bytes
-    return 0
-
-
-def resolve_precision(policy: str, device: str, cc: tuple[int, int] | None) -> tuple[str, str]:
-    """(precision, reason) for a precision policy on this device; strict policies may not hold."""
-    if device != "cuda" or cc is None:
-        return "fp32", "fp32: no CUDA device" if device == "cuda" else "fp32: CPU inference"
-    cc_text = f"{cc[0]}.{cc[1]}"
-    if policy == "bf16-if-supported":
-        if cc >= BF16_MIN_CC:
-            return "bf16", f"bf16: compute capability {cc_text} >= 8.0"
-        if cc >= FP16_MIN_CC:
-            return "fp16", f"fp16: compute capability {cc_text} has no bf16 (needs 8.0) but has fp16 tensor cores"
-        return "fp32", f"fp32: compute capability {cc_text} has neither bf16 (8.0) nor fp16 tensor cores (7.0)"
-    if policy == "fp16-if-supported":
-        if cc >= FP16_MIN_CC:
-            return "fp16", f"fp16: compute capability {cc_text} >= 7.0 (tensor cores)"
-        return "fp32", f"fp32: compute capability {cc_text} has no fp16 tensor cores (needs 7.0)"
-    return policy, f"{policy}: fixed by the profile"
-
-
-def precision_supported(precision: str, device: str, cc: tuple[int, int] | None) -> bool:
-    if precision == "fp32":
-        return True
-    if device != "cuda" or cc is None:
-        return False
-    return cc >= (BF16_MIN_CC if precision == "bf16" else FP16_MIN_CC)
-
-
-NATIVE_BF16_ISA = ("avx512_bf16", "amx")
-"""CPU extensions with a native bf16 path (Source: /proc/cpuinfo flags, HostFacts.cpu.isa_flags)."""
-
-
-def cpu_bf16_supported(precision: str, device: str, engine: str, isa_flags: tuple[str, ...]) -> bool:
-    """bf16 on the CPU: only the torch engine, only where the CPU computes bf16 natively."""
-    return (precision == "bf16" and device == "cpu" and engine == "torch"
-            and any(flag in isa_flags for flag in NATIVE_BF16_ISA))
+def default_model() -> ModelRequest:
+    return ModelRequest(family(DEFAULT_FAMILY))
 
 
 @dataclass(frozen=True)
@@ -134,6 +98,15 @@ class Verdict:
     """Each failed condition, with the numbers."""
     changes: tuple[str, ...]
     """For ``fits-with-change``: what would make it fit."""
+    fit: ModelFit | None = field(default=None, compare=False)
+    """The model family on this profile (None when the hardware conditions already fail)."""
+    hardware_fits: bool = True
+    """Every match condition of the profile itself holds (the model aside)."""
+
+    @property
+    def moved_to_cpu(self) -> bool:
+        """The model fits only by leaving this profile's GPU for the CPU."""
+        return self.fit is not None and any(s.reduction == "cpu" for s in self.fit.steps)
 
 
 @dataclass(frozen=True)
@@ -146,13 +119,19 @@ class Selection:
     warnings: tuple[str, ...]
     gpus: GpuChoice | None = field(default=None, compare=False)
     """The GPUs the selection judged with (None: chosen without looking, e.g. an OOM step-down)."""
+    model: ModelRequest = field(default_factory=default_model, compare=False)
+    """The model family planned for."""
+    fit: ModelFit | None = field(default=None, compare=False)
+    """The family on the chosen profile (None: the planner works it out, e.g. an OOM step-down)."""
 
     def verdict(self, name: str) -> Verdict:
         return next(v for v in self.verdicts if v.profile == name)
 
 
-def judge(facts: HostFacts, profile: Profile, gpus: GpuChoice | None = None) -> Verdict:
-    """Check every match condition of ``profile`` against ``facts`` and the usable GPUs."""
+def judge(facts: HostFacts, profile: Profile, gpus: GpuChoice | None = None,
+          model: ModelRequest | None = None) -> Verdict:
+    """Check every match condition of ``profile`` against ``facts`` and the usable GPUs, then
+    whether the model family (default: Piper) fits the profile's device (select/fit.py)."""
     gpus = gpus or choose_gpus(facts)
     m = profile.match
     hard: list[str] = []
@@ -209,31 +188,75 @@ def judge(facts: HostFacts, profile: Profile, gpus: GpuChoice | None = None) -> 
         soft.append(f"precision {profile.precision} is not supported here")
         changes.append("fits with precision fp32")
     if hard:
-        return Verdict(profile.name, DOES_NOT_FIT, tuple(hard + soft), ())
+        return Verdict(profile.name, DOES_NOT_FIT, tuple(hard + soft), (), hardware_fits=False)
+    model = model or default_model()
+    fit = fit_model(model.family, facts, profile, gpus, model.pinned, allow_cpu=True)
+    own_ok = not soft
+    if not fit.fits:
+        gap = fit.shortfall
+        assert gap is not None
+        failures = (*soft, f"{fit.family}: {gap.sentence()}")
+        if "VRAM" in gap.pool:
+            return Verdict(profile.name, DOES_NOT_FIT, failures, (), fit, own_ok)
+        more = f"needs {format_size(gap.need_bytes - gap.usable_bytes)} more RAM for {fit.family}"
+        return Verdict(profile.name, FITS_WITH_CHANGE, failures, (*changes, more), fit, own_ok)
+    if any(s.reduction == "cpu" for s in fit.steps):
+        gpu_step = next(s for s in fit.steps if s.reduction == "cpu")
+        soft.append(f"{fit.family} does not fit the GPU: {_gpu_shortfall(fit, gpu_step.detail)}")
+        changes.append(f"the model runs on the CPU ({fit.summary()})")
     if soft:
-        return Verdict(profile.name, FITS_WITH_CHANGE, tuple(soft), tuple(changes))
-    return Verdict(profile.name, FITS, (), ())
+        return Verdict(profile.name, FITS_WITH_CHANGE, tuple(soft), tuple(changes), fit, own_ok)
+    return Verdict(profile.name, FITS, (), (), fit)
+
+
+def _gpu_shortfall(fit: ModelFit, cpu_step_detail: str) -> str:
+    """The last GPU attempt's shortfall, as the step before the CPU recorded it."""
+    steps = list(fit.steps)
+    at = next(i for i, s in enumerate(steps) if s.reduction == "cpu")
+    before = steps[at - 1].detail if at else cpu_step_detail
+    return before.rsplit("; still ", 1)[-1] if "; still " in before else before
 
 
 def judge_all(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
-              gpus: GpuChoice | None = None) -> tuple[Verdict, ...]:
-    """A verdict for every profile, highest priority first (no choice made, never raises)."""
+              gpus: GpuChoice | None = None, model: ModelRequest | None = None) -> tuple[Verdict, ...]:
+    """A verdict for every profile, highest priority first (no choice made; raises only for a
+    placement the user pinned that the family cannot take)."""
     items = profiles.profiles if isinstance(profiles, ProfileSet) else tuple(profiles)
     gpus = gpus or choose_gpus(facts)
-    return tuple(judge(facts, p, gpus) for p in sorted(items, key=lambda p: -p.priority))
+    return tuple(judge(facts, p, gpus, model) for p in sorted(items, key=lambda p: -p.priority))
+
+
+def refusal(model: ModelRequest, fits: Sequence[tuple[str, ModelFit]]) -> PlanError:
+    """Nothing holds the model: the memory that is short under each profile (name, fit) tried, the
+    placement it was short in, and the smallest machine class that would hold it."""
+    name = model.family.name
+    sentences: dict[str, list[str]] = {}
+    for profile, fit in fits:
+        cpu = next((s for s in fit.steps if s.reduction == "cpu"), None)
+        if cpu is not None:
+            sentences.setdefault(f"on the GPU: {_gpu_shortfall(fit, cpu.detail)}", []).append(profile)
+        if fit.shortfall is not None:
+            sentences.setdefault(f"as {fit.placement.describe()}: {fit.shortfall.sentence()}", []).append(profile)
+    short = [f"{text} ({', '.join(profiles)})" for text, profiles in sentences.items()]
+    return PlanError(f"{name} does not fit this machine: " + "; ".join(short),
+                     f"{name} needs {smallest_machine(model.family)}; `deploy models` lists every family's "
+                     "footprint (smaller ones: --model kokoro-82m, --model piper)")
 
 
 def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
-                   override: str | None = None, environ: Mapping[str, str] | None = None) -> Selection:
-    """Pick the profile for ``facts``: ``override`` if given, else the best fitting one.
+                   override: str | None = None, environ: Mapping[str, str] | None = None,
+                   model: ModelRequest | None = None) -> Selection:
+    """Pick the profile for ``facts`` and ``model`` (default: Piper): ``override`` if given, else
+    the best fitting one.
 
     ``environ`` is the user's environment: only ``CUDA_VISIBLE_DEVICES`` is read from it here.
     """
+    model = model or default_model()
     items = profiles.profiles if isinstance(profiles, ProfileSet) else tuple(profiles)
     ordered = sorted(items, key=lambda p: -p.priority)
     facts, assumptions = complete_facts(facts)
     gpus = choose_gpus(facts, environ)
-    verdicts = judge_all(facts, ordered, gpus)
+    verdicts = judge_all(facts, ordered, gpus, model)
     by_name = {p.name: p for p in ordered}
     warnings: list[str] = list(assumptions)
     if override is not None:
@@ -244,19 +267,32 @@ def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
                              known)
         chosen = by_name[override]
         verdict = next(v for v in verdicts if v.profile == override)
+        fit = verdict.fit or fit_model(model.family, facts, chosen, gpus, model.pinned, allow_cpu=True)
+        if not fit.fits and verdict.hardware_fits:
+            raise refusal(model, [(override, fit)])
         reasons = [f"{override}: chosen by the user (--profile or the config file), {STATUS_LABELS[verdict.status]}"]
         if verdict.status != FITS:
             warnings.append(f"profile {override} was forced but {STATUS_LABELS[verdict.status]}: "
                             + "; ".join(verdict.failures))
-        return Selection(chosen, True, tuple(reasons), verdicts, tuple(warnings), gpus)
+        return Selection(chosen, True, tuple(reasons), verdicts, tuple(warnings), gpus, model, fit)
     fitting = [v for v in verdicts if v.status == FITS]
-    if not fitting:
+    moved = [v for v in verdicts if v.status == FITS_WITH_CHANGE and v.moved_to_cpu
+             and all(f.startswith(f"{model.family.name} does not fit the GPU") for f in v.failures)]
+    if not fitting and not moved:
+        if any(v.hardware_fits and v.fit is not None and not v.fit.fits for v in verdicts):
+            raise refusal(model, [(v.profile, v.fit) for v in verdicts if v.fit is not None])
         raise PlanError("no profile fits this machine: "
                         + "; ".join(f"{v.profile}: {', '.join(v.failures)}" for v in verdicts),
                         "force one with --profile NAME, or add a profile with --profiles DIR")
-    best = fitting[0]
+    best = fitting[0] if fitting else moved[0]
     chosen = by_name[best.profile]
-    reasons = [f"{chosen.name}: fits, highest priority ({chosen.priority}) among fitting profiles"]
+    reasons = [f"{chosen.name}: fits, highest priority ({chosen.priority}) among fitting profiles" if fitting else
+               f"{chosen.name}: no profile holds {model.family.name} on its own device; this one does by "
+               "running it on the CPU"]
+    for v in verdicts:
+        if v.fit is not None and v.moved_to_cpu and v.profile != chosen.name:
+            warnings.append(f"{v.profile}: {'; '.join(v.failures)}; the plan uses profile {chosen.name} "
+                            f"({best.fit.summary() if best.fit else chosen.device})")
     for v in verdicts:
         if v.profile == chosen.name:
             continue
@@ -265,4 +301,30 @@ def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
         else:
             change = f"; change: {', '.join(v.changes)}" if v.changes else ""
             reasons.append(f"{v.profile}: {STATUS_LABELS[v.status]} ({'; '.join(v.failures)}{change})")
-    return Selection(chosen, False, tuple(reasons), verdicts, tuple(warnings), gpus)
+    return Selection(chosen, False, tuple(reasons), verdicts, tuple(warnings), gpus, model, best.fit)
+
+
+__all__ = [
+    "BF16_MIN_CC",
+    "DOES_NOT_FIT",
+    "FITS",
+    "FITS_WITH_CHANGE",
+    "FP16_MIN_CC",
+    "NATIVE_BF16_ISA",
+    "STATUS_LABELS",
+    "ModelRequest",
+    "Selection",
+    "Verdict",
+    "complete_facts",
+    "compute_capability",
+    "cpu_bf16_supported",
+    "default_model",
+    "gpu_memory_bytes",
+    "judge",
+    "judge_all",
+    "precision_supported",
+    "primary_gpu",
+    "refusal",
+    "resolve_precision",
+    "select_profile",
+]

@@ -20,6 +20,7 @@ import yaml
 from orchestrator import __version__
 from orchestrator.plan.user_config import KNOB_VARIABLES
 from orchestrator.tune.search import Record, TuneOptions, TuneResult
+from runtime.families.catalog import DEFAULT_FAMILY
 
 REPORT_FILE = "report.md"
 RESULTS_FILE = "results.json"
@@ -29,7 +30,7 @@ _SHORT = {variable: knob for knob, variable in KNOB_VARIABLES.items()}
 
 
 def tuned_config(result: TuneResult, profile: str, tuned_names: Sequence[str], plan_env: Mapping[str, str],
-                 report_dir: Path, objective: str) -> dict[str, Any]:
+                 report_dir: Path, objective: str, model: str | None = None) -> dict[str, Any]:
     """The config document: every knob the search moved, at the chosen value (plan values included,
     so the file pins them even if the planner's rules change later)."""
     chosen = result.chosen.candidate.mapping
@@ -48,6 +49,8 @@ def tuned_config(result: TuneResult, profile: str, tuned_names: Sequence[str], p
                   "host": platform.node(), "objective": objective, "report": str((report_dir / REPORT_FILE).resolve())},
         "profile": profile,
     }
+    if model is not None and model != DEFAULT_FAMILY:
+        doc["model"] = model  # the measurements are of this family: `deploy auto --config` plans the same one
     if settings:
         doc["settings"] = settings
     if env:

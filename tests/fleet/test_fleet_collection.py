@@ -35,7 +35,7 @@ def test_the_module_documents_itself() -> None:
     proc = _ansible("ansible-doc", "-j", "tailor.fleet.tailor_facts")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)["tailor.fleet.tailor_facts"]["doc"]
-    assert set(doc["options"]) == {"python", "config", "profile", "root"}
+    assert set(doc["options"]) == {"python", "config", "profile", "model", "root"}
 
 
 @pytest.mark.parametrize("name", PLAYBOOKS)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from orchestrator.plan.budget import MIB, ONNX_PER_REQUEST_BYTES, ONNX_SESSION_BYTES
+from orchestrator.plan.budget import MIB
 from orchestrator.plan.planner import Plan, make_plan
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.profiles import load_profiles
 from orchestrator.select.selection import select_profile
+from runtime.families.catalog import family
 
 FACTS = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 GIB = 1024**3
+_PIPER_CPU = family("piper").footprint(family("piper").default_placement("cpu"))
+ONNX_SESSION_BYTES = _PIPER_CPU.weights_ram_per_worker_bytes
+ONNX_PER_REQUEST_BYTES = _PIPER_CPU.per_request_ram_bytes
 
 
 def plan_for(host: HostFacts) -> Plan:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.plan.budget import Footprint
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.gpus import MIN_GPU_BYTES, choose_gpus, cuda_stack
+from runtime.families.catalog import family
+from runtime.families.spec import Placement
 
 FACTS = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 MIB = 1024**2
@@ -20,7 +21,8 @@ def host(name: str) -> HostFacts:
 
 
 def test_minimum_matches_the_budget() -> None:
-    fp = Footprint.of("torch", "cuda", "fp32")
+    piper = family("piper")
+    fp = piper.footprint(Placement("torch", "cuda", "fp32"))
     assert fp.cuda_context_bytes + fp.weights_vram_per_worker_bytes + fp.per_item_vram_bytes == MIN_GPU_BYTES
 
 

@@ -30,6 +30,9 @@ options:
   profile:
     description: Force this profile, as C(deploy plan --profile).
     type: str
+  model:
+    description: Plan for this model family, as C(deploy plan --model) (default the config's C(model), else piper).
+    type: str
   root:
     description: Probe this directory instead of C(/) (a recorded C(/proc), C(/sys), C(/etc) tree).
     type: path
@@ -82,6 +85,7 @@ def main():
             "python": {"type": "path", "default": "/opt/tailor/venv/bin/python"},
             "config": {"type": "path"},
             "profile": {"type": "str"},
+            "model": {"type": "str"},
             "root": {"type": "path"},
         },
         supports_check_mode=True,
@@ -105,6 +109,8 @@ def main():
             plan_argv += ["--config", module.params["config"]]
         if module.params["profile"]:
             plan_argv += ["--profile", module.params["profile"]]
+        if module.params["model"]:
+            plan_argv += ["--model", module.params["model"]]
         plan, plan_error = _run_json(module, plan_argv, "deploy plan --json")
     finally:
         os.unlink(facts_path)
