@@ -41,7 +41,7 @@ from runtime.audio.encode import MEDIA_TYPES, StreamEncoder, check_format, encod
 from runtime.errors import ApiError, BadRequest, EngineFailed, StreamCut
 from runtime.families.piper.voices import OPENAI_VOICES, VoiceFiles, resolve_voice
 from runtime.http.middleware import AccessRecord, access_record
-from runtime.http.normalization import TextOptions, prepare, text_options
+from runtime.http.normalization import cache_tag, prepare, text_options
 from runtime.http.schemas import (
     OPENAI_MODELS,
     CaptionedSpeechRequest,
@@ -52,7 +52,7 @@ from runtime.serving.cache import CacheKey
 from runtime.serving.service import SpeechJob, SpeechService, concatenate
 from runtime.settings import Settings
 from runtime.text.frontend import FIRST_CHUNK_PHONEMES, MAX_PHONEMES_PER_CHUNK, validate_input
-from runtime.text.normalize import PreparedText
+from runtime.text.normalize import NormalizationOptions, PreparedText
 from runtime.text.timestamps import ChunkTiming, count_groups, word_timestamps
 
 _LOG = logging.getLogger("tailor.runtime")
@@ -108,7 +108,7 @@ class Validated:
     fmt: str
     voice: VoiceFiles
     text: str
-    options: TextOptions
+    options: NormalizationOptions
     prepared: PreparedText
     rate: int
     record: AccessRecord | None
@@ -132,7 +132,7 @@ def validate(service: SpeechService, settings: Settings, body: SpeechRequest, re
     options = text_options(body.normalization_options, settings.normalize)
     prepared = prepare(text, info.language, voice.name, options)
     headers = {"X-Tailor-Warning": prepared.warning} if prepared.warning else {}
-    key = CacheKey(voice.name, f"{settings.engine}|{settings.fallback}|{options.cache_tag()}", text,
+    key = CacheKey(voice.name, f"{settings.engine}|{settings.fallback}|{cache_tag(options)}", text,
                    body.speed, fmt)
     return Validated(started, fmt, voice, text, options, prepared, info.sample_rate_hz, record, key, headers)
 
