@@ -66,7 +66,8 @@ class SpeechRequest(BaseModel):
         default=True,
         description="true (the default): audio is sent as it is made (chunked; FLAC is always sent whole). "
         "false: the whole answer is made first and sent with Content-Length, so a request that cannot "
-        "finish in time gets a 504 error instead of a cut stream (Kokoro-FastAPI's field).",
+        "finish in time gets a 504 error instead of a cut stream (Kokoro-FastAPI's field). Ignored with "
+        "stream_format sse.",
     )
     normalization_options: NormalizationOptionsBody | None = Field(
         default=None,

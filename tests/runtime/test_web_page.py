@@ -124,3 +124,11 @@ def test_a_bad_request_shows_the_servers_message(browser: Any, live_server: Live
     browser.find_element(By.ID, "speak").click()
     wait_until(browser, "return document.getElementById('status').className === 'error'")
     assert "TAILOR_MAX_INPUT_CHARS" in browser.find_element(By.ID, "status").text
+
+
+def test_the_page_is_open_but_captioned_speech_needs_the_key(live_server: LiveServer) -> None:
+    assert httpx.get(f"{live_server.base_url}/").status_code == 200
+    assert httpx.get(f"{live_server.base_url}/ui", follow_redirects=True).status_code == 200
+    for route in ("/v1/audio/captioned_speech", "/dev/captioned_speech"):
+        refused = httpx.post(f"{live_server.base_url}{route}", json={"input": "Hi."})
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
