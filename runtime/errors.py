@@ -102,6 +102,12 @@ class PayloadTooLarge(ApiError):
     default_code = "input_too_large"
 
 
+class InputTooLongForTimeout(PayloadTooLarge):
+    """The input would not finish within the request timeout even on an idle server."""
+
+    default_code = "input_too_long_for_timeout"
+
+
 class UnsupportedMediaType(ApiError):
     status_code = 415
     error_type = "invalid_request_error"

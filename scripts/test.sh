@@ -21,6 +21,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # systemd-analyze verifies the rendered unit (Debian's systemd package works without
     # systemd running as init).
     command -v systemd-analyze >/dev/null || need+=(systemd)
+    # The web page's test drives a real headless browser (selenium, the test extra).
+    command -v chromium >/dev/null || need+=(chromium)
+    command -v chromedriver >/dev/null || need+=(chromium-driver)
     # pesq (the tune extra) compiles a C extension.
     command -v gcc >/dev/null || need+=(gcc libc6-dev)
     py_inc=$("${PYTHON:-python3}" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')

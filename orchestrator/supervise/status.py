@@ -46,6 +46,19 @@ class StatusReport:
                     f"expected {self.state.instance_id})")
         return self.view.summary()
 
+    def admission_line(self) -> str | None:
+        """The runtime's calibrated speed and the input it can finish in time (from /readyz)."""
+        admission = self.view.body.get("admission") if self.view is not None else None
+        if not isinstance(admission, dict) or "seconds_per_char" not in admission:
+            return None
+        fits, limit = admission.get("effective_max_input_chars"), admission.get("max_input_chars")
+        line = (f"{admission['seconds_per_char']} s/char per worker; about {fits} characters finish within "
+                f"{admission.get('budget_s')} s")
+        if isinstance(fits, int) and isinstance(limit, int) and fits < limit:
+            line += (f" (TAILOR_MAX_INPUT_CHARS={limit} admits more: longer inputs get 413; raise "
+                     "TAILOR_REQUEST_TIMEOUT_S or lower TAILOR_MAX_INPUT_CHARS)")
+        return line
+
     def lines(self) -> list[str]:
         s = self.state
         what = "pid" if s.backend == "process" else "container"
@@ -63,6 +76,7 @@ class StatusReport:
             f"uptime:       {_duration(self.uptime_s) if self.uptime_s is not None else '-'}",
             f"restarts:     {s.restarts}",
             f"runtime:      {self.runtime_line()}",
+            *([f"admission:    {admission}"] if (admission := self.admission_line()) else []),
             f"last health:  {s.last_health or '-'}",
             f"last exit:    {s.last_exit_reason or '-'}",
         ]

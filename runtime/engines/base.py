@@ -37,6 +37,17 @@ class SynthesisItem:
 
 
 @dataclass(frozen=True)
+class TimedAudio:
+    """One utterance's audio and the model's own duration of every phoneme id it read."""
+
+    audio: np.ndarray
+    """Float32 mono samples, as ``Engine.synthesize`` returns them."""
+    id_samples: np.ndarray
+    """int64, one per phoneme id of the item (padding and punctuation ids included): samples of
+    ``audio`` that id occupies, in order; they add up to ``len(audio)``."""
+
+
+@dataclass(frozen=True)
 class EngineOptions:
     """How an engine should run, straight from the plan's settings."""
 
@@ -107,6 +118,16 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class TimedEngine(Engine, Protocol):
+    """An engine that can also say where each phoneme id lies in its audio (the model's own
+    durations): what word-level timestamps need. Optional; ``supports_durations`` says whether
+    this instance can (e.g. an ONNX export without a duration tensor cannot)."""
+
+    supports_durations: bool
+
+    def synthesize_timed(self, item: SynthesisItem) -> TimedAudio: ...
 
 
 class EngineFactory(Protocol):

@@ -1,6 +1,9 @@
 """The HTTP app: ``create_app(settings, engine_factory=...)``.
 
-Routes: ``POST /v1/audio/speech`` (OpenAI shape), ``GET /v1/models``, ``GET /v1/audio/voices``,
+Routes: ``POST /v1/audio/speech`` (OpenAI shape; the work is in ``runtime.http.speech``),
+``POST /v1/audio/captioned_speech`` (and Kokoro-FastAPI's ``/dev/captioned_speech``: audio plus
+word timestamps), ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /v1/audio/voices``, ``GET /``
+(a small page to try the voices),
 ``GET /healthz`` (alive), ``GET /readyz`` (200 once loaded and warmed up; 503 before and while
 draining), ``GET /metrics`` (Prometheus text). Every error is OpenAI-style JSON
 (``{"error": {"message", "type", "code", "param"}}``); FastAPI's 422 becomes 400.
@@ -9,11 +12,8 @@ draining), ``GET /metrics`` (Prometheus text). Every error is OpenAI-style JSON
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,85 +21,38 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.audio.encode import MEDIA_TYPES, StreamEncoder, check_format, output_rate_hz
+from runtime.audio.encode import MEDIA_TYPES
 from runtime.engines import create_engine
-from runtime.errors import ApiError, BadRequest, EngineFailed, MethodNotAllowed, NotFound, StreamCut
-from runtime.families.piper.voices import OPENAI_VOICES, VoiceFiles, resolve_voice
-from runtime.http.middleware import (
-    AccessRecord,
-    ApiKeyMiddleware,
-    BodyLimitMiddleware,
-    RequestContextMiddleware,
-    access_record,
+from runtime.errors import ApiError, BadRequest, MethodNotAllowed, NotFound
+from runtime.families.piper.voices import OPENAI_VOICES
+from runtime.http.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
+from runtime.http.openapi import CAPTIONED_SCHEMA, describe_api
+from runtime.http.page import add_page
+from runtime.http.schemas import (
+    OPENAI_MODELS,
+    SNAPSHOT_PATTERN,
+    CaptionedSpeechRequest,
+    SpeechRequest,
+    is_openai_model,
+    validation_error,
 )
-from runtime.http.openapi import describe_api
-from runtime.http.schemas import OPENAI_MODELS, SNAPSHOT_PATTERN, SpeechRequest, is_openai_model
-from runtime.serving.cache import CacheKey
+from runtime.http.speech import SPEECH_ROUTE, captioned_speech, speech
 from runtime.serving.engine_chain import EngineFactory
 from runtime.serving.memory import process_rss_bytes
 from runtime.serving.metrics import CONTENT_TYPE
 from runtime.serving.service import SpeechService
 from runtime.settings import Settings
-from runtime.text.frontend import FIRST_CHUNK_PHONEMES, MAX_PHONEMES_PER_CHUNK, validate_input
-from runtime.text.normalize import prepare_text
 
 _LOG = logging.getLogger("tailor.runtime")
-SPEECH_ROUTE = "/v1/audio/speech"
+CAPTIONED_ROUTE = "/v1/audio/captioned_speech"
+KOKORO_CAPTIONED_ROUTE = "/dev/captioned_speech"
 
 
 def _error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
-
-
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    first = exc.errors()[0] if exc.errors() else {}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    where = ".".join(loc) or "body"
-    if first.get("type") == "json_invalid":
-        return "request body is not valid JSON: " + str(first.get("ctx", {}).get("error", "")), None
-    if first.get("type") == "model_attributes_type":
-        return "request body must be a JSON object (Content-Type: application/json)", None
-    return f"{where}: {first.get('msg', 'invalid value')}", where
-
-
-def resolve_request_voice(
-    model: str, voice: str | None, catalog: dict[str, VoiceFiles], default: str,
-    voice_map: Mapping[str, str] | None = None,
-) -> VoiceFiles:
-    """OpenAI model names (and their dated snapshots) use ``voice``; a voice name as model picks
-    that voice unless ``voice`` names another real voice."""
-    name = model
-    if is_openai_model(name):
-        return resolve_voice(voice, catalog, default, voice_map)
-    if name in catalog:
-        if voice is not None and voice in catalog:
-            return catalog[voice]
-        if voice is not None and voice not in OPENAI_VOICES and voice not in (voice_map or {}):
-            return resolve_voice(voice, catalog, default, voice_map)
-        return catalog[name]
-    raise BadRequest(
-        f"unknown model {model!r}; use one of {', '.join(OPENAI_MODELS)} (dated snapshots such as "
-        "gpt-4o-mini-tts-2025-03-20 too) or a voice name from GET /v1/audio/voices",
-        param="model",
-        code="model_not_found",
-    )
-
-
-class _ClosingStream(StreamingResponse):
-    """A streaming response that always runs ``on_close`` (even if never started)."""
-
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Any], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._on_close()
 
 
 def create_app(
@@ -149,7 +102,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _validation_message(exc)
+        message, param = validation_error(exc.errors())
         return _error_response(BadRequest(message, param=param, code="invalid_request"))
 
     @app.exception_handler(StarletteHTTPException)
@@ -218,6 +171,16 @@ def create_app(
                 "aliases": {alias: service.voice_map.get(alias, settings.default_voice)
                             for alias in sorted(OPENAI_VOICES | set(service.voice_map))}}
 
+    @app.get("/v1/models/{model_id}", summary="One accepted model name (OpenAI's retrieve model).",
+             responses={404: {"description": "No such model"}})
+    async def model(model_id: str) -> dict[str, Any]:
+        if not (is_openai_model(model_id) or model_id in service.catalog):
+            raise NotFound(f"the model {model_id!r} does not exist; GET /v1/models lists the accepted names",
+                           param="model", code="model_not_found")
+        default = service.catalog[settings.default_voice]
+        variant = service.catalog[model_id].variant if model_id in service.catalog else default.variant
+        return {"id": model_id, "object": "model", "created": 0, "owned_by": "tailor", "variant": variant}
+
     @app.post(
         SPEECH_ROUTE,
         summary="Text to speech (OpenAI-compatible).",
@@ -227,170 +190,25 @@ def create_app(
                    429: {"description": "Queue full"}, 503: {"description": "Not ready"},
                    504: {"description": "Timed out"}},
     )
-    async def speech(body: SpeechRequest, request: Request) -> Response:
-        started = time.monotonic()
-        service.check_accepting()
-        fmt = check_format(body.response_format)
-        voice = resolve_request_voice(body.model, body.voice_name(), service.catalog,
-                                      settings.default_voice, service.voice_map)
-        text = validate_input(body.input, settings.max_input_chars)
-        rate = service.chain.voice_info(voice.name).sample_rate_hz
-        sse = body.stream_format == "sse"
-        record = access_record(request.scope)
-        if record is not None:
-            record.voice, record.characters, record.response_format = voice.name, len(text), fmt
-            record.stream = "sse" if sse else "audio"
-        info = service.chain.voice_info(voice.name)
-        prepared = prepare_text(text, info.language, voice.name, settings.normalize)
-        extra_headers = {"X-Tailor-Warning": prepared.warning} if prepared.warning else {}
-        key = CacheKey(voice.name, f"{settings.engine}|{settings.fallback}", text, body.speed, fmt)
-        cached = service.cache.get(key)
-        (service.metrics.cache_hits if cached is not None else service.metrics.cache_misses).inc()
-        if cached is not None:
-            if sse:
-                return _sse_response(_sse_cached(cached), headers=extra_headers)
-            return Response(cached, media_type=MEDIA_TYPES[fmt],
-                            headers={"X-Tailor-Cache": "hit", "X-Tailor-Sample-Rate": str(output_rate_hz(fmt, rate)),
-                                     **extra_headers})
+    async def speech_route(body: SpeechRequest, request: Request) -> Response:
+        return await speech(service, settings, body, request)
 
-        phonemizer = service.chain.phonemizer(voice.name)
-        # While it is phonemized (the one wait before admission) the request is a companion-to-be:
-        # a worker alone with another request waits out the batch window for it.
-        with service.arriving():
-            chunks = await anyio.to_thread.run_sync(
-                phonemizer.prepare_segments, prepared.segments, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
-            if not chunks:
-                raise BadRequest("input has nothing to speak (no pronounceable text)", param="input",
-                                 code="empty_input")
-            job = service.admit(voice.name, chunks, body.speed, started)
-        released = False
-        generator: AsyncGenerator[Any, None] | None = None
+    async def captioned(body: CaptionedSpeechRequest, request: Request) -> JSONResponse:
+        return await captioned_speech(service, settings, body, request, CAPTIONED_ROUTE)
 
-        async def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                service.release(job)
-                service.metrics.latency.labels(SPEECH_ROUTE).observe(time.monotonic() - started)
-
-        try:
-            generator = _timed(service, service.audio_blocks(job), started, record, rate)
-            first = await generator.__anext__()  # errors before the first audio stay JSON errors
-            encoder = StreamEncoder(fmt, rate)
-            live = generator
-
-            async def close() -> None:
-                await live.aclose()
-                encoder.abort()
-                await release()
-
-            stream = _stream_bytes(first, generator, encoder, record,
-                                   lambda data: service.cache.put(key, data))
-            if sse:
-                return _sse_response(_sse_events(stream, len(text)), close, headers=extra_headers)
-            return _ClosingStream(stream, close, media_type=MEDIA_TYPES[fmt],
-                                  headers={"X-Tailor-Sample-Rate": str(encoder.output_rate_hz),
-                                           "X-Tailor-Cache": "miss", **extra_headers})
-        except StopAsyncIteration:
-            await release()
-            raise EngineFailed("synthesis produced no audio") from None
-        except BaseException:
-            if generator is not None:
-                await generator.aclose()  # cancels queued sentences now, not at garbage collection
-            await release()
-            raise
-
-    def _sse_response(events: AsyncIterator[bytes], on_close: Callable[[], Any] | None = None,
-                      headers: Mapping[str, str] | None = None) -> Response:
-        async def nothing() -> None:
-            return None
-
-        return _ClosingStream(events, on_close or nothing, media_type="text/event-stream",
-                              headers={"Cache-Control": "no-cache", **(headers or {})})
+    app.add_api_route(CAPTIONED_ROUTE, captioned, methods=["POST"], response_class=JSONResponse,
+                      summary="Speech with word-level timestamps (the audio base64 in JSON).",
+                      responses={200: {"content": {"application/json": {"schema": CAPTIONED_SCHEMA}}}})
+    # Kokoro-FastAPI's path for the same thing, for its clients.
+    app.add_api_route(KOKORO_CAPTIONED_ROUTE, captioned, methods=["POST"], response_class=JSONResponse,
+                      include_in_schema=False)
+    add_page(app)
 
     app.add_middleware(BodyLimitMiddleware, limit_bytes=settings.max_input_chars * 12 + 16384,
                        timeout_s=settings.body_timeout_s)
     app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(RequestContextMiddleware, metrics=service.metrics, instance_id=service.instance_id)
     return app
-
-
-async def _timed(
-    service: SpeechService, blocks: AsyncGenerator[Any, None], started: float,
-    record: AccessRecord | None, rate: int,
-) -> AsyncGenerator[Any, None]:
-    first = True
-    try:
-        async for block in blocks:
-            if first:
-                ttfa = time.monotonic() - started
-                service.metrics.ttfa.observe(ttfa)
-                if record is not None:
-                    record.ttfa_seconds = ttfa
-                first = False
-            if record is not None:
-                record.audio_seconds = (record.audio_seconds or 0.0) + len(block) / rate
-            yield block
-    finally:
-        await blocks.aclose()
-
-
-async def _stream_bytes(
-    first: Any, rest: AsyncIterator[Any], encoder: StreamEncoder, record: AccessRecord | None,
-    on_complete: Callable[[bytes], Any],
-) -> AsyncIterator[bytes]:
-    """Encoded audio, block by block; the whole answer goes to ``on_complete`` (the cache)
-    when it finished. A failure after the first block raises :class:`StreamCut`."""
-    sent: list[bytes] = []
-
-    async def encode(block: Any) -> bytes:
-        return encoder.feed(block) if encoder.cheap else await anyio.to_thread.run_sync(encoder.feed, block)
-
-    data = await encode(first)
-    if data:
-        sent.append(data)
-        yield data
-    try:
-        async for block in rest:
-            data = await encode(block)
-            if data:
-                sent.append(data)
-                yield data
-    except ApiError as exc:
-        _LOG.warning("stream cut after the first audio: %s", exc.message)
-        if record is not None:
-            record.outcome = f"cut:{exc.code}"
-        encoder.abort()
-        raise StreamCut(exc) from exc
-    tail = encoder.finish() if encoder.cheap else await anyio.to_thread.run_sync(encoder.finish)
-    if tail:
-        sent.append(tail)
-        yield tail
-    on_complete(b"".join(sent))
-
-
-def _sse_event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
-
-
-async def _sse_events(stream: AsyncIterator[bytes], characters: int) -> AsyncIterator[bytes]:
-    """OpenAI's speech SSE: ``speech.audio.delta`` events, then ``speech.audio.done``; a cut
-    stream ends with an ``error`` event (OpenAI's error shape) instead of ``done``."""
-    samples_bytes = 0
-    try:
-        async for data in stream:
-            samples_bytes += len(data)
-            yield _sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
-    except StreamCut as cut:
-        yield _sse_event({"type": "error", **cut.error.body()})
-        return
-    yield _sse_event({"type": "speech.audio.done",
-                      "usage": {"input_characters": characters, "output_bytes": samples_bytes}})
-
-
-async def _sse_cached(data: bytes) -> AsyncIterator[bytes]:
-    yield _sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
-    yield _sse_event({"type": "speech.audio.done", "usage": {"output_bytes": len(data), "cached": True}})
 
 
 __all__ = ["create_app"]

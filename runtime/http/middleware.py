@@ -17,7 +17,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.errors import ApiError, PayloadTooLarge, RequestBodyTimeout, StreamCut, Unauthorized
+from runtime.errors import (
+    ApiError,
+    BadRequest,
+    PayloadTooLarge,
+    RequestBodyTimeout,
+    StreamCut,
+    Unauthorized,
+)
 from runtime.serving.metrics import RuntimeMetrics
 
 Scope = MutableMapping[str, Any]
@@ -27,8 +34,13 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 KNOWN_ROUTES = frozenset(
-    {"/v1/audio/speech", "/v1/models", "/v1/audio/voices", "/healthz", "/readyz", "/metrics"}
+    {"/v1/audio/speech", "/v1/audio/captioned_speech", "/dev/captioned_speech", "/v1/models",
+     "/v1/audio/voices", "/healthz", "/readyz", "/metrics", "/"}
 )
+PROTECTED_PREFIXES = ("/v1/", "/dev/")
+"""Paths that need the API key when one is set (the page at / and the probes do not)."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays/objects a JSON request body may have (a speech request needs 2)."""
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 CLIENT_CLOSED = 499
 """Status recorded (metrics, access log) when the client went away before the response ended."""
@@ -81,11 +93,45 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def status_label(record: AccessRecord) -> str:
+    """``tailor_requests_total``'s status: the HTTP status, but ``200_cut`` for a response that
+    started as 200 and was cut (its client did not get the whole answer)."""
+    if record.outcome is not None and record.outcome.startswith("cut:"):
+        return f"{record.status}_cut"
+    return str(record.status)
+
+
+def json_depth_exceeds(body: bytes, limit: int) -> bool:
+    """True when ``body`` (JSON text) nests arrays/objects deeper than ``limit`` (brackets inside
+    strings do not count). Cheap for ordinary bodies: scanned only with more than ``limit`` brackets."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
 class RequestContextMiddleware:
     """Outermost layer. For every HTTP request: accepts ``X-Request-ID`` (letters, digits and
     ``._:/+=@-``, at most 128) or generates one; adds ``X-Request-ID`` and ``X-Tailor-Instance``
     to the response; counts it in ``tailor_requests_total`` by route and status, with 499 for a
-    client that disconnected before the response was complete; writes one JSON access line
+    client that disconnected before the response was complete and ``200_cut`` for a response cut
+    after it started (see :func:`status_label`); writes one JSON access line
     (logger ``tailor.access``) per request - at DEBUG for successful /healthz, /readyz and
     /metrics, which probes and scrapers call every few seconds."""
 
@@ -150,8 +196,8 @@ class RequestContextMiddleware:
                 record.status = CLIENT_CLOSED
             elif not record.status:
                 record.status = CLIENT_CLOSED if disconnected else 500
-            route = path if path in KNOWN_ROUTES else "other"
-            self.metrics.requests.labels(route, str(record.status)).inc()
+            route = path if path in KNOWN_ROUTES else "/v1/models/{model}" if path.startswith("/v1/models/") else "other"
+            self.metrics.requests.labels(route, status_label(record)).inc()
             self._log(record)
 
     @staticmethod
@@ -180,14 +226,14 @@ class RequestContextMiddleware:
 
 
 class ApiKeyMiddleware:
-    """With ``TAILOR_API_KEY`` set, ``/v1/*`` needs ``Authorization: Bearer KEY``."""
+    """With ``TAILOR_API_KEY`` set, ``/v1/*`` and ``/dev/*`` need ``Authorization: Bearer KEY``."""
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
         self.key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.key or not str(scope.get("path", "")).startswith("/v1/"):
+        if scope["type"] != "http" or not self.key or not str(scope.get("path", "")).startswith(PROTECTED_PREFIXES):
             await self.app(scope, receive, send)
             return
         supplied = b""
@@ -207,7 +253,9 @@ class ApiKeyMiddleware:
 
 class BodyLimitMiddleware:
     """Reads request bodies up to ``limit_bytes`` (413 beyond) within ``timeout_s`` (408 after)
-    and replays them to the app, so a slow or endless body cannot pin a request."""
+    and replays them to the app, so a slow or endless body cannot pin a request. A body nested
+    deeper than ``MAX_JSON_DEPTH`` is a 400 that says so (the JSON parser would fail on it with
+    a recursion error, which reads like an encoding problem)."""
 
     def __init__(self, app: ASGIApp, limit_bytes: int, timeout_s: float = 15.0) -> None:
         self.app = app
@@ -246,6 +294,11 @@ class BodyLimitMiddleware:
                 return
             if not message.get("more_body", False):
                 break
+        if json_depth_exceeds(bytes(body), MAX_JSON_DEPTH):
+            await send_error(send, BadRequest(
+                f"request body nests too deeply (more than {MAX_JSON_DEPTH} levels of arrays or "
+                "objects); a speech request is a flat JSON object", code="invalid_body"))
+            return
         replayed = False
 
         async def replay() -> Message:

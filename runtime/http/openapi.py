@@ -42,11 +42,28 @@ SSE_EVENT_SCHEMA: dict[str, Any] = {
     "required": ["data"],
     "properties": {"event": {"type": "string"}, "data": {"type": "string", "contentMediaType": "application/json"}},
 }
+CAPTIONED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["audio", "audio_format", "timestamps"],
+    "properties": {
+        "audio": {"type": "string", "contentEncoding": "base64", "description": "The whole audio file, base64."},
+        "audio_format": {"type": "string", "enum": list(FORMATS)},
+        "timestamps": {"anyOf": [{"type": "null"}, {"type": "array", "items": {
+            "type": "object", "required": ["word", "start_time", "end_time"],
+            "properties": {"word": {"type": "string"}, "start_time": {"type": "number", "minimum": 0},
+                           "end_time": {"type": "number", "minimum": 0}}}}],
+            "description": "Per word, seconds from the start of the audio (null with return_timestamps false)."},
+        "sample_rate": {"type": "integer"},
+        "audio_seconds": {"type": "number"},
+    },
+}
 _ERRORS = {
     400: "Invalid request (OpenAI error body; `param` names the field).",
     401: "Missing or wrong API key.",
     408: "The request body did not arrive within TAILOR_BODY_TIMEOUT_S.",
-    413: "Request body larger than the server reads (input too long is a 400).",
+    404: "No such model.",
+    413: "Request body larger than the server reads, or input that cannot finish within "
+         "TAILOR_REQUEST_TIMEOUT_S even on an idle server (input longer than TAILOR_MAX_INPUT_CHARS is a 400).",
     429: "Queue full; see Retry-After.",
     500: "Every engine failed for this request.",
     503: "Not ready, draining, memory pressure, or overloaded; see Retry-After.",
@@ -70,13 +87,50 @@ def describe_api(
     openai_voices: Iterable[str], models: Iterable[str], snapshot_pattern: str, api_key: bool,
 ) -> dict[str, Any]:
     """``schema`` (FastAPI's) with the server's real constraints and answers."""
+    voices = list(voices)
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas["ErrorBody"] = ERROR_SCHEMA
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     voice_names = sorted(set(voices) | set(openai_voices))
-    body = schemas["SpeechRequest"]["properties"]
+    for request_schema in ("SpeechRequest", "CaptionedSpeechRequest"):
+        if request_schema in schemas:
+            _describe_body(schemas[request_schema]["properties"], max_input_chars=max_input_chars,
+                           voices=voices, voice_names=voice_names, models=models,
+                           snapshot_pattern=snapshot_pattern)
+    schemas.pop("VoiceRef", None)
+    if api_key:
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            codes: list[int] = []
+            if path.startswith("/v1/") and api_key:
+                operation["security"] = [{"bearer": []}]
+                codes.append(401)
+            if method == "post":
+                codes += [400, 408, 413, 429, 500, 503, 504]
+                if path == "/v1/audio/speech":
+                    responses["200"]["content"] = {
+                        **{media: {"schema": {"type": "string", "format": "binary"}}
+                           for media in MEDIA_TYPES.values()},
+                        "text/event-stream": {"schema": SSE_EVENT_SCHEMA},
+                    }
+            if path.startswith("/v1/models/"):
+                codes.append(404)
+            if path == "/readyz":
+                responses["503"] = {"description": "Not ready; the body says why (same shape as 200).",
+                                    "content": {"application/json": {"schema": {"type": "object"}}}}
+            if path == "/metrics":
+                responses["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+            responses.update(_error_responses(codes))
+    return schema
+
+
+def _describe_body(body: dict[str, Any], *, max_input_chars: int, voices: Iterable[str], voice_names: list[str],
+                   models: Iterable[str], snapshot_pattern: str) -> None:
     body["input"] = {
         "type": "string", "minLength": 1, "maxLength": max_input_chars,
         "allOf": [{"pattern": SPEAKABLE_PATTERN}, {"pattern": NO_CONTROLS_PATTERN},
@@ -98,27 +152,3 @@ def describe_api(
     }
     body["response_format"] = {"type": "string", "enum": list(FORMATS), "default": "mp3",
                                "description": body["response_format"].get("description", "")}
-    schemas.pop("VoiceRef", None)
-    if api_key:
-        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-    for path, operations in schema.get("paths", {}).items():
-        for method, operation in operations.items():
-            responses = operation.setdefault("responses", {})
-            responses.pop("422", None)
-            codes: list[int] = []
-            if path.startswith("/v1/") and api_key:
-                operation["security"] = [{"bearer": []}]
-                codes.append(401)
-            if method == "post":
-                codes += [400, 408, 413, 429, 500, 503, 504]
-                responses["200"]["content"] = {
-                    **{media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPES.values()},
-                    "text/event-stream": {"schema": SSE_EVENT_SCHEMA},
-                }
-            if path == "/readyz":
-                responses["503"] = {"description": "Not ready; the body says why (same shape as 200).",
-                                    "content": {"application/json": {"schema": {"type": "object"}}}}
-            if path == "/metrics":
-                responses["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
-            responses.update(_error_responses(codes))
-    return schema

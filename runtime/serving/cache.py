@@ -24,6 +24,8 @@ class AudioCache:
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
         self._entries: OrderedDict[CacheKey, bytes] = OrderedDict()
+        self._seconds: dict[CacheKey, float] = {}
+        """Audio seconds of each entry (for the usage an SSE answer reports)."""
         self._size_bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -48,8 +50,14 @@ class AudioCache:
             self.hits += 1
             return value
 
-    def put(self, key: CacheKey, value: bytes) -> bool:
-        """Store ``value``; False when it alone exceeds the budget (or the cache is off)."""
+    def audio_seconds(self, key: CacheKey) -> float:
+        """Seconds of audio of an entry as stored with it (0 when unknown or absent)."""
+        with self._lock:
+            return self._seconds.get(key, 0.0)
+
+    def put(self, key: CacheKey, value: bytes, audio_seconds: float = 0.0) -> bool:
+        """Store ``value`` (``audio_seconds`` long); False when it alone exceeds the budget (or the
+        cache is off)."""
         size = len(value) + len(key.text)
         if size > self.budget_bytes:
             return False
@@ -58,8 +66,10 @@ class AudioCache:
             if old is not None:
                 self._size_bytes -= len(old) + len(key.text)
             self._entries[key] = value
+            self._seconds[key] = audio_seconds
             self._size_bytes += size
             while self._size_bytes > self.budget_bytes:
                 evicted_key, evicted = self._entries.popitem(last=False)
+                self._seconds.pop(evicted_key, None)
                 self._size_bytes -= len(evicted) + len(evicted_key.text)
         return True

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from runtime.audio.encode import resample
-from runtime.engines.base import Engine, EngineOptions, SynthesisItem
+from runtime.engines.base import Engine, EngineOptions, SynthesisItem, TimedAudio
 from runtime.errors import EngineFailed, StartupError
 from runtime.families.piper.voices import (
     VoiceFiles,
@@ -292,6 +292,41 @@ class EngineChain:
                             _LOG.warning("closing %s: %s", state.loaded.entry.label(), exc)
                     state.loaded = None
                     state.status = "not_loaded"
+
+    # --- word timestamps ----------------------------------------------------------------
+    def synthesize_timed(self, worker: int, voice: str, chunk: TextChunk, speed: float) -> TimedAudio:
+        """One chunk's audio (as :meth:`synthesize`) and the model's samples per phoneme id, from
+        the first entry of ``voice``'s chain that speaks this same voice with an engine that has
+        durations (another voice's phonemes would not map back to this text's words)."""
+        target_rate = self.voice_info(voice).sample_rate_hz
+        errors: list[str] = []
+        for entry in self.candidates(voice):
+            if entry.voice != voice:
+                continue
+            loaded = self.load(entry)
+            if loaded is None:
+                errors.append(f"{entry.label()}: not loaded ({self._state(entry).error})")
+                continue
+            engine = loaded.engines[worker % len(loaded.engines)]
+            timed_call = getattr(engine, "synthesize_timed", None)
+            if timed_call is None or not getattr(engine, "supports_durations", False):
+                errors.append(f"{entry.label()}: this engine reports no durations")
+                continue
+            item = SynthesisItem(chunk.phoneme_ids, loaded.info.length_scale / speed,
+                                 loaded.info.noise_scale, loaded.info.noise_w)
+            try:
+                timed: TimedAudio = timed_call(item)
+            except Exception as exc:  # as in synthesize: the next entry gets the chunk
+                errors.append(f"{entry.label()}: {type(exc).__name__}: {exc}")
+                _LOG.warning("engine %s failed (with durations) for voice %s: %s", entry.label(), voice, exc)
+                continue
+            audio = resample(_normalize(timed.audio), loaded.info.sample_rate_hz, target_rate)
+            scale = audio.size / max(1, timed.audio.size)
+            ends = np.rint(np.cumsum(timed.id_samples) * scale).astype(np.int64)
+            with self._lock:
+                self._state(entry).served_sentences += 1
+            return TimedAudio(audio, np.diff(ends, prepend=0))
+        raise EngineFailed("no engine could synthesize with durations (word timestamps): " + "; ".join(errors))
 
 
 def _normalize(audio: np.ndarray) -> np.ndarray:

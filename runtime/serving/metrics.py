@@ -87,10 +87,18 @@ class RuntimeMetrics:
                                "1 for the model file variant serving the default voice (TAILOR_MODEL_VARIANT).",
                                ("voice", "variant"))
         self.admission_rejections = m(Counter, "tailor_admission_rejections_total",
-                                      "Speech requests refused at admission, by reason (queue_full, deadline).",
+                                      "Speech requests refused at admission, by reason (queue_full, deadline: not now, "
+                                      "too_long: not even on an idle server).",
                                       ("reason",))
         self.seconds_per_char = m(Gauge, "tailor_estimated_seconds_per_character",
-                                  "Measured synthesis seconds per input character (one worker), used for admission.")
+                                  "Seconds of one worker per input character under load (the upper quantile "
+                                  "admission uses).")
+        self.effective_max_input_chars = m(Gauge, "tailor_effective_max_input_chars",
+                                           "Longest input that finishes within the admission budget on an idle "
+                                           "server at the measured rate (at most TAILOR_MAX_INPUT_CHARS).")
+        self.stream_cuts = m(Counter, "tailor_stream_cuts_total",
+                             "Responses cut after their first byte, by reason (timeout, engine_failed, shutdown).",
+                             ("reason",))
 
     def _metric(self, kind: type[_Metric], name: str, documentation: str, labels: Sequence[str] = (),
                 buckets: Sequence[float] = ()) -> _Metric:

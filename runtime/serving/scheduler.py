@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -39,6 +39,10 @@ class Job:
     future: Future[np.ndarray] = field(default_factory=Future)
     priority: float = 0.0
     """Lower runs first (the request's deadline: earliest deadline first); ties keep FIFO."""
+    timed: bool = False
+    """Also get the model's samples per phoneme id (word timestamps): runs alone, never batched."""
+    id_samples: np.ndarray | None = None
+    """Set (for a timed job) before its future's result: see ``TimedAudio.id_samples``."""
 
 
 LENGTH_BUCKETS: tuple[int, ...] = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -114,7 +118,7 @@ class JobQueue:
                         return None
                     self._cond.wait()
             batch = [first]
-            if not batching or max_batch <= 1:
+            if not batching or max_batch <= 1 or first.timed:
                 return batch
             deadline = time.monotonic() + window_s
             bucket = length_bucket(len(first.chunk.phoneme_ids))
@@ -135,7 +139,7 @@ class JobQueue:
         for job in list(self._jobs):
             if len(batch) >= max_batch:
                 return
-            if job.voice == voice and length_bucket(len(job.chunk.phoneme_ids)) in buckets:
+            if job.voice == voice and not job.timed and length_bucket(len(job.chunk.phoneme_ids)) in buckets:
                 self._jobs.remove(job)
                 if not job.is_cancelled() and job.future.set_running_or_notify_cancel():
                     batch.append(job)
@@ -153,8 +157,12 @@ class Scheduler:
         metrics: RuntimeMetrics,
         solo_wide: bool = False,
         companions_possible: Callable[[], bool] = lambda: True,
+        on_engine_call: Callable[[int, float, str], None] | None = None,
     ) -> None:
         self._chain = chain
+        self._on_engine_call = on_engine_call
+        """``(characters, seconds, kind)`` after every engine call; kind ``loaded`` (every worker
+        was busy at its start or end), ``partial`` or ``wide`` (see ``serving.admission``)."""
         self._companions_possible = companions_possible
         self._workers = workers
         self._batching = batching
@@ -224,16 +232,63 @@ class Scheduler:
                 wide = self._solo_wide and self._busy == 0 and len(batch) == 1 and len(self.queue) == 0
                 self._busy += 1
                 self.wide_runs += int(wide)
+                busy_at_start = self._busy
+            started = time.perf_counter()
             try:
-                audio = self._chain.synthesize(
-                    index, voice, [j.chunk for j in batch], [j.speed for j in batch], wide=wide
-                )
+                if batch[0].timed:
+                    timed = self._chain.synthesize_timed(index, voice, batch[0].chunk, batch[0].speed)
+                    batch[0].id_samples = timed.id_samples
+                    audio = [timed.audio]
+                else:
+                    audio = self._chain.synthesize(
+                        index, voice, [j.chunk for j in batch], [j.speed for j in batch], wide=wide
+                    )
             except BaseException as exc:  # delivered to the waiting request, never kills the worker
                 for job in batch:
                     job.future.set_exception(exc)
                 continue
             finally:
                 with self._busy_lock:
+                    busy_at_end = self._busy
                     self._busy -= 1
+            self._report(batch, time.perf_counter() - started, wide, max(busy_at_start, busy_at_end))
             for job, samples in zip(batch, audio, strict=True):
                 job.future.set_result(samples)
+
+    def _report(self, batch: Sequence[Job], seconds: float, wide: bool, busy: int) -> None:
+        if self._on_engine_call is None:
+            return
+        kind = "wide" if wide else "loaded" if busy >= self._workers else "partial"
+        self._on_engine_call(sum(len(j.chunk.text) for j in batch), seconds, kind)
+
+    def calibrate(self, voice: str, chunk: TextChunk) -> list[tuple[int, float, str]]:
+        """Every worker synthesizes ``chunk`` at the same time (the load admission plans for); each
+        call is reported like live work and returned as ``(characters, seconds, kind)``. Call
+        before :meth:`start`."""
+        results: list[tuple[int, float, str]] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(self._workers)
+
+        def one(worker: int) -> None:
+            try:
+                barrier.wait(30)
+                started = time.perf_counter()
+                self._chain.synthesize(worker, voice, [chunk], [1.0])
+                with lock:
+                    results.append((len(chunk.text), time.perf_counter() - started, "loaded"))
+            except Exception as exc:  # reported below, from the calling thread
+                with lock:
+                    errors.append(f"worker {worker}: {type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=one, args=(w,), name=f"tailor-calibrate-{w}") for w in range(self._workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise RuntimeError("calibration failed: " + "; ".join(errors))
+        if self._on_engine_call is not None:
+            for characters, seconds, kind in results:
+                self._on_engine_call(characters, seconds, kind)
+        return results

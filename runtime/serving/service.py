@@ -28,7 +28,14 @@ import numpy as np
 from runtime.audio.timestretch import time_stretch
 from runtime.engines import create_engine, engine_names
 from runtime.engines.base import EngineOptions
-from runtime.errors import NotReady, Overloaded, QueueFull, RequestTimeout, StartupError
+from runtime.errors import (
+    InputTooLongForTimeout,
+    NotReady,
+    Overloaded,
+    QueueFull,
+    RequestTimeout,
+    StartupError,
+)
 from runtime.families.piper.voices import (
     VoiceFiles,
     discover_voices,
@@ -36,7 +43,7 @@ from runtime.families.piper.voices import (
     usable_voices,
     with_variant,
 )
-from runtime.serving.admission import WorkEstimator
+from runtime.serving.admission import Decision, WorkEstimator
 from runtime.serving.cache import AudioCache
 from runtime.serving.engine_chain import EngineChain, EngineFactory, parse_fallback
 from runtime.serving.memory import MemoryWatchdog, process_rss_bytes
@@ -44,10 +51,17 @@ from runtime.serving.metrics import RuntimeMetrics
 from runtime.serving.scheduler import Job, Scheduler
 from runtime.settings import Settings
 from runtime.text.frontend import TextChunk
+from runtime.text.timestamps import ChunkTiming
 
 _LOG = logging.getLogger("tailor.runtime")
 
 WARMUP_TEXT = "Warm up."
+CALIBRATION_TEXT = "Calibration: every worker speaks this at once."
+"""The sentence every worker speaks at the same time before the server reports ready (short: it
+adds one sentence's time to the start; a short sentence's fixed cost per call makes its rate per
+character pessimistic, which is the safe side)."""
+RESERVED_SHARE = 0.95
+"""Share of a request's normalised characters held by :meth:`SpeechService.reserve`."""
 MIN_SPEED, MAX_SPEED = 0.1, 8.0
 """Bounds of request speed x SSML prosody rate (applied by time-stretching, see timestretch)."""
 
@@ -63,22 +77,6 @@ class SpeechJob:
     """``time.monotonic()`` value after which the request times out."""
     backlog_chars: int
     """Characters of this request still counted in the admission backlog (0 once released)."""
-
-
-class _MeasuredChain(EngineChain):
-    """The engine chain, timing every engine call for admission's seconds-per-character."""
-
-    estimator: WorkEstimator | None = None
-
-    def synthesize(
-        self, worker: int, voice: str, chunks: Sequence[TextChunk], speeds: Sequence[float],
-        start_at: int = 0, wide: bool = False,
-    ) -> list[np.ndarray]:
-        started = time.perf_counter()
-        audio = super().synthesize(worker, voice, chunks, speeds, start_at, wide)
-        if self.estimator is not None:
-            self.estimator.observe(sum(len(c.text) for c in chunks), time.perf_counter() - started)
-        return audio
 
 
 def default_voice_variant(settings: Settings, files: VoiceFiles) -> VoiceFiles:
@@ -113,7 +111,7 @@ class SpeechService:
         self.metrics.model_variant.labels(settings.default_voice, settings.model_variant).set(1)
         self.voice_map = parse_voice_map(settings.voice_map, self.catalog)
         options = EngineOptions.from_settings(settings)
-        self.chain = _MeasuredChain(
+        self.chain = EngineChain(
             primary_engine=settings.engine,
             fallback=parse_fallback(settings.fallback, engine_names()),
             catalog=self.catalog,
@@ -140,11 +138,13 @@ class SpeechService:
             metrics=self.metrics,
             solo_wide=settings.solo_wide,
             companions_possible=lambda: self._in_flight + self._arriving > 1,
+            on_engine_call=lambda chars, seconds, kind: self.admission.observe(chars, seconds, kind),
         )
         self.admission = WorkEstimator(settings.workers, settings.request_timeout_s)
-        self.chain.estimator = self.admission
         self.metrics.queue_depth.set_function(lambda: float(self.scheduler.queue.live()))
         self.metrics.seconds_per_char.set_function(lambda: self.admission.seconds_per_char)
+        self.metrics.effective_max_input_chars.set_function(
+            lambda: float(min(self.admission.max_idle_chars(), settings.max_input_chars)))
         self.cache = AudioCache(settings.cache_bytes)
         self.watchdog = MemoryWatchdog(settings.rss_soft_limit_bytes, rss_reader)
         self.instance_id = settings.instance_id or uuid.uuid4().hex
@@ -190,6 +190,8 @@ class SpeechService:
                 self.scheduler.warm_up(voice, chunks[0], batched_paths=self.engine_in_use["device"] == "cuda")
                 if loaded.wide is not None:
                     self.chain.synthesize(0, voice, chunks, [1.0], wide=True)
+                self.state_detail = "calibrating admission"
+                self._calibrate(voice)
                 self.warmup_seconds = time.perf_counter() - started
             self.scheduler.start()
         except Exception as exc:
@@ -203,6 +205,25 @@ class SpeechService:
         self.state, self.state_detail = "ready", ""
         self.metrics.ready.set(1)
         _LOG.info("ready: %s (warm-up %.2fs)", self.active_engine, self.warmup_seconds)
+
+    def _calibrate(self, voice: str) -> None:
+        """Measure seconds per character on every worker at once (see ``serving.admission``) and
+        say when TAILOR_MAX_INPUT_CHARS admits inputs that cannot finish in time."""
+        chunks = self.chain.phonemizer(voice).prepare(CALIBRATION_TEXT)
+        self.scheduler.calibrate(voice, chunks[0])
+        self.admission.calibrated = True
+        fits = self.admission.max_idle_chars()
+        _LOG.info("admission calibrated: %.4f s/char per worker x %d workers; inputs up to about %d "
+                  "characters fit %.2g x %g s", self.admission.seconds_per_char, self.settings.workers,
+                  fits, self.admission.headroom, self.settings.request_timeout_s)
+        if fits < self.settings.max_input_chars:
+            _LOG.warning(
+                "TAILOR_MAX_INPUT_CHARS=%d, but at the measured %.4f s/char only about %d characters "
+                "finish within %.2g x TAILOR_REQUEST_TIMEOUT_S=%g s on an idle server; longer inputs get "
+                "413 input_too_long_for_timeout. Raise TAILOR_REQUEST_TIMEOUT_S or lower "
+                "TAILOR_MAX_INPUT_CHARS to %d.", self.settings.max_input_chars,
+                self.admission.seconds_per_char, fits, self.admission.headroom,
+                self.settings.request_timeout_s, fits)
 
     def begin_drain(self) -> None:
         if self.state != "draining":
@@ -259,6 +280,8 @@ class SpeechService:
             "in_flight": self._in_flight,
             "queue_depth": self.scheduler.queue.live(),
             "warmup_seconds": round(self.warmup_seconds, 3),
+            "admission": {**self.admission.status(), "max_input_chars": self.settings.max_input_chars,
+                          "request_timeout_s": self.settings.request_timeout_s},
             "fallback": {
                 "configured": [e.label() for e in self.chain.fallback],
                 "active": self.engine_in_use is not None and self.engine_in_use["role"] == "fallback",
@@ -295,13 +318,19 @@ class SpeechService:
         finally:
             self._arriving -= 1
 
-    def admit(self, voice: str, chunks: Sequence[TextChunk], speed: float, started: float) -> SpeechJob:
+    def admit(self, voice: str, chunks: Sequence[TextChunk], speed: float, started: float,
+              reserved: int = 0) -> SpeechJob:
         """Admit a request (503 when not accepting, 429 when the queue is full, 503
-        ``overloaded`` when the admitted work would not let it finish in time); the job must
-        be given to :meth:`release` once it ends, however it ends."""
+        ``overloaded`` when the admitted work would not let it finish in time, 413 when it would
+        not finish in time even on an idle server); the job must be given to :meth:`release`
+        once it ends, however it ends. ``reserved``: characters :meth:`reserve` held for it,
+        replaced by the real ones (released whatever the decision)."""
         characters = sum(len(c.text) for c in chunks)
+        longest = max((len(c.text) for c in chunks), default=0)
+        self.admission.done(reserved)
         self.check_accepting()
         capacity = self.settings.workers + self.settings.max_queue
+        timeout = self.settings.request_timeout_s
         with self._lock:
             if self._in_flight >= capacity:
                 retry = max(1, math.ceil(self.admission.drain_seconds() / max(1, self._in_flight)))
@@ -311,19 +340,56 @@ class SpeechService:
                     f"{self.settings.max_queue} (TAILOR_MAX_QUEUE); retry after {retry} s",
                     headers={"Retry-After": str(retry)},
                 )
-            decision = self.admission.try_admit(characters)
-            if not decision.admitted:
-                self.metrics.admission_rejections.labels("deadline").inc()
-                raise Overloaded(
-                    f"server is overloaded: the work already admitted plus this input "
-                    f"({characters} characters) needs about {decision.estimated_finish_s:.0f} s, "
-                    f"more than TAILOR_REQUEST_TIMEOUT_S={self.settings.request_timeout_s:g} s allows; "
-                    f"retry after {decision.retry_after_s} s",
-                    headers={"Retry-After": str(decision.retry_after_s)},
-                )
+            decision = self.admission.try_admit(characters, longest, time.monotonic() - started)
+            self._refuse_unless(decision, characters)
             self._in_flight += 1
             self.metrics.in_flight.set(self._in_flight)
-        return SpeechJob(voice, tuple(chunks), speed, started + self.settings.request_timeout_s, characters)
+        return SpeechJob(voice, tuple(chunks), speed, started + timeout, characters)
+
+    def reserve(self, characters: int, started: float) -> int:
+        """Before phonemizing (the costly step, one request at a time in espeak): refuse at once
+        what admission would refuse, or hold the characters of the text to speak (``characters``,
+        ``RESERVED_SHARE`` of them: chunking drops the spaces between sentences) in the backlog, so a
+        burst arriving together is sorted out before any of it is phonemized. Returns the
+        characters held, to give to :meth:`admit` (or :meth:`unreserve` if it never gets there).
+        The estimate spreads the input over every worker (longest chunk 0): it never refuses
+        what :meth:`admit` would take with the real chunks."""
+        self.check_accepting()
+        held = int(characters * RESERVED_SHARE)
+        with self._lock:
+            decision = self.admission.try_admit(held, 0, time.monotonic() - started)
+            self._refuse_unless(decision, characters)
+        return held
+
+    def unreserve(self, characters: int) -> None:
+        self.admission.done(characters)
+
+    def _refuse_unless(self, decision: Decision, characters: int) -> None:
+        """Raise the refusal a decision calls for (413 or 503 ``overloaded``), counted by reason."""
+        if decision.admitted:
+            return
+        timeout = self.settings.request_timeout_s
+        rate = self.admission.seconds_per_char
+        applied = f"admitted only when it fits {self.admission.headroom:g} x {timeout:g} s = {decision.budget_s:.0f} s"
+        if decision.never_fits:
+            self.metrics.admission_rejections.labels("too_long").inc()
+            fits = min(self.admission.max_idle_chars(), self.settings.max_input_chars)
+            raise InputTooLongForTimeout(
+                f"input of {characters} characters needs about {decision.estimated_finish_s:.0f} s even "
+                f"on an idle server (measured {rate:.4f} s/char per worker, {self.settings.workers} "
+                f"workers); {applied} (TAILOR_REQUEST_TIMEOUT_S={timeout:g}), which holds about "
+                f"{fits} characters. Send shorter input (split it), or have the operator raise "
+                f"TAILOR_REQUEST_TIMEOUT_S or lower TAILOR_MAX_INPUT_CHARS to {fits}.",
+                param="input",
+            )
+        self.metrics.admission_rejections.labels("deadline").inc()
+        raise Overloaded(
+            f"server is overloaded: the work already admitted plus this input "
+            f"({characters} characters) needs about {decision.estimated_finish_s:.0f} s "
+            f"(measured {rate:.4f} s/char per worker, {self.settings.workers} workers); "
+            f"{applied} (TAILOR_REQUEST_TIMEOUT_S); retry after {decision.retry_after_s} s",
+            headers={"Retry-After": str(decision.retry_after_s)},
+        )
 
     def release(self, job: SpeechJob) -> None:
         self._take_off_backlog(job, job.backlog_chars)
@@ -347,17 +413,22 @@ class SpeechService:
         self,
         job: SpeechJob,
         is_disconnected: Callable[[], Awaitable[bool]] | None = None,
+        timings: list[ChunkTiming] | None = None,
     ) -> AsyncGenerator[np.ndarray, None]:
         """Audio per chunk, in order, at the voice's sample rate.
 
         Raises RequestTimeout past the deadline; stops (cancelling queued work) when the
-        client disconnects or the consumer stops iterating.
+        client disconnects or the consumer stops iterating. With ``timings``, every chunk is
+        synthesized with the model's durations and its :class:`ChunkTiming` is appended before
+        its audio is yielded (word timestamps).
         """
         cancelled = threading.Event()
         lookahead = self.scheduler.lookahead()
         pending: list[asyncio.Future[np.ndarray]] = []
+        submitted: list[Job] = []
         jobs = iter(job.chunks)
         completed = 0
+        offset = 0
         sample_rate = self.chain.voice_info(job.voice).sample_rate_hz
 
         def refill() -> None:
@@ -366,10 +437,10 @@ class SpeechService:
                 if chunk is None:
                     return
                 # The engine speaks at the voice's own pace; speed is applied after (linear).
-                future = self.scheduler.submit(
-                    Job(job.voice, chunk, 1.0, is_cancelled=cancelled.is_set, priority=job.deadline)
-                )
-                pending.append(asyncio.wrap_future(future))
+                work = Job(job.voice, chunk, 1.0, is_cancelled=cancelled.is_set, priority=job.deadline,
+                           timed=timings is not None)
+                submitted.append(work)
+                pending.append(asyncio.wrap_future(self.scheduler.submit(work)))
 
         try:
             refill()
@@ -392,17 +463,25 @@ class SpeechService:
                         return
                 pending.pop(0)
                 samples = head.result()
+                id_samples = submitted.pop(0).id_samples
                 done_chunk = job.chunks[completed]
                 completed += 1
                 self._take_off_backlog(job, len(done_chunk.text))
                 refill()
                 speed = min(MAX_SPEED, max(MIN_SPEED, job.speed * done_chunk.rate))
+                spoken = samples.size
                 if speed != 1.0:
                     samples = await asyncio.to_thread(time_stretch, samples, speed)
+                if timings is not None and id_samples is not None:
+                    # Time-stretching scales every position by the same factor.
+                    ends = np.rint(np.cumsum(id_samples) * (samples.size / max(1, spoken))).astype(np.int64)
+                    timings.append(ChunkTiming(done_chunk.text, done_chunk.phoneme_ids, offset,
+                                               np.diff(ends, prepend=0)))
                 if done_chunk.pause_after_s > 0:
                     silence = np.zeros(round(done_chunk.pause_after_s * sample_rate), dtype=np.float32)
                     samples = np.concatenate([samples, silence])
                 self.metrics.audio_seconds.labels(job.voice).inc(samples.size / sample_rate)
+                offset += samples.size
                 yield samples
                 if is_disconnected is not None and pending and await is_disconnected():
                     _LOG.info("client disconnected; cancelling %d queued sentences", len(pending))

@@ -196,6 +196,11 @@ class Phonemizer:
             raise ValueError(f"phoneme type {self._config.phoneme_type.value} is not supported")
         self._text_phonemes = self._config.phoneme_type == PhonemeType.TEXT
 
+    @property
+    def id_map(self) -> Mapping[str, Sequence[int]]:
+        """The voice's phoneme -> ids table (word timestamps find spaces and punctuation in it)."""
+        return self._config.phoneme_id_map
+
     def phonemes(self, text: str) -> list[str]:
         """All phonemes of ``text`` in one list; espeak's sentence groups are joined by a space."""
         if self._text_phonemes:

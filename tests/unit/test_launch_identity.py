@@ -198,3 +198,17 @@ def test_process_runtime_keeps_the_driver_library_path_and_nothing_else_of_the_s
     # the plan's values win over the shell's; unrelated variables (and secrets) stay behind
     assert env["TAILOR_WORKERS"] == "4" and "OMP_NUM_THREADS" not in env and "AWS_SECRET_ACCESS_KEY" not in env
     assert env["TAILOR_INSTANCE_ID"] == "abc" and env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_status_shows_the_runtimes_calibrated_admission(tmp_path: Any) -> None:
+    from orchestrator.supervise.status import deployment_status
+
+    body = {"ready": True, "state": "ready", "instance": "ffff", "engine": "onnx:x", "workers": 2, "queue_depth": 0,
+            "admission": {"seconds_per_char": 0.042, "effective_max_input_chars": 1900, "max_input_chars": 4096,
+                          "budget_s": 48.0}}
+    for url in _server(200, body, "ffff"):
+        _record_running(tmp_path, url, "ffff")
+        lines = deployment_status(tmp_path).lines()
+        assert ("admission:    0.042 s/char per worker; about 1900 characters finish within 48.0 s "
+                "(TAILOR_MAX_INPUT_CHARS=4096 admits more: longer inputs get 413; raise TAILOR_REQUEST_TIMEOUT_S "
+                "or lower TAILOR_MAX_INPUT_CHARS)") in lines

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.engines.base import EngineError, EngineOptions, SynthesisItem
+from runtime.engines.base import EngineError, EngineOptions, SynthesisItem, TimedAudio
 
 _LOG = logging.getLogger("tailor.runtime.onnx")
 
@@ -101,6 +101,7 @@ class OnnxEngine:
         self.sample_rate = int(sample_rate)
         self.device = options.device
         self._options = options
+        self._model_path = model_path
         self._lock = threading.Lock()
         try:
             self._session = ort.InferenceSession(
@@ -127,7 +128,7 @@ class OnnxEngine:
     def providers(self) -> list[str]:
         return list(self._session.get_providers())
 
-    def synthesize(self, item: SynthesisItem) -> np.ndarray:
+    def _feeds(self, item: SynthesisItem) -> dict[str, np.ndarray]:
         if len(item.phoneme_ids) == 0:
             raise EngineError("cannot synthesize an empty phoneme sequence")
         ids = np.asarray(item.phoneme_ids, dtype=np.int64)[np.newaxis, :]
@@ -138,6 +139,10 @@ class OnnxEngine:
         }
         if "sid" in self._input_names:
             feeds["sid"] = np.array([item.speaker_id or 0], dtype=np.int64)
+        return feeds
+
+    def synthesize(self, item: SynthesisItem) -> np.ndarray:
+        feeds = self._feeds(item)
         try:
             with self._lock:
                 self._runs += 1
@@ -148,6 +153,31 @@ class OnnxEngine:
         audio = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
         return audio
 
+    supports_durations = True
+    """Where the ``onnx`` package is installed and the export has its one duration (``Ceil``) tensor;
+    :meth:`synthesize_timed` says otherwise when it is not."""
+
+    def synthesize_timed(self, item: SynthesisItem) -> TimedAudio:
+        """The audio and the model's own samples per phoneme id, from one run of a second session
+        of the same file whose duration tensor (the ``Ceil`` of the duration predictor's output, in
+        frames) is made a graph output. That session is built on first use and shared by every
+        instance with the same options (``InferenceSession.run`` is thread-safe)."""
+        feeds = self._feeds(item)
+        session = _timed_session(self._model_path, self._options)
+        try:
+            audio_out, frames_out = session.run(None, feeds)[:2]
+        except Exception as exc:
+            raise EngineError(f"onnx inference failed: {exc}") from exc
+        audio = np.asarray(audio_out, dtype=np.float32).reshape(-1)
+        frames = np.rint(np.asarray(frames_out, dtype=np.float64).reshape(-1)[: len(item.phoneme_ids)]).astype(np.int64)
+        total = int(frames.sum())
+        hop = audio.size // total if total > 0 else 0
+        if total <= 0 or hop * total != audio.size:
+            raise EngineError(
+                f"{self._model_path.name}: the duration tensor ({total} frames) does not divide the "
+                f"audio ({audio.size} samples); word timestamps are not available for this voice")
+        return TimedAudio(audio, frames * hop)
+
     def synthesize_batch(self, items: Sequence[SynthesisItem]) -> list[np.ndarray]:
         # The exported Piper graph shares one `scales` tensor per batch and returns no per-item
         # lengths, so exact trimming of a padded batch is impossible: run item by item.
@@ -155,3 +185,52 @@ class OnnxEngine:
 
     def close(self) -> None:
         self._session = None
+
+
+_TIMED_SESSIONS: dict[tuple[object, ...], Any] = {}
+_TIMED_LOCK = threading.Lock()
+
+
+def duration_tensor(model: Any) -> str:
+    """The name of a Piper/VITS export's duration tensor: the output of its one ``Ceil`` node
+    (``ceil(exp(logw) * mask * length_scale)``, frames per phoneme id)."""
+    names = [out for node in model.graph.node if node.op_type == "Ceil" for out in node.output]
+    if len(names) != 1:
+        raise EngineError(f"expected one Ceil node (the durations) in the voice model, found {len(names)}; "
+                          "word timestamps are not available for this voice")
+    return str(names[0])
+
+
+def _timed_session(model_path: Path, options: EngineOptions) -> Any:
+    stat = model_path.stat()
+    key = (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns, options.device, options.device_index,
+           options.intra_op_threads)
+    with _TIMED_LOCK:
+        session = _TIMED_SESSIONS.get(key)
+        if session is not None:
+            return session
+        try:
+            import onnx
+        except ImportError as exc:
+            raise EngineError(
+                "word timestamps with the onnx engine need the 'onnx' package (pip install onnx, "
+                "or install tailor-deploy[runtime]), or use TAILOR_ENGINE=torch") from exc
+        import onnxruntime as ort
+
+        try:
+            model = onnx.load(str(model_path))
+        except Exception as exc:  # onnx raises DecodeError, OSError...
+            raise EngineError(f"{model_path.name} is not a readable ONNX model: {exc}") from exc
+        name = duration_tensor(model)
+        if all(out.name != name for out in model.graph.output):
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+        serialized = model.SerializeToString()
+        del model
+        try:
+            session = ort.InferenceSession(serialized, sess_options=_session_options(options),
+                                           providers=_providers(options.device, options.device_index))
+        except Exception as exc:  # onnxruntime's own Fail/InvalidGraph types
+            raise EngineError(f"onnxruntime could not load {model_path.name} with durations: {exc}") from exc
+        _LOG.info("loaded %s with its duration output (word timestamps)", model_path.name)
+        _TIMED_SESSIONS[key] = session
+        return session

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runtime.engines.base import EngineError, EngineOptions, SynthesisItem
+from runtime.engines.base import EngineError, EngineOptions, SynthesisItem, TimedAudio
 
 if TYPE_CHECKING:
     from runtime.families.piper.vits import VitsSynthesizer
@@ -70,6 +70,7 @@ class TorchEngine:
     """Runs one Piper VITS voice with PyTorch. One caller at a time per instance."""
 
     name = "torch"
+    supports_durations = True
 
     def __init__(self, model_path: Path, sample_rate: int, options: EngineOptions) -> None:
         _prefer_passive_openmp_waits()
@@ -122,6 +123,16 @@ class TorchEngine:
         return self.synthesize_batch([item])[0]
 
     def synthesize_batch(self, items: Sequence[SynthesisItem]) -> list[np.ndarray]:
+        return [audio for audio, _ in self._run(items, durations=False)]
+
+    def synthesize_timed(self, item: SynthesisItem) -> TimedAudio:
+        """The audio and the duration predictor's own samples per phoneme id (``ceil``'d frames
+        times the hop), from the same pass."""
+        (audio, frames), = self._run([item], durations=True)
+        assert frames is not None
+        return TimedAudio(audio, frames.astype(np.int64) * self.hp.hop_samples)
+
+    def _run(self, items: Sequence[SynthesisItem], durations: bool) -> list[tuple[np.ndarray, np.ndarray | None]]:
         if self._model is None:
             raise EngineError("the torch engine was closed; create a new one")
         if not items:
@@ -149,11 +160,14 @@ class TorchEngine:
                 )
                 audio = out.audio.cpu().numpy()
                 sample_lengths = out.sample_lengths.cpu().tolist()
+                frames = out.id_frames.float().cpu().numpy() if durations else None
         except EngineError:
             raise
         except Exception as exc:  # torch raises RuntimeError / OutOfMemoryError
             raise EngineError(f"torch inference failed: {exc}") from exc
-        return [np.ascontiguousarray(audio[row, :n], dtype=np.float32) for row, n in enumerate(sample_lengths)]
+        return [(np.ascontiguousarray(audio[row, :n], dtype=np.float32),
+                 None if frames is None else np.rint(frames[row, : lengths[row]]))
+                for row, n in enumerate(sample_lengths)]
 
     def _validate(self, index: int, item: SynthesisItem) -> None:
         if len(item.phoneme_ids) == 0:

@@ -21,6 +21,8 @@ class BatchAudio:
     """``[batch, samples]`` float32 on the model's device; item ``i`` is valid up to its length."""
     sample_lengths: torch.Tensor
     """``[batch]`` int64: exact number of samples of each item."""
+    id_frames: torch.Tensor
+    """``[batch, ids]`` float: frames (of ``hop_samples``) the model gave each phoneme id (0 for padding)."""
 
 
 class VitsSynthesizer(nn.Module):
@@ -73,7 +75,8 @@ class VitsSynthesizer(nn.Module):
         z_p = m + torch.randn_like(m) * torch.exp(logs) * noise_scale.view(b, 1, 1)
         z = self.flow.reverse(z_p, y_mask)
         audio = self.dec(z * y_mask, frame_lengths if padded_frames(frame_lengths) else None)
-        return BatchAudio(audio=audio.squeeze(1), sample_lengths=frame_lengths * self.hp.hop_samples)
+        return BatchAudio(audio=audio.squeeze(1), sample_lengths=frame_lengths * self.hp.hop_samples,
+                          id_frames=durations.squeeze(1))
 
 
 def padded_frames(frame_lengths: torch.Tensor) -> bool:
