@@ -28,7 +28,13 @@ from orchestrator.launch.spec import LaunchSpec
 from orchestrator.plan.decisions import LOOPBACK
 from orchestrator.supervise import deployment as dep
 from orchestrator.supervise.http_client import check_ready, synthesize_to
-from orchestrator.supervise.state import STATE_FILE, DeploymentState, read_state, runtime_identity
+from orchestrator.supervise.state import (
+    STATE_FILE,
+    DeploymentState,
+    read_state,
+    recorded_runtime,
+    runtime_identity,
+)
 from orchestrator.supervise.supervisor import Policy, State, Supervisor
 from orchestrator.supervise.teardown import reclaim, stop_stale
 
@@ -145,7 +151,7 @@ def _preflight(spec: LaunchSpec, backend: str, environ: Mapping[str, str]) -> No
     host = spec.env_map.get("TAILOR_HOST", LOOPBACK) if (backend == "process" or spec.network_mode == "host") \
         else LOOPBACK
     if backend != "docker":
-        ensure_port_free(spec.port, host)
+        ensure_port_free(spec.port, host, recorded=recorded_runtime)
         return
     from orchestrator.launch.docker_backend import connect, deployment_of, network_problem
 
@@ -155,7 +161,8 @@ def _preflight(spec: LaunchSpec, backend: str, environ: Mapping[str, str]) -> No
         if no_network:
             raise LaunchError(f"cannot run the runtime container: {no_network}",
                               "use --network host, or start dockerd with its default bridge")
-        ensure_port_free(spec.port, host, container_label=lambda cid: deployment_of(client, cid))
+        ensure_port_free(spec.port, host, container_label=lambda cid: deployment_of(client, cid),
+                         recorded=recorded_runtime)
     finally:
         client.close()
 

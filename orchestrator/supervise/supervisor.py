@@ -113,6 +113,8 @@ class Snapshot:
     runner_id: str
     identity: RuntimeIdentity | None
     instance_started_at_s: float | None
+    instance_started_mono_s: float | None
+    """The same moment on the supervisor's monotonic clock (None before any start)."""
     restarts: int
     step_downs: tuple[str, ...]
     last_health: str
@@ -226,7 +228,9 @@ class Supervisor:
             state=self.state, reason=self.reason, spec=self.spec,
             runner_id=self.runner.ident if self.runner is not None else "",
             identity=self.runner.identity if self.runner is not None else None,
-            instance_started_at_s=self._started_wall, restarts=self.restarts,
+            instance_started_at_s=self._started_wall,
+            instance_started_mono_s=self._started_mono if self._started_wall is not None else None,
+            restarts=self.restarts,
             step_downs=tuple(self.step_downs), last_health=self.last_health,
             last_health_at_s=self.last_health_at_s, last_exit_reason=self.last_exit_reason,
             last_log_lines=self.last_log_lines, transitions=tuple(self.transitions[-50:]),

@@ -1,0 +1,82 @@
+"""Faults injected from outside, as an operator meets them, each through the real `deploy` CLI.
+
+Each test here reproduces a defect of issue 22 on a real process-backend deployment (the real
+voice, real processes, real ports) and checks the answer the operator gets:
+
+- a wall-clock step between `auto` and `status`/`up`/`down` (the clock really is stepped, as root,
+  and always stepped back);
+
+and the smaller ones that only show through the CLI (hints, messages, progress).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.launch.ports import port_is_free
+from orchestrator.supervise.state import read_state
+from tests.helpers import deploy, free_port, kill_process_deployment, process_gone
+
+pytestmark = pytest.mark.slow
+
+NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+STEP_S = 60.0
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    sd = tmp_path / "state"
+    yield sd
+    kill_process_deployment(sd)  # whatever the test left running, stopped by pid
+
+
+def _can_step_the_clock() -> bool:
+    if os.geteuid() != 0:
+        return False
+    try:
+        time.clock_settime(time.CLOCK_REALTIME, time.clock_gettime(time.CLOCK_REALTIME))
+    except OSError:  # EPERM: no CAP_SYS_TIME (an unprivileged container)
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def clock_stepped(seconds: float) -> Iterator[None]:
+    """Step the wall clock by ``seconds`` and always step it back: keep the block short, the clock
+    is the machine's."""
+    time.clock_settime(time.CLOCK_REALTIME, time.clock_gettime(time.CLOCK_REALTIME) + seconds)
+    try:
+        yield
+    finally:
+        time.clock_settime(time.CLOCK_REALTIME, time.clock_gettime(time.CLOCK_REALTIME) - seconds)
+
+
+@pytest.mark.skipif(not _can_step_the_clock(), reason="stepping the clock needs root with CAP_SYS_TIME")
+def test_a_clock_step_changes_no_answer_of_status_up_and_down(state_dir: Path) -> None:
+    port = free_port()
+    res = deploy("auto", "--backend", "process", "--detach", "--port", str(port), "--state-dir", str(state_dir),
+                 env=NO_DOCKER)
+    assert res.returncode == 0, res.stdout + res.stderr
+    running = read_state(state_dir)
+    runtime_pid = int(running.runner_id)
+    with clock_stepped(STEP_S):
+        status = deploy("status", "--json", "--state-dir", str(state_dir))
+        up = deploy("up", "--backend", "process", "--state-dir", str(state_dir), env=NO_DOCKER)
+        down = deploy("down", "--state-dir", str(state_dir))
+    report = json.loads(status.stdout)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert (report["state"], report["stale"], report["healthy"]) == ("RUNNING", False, True)
+    assert report["uptime_s"] < 300  # boot-relative: the step does not age the runtime by a minute
+    assert up.returncode == 1 and "a deployment is already RUNNING" in up.stderr, up.stdout + up.stderr
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert f"stopping the supervisor (pid {running.supervisor_pid})" in down.stderr
+    assert process_gone(running.supervisor_pid) and process_gone(runtime_pid)
+    assert port_is_free(port)
+    assert read_state(state_dir).state == "STOPPED"
