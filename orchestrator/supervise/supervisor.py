@@ -8,6 +8,8 @@ States and what moves between them::
     RUNNING  --exited / N failed health checks--> BACKOFF
     RUNNING  --the engine restarted it (Docker restart policy)--> STARTING  (counted as a restart)
     any      --port taken by another program--> FATAL  (named; restarting cannot fix it)
+    any      --exit code 2 or 4 (settings, model or configuration broken)--> FATAL at once, with
+               the runtime's own error (the file and the cause) and its hint
     BACKOFF  --delay over-----------> STARTING
     any      --crash loop (more than `crash_loop.restarts` restarts in `crash_loop.window_s`)--> FATAL
     any      --OOM kill, no smaller plan--> FATAL   (with a smaller plan: step down, then BACKOFF)
@@ -33,6 +35,7 @@ from orchestrator.launch.runner import Runner, RunnerStatus, RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.supervise.http_client import HealthResult
 from orchestrator.supervise.state import Transition
+from runtime.errors import EXIT_CODES, UNRECOVERABLE_EXITS
 
 
 class State(str, Enum):
@@ -345,10 +348,11 @@ class Supervisor:
         now = self._clock.monotonic()
         crash_loop = self._count_failure(now)
         self._capture_logs()
-        if crash_loop:
+        broken = self._unrecoverable(status)
+        if crash_loop or broken:
             self.runner.stop(self.policy.stop_grace_s)
             self.runner.remove()
-            self._transition(State.FATAL, f"{crash_loop}; last: {status.detail}" + self._logs_suffix())
+            self._transition(State.FATAL, (broken or f"{crash_loop}; last: {status.detail}") + self._logs_suffix())
             return
         self.restarts += 1
         self._started_mono = now
@@ -381,6 +385,20 @@ class Supervisor:
             return ""
         return "\nlast log lines:\n  " + "\n  ".join(self.last_log_lines)
 
+    def _unrecoverable(self, status: RunnerStatus) -> str:
+        """A FATAL reason when the runtime's exit code says a restart cannot help; "" otherwise.
+
+        The runtime says what is broken on stderr (``error: ...`` and ``hint: ...``): that cause and
+        fix lead the reason, so `deploy status` and `up`'s error show them on their first line.
+        """
+        code = status.exit_code
+        if status.oom_killed or code is None or code not in UNRECOVERABLE_EXITS:
+            return ""
+        error, hint = runtime_error(self.last_log_lines)
+        reason = (f"the runtime cannot start, and restarting cannot fix it ({EXIT_CODES[code]}, exit code {code})"
+                  + (f": {error}" if error else ""))
+        return reason + (f"; fix: {hint}" if hint else "")
+
     def _failed(self, status: RunnerStatus) -> None:
         """The instance is gone: record why, then step down, back off or give up."""
         assert self.runner is not None
@@ -388,6 +406,11 @@ class Supervisor:
         self.runner.remove()
         self.last_exit_reason = status.detail
         now = self._clock.monotonic()
+        broken = self._unrecoverable(status)
+        if broken:
+            self._count_failure(now)
+            self._transition(State.FATAL, broken + self._logs_suffix())
+            return
         if status.oom_killed:
             stepped = self._step_down(self.spec) if self._step_down is not None else None
             if stepped is None:
@@ -424,3 +447,13 @@ class Supervisor:
             self.last_exit_reason = final.detail
             self.runner.remove()
         self._transition(State.STOPPED, f"stopped: {reason}")
+
+
+def runtime_error(lines: tuple[str, ...] | list[str]) -> tuple[str, str]:
+    """The runtime's last ``error: ...`` line in its log and the ``hint: ...`` after it ("" when none)."""
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i].strip()
+        if line.startswith("error: "):
+            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            return line[len("error: "):], following[len("hint: "):] if following.startswith("hint: ") else ""
+    return "", ""

