@@ -98,6 +98,9 @@ def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: L
     out.data(f"backend:  {chosen} ({why})")
     for note in prepared.notes:
         out.info(note)
+    if not opts.detached_child and prepared.plan is not None:
+        for warning in prepared.plan.warnings:  # e.g. a GPU left out, and why (the plan runs without it)
+            out.warn(warning)
     adopt = opts.adopt
     if not opts.detached_child:
         out.info(f"timings: {timings}")

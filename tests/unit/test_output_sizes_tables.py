@@ -68,3 +68,22 @@ def test_a_table_on_an_80_column_terminal_wraps_and_cuts_nothing(small_host: Pat
     assert "profile" in text.splitlines()[2]
     why = "".join(line.split("│")[5].strip() for line in text.splitlines() if line.count("│") >= 5)
     assert "(libnvidia-ml.so.1notfound)" in why.replace(" ", "")  # wrapped or folded, never cut
+
+
+def test_an_a100_in_mig_mode_without_instances_is_named_by_deploy_auto(tmp_path: Path) -> None:
+    import socket
+
+    data = json.loads((FACTS.parent / "a100-mig.json").read_text())
+    data["gpus"] = [g for g in data["gpus"] if g.get("mig_parent_index") is None]  # MIG on, no instance made
+    facts = tmp_path / "a100-mig-no-instance.json"
+    facts.write_text(json.dumps(data))
+    plan = json.loads(deploy("plan", "--facts", str(facts), "--json").stdout)
+    said = ("GPU 0 (NVIDIA A100-SXM4-40GB) is not used: MIG is enabled but no MIG instance exists "
+            "(create one with `nvidia-smi mig -cgi PROFILE -C`)")
+    assert plan["device"] == "cpu" and said in plan["warnings"]
+    with socket.socket() as busy:  # `auto` stops at the busy port, after saying what it planned
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        res = deploy("auto", "--facts", str(facts), "--backend", "process", "--port", str(busy.getsockname()[1]),
+                     "--state-dir", str(tmp_path / "state"), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert res.returncode == 1 and f"warning: {said}" in " ".join(res.stderr.split()), res.stderr
