@@ -24,7 +24,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.audio import MEDIA_TYPES, StreamEncoder, check_format, output_rate_hz
+from runtime.audio import MEDIA_TYPES, StreamEncoder, check_format, output_rate_hz, wav_with_length
 from runtime.cache import CacheKey
 from runtime.engine_chain import EngineFactory
 from runtime.engines import create_engine
@@ -284,8 +284,8 @@ def create_app(
                 encoder.abort()
                 await release()
 
-            stream = _stream_bytes(first, generator, encoder, record,
-                                   lambda data: service.cache.put(key, data))
+            stream = _stream_bytes(first, generator, encoder, record,  # cached whole: real WAV lengths
+                                   lambda data: service.cache.put(key, wav_with_length(data) if fmt == "wav" else data))
             if sse:
                 return _sse_response(_sse_events(stream, len(text)), close, headers=extra_headers)
             return _ClosingStream(stream, close, media_type=MEDIA_TYPES[fmt],

@@ -148,6 +148,10 @@ def synthesize_to(url: str, path: Path, text: str = SAMPLE_TEXT, *, api_key: str
     if resp.status != 200:
         raise LaunchError(f"POST {url}/v1/audio/speech answered {resp.status}: "
                           f"{data[:300].decode('utf-8', errors='replace')}", "see `deploy logs`")
+    if fmt == "wav":  # the server streams (length 'unknown'); the file is whole: real lengths
+        from runtime.audio import wav_with_length
+
+        data = wav_with_length(data)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
