@@ -28,6 +28,12 @@ SCHEMA_VERSION = 1
 DEFAULT_STATE_DIR = ".tailor"
 
 
+def deploy_cmd(command: str, sd: Path) -> str:
+    """``deploy COMMAND`` as a hint to copy: with ``--state-dir`` unless ``sd`` is the default one,
+    so the hint acts on the same deployment."""
+    return f"deploy {command}" + ("" if sd == Path(DEFAULT_STATE_DIR) else f" --state-dir {sd}")
+
+
 def state_dir_from(option: str | None, environ: Mapping[str, str]) -> Path:
     """``--state-dir`` if given, else ``$TAILOR_STATE_DIR``, else ``./.tailor``."""
     if option:

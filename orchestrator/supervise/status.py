@@ -27,6 +27,7 @@ from orchestrator.launch.identity import (
 from orchestrator.supervise.http_client import RuntimeView, fetch_readiness
 from orchestrator.supervise.state import (
     DeploymentState,
+    deploy_cmd,
     read_state,
     runtime_identity,
     supervisor_recognition,
@@ -153,7 +154,7 @@ def deployment_status(sd: Path) -> StatusReport:
                     problem = f"{discrepancy}; the runtime is not ready"
             else:
                 now = "UNSUPERVISED"
-                problem = f"{discrepancy}, with no supervisor: `deploy down` stops it"
+                problem = f"{discrepancy}, with no supervisor: `{deploy_cmd('down', sd)}` stops it"
         elif view is not None and not (ask or answers):
             view = None  # nothing runs: do not show a stranger answering on the port as ours
     problem = problem or _verdict(state, now, stale, view, runtime)
