@@ -155,3 +155,17 @@ def test_quickstart_hints_keep_the_state_dir_it_was_given(clone: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert ".venv/bin/deploy status --state-dir /srv/tts" in res.stdout
     assert ".venv/bin/deploy down --state-dir /srv/tts" in res.stdout
+
+
+def test_the_test_cache_is_documented_with_what_it_holds_and_how_to_remove_it() -> None:
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    used = set()
+    for source in [REPO / "scripts" / "docker-test-env.sh", *REPO.glob("tests/**/*.py")]:
+        used |= set(re.findall(r"(\w[\w.-]*-minbase-python3\.tar|wheelhouse-cp\d+)", source.read_text(encoding="utf-8")))
+    assert used, "no cache entries found: the scan is broken"
+    for entry in sorted(used):
+        assert f"`{entry}" in readme, entry
+    assert "~/.cache/tailor-ci" in readme and "$TAILOR_CI_CACHE" in readme
+    assert "rm -rf\n~/.cache/tailor-ci" in readme or "rm -rf ~/.cache/tailor-ci" in readme
