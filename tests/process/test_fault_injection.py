@@ -5,7 +5,10 @@ voice, real processes, real ports) and checks the answer the operator gets:
 
 - a wall-clock step between `auto` and `status`/`up`/`down` (the clock really is stepped, as root,
   and always stepped back);
-- a corrupt (truncated) voice model: FATAL at once, naming the file, with no restarts;
+- a state file rewritten to STOPPED while the deployment serves (what the old clock bug did):
+  `status` and `down` believe the machine;
+- a corrupt (truncated) voice model, and a TAILOR_VOICES_DIR that does not exist: FATAL at once,
+  naming the file or the directory, with no restarts;
 
 and the smaller ones that only show through the CLI (hints, messages, progress).
 """
@@ -17,6 +20,7 @@ import json
 import os
 import shutil
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,3 +123,40 @@ def test_a_corrupt_model_is_fatal_at_once_and_names_the_file(state_dir: Path, co
     assert took < 45, f"{took:.0f} s to FATAL"
     status = deploy("status", "--state-dir", str(state_dir))
     assert status.returncode == 1 and f"the model file {model} is corrupt or truncated" in status.stdout
+    assert f"`deploy logs --state-dir {state_dir}`" in " ".join(status.stderr.split())  # the hint's state dir
+    assert "STARTING: )" not in res.stderr  # the readiness wait never shows an empty reason
+
+
+def test_a_missing_voices_dir_is_fatal_at_once(state_dir: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-voices"
+    res = deploy("auto", "--backend", "process", "--detach", "--port", str(free_port()), "--state-dir",
+                 str(state_dir), "--set", f"TAILOR_VOICES_DIR={missing}", env=NO_DOCKER)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"TAILOR_VOICES_DIR='{missing}' is not a directory" in res.stderr.split("error: ", 1)[1].splitlines()[0]
+    assert read_state(state_dir).restarts == 0
+
+
+def test_a_record_rewritten_to_stopped_while_it_serves_is_not_believed(state_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    wav = tmp_path / "hello.wav"
+    res = deploy("auto", "--backend", "process", "--detach", "--port", str(port), "--state-dir", str(state_dir),
+                 "--synthesize-to", str(wav), env=NO_DOCKER)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with wave.open(str(wav)) as reader:  # a whole file: its header has the real length, not 0xFFFFFFFF
+        assert 0.5 < reader.getnframes() / reader.getframerate() < 10
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    up = deploy("up", str(empty), "--backend", "process", "--state-dir", str(state_dir), env=NO_DOCKER)
+    assert up.returncode == 1 and f"{empty} is not a rendered deployment" in " ".join(up.stderr.split())
+    running = read_state(state_dir)
+    raw = json.loads((state_dir / "state.json").read_text())
+    raw.update(state="STOPPED", state_reason="stopped by `deploy down`")
+    (state_dir / "state.json").write_text(json.dumps(raw))  # what `down` wrote after the clock step
+    status = deploy("status", "--state-dir", str(state_dir))
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.startswith("state:        RUNNING - state.json says STOPPED")
+    assert f"discrepancy:  state.json says STOPPED, but its supervisor (pid {running.supervisor_pid}) still runs" \
+        in status.stdout
+    down = deploy("down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert process_gone(running.supervisor_pid) and process_gone(int(running.runner_id)) and port_is_free(port)
