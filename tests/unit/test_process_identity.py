@@ -273,7 +273,7 @@ def test_a_stopped_record_whose_runtime_still_answers_unsupervised_is_an_error(
     write_state(sd, DeploymentState(**{**record.__dict__, "supervisor_pid": gone.pid}))
     report = deployment_status(sd)
     assert report.state_now == "UNSUPERVISED" and not report.healthy
-    assert "its runtime still answers on" in report.problem and "`deploy down` stops it" in report.problem
+    assert "its runtime still answers on" in report.problem and f"`deploy down --state-dir {sd}` stops it" in report.problem
 
 
 def test_down_stops_a_runtime_process_that_a_stopped_record_left_running(tmp_path: Path) -> None:
