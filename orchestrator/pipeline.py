@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,7 +38,13 @@ from orchestrator.plan.model_fit import request_from
 from orchestrator.plan.planner import Plan, make_plan
 from orchestrator.plan.user_config import UserConfig, load_config
 from orchestrator.probe.facts import HostFacts
-from orchestrator.render.renderer import FORMATS, RenderOptions, render, write_rendered
+from orchestrator.render.renderer import (
+    DEFAULT_PYTHON,
+    FORMATS,
+    RenderOptions,
+    render,
+    write_rendered,
+)
 from orchestrator.select.profiles import ProfileSet, load_profiles
 from orchestrator.select.selection import ModelRequest, Selection, default_model, select_profile
 
@@ -177,11 +182,28 @@ def write_plan_files(directory: Path, plan: Plan, facts: HostFacts) -> tuple[Pat
     return plan_path, facts_path
 
 
+def render_options(facts: HostFacts, *, public: bool = False, network: str = "bridge", python: str | None = None,
+                   service_user: str | None = None) -> RenderOptions:
+    """How to render for the machine ``facts`` describe, from those facts and the options given.
+
+    The systemd unit's interpreter is ``python`` if given, else the target's own install as its
+    probe recorded it (``facts.install``), else ``/opt/tailor/venv/bin/python``. Its user is
+    ``service_user`` if given, else the owner of the home directory the target's interpreter
+    lives in (a venv over a pyenv in /root runs as root), else decided from the path. Nothing of
+    the machine that renders is looked at: a fleet controller renders for its hosts.
+    """
+    install = facts.install
+    chosen = python or (install.python if install is not None else DEFAULT_PYTHON)
+    user = service_user or ""
+    if not user and install is not None and chosen == install.python:
+        user = install.home_owner
+    return RenderOptions(public=public, network=network, python=chosen, service_user=user)
+
+
 def write_deployment(directory: Path, planned: Planned, formats: Iterable[str] = FORMATS,
                      options: RenderOptions | None = None) -> tuple[Path, ...]:
     """A deployment directory: the rendered files, then plan.json + facts.json. Returns every path written."""
-    # The systemd unit runs the interpreter of the install that rendered it.
-    options = options or RenderOptions(python=sys.executable)
+    options = options or render_options(planned.facts)
     written = write_rendered(render_files(planned.plan, formats, options), directory)
     return (*written, *write_plan_files(directory, planned.plan, planned.facts))
 
@@ -214,6 +236,7 @@ __all__ = [
     "load_user_config",
     "plan_from",
     "render_files",
+    "render_options",
     "select_from",
     "write_deployment",
     "write_plan_files",

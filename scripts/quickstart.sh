@@ -27,6 +27,23 @@ steps=3
 
 elapsed() { echo $(($(date +%s) - $1)); }
 
+# shorten TEXT N: the first N characters of TEXT, never half of a multibyte one (pip's progress
+# bars are box-drawing characters; `cut -c` cuts bytes).
+shorten() { "$py" -c 'import sys; print(sys.argv[1][:int(sys.argv[2])])' "$1" "$2"; }
+
+# state_dir ARGS...: where `deploy auto` keeps its logs: --state-dir, else $TAILOR_STATE_DIR, else .tailor.
+state_dir() {
+    local dir=${TAILOR_STATE_DIR:-.tailor}
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --state-dir) dir=${2:-$dir}; shift ;;
+            --state-dir=*) dir=${1#--state-dir=} ;;
+        esac
+        shift
+    done
+    echo "$dir"
+}
+
 # step DESCRIPTION COMMAND...: run COMMAND with its output in $log, a heartbeat every 10 s,
 # and on failure the command line, its exit code and the tail of its output on stderr.
 step() {
@@ -46,7 +63,7 @@ step() {
             sleep 1
         done
         if kill -0 "$pid" 2>/dev/null; then
-            printf '      ... %s s, %s\n' "$(elapsed "$t0")" "$(tail -n 1 "$log" | cut -c1-100)"
+            printf '      ... %s s, %s\n' "$(elapsed "$t0")" "$(shorten "$(tail -n 1 "$log")" 100)"
         fi
     done
     rc=0
@@ -74,19 +91,38 @@ step "install Tailor and its runtime into .venv (about a minute on first run)" \
 step_no=$((step_no + 1))
 printf '[%d/%d] deploy auto: probe, plan, render into .tailor/, start and wait until ready\n      $ %s\n' \
     "$step_no" "$steps" ".venv/bin/deploy auto --detach --synthesize-to tailor-hello.wav $*"
+sd=$(state_dir "$@")
+runtime_log="$sd/runtime.log"
+# runtime.log keeps every run's lines: remember where this run's begin.
+before=0
+[ -f "$runtime_log" ] && before=$(wc -l <"$runtime_log")
 rc=0
 .venv/bin/deploy auto --detach --synthesize-to tailor-hello.wav "$@" || rc=$?
 if [ "$rc" -ne 0 ]; then
-    printf '\nquickstart: `deploy auto` failed with exit code %d after %s s (its message is above);\n' \
-        "$rc" "$(elapsed "$t_start")" >&2
-    printf 'the runtime log is in .tailor/runtime.log, the supervisor log in .tailor/supervisor.log\n' >&2
+    {
+        printf '\nquickstart: `deploy auto` failed with exit code %d after %s s (its message is above).\n' \
+            "$rc" "$(elapsed "$t_start")"
+        now=0
+        [ -f "$runtime_log" ] && now=$(wc -l <"$runtime_log")
+        if [ "$now" -gt "$before" ]; then
+            printf -- '--- this run'"'"'s runtime log: %s from line %d (`tail -n +%d %s`) ---\n' \
+                "$runtime_log" "$((before + 1))" "$((before + 1))" "$runtime_log"
+            tail -n +"$((before + 1))" "$runtime_log" | tail -n 40
+        else
+            printf 'this run wrote nothing to %s (no runtime process started, or the Docker backend: `.venv/bin/deploy logs --state-dir %s`)\n' \
+                "$runtime_log" "$sd"
+        fi
+        printf 'the supervisor log: %s/supervisor.log\n' "$sd"
+    } >&2
     exit 1
 fi
+where=""
+[ "$sd" != .tailor ] && where=" --state-dir $sd"
 cat <<EOF
 
 quickstart: done in $(elapsed "$t_start") s. Left running in the background: the supervisor and the runtime.
   deploy is at .venv/bin/deploy (or run \`source .venv/bin/activate\` and then just \`deploy\`)
-  .venv/bin/deploy status      # what runs, its health, restarts
-  .venv/bin/deploy logs -f     # the runtime's log
-  .venv/bin/deploy down        # stop it
+  .venv/bin/deploy status$where      # what runs, its health, restarts
+  .venv/bin/deploy logs -f$where     # the runtime's log
+  .venv/bin/deploy down$where        # stop it
 EOF

@@ -6,10 +6,17 @@ Set ``TAILOR_DEBUG=1`` to see tracebacks.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
+import typing
+from pathlib import Path
+from typing import Any
 
 import typer
+import typer.core
+import typer.main
 
 from orchestrator import __version__
 from orchestrator.cli import fleet_cmd, launch_cmd, plan_cmd, probe_cmd, tune_cmd
@@ -43,10 +50,57 @@ for name, command in {**probe_cmd.COMMANDS, **plan_cmd.COMMANDS, **launch_cmd.CO
 fleet_cmd.register(app)
 
 
+_TYPE_NAMES = {bool: "", int: "INTEGER", float: "NUMBER", str: "TEXT"}
+
+
+def _metavar(param: Any) -> str | None:
+    """A reader's name for an option's value instead of typer's Python type (``<list[Path]>``):
+    nothing for a flag, ``INTEGER``/``NUMBER``/``TEXT``/``FILE``/``DIR``/``PATH`` otherwise."""
+    if getattr(param, "is_flag", False):
+        return ""
+    descriptor = getattr(param, "type_descriptor", None)
+    annotation = getattr(descriptor, "annotation", None)
+    if typing.get_origin(annotation) is list:
+        annotation = typing.get_args(annotation)[0]
+    if getattr(descriptor, "is_path", False) or annotation is Path:
+        kind = getattr(descriptor, "path_type", "path")
+        return {"file": "FILE", "directory": "DIR"}.get(kind, "PATH")
+    return _TYPE_NAMES.get(annotation) if isinstance(annotation, type) else None
+
+
+def _paragraphs(text: str | None) -> str | None:
+    """Docstring paragraphs as one line each, so the help wraps at the terminal, not mid-sentence."""
+    if not text:
+        return text
+    return "\n\n".join(" ".join(line.strip() for line in block.splitlines())
+                        for block in inspect.cleandoc(text).split("\n\n"))
+
+
+def _readable(command: Any) -> Any:
+    """Every command's help as readers want it: value names instead of Python types, paragraphs
+    reflowed; the same for every subcommand (fleet included) and each --help option."""
+    import typer._click as click
+
+    command.help = _paragraphs(command.help)
+    help_option = command.get_help_option(click.Context(command))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if isinstance(param, typer.core.TyperOption) and param.metavar is None:
+            param.metavar = _metavar(param)
+    for sub in getattr(command, "commands", {}).values():
+        _readable(sub)
+    return command
+
+
+@functools.lru_cache(maxsize=1)
+def cli() -> Any:
+    """The click command behind ``app``, built once, with readable help (:func:`_readable`)."""
+    return _readable(typer.main.get_command(app))
+
+
 def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("TAILOR_DEBUG", "") not in ("", "0")
     try:
-        app(args=argv, standalone_mode=False)
+        cli().main(args=argv, prog_name="deploy", standalone_mode=False)
     except DeployError as exc:
         if debug:
             raise

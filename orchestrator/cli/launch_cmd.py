@@ -28,7 +28,7 @@ from orchestrator.launch.spec import PLAN_FILE
 from orchestrator.plan.planner import Plan
 from orchestrator.supervise import deployment as dep
 from orchestrator.supervise.session import LaunchOptions, follow_file, launch, prepare_state_dir
-from orchestrator.supervise.state import DeploymentState, read_state, state_dir_from
+from orchestrator.supervise.state import DeploymentState, deploy_cmd, read_state, state_dir_from
 from orchestrator.supervise.status import deployment_status
 from orchestrator.supervise.teardown import stop_deployment
 
@@ -127,8 +127,11 @@ def up(
     runs this plan and answers ready, and otherwise stops it first; it says which.
     """
     sd = state_dir_from(state_dir, os.environ)
+    # A directory given is checked first: a wrong one is the mistake to hear about, whatever runs in sd.
+    prepared = dep.load_deployment(directory, port=opts.checked_port(port)) if directory is not None else None
     stale = None if detached_child else prepare_state_dir(sd, os.environ, _Out())
-    prepared = dep.load_deployment(directory or sd / dep.RENDERED_DIR, port=opts.checked_port(port))
+    if prepared is None:
+        prepared = dep.load_deployment(sd / dep.RENDERED_DIR, port=opts.checked_port(port))
     adopted = RuntimeIdentity(ident=adopt, instance_id=adopt_instance) if detached_child and adopt else None
     launching = dataclasses.replace(launching, detached_child=detached_child, backend_reason=backend_reason,
                                     adopt=adopted)
@@ -160,9 +163,11 @@ def status(
         if plan is not None:
             print_sources(plan, show_secrets=show_secrets, title="Runtime environment (where each value came from)")
         if report.stale:
-            out.warn(f"{report.stale}; `deploy down` cleans up what it left behind, `deploy up` starts anew")
+            out.warn(f"{report.stale}; `{deploy_cmd('down', sd)}` cleans up what it left behind, "
+                     f"`{deploy_cmd('up', sd)}` starts anew")
     if report.problem:
-        raise UnhealthyError(report.problem, "see `deploy logs`; `deploy down` stops it, `deploy up` restarts it")
+        raise UnhealthyError(report.problem, f"see `{deploy_cmd('logs', sd)}`; `{deploy_cmd('down', sd)}` stops it, "
+                                             f"`{deploy_cmd('up', sd)}` restarts it")
 
 
 def _running_plan(sd: Path) -> Plan | None:

@@ -1,4 +1,9 @@
-"""One output sink: data on stdout (human or JSON), diagnostics on stderr."""
+"""One output sink: data on stdout (human or JSON), diagnostics on stderr.
+
+Tables never cut data: on a terminal a cell that does not fit wraps (a word longer than its
+column folds, never ``prof…``); written to a pipe or a file, a table is plain text, one row per
+line in aligned columns of any width, so `| grep` and `> file` see every value whole.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +29,48 @@ def data(text: str = "", *, markup: bool = True) -> None:
 
 
 def table(obj: Any) -> None:
-    """A rich renderable (Table, Panel...) on stdout."""
-    _stdout.print(obj)
+    """A rich renderable (Table, Panel...) on stdout: wrapped on a terminal, plain text otherwise."""
+    from rich.table import Table
+
+    if not isinstance(obj, Table):
+        _stdout.print(obj)
+    elif _stdout.is_terminal:
+        _stdout.print(wrapping(obj))
+    else:
+        sys.stdout.write(plain_table(obj))
+        sys.stdout.flush()
+
+
+def _cell_text(cell: Any) -> str:
+    from rich.text import Text
+
+    if isinstance(cell, Text):
+        return cell.plain
+    if isinstance(cell, str):
+        return Text.from_markup(cell).plain
+    return str(cell)
+
+
+def wrapping(table: Any) -> Any:
+    """``table`` with every column wrapping at spaces, and folding a word longer than its column,
+    instead of cutting it with "…" (rich's default for a word that does not fit)."""
+    for column in table.columns:
+        column.overflow = "fold"
+        column.no_wrap = False
+    return table
+
+
+def plain_table(table: Any) -> str:
+    """``table`` as plain text: its title, a header line and one line per row, columns aligned by
+    two spaces, nothing cut or wrapped (a cell's own line breaks become "; ")."""
+    columns = table.columns
+    rows = [[_cell_text(c.header) for c in columns]] if table.show_header else []
+    rows += [[_cell_text(c._cells[i]).replace("\n", "; ") if i < len(c._cells) else "" for c in columns]
+             for i in range(table.row_count)]
+    widths = [max((len(r[j]) for r in rows), default=0) for j in range(len(columns))]
+    lines = [_cell_text(table.title)] if table.title else []
+    lines += ["  ".join(cell.ljust(widths[j]) for j, cell in enumerate(r)).rstrip() for r in rows]
+    return "".join(line + "\n" for line in lines)
 
 
 def info(text: str) -> None:

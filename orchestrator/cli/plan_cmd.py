@@ -3,7 +3,6 @@ pure services (profiles, selection, plan, render). Data goes to stdout, warnings
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -34,7 +33,7 @@ from orchestrator.cli.options import (
 )
 from orchestrator.errors import PlanError
 from orchestrator.model import to_jsonable
-from orchestrator.render.renderer import FORMATS, RenderOptions, parse_formats
+from orchestrator.render.renderer import FORMATS, parse_formats
 from orchestrator.select.fit import ModelFit
 from orchestrator.select.gpus import choose_gpus
 from orchestrator.select.selection import (
@@ -166,16 +165,22 @@ def render_command(
     public: Annotated[bool, typer.Option("--public", help="Publish on every interface, not only 127.0.0.1.")] = False,
     network: Annotated[str, typer.Option("--network", help="bridge (publish the port) or host.")] = "bridge",
     port: PortOpt = None,
-    python: Annotated[str | None, typer.Option("--python", help="Interpreter for the systemd unit (default: this one).")] = None,
+    python: Annotated[str | None, typer.Option(
+        "--python", help="Interpreter for the systemd unit. Default: the target's install as its probe recorded it "
+                         "(this machine's when no --facts), else /opt/tailor/venv/bin/python.")] = None,
+    service_user: Annotated[str | None, typer.Option(
+        "--service-user", help="User the systemd unit runs as, or 'dynamic' for a transient DynamicUser. Default: "
+                               "the owner of the home directory the interpreter lives in, else dynamic.")] = None,
     workers: WorkersOpt = None, threads: ThreadsOpt = None, precision: PrecisionOpt = None,
     set_values: SetOpt = None,
 ) -> None:
     """Write docker-compose.yml + .env, k8s.yaml and a systemd unit for the plan, plus plan.json + facts.json."""
     chosen = parse_formats(formats)
-    options = RenderOptions(public=public, network=network, python=python or sys.executable)
     planned = pipeline.plan_from(pipeline_inputs(
         facts=facts, profile=profile, profiles_dirs=profiles_dir, config=config, sets=set_values,
         workers=workers, threads=threads, precision=precision, port=port, model=model))
+    options = pipeline.render_options(planned.facts, public=public, network=network, python=python,
+                                      service_user=service_user)
     _warn_and_note(planned.notes, planned.warnings)
     # plan.json + facts.json let `deploy up DIR` launch this directory and step it down after an OOM kill.
     for path in pipeline.write_deployment(out_dir, planned, chosen, options):

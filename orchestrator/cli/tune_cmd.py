@@ -16,7 +16,7 @@ import typer
 from orchestrator import pipeline
 from orchestrator.cli import options as opts
 from orchestrator.cli import output as out
-from orchestrator.errors import Interrupted, UsageError
+from orchestrator.errors import DeployError, Interrupted, UsageError
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.select.selection import NATIVE_BF16_ISA
 from orchestrator.tune.gate import run_gate
@@ -128,15 +128,22 @@ def tune(
     passed: list[str] = []
     if chosen_variants:
         out.info(f"quality gate: making and scoring {', '.join(chosen_variants)} against the fp32 voice")
-        gate = run_gate(chosen_variants, os.environ, timeout_s=budget_s / 2)
+        try:
+            gate = run_gate(chosen_variants, os.environ, timeout_s=budget_s / 2)
+        except UsageError:
+            raise
+        except DeployError as exc:  # under pressure: tune without variants, and say why
+            out.warn(f"{exc.message}; tuning without model variants ({exc.hint})")
+            gate_note = f"The quality gate did not complete: {exc.message}. No model variant was tried."
         passed = [str(g["variant"]) for g in gate if g.get("passed")]
         for g in gate:
             out.info(f"  {g['variant']}: {'pass' if g['passed'] else 'fail'} (worst PESQ-WB {g['worst_pesq_wb']:.2f}, "
                      f"STOI {g['worst_stoi']:.3f}, MCD {g['worst_mcd_db']:.2f} dB, "
                      f"duration {g['worst_duration_diff_frames']:.0f} frames){' [cached]' if g.get('cached') else ''}")
-        gate_note = (f"Scored on this machine before the search ({sum(float(str(g['seconds'])) for g in gate):.0f} s); "
-                     "only variants that pass become candidates. Thresholds and their reasoning: README, "
-                     "\"deploy tune\".")
+        if gate:
+            gate_note = (f"Scored on this machine before the search ({sum(float(str(g['seconds'])) for g in gate):.0f} "
+                         "s); only variants that pass become candidates. Thresholds and their reasoning: README, "
+                         "\"deploy tune\".")
 
     plan_dict = plan.to_dict()
     knobs = build_knobs(plan_dict, variants=[v for v in passed if v != TORCH_BF16], torch_bf16=TORCH_BF16 in passed)
@@ -166,6 +173,8 @@ def tune(
     out.data(f"config:   {out_file}  (deploy plan --config {out_file} --explain; deploy auto --config {out_file})",
              markup=False)
     out.data(f"report:   {report}", markup=False)
+    if not _has("matplotlib"):
+        out.warn("no chart in the report: matplotlib is not installed (`pip install 'tailor-deploy[tune]'`)")
     if result.interrupted:
         raise Interrupted("interrupted: the config and the report hold what was measured until Ctrl-C",
                           f"see {report}")

@@ -318,8 +318,8 @@ class DockerRunner:
         restarts = int(self._container.attrs.get("RestartCount") or 0) if status != "removed" else 0
         if restarts > self._restarts_seen:
             self._restarts_seen = restarts
-            oom, detail = self._last_exit_from_events()
-            return RunnerStatus(running=True, restarted=True, oom_killed=oom,
+            oom, detail, code = self._last_exit_from_events()
+            return RunnerStatus(running=True, restarted=True, oom_killed=oom, exit_code=code,
                                 detail=f"{detail}; Docker restarted it (restart policy, restart {restarts})")
         if status in ("created", "running", "restarting"):
             return RunnerStatus(running=True, detail=status)
@@ -340,11 +340,12 @@ class DockerRunner:
             detail += f": {state['Error']}"
         return RunnerStatus(running=False, exit_code=code, detail=detail)
 
-    def _last_exit_from_events(self) -> tuple[bool, str]:
-        """(OOM-killed?, how it died) for the container's last exit, from the engine's event log."""
+    def _last_exit_from_events(self) -> tuple[bool, str, int | None]:
+        """(OOM-killed?, how it died, its exit code) for the container's last exit, from the engine's event log."""
         assert self._container is not None
         oom = False
         detail = "container exited"
+        exit_code: int | None = None
         try:
             until = int(time.time()) + 1
             since, self._started_at = int(self._started_at) - 1, float(until)
@@ -356,12 +357,13 @@ class DockerRunner:
                 elif event.get("Action") == "die":
                     code = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode", "?")
                     detail = f"container exited with code {code}" + (" (SIGKILL)" if code == "137" else "")
+                    exit_code = int(code) if str(code).isdigit() else None
         except docker.errors.DockerException as exc:
-            return False, f"container exited ({_short(exc)})"
+            return False, f"container exited ({_short(exc)})", None
         if oom:
             limit = (self.spec.memory_limit_bytes or 0) // _MB
             detail = f"OOM-killed at the {limit} MB container memory limit ({detail})"
-        return oom, detail
+        return oom, detail, exit_code
 
     def stop(self, grace_s: float) -> RunnerStatus:
         if self._container is None:

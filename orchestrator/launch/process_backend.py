@@ -32,7 +32,13 @@ from pathlib import Path
 import psutil
 
 from orchestrator.errors import LaunchError
-from orchestrator.launch.ports import ensure_port_free
+from orchestrator.launch.identity import (
+    ProcessStamp,
+    is_same_process,
+    read_stamp,
+    runtime_recognition,
+)
+from orchestrator.launch.ports import RecordedRuntime, ensure_port_free
 from orchestrator.launch.runner import (
     INSTANCE_ENV,
     OsCalls,
@@ -71,46 +77,15 @@ def child_environment(spec: LaunchSpec, environ: Mapping[str, str], instance_id:
     return env
 
 
-def process_start_time(pid: int) -> float | None:
-    """Start time (Unix seconds) of a live process; None when there is none (or a zombie)."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return float(proc.create_time())
-    except psutil.Error:
-        return None
-
-
-def process_instance_id(pid: int) -> str | None:
-    """The TAILOR_INSTANCE_ID in a process's environment; None when unreadable."""
-    try:
-        return psutil.Process(pid).environ().get(INSTANCE_ENV, "")
-    except psutil.Error:
-        return None
-
-
-def is_same_process(identity: RuntimeIdentity) -> bool:
-    """True when the recorded pid still runs the recorded instance (start time, instance id)."""
-    if not identity.ident.isdigit():
-        return False
-    pid = int(identity.ident)
-    started = process_start_time(pid)
-    if started is None:
-        return False
-    if identity.started_at_s is not None and abs(started - identity.started_at_s) > 1.0:
-        return False  # the pid was reused by an unrelated process
-    seen = process_instance_id(pid)
-    return seen is None or not identity.instance_id or seen == identity.instance_id
-
-
 def stop_process_group(identity: RuntimeIdentity, grace_s: float) -> str:
     """SIGTERM the recorded runtime's process group, SIGKILL after ``grace_s``; a sentence saying what happened.
 
-    Used for a runtime whose supervisor is gone (not our child, so there is no waitpid).
+    Used for a runtime whose supervisor is gone (not our child, so there is no waitpid). A pid
+    that now belongs to another process (start ticks or instance differ) is left alone.
     """
-    if not is_same_process(identity):
-        return f"runtime process {identity.ident} is already gone"
+    found = runtime_recognition(identity)
+    if not found.alive:
+        return f"nothing to stop: {found.why}"
     pid = int(identity.ident)
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
@@ -243,8 +218,10 @@ class ProcessRunner:
 
     def __init__(self, spec: LaunchSpec, state_dir: Path, *, argv: Sequence[str] | None = None,
                  environ: Mapping[str, str] | None = None, os_calls: OsCalls | None = None,
-                 cgroup_root: Path = Path("/sys/fs/cgroup"), proc_root: Path = Path("/proc")) -> None:
+                 cgroup_root: Path = Path("/sys/fs/cgroup"), proc_root: Path = Path("/proc"),
+                 recorded: RecordedRuntime | None = None) -> None:
         self.spec = spec
+        self._recorded = recorded
         self.state_dir = state_dir
         self.argv = list(argv) if argv is not None else runtime_command()
         self._environ = os.environ if environ is None else environ
@@ -259,7 +236,7 @@ class ProcessRunner:
         self._watchdog_detail = ""
         self._final: RunnerStatus | None = None
         self._instance_id = ""
-        self._started_at_s: float | None = None
+        self._stamp: ProcessStamp | None = None
 
     @property
     def log_path(self) -> Path:
@@ -271,13 +248,16 @@ class ProcessRunner:
 
     @property
     def identity(self) -> RuntimeIdentity:
-        return RuntimeIdentity(ident=self.ident, instance_id=self._instance_id, started_at_s=self._started_at_s,
-                               cgroup_path=str(self._cgroup.path) if self._cgroup is not None else "")
+        stamp = self._stamp
+        return RuntimeIdentity(ident=self.ident, instance_id=self._instance_id,
+                               cgroup_path=str(self._cgroup.path) if self._cgroup is not None else "",
+                               start_ticks=stamp.start_ticks if stamp is not None else None,
+                               boot_id=stamp.boot_id if stamp is not None else "")
 
     def start(self) -> str:
         if self._child is not None:
             raise LaunchError("this runner already started an instance", "create a new runner per instance")
-        ensure_port_free(self.spec.port, self.spec.env_map.get("TAILOR_HOST", LOOPBACK))
+        ensure_port_free(self.spec.port, self.spec.env_map.get("TAILOR_HOST", LOOPBACK), recorded=self._recorded)
         self._instance_id = new_instance_id()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -296,7 +276,7 @@ class ProcessRunner:
             except OSError as exc:
                 raise LaunchError(f"cannot start {self.argv[0]}: {exc.strerror}",
                                   "check that the interpreter exists and is executable") from exc
-        self._started_at_s = process_start_time(self._child.pid)
+        self._stamp = read_stamp(self._child.pid)
         limit = self.spec.memory_limit_bytes
         self._vmstat_before = _vmstat_oom_kills(self._os, self._proc_root)
         if limit:

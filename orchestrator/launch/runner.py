@@ -51,9 +51,15 @@ class RuntimeIdentity:
     """Pid of the runtime process, or the container id."""
     instance_id: str
     started_at_s: float | None = None
-    """The process's start time (Unix seconds; psutil create_time), to tell a reused pid apart."""
+    """Wall-clock start time (Unix seconds; psutil create_time) from a state file of an older
+    Tailor: moves with the clock, so only a fallback where ``start_ticks`` is unknown."""
     cgroup_path: str = ""
     """The per-instance memory cgroup of a process runtime, removed with it."""
+    start_ticks: int | None = None
+    """Process runtime: ``/proc/PID/stat`` start time (clock ticks after boot), which tells a
+    reused pid apart and never moves with the wall clock (``orchestrator.launch.identity``)."""
+    boot_id: str = ""
+    """The boot ``start_ticks`` belongs to (``/proc/sys/kernel/random/boot_id``)."""
 
 
 class Runner(Protocol):

@@ -162,7 +162,10 @@ class Planning:
                             + (f" ({gpus.summary()})" if facts.gpus else ""))
         for verdict in gpus.verdicts:
             self.reasons.append(verdict.sentence())
-            if not verdict.used and verdict.gpu.mig_mode != "enabled":
+            # A MIG parent is no device of its own: its instances get verdicts instead. Without
+            # instances, nothing of that card is planned, and the operator must hear why.
+            has_instances = any(g.mig_parent_index == verdict.gpu.index for g in facts.gpus)
+            if not verdict.used and not (verdict.gpu.mig_mode == "enabled" and has_instances):
                 warnings.append(f"{verdict.gpu.label} ({verdict.gpu.name}) is not used: {verdict.reason}")
         warnings.extend(gpus.warnings)
         if gpus.stack is not None and on_gpu:

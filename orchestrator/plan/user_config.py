@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import UsageError
-from orchestrator.yaml_doc import FieldReader, YamlDoc, load_yaml_document
+from orchestrator.yaml_doc import (
+    FieldReader,
+    YamlDoc,
+    did_you_mean,
+    load_yaml_document,
+    unknown_field,
+)
 from runtime.settings import VARIABLES, SettingsError, variable
 
 _HINT = "fix the config file; `deploy env` lists every runtime variable"
@@ -83,7 +89,8 @@ def check_value(name: str, raw: str, where: str) -> str:
             raise UsageError(f"{where}: {name}={raw!r} is invalid: expected a number of seconds > 0",
                              "for example 300")
         return str(int(seconds)) if seconds.is_integer() else str(seconds)
-    raise UsageError(f"{where}: {name} is not a runtime variable",
+    known = [*_DECLARED, *PASS_THROUGH, *LAUNCH_KNOBS, *KNOB_VARIABLES]
+    raise UsageError(f"{where}: {name} is not a runtime variable{did_you_mean(name, known)}",
                      "`deploy env` lists the variables the runtime reads")
 
 
@@ -114,8 +121,18 @@ def _scalar_text(reader: FieldReader, key: str) -> str:
 
 
 def parse_config(doc: YamlDoc) -> UserConfig:
+    """The config file, every field checked; all problems are reported together, each with its line."""
     def error(message: str, hint: str) -> UsageError:
         return UsageError(message, hint)
+
+    problems: list[str] = []
+
+    def checked(reader: FieldReader, key: str, name: str, where: str) -> str | None:
+        try:
+            return check_value(name, _scalar_text(reader, key), where)
+        except UsageError as exc:
+            problems.append(exc.message)
+            return None
 
     top = FieldReader(doc, "", doc.data, error, _HINT)
     top.reject_unknown(frozenset({"profile", "model", "settings", "env", "tuned"}))
@@ -123,31 +140,52 @@ def parse_config(doc: YamlDoc) -> UserConfig:
     values: dict[str, str] = {}
     where: dict[str, str] = {}
     settings = top.child("settings")
-    settings.reject_unknown(frozenset(KNOB_VARIABLES) | frozenset(LAUNCH_KNOBS))
+    known_settings = frozenset(KNOB_VARIABLES) | frozenset(LAUNCH_KNOBS)
     for key in sorted(settings.data, key=lambda k: doc.line(f"settings.{k}")):
+        place = doc.where(f"settings.{key}")
+        if key not in known_settings:
+            problems.append(f"{place}: field settings.{key}: {unknown_field(key, known_settings)}")
+            continue
         if settings.data[key] is None:
             continue
         name = variable_for(key)
-        place = doc.where(f"settings.{key}")
-        values[name] = check_value(name, _scalar_text(settings, key), f"{place}: field settings.{key}")
-        where[name] = place
+        value = checked(settings, key, name, f"{place}: field settings.{key}")
+        if value is not None:
+            values[name], where[name] = value, place
     env = top.child("env")
     for key in sorted(env.data, key=lambda k: doc.line(f"env.{k}")):
         place = doc.where(f"env.{key}")
         if env.data[key] is None:
             continue
         if key in values:
-            raise UsageError(f"{place}: field env.{key}: also set as settings ({where[key]})", _HINT)
-        values[key] = check_value(key, _scalar_text(env, key), f"{place}: field env.{key}")
-        where[key] = place
+            problems.append(f"{place}: field env.{key}: also set as settings ({where[key]})")
+            continue
+        value = checked(env, key, key, f"{place}: field env.{key}")
+        if value is not None:
+            values[key], where[key] = value, place
     model = top.optional_text("model")
     if model is not None:
         place = doc.where("model")
         if "TAILOR_MODEL" in values:
-            raise UsageError(f"{place}: field model: also set as {where['TAILOR_MODEL']}", _HINT)
-        values["TAILOR_MODEL"] = check_value("TAILOR_MODEL", model, f"{place}: field model")
-        where["TAILOR_MODEL"] = place
-    return UserConfig(source=doc.source, profile=top.optional_text("profile"), values=values, where=where,
+            problems.append(f"{place}: field model: also set as {where['TAILOR_MODEL']}")
+        else:
+            checked_value = None
+            try:
+                checked_value = check_value("TAILOR_MODEL", model, f"{place}: field model")
+            except UsageError as exc:
+                problems.append(exc.message)
+            if checked_value is not None:
+                values["TAILOR_MODEL"], where["TAILOR_MODEL"] = checked_value, place
+    try:
+        profile = top.optional_text("profile")
+    except UsageError as exc:
+        problems.append(exc.message)
+        profile = None
+    if problems:
+        message = problems[0] if len(problems) == 1 else \
+            f"{len(problems)} problems in {doc.source}:\n  " + "\n  ".join(problems)
+        raise UsageError(message, _HINT)
+    return UserConfig(source=doc.source, profile=profile, values=values, where=where,
                       label="tuned" if "tuned" in doc.data else "config")
 
 

@@ -146,6 +146,23 @@ class ContainerFacts:
 
 
 @dataclass(frozen=True)
+class InstallFacts:
+    """The Tailor install that probed the machine: what a systemd unit rendered for it runs.
+
+    Source: the probing process's own interpreter (``sys.executable``), resolved on the machine
+    itself, so a render elsewhere (a fleet controller) never looks at its own filesystem.
+    """
+
+    python: str
+    """The interpreter as invoked (a venv's ``bin/python``)."""
+    python_real: str
+    """Where it really lives (a venv's python is a symlink, e.g. into a pyenv under /root)."""
+    home_owner: str = ""
+    """Owner of the home directory the interpreter (or its real file) lives in; "" when neither
+    is under /root or /home (then a transient DynamicUser can run it)."""
+
+
+@dataclass(frozen=True)
 class HostFacts:
     cpu: CpuFacts
     memory: MemoryFacts
@@ -160,6 +177,8 @@ class HostFacts:
     """Paths of malloc replacements that exist on the host (libjemalloc.so.2, libtcmalloc_minimal.so.4...),
     sorted. Optional: the planner sets LD_PRELOAD only to a path listed here. Source: a fixed list of
     candidate paths under the probe root."""
+    install: InstallFacts | None = None
+    """The probing install's interpreter (live probes only; None for recorded trees and old files)."""
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,6 +231,7 @@ __all__ = [
     "CpuFacts",
     "GpuFacts",
     "HostFacts",
+    "InstallFacts",
     "JetsonFacts",
     "MemoryFacts",
     "NvmlStatus",

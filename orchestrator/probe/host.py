@@ -9,6 +9,7 @@ full-sentence entry in ``notes`` for each problem. Only a root that does not exi
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from orchestrator.probe.allocators import find_allocators
 from orchestrator.probe.cgroup import read_limits
 from orchestrator.probe.container import detect_cgroup_version, detect_container
 from orchestrator.probe.cpu import probe_cpu
-from orchestrator.probe.facts import ContainerFacts, GpuFacts, HostFacts, NvmlStatus
+from orchestrator.probe.facts import ContainerFacts, GpuFacts, HostFacts, InstallFacts, NvmlStatus
 from orchestrator.probe.jetson import probe_jetson
 from orchestrator.probe.memory import probe_memory
 from orchestrator.probe.models_dir import free_bytes, models_dir
@@ -99,10 +100,31 @@ def probe_files(fs: RootFs, env: Mapping[str, str], nvml: NvmlReader | None, che
         in_container=in_container, container_kind=kind, cgroup_version=detect_cgroup_version(fs, limits.version),
         docker_reachable=docker_reachable, docker_reason=docker_reason, nvidia_runtime=nvidia_runtime,
         models_dir=directory, models_dir_free_bytes=free)
+    install = install_facts(sys.executable) if fs.is_live else None
     return HostFacts(
         cpu=cpu, memory=memory, gpus=gpus, nvml=status, jetson=jetson, container=container, hostname=hostname,
         notes=tuple(fs.notes),  # last: every step above may have added notes
-        allocator_libraries=allocators)
+        allocator_libraries=allocators, install=install)
 
 
-__all__ = ["JETSON_NVML_REASON", "probe_files", "probe_host"]
+_HOME_ROOTS = ("/root/", "/home/")
+
+
+def install_facts(python: str) -> InstallFacts:
+    """The interpreter ``python`` as this machine sees it: its real file and the owner of the home
+    directory it lives in (a DynamicUser cannot read /root or /home/NAME)."""
+    real = os.path.realpath(python) if python.startswith("/") else python
+    in_home = next((p for p in (python, real) if p.startswith(_HOME_ROOTS)), "")
+    owner = ""
+    if in_home:
+        top = "/root" if in_home.startswith("/root/") else "/".join(in_home.split("/")[:3])
+        try:
+            import pwd
+
+            owner = pwd.getpwuid(os.stat(top).st_uid).pw_name
+        except (OSError, KeyError):
+            owner = "root" if top == "/root" else top.split("/")[2]
+    return InstallFacts(python=python, python_real=real, home_owner=owner)
+
+
+__all__ = ["JETSON_NVML_REASON", "install_facts", "probe_files", "probe_host"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,8 @@ from orchestrator.plan.runtime_env import set_by_user
 from orchestrator.render.templating import render_template
 
 FORMATS = ("compose", "env", "k8s", "systemd")
+DEFAULT_PYTHON = "/opt/tailor/venv/bin/python"
+"""Where the README installs Tailor for a systemd service (and the fleet role installs it)."""
 SERVICE_NAME = "tailor-runtime"
 _FILES = {
     "compose": ("docker-compose.yml", ".env"),
@@ -67,9 +68,14 @@ class RenderOptions:
     """Publish the port on every interface (compose) / bind 0.0.0.0 (systemd)."""
     network: str = "bridge"
     """``bridge`` (ports published on 127.0.0.1 unless public) or ``host`` (no ports)."""
-    python: str = "/opt/tailor/venv/bin/python"
-    """Interpreter for the systemd unit's ExecStart: the commands pass the running install's
-    (``sys.executable``), so the unit runs the package that rendered it."""
+    python: str = DEFAULT_PYTHON
+    """Interpreter for the systemd unit's ExecStart: ``--python``, else the target's own install
+    (``HostFacts.install``, recorded by its probe), else the documented ``/opt/tailor/venv``
+    (see :func:`orchestrator.pipeline.render_options`)."""
+    service_user: str = ""
+    """Who the unit runs as: a user name, ``dynamic`` (a transient DynamicUser), or "" to decide
+    from the ``python`` path alone (under /root or /home/NAME: that user; else DynamicUser). The
+    renderer never looks at the filesystem it runs on."""
     env_file: str = "/etc/tailor/tailor-runtime.env"
     """Where the systemd unit expects its environment file to be installed."""
 
@@ -222,7 +228,7 @@ def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
         **common,
         "python": options.python,
         "env_file": options.env_file,
-        **_service_identity(options.python),
+        **_service_identity(options.python, options.service_user),
         "start_limit_burst": SYSTEMD_START_LIMIT_BURST,
         "start_limit_interval_s": SYSTEMD_START_LIMIT_INTERVAL_S,
         "tasks_max": c.pids_limit,
@@ -244,32 +250,32 @@ SYSTEMD_START_LIMIT_BURST = 5
 SYSTEMD_START_LIMIT_INTERVAL_S = 300
 """A crash loop under systemd stops after 5 starts in 5 minutes (the supervisor's own rule is
 more than 5 restarts in 2 minutes; systemd restarts every 2 s, so it needs the longer window)."""
-_HOME_ROOTS = ("/root/", "/home/")
+def home_user(path: str) -> str:
+    """The user whose home directory ``path`` is in, from the path alone ("" when none):
+    ``/root/...`` -> root, ``/home/NAME/...`` -> NAME."""
+    if path.startswith("/root/"):
+        return "root"
+    parts = path.split("/")
+    return parts[2] if path.startswith("/home/") and len(parts) > 3 and parts[2] else ""
 
 
-def _service_identity(python: str) -> dict[str, str]:
-    """Who the unit runs as, from where the interpreter lives.
+def _service_identity(python: str, service_user: str) -> dict[str, str]:
+    """Who the unit runs as, from the options alone (no file is looked at on this machine).
 
     An install outside home directories (``/opt/tailor/venv``, ``/usr``) runs as a transient
-    ``DynamicUser`` with home directories hidden. A venv inside a home directory (a clone's
-    ``.venv``) is unreadable to a dynamic user (``/root`` is 0700), so the unit runs as that
-    directory's owner, with home directories read-only.
+    ``DynamicUser`` with home directories hidden. An interpreter inside a home directory (a
+    clone's ``.venv``, or a venv over a pyenv in /root, which the target's probe records) is
+    unreadable to a dynamic user (``/root`` is 0700), so the unit runs as that directory's owner,
+    with home directories read-only.
     """
-    # A venv's python is a symlink to the base interpreter, which may live in a home (pyenv).
-    real = os.path.realpath(python) if python.startswith("/") and os.path.exists(python) else python
-    in_home = next((p for p in (python, real) if p.startswith(_HOME_ROOTS)), "")
-    if not in_home:
+    user = service_user or home_user(python)
+    if user in ("", "dynamic"):
         return {"user_directive": "DynamicUser=yes", "protect_home": "yes",
                 "install_note": f"{python}, run by a transient DynamicUser"}
-    import pwd
-
-    try:
-        owner = pwd.getpwuid(os.stat(in_home).st_uid).pw_name
-    except (OSError, KeyError):
-        owner = "root" if in_home.startswith("/root/") else in_home.split("/")[2]
-    return {"user_directive": f"User={owner}", "protect_home": "read-only",
-            "install_note": f"{in_home} is in a home directory, which a DynamicUser cannot read, so it runs as "
-                            f"User={owner}; install into /opt/tailor/venv for an isolated service user"}
+    note = (f"{python} is in {user}'s home directory, which a DynamicUser cannot read, so it runs as User={user}; "
+            "install into /opt/tailor/venv for an isolated service user" if home_user(python) == user
+            else f"{python}, run as User={user}")
+    return {"user_directive": f"User={user}", "protect_home": "read-only", "install_note": note}
 
 
 def _cpus(value: float) -> str:

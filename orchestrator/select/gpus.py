@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from orchestrator.probe.facts import GpuFacts, HostFacts
-from orchestrator.units import format_size
+from orchestrator.units import format_size, format_sizes
 
 MIB = 1024**2
 
@@ -230,13 +230,15 @@ def choose_gpus(facts: HostFacts, environ: Mapping[str, str] | None = None) -> G
             if stack is None:
                 reason = f"driver {gpu.driver_version}: {why}"
             elif gpu.memory_total_bytes < need:
-                reason = (f"too small: {format_size(gpu.memory_total_bytes)} < {format_size(need)} the model needs "
+                total, needed = format_sizes(gpu.memory_total_bytes, need)
+                reason = (f"too small: {total} < {needed} the model needs "
                           "(CUDA context, weights and one sentence in fp32)")
             elif gpu.memory_free_bytes < max(need, gpu.memory_total_bytes // 2):
                 held = gpu.memory_total_bytes - gpu.memory_free_bytes
-                reason = (f"busy: other processes hold {format_size(held)} of {format_size(gpu.memory_total_bytes)}, "
-                          f"{format_size(gpu.memory_free_bytes)} free" + (
-                              f" < {format_size(need)} the model needs" if gpu.memory_free_bytes < need else
+                held_s, total, free, needed = format_sizes(held, gpu.memory_total_bytes, gpu.memory_free_bytes, need)
+                reason = (f"busy: other processes hold {held_s} of {total}, "
+                          f"{free} free" + (
+                              f" < {needed} the model needs" if gpu.memory_free_bytes < need else
                               " (less than half the card: another job owns it)"))
         if reason:
             verdicts[gpu.uuid] = GpuVerdict(gpu, False, reason)

@@ -39,7 +39,7 @@ from orchestrator.select.hardware import (
     resolve_precision,
 )
 from orchestrator.select.profiles import Profile, ProfileSet, parse_version
-from orchestrator.units import format_size
+from orchestrator.units import format_size, format_sizes
 from runtime.families.catalog import DEFAULT_FAMILY, family
 from runtime.families.spec import FamilySpec
 
@@ -164,9 +164,11 @@ def judge(facts: HostFacts, profile: Profile, gpus: GpuChoice | None = None,
                 hard.append(f"L4T {facts.jetson.l4t_release} is newer than {m.l4t_max}")
     vram = gpu_memory_bytes(facts, gpus) if gpu is not None else 0
     if gpu is not None and m.min_vram_bytes is not None and vram < m.min_vram_bytes:
-        hard.append(f"GPU memory {format_size(vram)} < {format_size(m.min_vram_bytes)} required ({gpu.name})")
+        have, required = format_sizes(vram, m.min_vram_bytes)
+        hard.append(f"GPU memory {have} < {required} required ({gpu.name})")
     if gpu is not None and m.max_vram_bytes is not None and vram > m.max_vram_bytes:
-        hard.append(f"GPU memory {format_size(vram)} > {format_size(m.max_vram_bytes)}: a larger profile suits this card")
+        have, most = format_sizes(vram, m.max_vram_bytes)
+        hard.append(f"GPU memory {have} > {most}: a larger profile suits this card")
     cc = compute_capability(facts, gpus)
     if m.min_compute_capability and cc is not None:
         need = parse_version(m.min_compute_capability) or ()
@@ -175,14 +177,16 @@ def judge(facts: HostFacts, profile: Profile, gpus: GpuChoice | None = None,
     mem = facts.memory.effective_total_bytes
     if m.min_memory_bytes is not None and mem < m.min_memory_bytes:
         short = m.min_memory_bytes - mem
-        soft.append(f"effective memory {format_size(mem)} < {format_size(m.min_memory_bytes)} required")
+        have, required = format_sizes(mem, m.min_memory_bytes)
+        soft.append(f"effective memory {have} < {required} required")
         if facts.memory.effective_source == "cgroup" and facts.memory.total_bytes >= m.min_memory_bytes:
             changes.append(f"raise the container memory limit by {format_size(short)} "
                            f"(the host has {format_size(facts.memory.total_bytes)})")
         else:
             changes.append(f"needs {format_size(short)} more RAM")
     if m.max_memory_bytes is not None and mem > m.max_memory_bytes:
-        hard.append(f"effective memory {format_size(mem)} > {format_size(m.max_memory_bytes)}: "
+        have, most = format_sizes(mem, m.max_memory_bytes)
+        hard.append(f"effective memory {have} > {most}: "
                     "a larger profile suits this machine")
     if profile.precision in ("fp16", "bf16") and not precision_supported(profile.precision, profile.device, cc):
         soft.append(f"precision {profile.precision} is not supported here")

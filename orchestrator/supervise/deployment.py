@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ from pathlib import Path
 from orchestrator import pipeline
 from orchestrator.errors import LaunchError, PlanError, UsageError
 from orchestrator.files import write_json_atomic
-from orchestrator.launch.process_backend import LOG_FILE, ProcessRunner, process_start_time
+from orchestrator.launch.identity import boot_seconds, read_stamp, wall_start_time
+from orchestrator.launch.process_backend import LOG_FILE, ProcessRunner
 from orchestrator.launch.rendered import spec_from_rendered_dir
 from orchestrator.launch.runner import Runner, RuntimeIdentity
 from orchestrator.launch.spec import FACTS_FILE, PLAN_FILE, LaunchSpec
@@ -26,7 +28,7 @@ from orchestrator.plan.planner import Plan
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.profiles import ProfileSet, load_profiles
 from orchestrator.supervise.http_client import check_ready
-from orchestrator.supervise.state import DeploymentState, write_state
+from orchestrator.supervise.state import DeploymentState, recorded_runtime, write_state
 from orchestrator.supervise.supervisor import Policy, Snapshot, Supervisor
 
 RENDERED_DIR = "rendered"
@@ -210,7 +212,7 @@ def launch_policy(spec: LaunchSpec, *, startup_timeout_s: float | None = None,
 
 def runner_factory(backend: str, state_dir: Path, environ: Mapping[str, str]) -> Callable[[LaunchSpec], Runner]:
     if backend == "process":
-        return lambda spec: ProcessRunner(spec, state_dir, environ=environ)
+        return lambda spec: ProcessRunner(spec, state_dir, environ=environ, recorded=recorded_runtime)
     from orchestrator.launch.docker_backend import DockerRunner, connect
 
     client = connect(environ)
@@ -235,13 +237,20 @@ def make_supervisor(prepared: Prepared, backend: str, backend_reason: str, state
         drain_s = 20.0
     policy = dataclasses.replace(policy, stop_grace_s=max(policy.stop_grace_s, drain_s + 5.0))
     pid = os.getpid()
-    started = process_start_time(pid) or 0.0
+    started = wall_start_time(pid) or 0.0
+    stamp = read_stamp(pid)
     log_path = str(state_dir / LOG_FILE) if backend == "process" else ""
 
     def record(snap: Snapshot) -> None:
-        write_state(state_dir, state_from_snapshot(snap, backend=backend, backend_reason=backend_reason,
-                                                   supervisor_pid=pid, supervisor_started_at_s=started,
-                                                   log_path=log_path, rendered_dir=str(prepared.directory)))
+        state = state_from_snapshot(snap, backend=backend, backend_reason=backend_reason,
+                                    supervisor_pid=pid, supervisor_started_at_s=started,
+                                    log_path=log_path, rendered_dir=str(prepared.directory))
+        boot_started = None
+        if snap.instance_started_mono_s is not None:  # SystemClock: time.monotonic()
+            boot_started = boot_seconds() - (time.monotonic() - snap.instance_started_mono_s)
+        write_state(state_dir, dataclasses.replace(
+            state, supervisor_start_ticks=stamp.start_ticks if stamp else None,
+            boot_id=stamp.boot_id if stamp else "", instance_started_boot_s=boot_started))
 
     factory = runner_factory(backend, state_dir, environ)
     sup = Supervisor(prepared.spec, factory,
@@ -261,15 +270,13 @@ def make_supervisor(prepared: Prepared, backend: str, backend_reason: str, state
 
 def state_from_snapshot(snap: Snapshot, *, backend: str, backend_reason: str, supervisor_pid: int,
                         supervisor_started_at_s: float, log_path: str, rendered_dir: str) -> DeploymentState:
-    import time
-
     ident = snap.identity
     return DeploymentState(
         profile=snap.spec.profile, backend=backend, backend_reason=backend_reason, url=snap.spec.url,
         state=snap.state.value, state_reason=snap.reason, supervisor_pid=supervisor_pid,
         supervisor_started_at_s=supervisor_started_at_s, runner_id=snap.runner_id,
         instance_id=ident.instance_id if ident else "",
-        runtime_started_at_s=ident.started_at_s if ident else None,
+        runtime_start_ticks=ident.start_ticks if ident else None,
         cgroup_path=ident.cgroup_path if ident else "",
         instance_started_at_s=snap.instance_started_at_s, restarts=snap.restarts, step_downs=snap.step_downs,
         last_health=snap.last_health, last_health_at_s=snap.last_health_at_s,

@@ -129,7 +129,7 @@ def audio_format_for(path: Path) -> str:
 
 
 def synthesize_to(url: str, path: Path, text: str = SAMPLE_TEXT, *, api_key: str = "",
-                  timeout_s: float = 120.0) -> int:
+                  timeout_s: float = 120.0, logs_hint: str = "see `deploy logs`") -> int:
     """POST ``/v1/audio/speech`` and write the audio to ``path``; returns the byte count."""
     fmt = audio_format_for(path)
     body = json.dumps({"model": "tts-1", "input": text, "voice": "alloy", "response_format": fmt}).encode()
@@ -142,12 +142,16 @@ def synthesize_to(url: str, path: Path, text: str = SAMPLE_TEXT, *, api_key: str
         resp = conn.getresponse()
         data = resp.read()
     except (OSError, http.client.HTTPException) as exc:
-        raise LaunchError(f"POST {url}/v1/audio/speech failed: {exc}", "see `deploy logs`") from exc
+        raise LaunchError(f"POST {url}/v1/audio/speech failed: {exc}", logs_hint) from exc
     finally:
         conn.close()
     if resp.status != 200:
         raise LaunchError(f"POST {url}/v1/audio/speech answered {resp.status}: "
-                          f"{data[:300].decode('utf-8', errors='replace')}", "see `deploy logs`")
+                          f"{data[:300].decode('utf-8', errors='replace')}", logs_hint)
+    if fmt == "wav":  # the server streams (length 'unknown'); the file is whole: real lengths
+        from runtime.audio.encode import wav_with_length
+
+        data = wav_with_length(data)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)

@@ -28,7 +28,14 @@ from orchestrator.launch.spec import LaunchSpec
 from orchestrator.plan.decisions import LOOPBACK
 from orchestrator.supervise import deployment as dep
 from orchestrator.supervise.http_client import check_ready, synthesize_to
-from orchestrator.supervise.state import STATE_FILE, DeploymentState, read_state, runtime_identity
+from orchestrator.supervise.state import (
+    STATE_FILE,
+    DeploymentState,
+    deploy_cmd,
+    read_state,
+    recorded_runtime,
+    runtime_identity,
+)
 from orchestrator.supervise.supervisor import Policy, State, Supervisor
 from orchestrator.supervise.teardown import reclaim, stop_stale
 
@@ -92,6 +99,9 @@ def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: L
     out.data(f"backend:  {chosen} ({why})")
     for note in prepared.notes:
         out.info(note)
+    if not opts.detached_child and prepared.plan is not None:
+        for warning in prepared.plan.warnings:  # e.g. a GPU left out, and why (the plan runs without it)
+            out.warn(warning)
     adopt = opts.adopt
     if not opts.detached_child:
         out.info(f"timings: {timings}")
@@ -108,9 +118,9 @@ def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: L
         _spawn_detached(prepared, chosen, why, sd, opts, policy, out)
         announce(spec.url, out)
         if opts.synthesize is not None:
-            synthesize(spec, opts.synthesize, out)
-        out.data(f"supervisor runs in the background; see `deploy status`, `deploy logs`, `deploy down`"
-                 f" (state in {sd})")
+            synthesize(spec, opts.synthesize, out, sd)
+        out.data(f"supervisor runs in the background; see `{deploy_cmd('status', sd)}`, `{deploy_cmd('logs', sd)}`, "
+                 f"`{deploy_cmd('down', sd)}` (state in {sd})")
         return
     _supervise_here(prepared, chosen, why, sd, environ, opts, policy, out)
 
@@ -145,7 +155,7 @@ def _preflight(spec: LaunchSpec, backend: str, environ: Mapping[str, str]) -> No
     host = spec.env_map.get("TAILOR_HOST", LOOPBACK) if (backend == "process" or spec.network_mode == "host") \
         else LOOPBACK
     if backend != "docker":
-        ensure_port_free(spec.port, host)
+        ensure_port_free(spec.port, host, recorded=recorded_runtime)
         return
     from orchestrator.launch.docker_backend import connect, deployment_of, network_problem
 
@@ -155,7 +165,8 @@ def _preflight(spec: LaunchSpec, backend: str, environ: Mapping[str, str]) -> No
         if no_network:
             raise LaunchError(f"cannot run the runtime container: {no_network}",
                               "use --network host, or start dockerd with its default bridge")
-        ensure_port_free(spec.port, host, container_label=lambda cid: deployment_of(client, cid))
+        ensure_port_free(spec.port, host, container_label=lambda cid: deployment_of(client, cid),
+                         recorded=recorded_runtime)
     finally:
         client.close()
 
@@ -180,9 +191,10 @@ def announce(url: str, out: Output) -> None:
              "-d '{\"input\": \"Hello there.\", \"voice\": \"alloy\", \"response_format\": \"wav\"}' -o hello.wav")
 
 
-def synthesize(spec: LaunchSpec, path: Path, out: Output) -> None:
+def synthesize(spec: LaunchSpec, path: Path, out: Output, sd: Path) -> None:
     t0 = time.monotonic()
-    size = synthesize_to(spec.url, path, api_key=spec.env_map.get("TAILOR_API_KEY", ""))
+    size = synthesize_to(spec.url, path, api_key=spec.env_map.get("TAILOR_API_KEY", ""),
+                         logs_hint=f"see `{deploy_cmd('logs', sd)}`")
     out.data(f"wrote:    {path} ({size} bytes in {time.monotonic() - t0:.2f} s)")
 
 
@@ -199,7 +211,8 @@ class Progress:
         now = time.monotonic()
         if now - self._last >= self._every:
             self._last = now
-            self._out.info(f"waiting for the runtime to be ready ({now - self._t0:.0f} s, {state}: {detail})")
+            what = f"{state}: {detail}" if detail.strip() else f"{state}, no health check answered yet"
+            self._out.info(f"waiting for the runtime to be ready ({now - self._t0:.0f} s, {what})")
 
 
 def _supervise_here(prepared: dep.Prepared, backend: str, why: str, sd: Path, environ: Mapping[str, str],
@@ -235,12 +248,13 @@ def _supervise_here(prepared: dep.Prepared, backend: str, why: str, sd: Path, en
         if state is State.RUNNING:
             announce(prepared.spec.url, out)
             if opts.synthesize is not None:
-                synthesize(sup.spec, opts.synthesize, out)
-            out.info("supervising; Ctrl-C or `deploy down` stops the runtime")
+                synthesize(sup.spec, opts.synthesize, out, sd)
+            out.info(f"supervising; Ctrl-C or `{deploy_cmd('down', sd)}` stops the runtime")
             state = sup.run()
         if state is State.FATAL:
             raise SupervisorError(f"the runtime is FATAL: {sup.reason}",
-                                  "see `deploy logs`; `deploy status` shows the last exit reason")
+                                  f"see `{deploy_cmd('logs', sd)}`; `{deploy_cmd('status', sd)}` shows the last exit "
+                                  "reason")
     finally:
         if sup.state not in (State.STOPPED, State.FATAL):
             sup.request_stop("supervisor exiting")
@@ -279,7 +293,7 @@ def _spawn_detached(prepared: dep.Prepared, backend: str, why: str, sd: Path, op
         _wait_detached_ready(child, sd, policy, out)
     except KeyboardInterrupt:
         raise Interrupted(f"stopped waiting; the supervisor (pid {child.pid}) keeps running in the background",
-                          "see `deploy status`; `deploy down` stops it") from None
+                          f"see `{deploy_cmd('status', sd)}`; `{deploy_cmd('down', sd)}` stops it") from None
 
 
 def _wait_detached_ready(child: subprocess.Popen[bytes], sd: Path, policy: Policy, out: Output) -> None:
@@ -300,9 +314,10 @@ def _wait_detached_ready(child: subprocess.Popen[bytes], sd: Path, policy: Polic
             tail = "\n  ".join(tail_lines(sd / dep.SUPERVISOR_LOG, 10))
             raise SupervisorError(f"the background supervisor exited with code {code} before the runtime was ready:"
                                   f"\n  {tail}", f"see {sd / dep.SUPERVISOR_LOG}")
-        progress(state.state if state else "STARTING", (state.last_health or state.state_reason) if state else "")
+        progress(state.state if state else "STARTING",
+                 (state.last_health or state.state_reason) if state else "the supervisor has recorded nothing yet")
         time.sleep(0.3)
-    raise SupervisorError("the background supervisor did not report ready in time", "see `deploy logs`")
+    raise SupervisorError("the background supervisor did not report ready in time", f"see `{deploy_cmd('logs', sd)}`")
 
 
 def follow_file(path: Path, write: IO[str]) -> None:

@@ -2,8 +2,11 @@
 
 One JSON file, ``<state dir>/state.json``, written by the supervisor on every transition.
 Writes are atomic (a temp file in the same directory, fsync, ``os.replace``), so a reader
-never sees half a file. The supervisor's pid comes with its process start time, so a pid
-reused by an unrelated process after a crash is recognised as stale.
+never sees half a file. Every recorded pid comes with its start time after boot
+(``/proc/PID/stat`` field 22) and the boot id, so a pid reused by an unrelated process after a
+crash is recognised as stale, and a stepped wall clock changes nothing
+(``orchestrator.launch.identity``). Files written before those fields existed are still read;
+their pids are judged by a fallback that says so.
 """
 
 from __future__ import annotations
@@ -16,13 +19,19 @@ from typing import Any
 from orchestrator.errors import StateError
 from orchestrator.files import write_json_atomic
 from orchestrator.jsonfile import read_json
-from orchestrator.launch.process_backend import process_start_time
+from orchestrator.launch.identity import Recognition, is_supervisor_command, recognise
 from orchestrator.launch.runner import RuntimeIdentity
 from orchestrator.model import Reader, check_version, from_jsonable, to_jsonable
 
 STATE_FILE = "state.json"
 SCHEMA_VERSION = 1
 DEFAULT_STATE_DIR = ".tailor"
+
+
+def deploy_cmd(command: str, sd: Path) -> str:
+    """``deploy COMMAND`` as a hint to copy: with ``--state-dir`` unless ``sd`` is the default one,
+    so the hint acts on the same deployment."""
+    return f"deploy {command}" + ("" if sd == Path(DEFAULT_STATE_DIR) else f" --state-dir {sd}")
 
 
 def state_dir_from(option: str | None, environ: Mapping[str, str]) -> Path:
@@ -52,13 +61,14 @@ class DeploymentState:
     state_reason: str
     supervisor_pid: int
     supervisor_started_at_s: float
-    """The supervisor process's start time (psutil create_time), to tell a reused pid apart."""
+    """The supervisor's wall-clock start time (Unix seconds), for people; it moves with the clock,
+    so identity uses ``supervisor_start_ticks`` (this only where an older file lacks them)."""
     runner_id: str = ""
     """Pid of the runtime process or id of its container."""
     instance_id: str = ""
     """The launch's identity (TAILOR_INSTANCE_ID), which the runtime returns on every response."""
     runtime_started_at_s: float | None = None
-    """The runtime process's start time (psutil create_time), to tell a reused pid apart."""
+    """Wall-clock start time of the runtime process, written by older versions only (fallback)."""
     cgroup_path: str = ""
     """The runtime's per-instance memory cgroup (process backend as root); removed by `deploy down`."""
     instance_started_at_s: float | None = None
@@ -72,6 +82,16 @@ class DeploymentState:
     last_log_lines: tuple[str, ...] = ()
     transitions: tuple[Transition, ...] = ()
     updated_at_s: float = 0.0
+    supervisor_start_ticks: int | None = None
+    """The supervisor's ``/proc/PID/stat`` start time (clock ticks after boot): with ``boot_id``
+    it tells the recorded supervisor from any other process, whatever the wall clock did."""
+    runtime_start_ticks: int | None = None
+    """The same for the process backend's runtime (None for a container)."""
+    boot_id: str = ""
+    """The boot the start ticks belong to (``/proc/sys/kernel/random/boot_id``)."""
+    instance_started_boot_s: float | None = None
+    """When the current instance was started, in seconds after boot (``CLOCK_BOOTTIME``): the
+    uptime `deploy status` shows, unaffected by clock steps."""
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,24 +124,42 @@ def read_state(directory: Path) -> DeploymentState:
 
 
 def runtime_identity(state: DeploymentState) -> RuntimeIdentity:
-    """What recognises the recorded runtime: pid + start time + instance id, or the container id."""
+    """What recognises the recorded runtime: pid + start ticks + instance id, or the container id."""
     return RuntimeIdentity(ident=state.runner_id, instance_id=state.instance_id,
-                           started_at_s=state.runtime_started_at_s, cgroup_path=state.cgroup_path)
+                           started_at_s=state.runtime_started_at_s, cgroup_path=state.cgroup_path,
+                           start_ticks=state.runtime_start_ticks, boot_id=state.boot_id)
+
+
+def recorded_runtime(directory: Path) -> RuntimeIdentity | None:
+    """The process runtime ``directory/state.json`` records; None when none is (port-holder report)."""
+    try:
+        state = read_state(directory)
+    except StateError:
+        return None
+    return runtime_identity(state) if state.backend == "process" and state.runner_id else None
+
+
+def supervisor_recognition(state: DeploymentState) -> Recognition:
+    """Whether the recorded supervisor still runs: its pid with the recorded start ticks (and boot).
+
+    A state file without start ticks (an older Tailor) falls back to the command line, and says so.
+    """
+    return recognise(state.supervisor_pid, state.supervisor_start_ticks, state.boot_id,
+                     legacy_started_at_s=state.supervisor_started_at_s, expected=is_supervisor_command,
+                     what="supervisor")
 
 
 def supervisor_alive(state: DeploymentState) -> bool:
-    """True when the recorded supervisor pid is alive and is the same process (start time matches)."""
-    started = process_start_time(state.supervisor_pid)
-    if started is None:
-        return False
-    return abs(started - state.supervisor_started_at_s) < 1.0
+    """True when the recorded supervisor is alive and is the same process (start ticks match)."""
+    return supervisor_recognition(state).alive
 
 
 def stale_reason(state: DeploymentState) -> str | None:
     """A sentence when the state file describes a supervisor that no longer exists, else None."""
     if state.state in ("STOPPED", "FATAL"):
         return None
-    if supervisor_alive(state):
+    found = supervisor_recognition(state)
+    if found.alive:
         return None
     return (f"the state file says the supervisor (pid {state.supervisor_pid}) is {state.state}, "
-            "but that process is gone: it was killed or the machine rebooted")
+            f"but that process is gone ({found.why}): it was killed or the machine rebooted")

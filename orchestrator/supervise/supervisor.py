@@ -8,6 +8,8 @@ States and what moves between them::
     RUNNING  --exited / N failed health checks--> BACKOFF
     RUNNING  --the engine restarted it (Docker restart policy)--> STARTING  (counted as a restart)
     any      --port taken by another program--> FATAL  (named; restarting cannot fix it)
+    any      --exit code 2 or 4 (settings, model or configuration broken)--> FATAL at once, with
+               the runtime's own error (the file and the cause) and its hint
     BACKOFF  --delay over-----------> STARTING
     any      --crash loop (more than `crash_loop.restarts` restarts in `crash_loop.window_s`)--> FATAL
     any      --OOM kill, no smaller plan--> FATAL   (with a smaller plan: step down, then BACKOFF)
@@ -33,6 +35,7 @@ from orchestrator.launch.runner import Runner, RunnerStatus, RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.supervise.http_client import HealthResult
 from orchestrator.supervise.state import Transition
+from runtime.errors import EXIT_CODES, UNRECOVERABLE_EXITS
 
 
 class State(str, Enum):
@@ -113,6 +116,8 @@ class Snapshot:
     runner_id: str
     identity: RuntimeIdentity | None
     instance_started_at_s: float | None
+    instance_started_mono_s: float | None
+    """The same moment on the supervisor's monotonic clock (None before any start)."""
     restarts: int
     step_downs: tuple[str, ...]
     last_health: str
@@ -226,7 +231,9 @@ class Supervisor:
             state=self.state, reason=self.reason, spec=self.spec,
             runner_id=self.runner.ident if self.runner is not None else "",
             identity=self.runner.identity if self.runner is not None else None,
-            instance_started_at_s=self._started_wall, restarts=self.restarts,
+            instance_started_at_s=self._started_wall,
+            instance_started_mono_s=self._started_mono if self._started_wall is not None else None,
+            restarts=self.restarts,
             step_downs=tuple(self.step_downs), last_health=self.last_health,
             last_health_at_s=self.last_health_at_s, last_exit_reason=self.last_exit_reason,
             last_log_lines=self.last_log_lines, transitions=tuple(self.transitions[-50:]),
@@ -341,10 +348,11 @@ class Supervisor:
         now = self._clock.monotonic()
         crash_loop = self._count_failure(now)
         self._capture_logs()
-        if crash_loop:
+        broken = self._unrecoverable(status)
+        if crash_loop or broken:
             self.runner.stop(self.policy.stop_grace_s)
             self.runner.remove()
-            self._transition(State.FATAL, f"{crash_loop}; last: {status.detail}" + self._logs_suffix())
+            self._transition(State.FATAL, (broken or f"{crash_loop}; last: {status.detail}") + self._logs_suffix())
             return
         self.restarts += 1
         self._started_mono = now
@@ -377,6 +385,20 @@ class Supervisor:
             return ""
         return "\nlast log lines:\n  " + "\n  ".join(self.last_log_lines)
 
+    def _unrecoverable(self, status: RunnerStatus) -> str:
+        """A FATAL reason when the runtime's exit code says a restart cannot help; "" otherwise.
+
+        The runtime says what is broken on stderr (``error: ...`` and ``hint: ...``): that cause and
+        fix lead the reason, so `deploy status` and `up`'s error show them on their first line.
+        """
+        code = status.exit_code
+        if status.oom_killed or code is None or code not in UNRECOVERABLE_EXITS:
+            return ""
+        error, hint = runtime_error(self.last_log_lines)
+        reason = (f"the runtime cannot start, and restarting cannot fix it ({EXIT_CODES[code]}, exit code {code})"
+                  + (f": {error}" if error else ""))
+        return reason + (f"; fix: {hint}" if hint else "")
+
     def _failed(self, status: RunnerStatus) -> None:
         """The instance is gone: record why, then step down, back off or give up."""
         assert self.runner is not None
@@ -384,6 +406,11 @@ class Supervisor:
         self.runner.remove()
         self.last_exit_reason = status.detail
         now = self._clock.monotonic()
+        broken = self._unrecoverable(status)
+        if broken:
+            self._count_failure(now)
+            self._transition(State.FATAL, broken + self._logs_suffix())
+            return
         if status.oom_killed:
             stepped = self._step_down(self.spec) if self._step_down is not None else None
             if stepped is None:
@@ -420,3 +447,13 @@ class Supervisor:
             self.last_exit_reason = final.detail
             self.runner.remove()
         self._transition(State.STOPPED, f"stopped: {reason}")
+
+
+def runtime_error(lines: tuple[str, ...] | list[str]) -> tuple[str, str]:
+    """The runtime's last ``error: ...`` line in its log and the ``hint: ...`` after it ("" when none)."""
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i].strip()
+        if line.startswith("error: "):
+            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            return line[len("error: "):], following[len("hint: "):] if following.startswith("hint: ") else ""
+    return "", ""

@@ -2,9 +2,11 @@
 
 `deploy down`: a live supervisor gets SIGTERM and stops the runtime itself (SIGTERM, grace,
 SIGKILL, container and cgroup removed). A supervisor that is gone (killed, rebooted) left its
-runtime behind: a process runtime is recognised by pid + start time + instance id and its
-process group stopped, a container is removed by id, the memory cgroup removed, and the state
-file marked STOPPED. With nothing recorded, or already stopped, it says "nothing to stop".
+runtime behind: a process runtime is recognised by pid + start ticks after boot + instance id
+(``orchestrator.launch.identity``: never by the wall clock) and its process group stopped, a container is removed by id, the memory cgroup removed, and the state
+file marked STOPPED. With nothing recorded, or already stopped, it says "nothing to stop";
+a record that says STOPPED while its runtime process still runs is not believed: the process
+is stopped and the discrepancy said.
 
 `deploy up`/`auto` call :func:`reclaim` first: a live supervisor refuses the launch (already
 running); a stale one's runtime is stopped before starting anew, and what was done is said.
@@ -20,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from orchestrator.errors import AlreadyRunningError, LaunchError, StateError
+from orchestrator.launch.identity import runtime_recognition
 from orchestrator.launch.process_backend import remove_cgroup_dir, stop_process_group
 from orchestrator.supervise.state import (
     STATE_FILE,
@@ -33,6 +36,8 @@ from orchestrator.supervise.state import (
 
 Say = Callable[[str], None]
 _RUNTIME_GRACE_S = 30.0
+_EXITING_S = 10.0
+"""How long a supervisor that recorded STOPPED/FATAL gets to exit before `up` refuses."""
 
 
 def stop_deployment(sd: Path, environ: Mapping[str, str], timeout_s: float, say: Say, warn: Say) -> DeploymentState | None:
@@ -42,6 +47,17 @@ def stop_deployment(sd: Path, environ: Mapping[str, str], timeout_s: float, say:
     state = read_state(sd)
     alive = supervisor_alive(state)
     if state.state in ("STOPPED", "FATAL") and not alive:
+        left = runtime_recognition(runtime_identity(state)) if state.backend == "process" and state.runner_id \
+            else None
+        if left is not None and left.alive:
+            # Believe the machine, not the record: its runtime still runs.
+            warn(f"state.json says {state.state}, but {left.why}; stopping it")
+            cleanup_runtime(state, environ, say, warn)
+            final = dataclasses.replace(state, state="STOPPED", cgroup_path="", updated_at_s=time.time(),
+                                        state_reason=f"stopped by `deploy down` (state.json said {state.state} "
+                                                     "while its runtime still ran)")
+            write_state(sd, final)
+            return final
         # The supervisor cleaned up after itself; a cgroup can only be left by a crash in between.
         if state.cgroup_path:
             _remove_cgroup(state, say, warn)
@@ -85,13 +101,26 @@ def reclaim(sd: Path, environ: Mapping[str, str], say: Say, warn: Say) -> Deploy
         state = read_state(sd)
     except StateError:
         return None
+    if supervisor_alive(state) and state.state in ("STOPPED", "FATAL"):
+        # Normally it is exiting right now; one that stays is not believed to be stopped.
+        deadline = time.monotonic() + _EXITING_S
+        while time.monotonic() < deadline and supervisor_alive(state):
+            time.sleep(0.2)
+        if supervisor_alive(state):
+            raise AlreadyRunningError(
+                f"state.json in {sd} says {state.state}, but its supervisor (pid {state.supervisor_pid}) "
+                f"still runs {_EXITING_S:.0f} s later",
+                f"stop it with `deploy down --state-dir {sd}`, or pass another --state-dir")
+        return None
     if supervisor_alive(state):
-        if state.state in ("STOPPED", "FATAL"):
-            return None  # exiting right now
         raise AlreadyRunningError(
             f"a deployment is already {state.state} from {sd} (supervisor pid {state.supervisor_pid}, {state.url})",
             f"stop it with `deploy down --state-dir {sd}`, or pass another --state-dir")
     reason = stale_reason(state)
+    if reason is None and state.backend == "process" and state.runner_id:
+        left = runtime_recognition(runtime_identity(state))
+        if left.alive:
+            reason = f"state.json says {state.state}, but {left.why}"
     if reason is None and not state.cgroup_path:
         return None
     if reason is not None and state.backend == "docker" and state.runner_id:

@@ -29,8 +29,9 @@ def run_gate(variants: Sequence[str], environ: Mapping[str, str], timeout_s: flo
         return []
     missing = missing_packages()
     if missing:
-        raise UsageError(f"the quality gate needs {', '.join(missing)}, which is not installed",
-                         "pip install 'tailor-deploy[tune]', or pass --variants none to tune without model variants")
+        raise UsageError(f"the quality gate needs {', '.join(GATE_PACKAGES)}; not installed: {', '.join(missing)}",
+                         "install the tune extra (`pip install 'tailor-deploy[tune]'`; from a clone: "
+                         "`.venv/bin/pip install -e '.[tune]'`), or pass --variants none to tune without model variants")
     argv = [sys.executable, "-m", "runtime.tools.quality", "--json", *variants]
     try:
         done = subprocess.run(argv, env=dict(environ), capture_output=True, text=True, timeout=max(1.0, timeout_s),

@@ -153,6 +153,10 @@ class Search:
     clock: Callable[[], float] = time.monotonic
     records: list[Record] = field(default_factory=list, init=False)
     _cost_s: float = field(default=0.0, init=False)
+    _startup_s: float = field(default=0.0, init=False)
+    """Measured: launching the plan's default until ready."""
+    _round_s: float = field(default=0.0, init=False)
+    """Measured: one round (every level) on the plan's default."""
     _incumbent: Record = field(default_factory=lambda: Record(0, DEFAULT), init=False)
     _inc_inst: Instance | None = field(default=None, init=False)
 
@@ -161,8 +165,19 @@ class Search:
         return self.options.budget_s - (self.clock() - self.started)
 
     def _estimate_s(self) -> float:
-        """Seconds one more comparison should take: the slowest so far, or a guess before any."""
-        return self._cost_s or 20.0 + (2 * self.options.min_pairs + 1) * 2.0 * len(self.options.levels)
+        """Seconds one more comparison should take: a launch, the untimed warm-up round and the
+        minimum pairs (two rounds each), at the durations measured on the plan's default; the
+        slowest comparison so far when that took longer."""
+        model = self._startup_s + (1 + 2 * self.options.min_pairs) * self._round_s
+        return max(self._cost_s, model)
+
+    def _final_check_s(self) -> float:
+        """Seconds the final paired check against the default takes: two launches, two warm-ups, the pairs."""
+        return 2 * self._startup_s + (2 + 2 * self.options.min_pairs) * self._round_s
+
+    def _room_for_another_pair(self) -> bool:
+        """A comparison adds pairs beyond the minimum only while the final check stays affordable."""
+        return self.left_s() - self._final_check_s() > 2 * self._round_s
 
     def _max_candidates(self) -> int:
         return 1 + sum(len(k.options) for k in self.knobs)
@@ -186,7 +201,7 @@ class Search:
             inc, ch, levels=self.options.levels, requests=self.options.requests, objective=self.options.objective,
             min_pairs=self.options.min_pairs, max_pairs=self.options.max_pairs,
             record=lambda inst, rnd: by_inst[id(inst)].rounds.append(rnd),
-            keep_going=lambda: self.left_s() > self._estimate_s() / 2)
+            keep_going=self._room_for_another_pair)
 
     def _feasible(self, record: Record) -> bool:
         return not record.violations(self.options.constraints)
@@ -201,8 +216,15 @@ class Search:
         final: Comparison | None = None
         try:
             self.progress(f"candidate 1 of <= {self._max_candidates()}: the plan's default; {self.left_s():.0f} s left")
-            self._inc_inst = self._launch(default)
-            default.rounds.append(self._inc_inst.measure(self.options.levels, self.options.requests))
+            began = self.clock()
+            try:
+                self._inc_inst = self._launch(default)
+                launched = self.clock()
+                default.rounds.append(self._inc_inst.measure(self.options.levels, self.options.requests))
+            except DeployError as exc:
+                default.outcome, default.error = "failed", exc.message.splitlines()[0]
+                raise _Stop(f"the plan's default could not be measured ({default.error})") from None
+            self._startup_s, self._round_s = launched - began, self.clock() - launched
             self._climb()
         except _Stop as stop:
             stop_reason = stop.reason
@@ -250,9 +272,12 @@ class Search:
                     if candidate.values in tried:
                         continue
                     tried.add(candidate.values)
-                    if self.left_s() < self._estimate_s() * (2 if incumbent.number != 1 else 1):
-                        raise _Stop(f"time budget: {max(0.0, self.left_s()):.0f} s left, a comparison takes "
-                                    f"~{self._estimate_s():.0f} s (and the final check as long)")
+                    # A candidate starts only if it can finish, and a win's final check after it.
+                    need = self._estimate_s() + self._final_check_s()
+                    if self.left_s() < need:
+                        raise _Stop(f"time budget: {max(0.0, self.left_s()):.0f} s left; the next candidate needs "
+                                    f"~{need:.0f} s (a comparison ~{self._estimate_s():.0f} s and the final check "
+                                    f"~{self._final_check_s():.0f} s, from the durations measured here)")
                     record = self._record(candidate)
                     self.progress(f"candidate {record.number} of <= {self._max_candidates()}: {candidate.change} | "
                                   f"best: {incumbent.candidate.label()} "
@@ -321,7 +346,7 @@ class Search:
                 a, b, levels=self.options.levels, requests=self.options.requests, objective=self.options.objective,
                 min_pairs=self.options.min_pairs, max_pairs=self.options.max_pairs,
                 record=lambda inst, rnd: (check_default if inst is a else check_chosen).rounds.append(rnd),
-                keep_going=lambda: self.left_s() > 0)
+                keep_going=lambda: self.left_s() > 2 * self._round_s)
 
     def _launch_quiet(self, candidate: Candidate, name: str) -> Instance:
         spec = measurement_spec(self.spec_for(candidate.mapping), self.options.levels)
@@ -330,7 +355,10 @@ class Search:
     def _explain(self, chosen: Record, default: Record, final: Comparison | None, stop_reason: str) -> list[str]:
         objective = self.options.objective
         lines = [f"search stopped: {stop_reason}"]
-        if chosen is default:
+        if not default.rounds:
+            lines.append("nothing was measured, so the config keeps the plan's values; give `deploy tune` a larger "
+                         "--budget, or run it on a quieter machine")
+        elif chosen is default:
             lines.append("chosen: the plan's default - no candidate beat it by more than the run-to-run spread "
                          "while meeting the constraints")
         else:

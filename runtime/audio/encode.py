@@ -5,7 +5,8 @@ voice's rate is resampled); Opus runs at 24 kHz (one of its own rates); the othe
 the voice's rate, which their headers state.
 
 Streaming: ``pcm`` is raw samples; ``wav`` starts with a header whose length fields say
-"unknown" (0xFFFFFFFF), then raw PCM; ``mp3``, ``aac`` (ADTS) and ``opus`` (Ogg) run FFmpeg's
+"unknown" (0xFFFFFFFF), then raw PCM (a complete answer, cached or written to a file, gets its
+real lengths: :func:`wav_with_length`); ``mp3``, ``aac`` (ADTS) and ``opus`` (Ogg) run FFmpeg's
 encoders (libmp3lame, aac, libopus through PyAV's bundled FFmpeg) into a non-seekable sink that
 hands out bytes as soon as the muxer writes them, so nothing is patched back afterwards.
 ``flac`` is the exception: FLAC's header carries the total sample count, and a stream without it
@@ -89,6 +90,26 @@ def wav_stream_header(sample_rate_hz: int) -> bytes:
     unknown = 0xFFFFFFFF
     fmt = struct.pack("<IHHIIHH", 16, 1, 1, sample_rate_hz, sample_rate_hz * 2, 2, 16)
     return b"RIFF" + struct.pack("<I", unknown) + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", unknown)
+
+
+WAV_HEADER_BYTES = 44
+
+
+def wav_with_length(data: bytes) -> bytes:
+    """A complete WAV answer with its real lengths in the header.
+
+    A stream starts with :func:`wav_stream_header`, whose lengths say "unknown" (0xFFFFFFFF):
+    right while it streams, wrong once the body is whole (a file on disk, a cached answer sent
+    with its Content-Length): players read 0xFFFFFFFF as 27 hours. Bytes that do not start with
+    that header are returned as they are.
+    """
+    if len(data) < WAV_HEADER_BYTES or data[:4] != b"RIFF" or data[36:40] != b"data" \
+            or data[4:8] != b"\xff\xff\xff\xff":
+        return data
+    size = len(data) - WAV_HEADER_BYTES
+    size -= size % 2  # 16-bit samples: a stray byte is no sample
+    return (b"RIFF" + struct.pack("<I", 36 + size) + data[8:40] + struct.pack("<I", size)
+            + data[WAV_HEADER_BYTES:WAV_HEADER_BYTES + size])
 
 
 class _Sink:

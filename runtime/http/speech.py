@@ -37,7 +37,14 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from runtime.audio.encode import MEDIA_TYPES, StreamEncoder, check_format, encode, output_rate_hz
+from runtime.audio.encode import (
+    MEDIA_TYPES,
+    StreamEncoder,
+    check_format,
+    encode,
+    output_rate_hz,
+    wav_with_length,
+)
 from runtime.errors import ApiError, BadRequest, EngineFailed, StreamCut
 from runtime.families.piper.voices import OPENAI_VOICES, VoiceFiles, resolve_voice
 from runtime.http.middleware import AccessRecord, access_record
@@ -253,7 +260,8 @@ async def speech(service: SpeechService, settings: Settings, body: SpeechRequest
             service.metrics.stream_cuts.labels(code).inc()
 
         stream = _stream_bytes(first, generator, encoder, checked.record,
-                               lambda data: service.cache.put(key, data, progress.audio_seconds), cut)
+                               lambda data: service.cache.put(  # cached whole: real WAV lengths
+                                   key, wav_with_length(data) if fmt == "wav" else data, progress.audio_seconds), cut)
         if sse:
             return _sse_response(_sse_events(stream, len(checked.text), progress), close, headers=checked.headers)
         return _ClosingStream(stream, close, media_type=MEDIA_TYPES[fmt],

@@ -22,7 +22,7 @@ from orchestrator.launch import image
 from orchestrator.launch.docker_backend import daemon_status
 from tests.helpers import state_or_none
 
-WHEELHOUSE_CACHE = Path.home() / ".cache" / "tailor-ci" / "wheelhouse-cp311"
+WHEELHOUSE_CACHE = Path(os.environ.get("TAILOR_CI_CACHE", Path.home() / ".cache" / "tailor-ci")) / "wheelhouse-cp311"
 
 
 def _unavailable(reason: str) -> None:

@@ -86,7 +86,7 @@ def test_port_held_by_another_deployment_names_it_and_never_reports_ready(state_
     res = deploy("auto", "--port", str(port), "--detach", "--state-dir", str(first), env=NO_DOCKER)
     assert res.returncode == 0, res.stderr
     owner = read_state(first)
-    assert owner.instance_id and owner.runtime_started_at_s
+    assert owner.instance_id and owner.runtime_start_ticks and owner.supervisor_start_ticks and owner.boot_id
 
     t0 = time.monotonic()
     again = deploy("auto", "--port", str(port), "--detach", "--state-dir", str(second), env=NO_DOCKER)

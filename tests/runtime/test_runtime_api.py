@@ -88,6 +88,19 @@ def test_second_identical_request_is_a_cache_hit(app_client: httpx.Client) -> No
     assert "tailor_cache_hits_total" in app_client.get("/metrics").text
 
 
+def test_a_cached_wav_sent_whole_carries_its_real_length(app_client: httpx.Client) -> None:
+    import io
+    import wave
+
+    body = {"input": "A whole answer knows its length.", "response_format": "wav"}
+    streamed, cached = app_client.post(SPEECH, json=body), app_client.post(SPEECH, json=body)
+    assert streamed.content[4:8] == b"\xff\xff\xff\xff"  # a stream: length unknown while it runs
+    assert cached.headers["x-tailor-cache"] == "hit" and cached.headers["content-length"] == str(len(cached.content))
+    with wave.open(io.BytesIO(cached.content)) as reader:
+        assert reader.getnframes() == (len(cached.content) - 44) // 2
+    assert cached.content[44:] == streamed.content[44:]
+
+
 def test_streamed_wav_and_pcm(app_client: httpx.Client) -> None:
     text = "Streaming starts here. It ends here."
     wav = speech(app_client, response_format="wav", stream_format="audio", input=text)

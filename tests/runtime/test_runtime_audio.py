@@ -133,3 +133,19 @@ def test_only_native_rate_wav_is_cheap_enough_for_the_event_loop() -> None:
     assert StreamEncoder("wav", RATE).cheap
     assert not StreamEncoder("pcm", RATE).cheap  # resampled to 24 kHz
     assert not StreamEncoder("mp3", RATE).cheap and not StreamEncoder("flac", RATE).cheap
+
+
+def test_a_complete_wav_body_gets_its_real_lengths() -> None:
+    import wave
+
+    from runtime.audio.encode import wav_with_length
+
+    data, _ = streamed("wav", [tone(0.5), tone(0.25, 330.0)])
+    whole = wav_with_length(data)
+    assert len(whole) == len(data) and whole[44:] == data[44:]
+    with wave.open(io.BytesIO(whole)) as reader:  # Python's wave read 2,147,483,647 frames before
+        assert reader.getnframes() == (len(data) - 44) // 2 and reader.getframerate() == RATE
+    assert int.from_bytes(whole[4:8], "little") == len(whole) - 8
+    samples, rate = soundfile.read(io.BytesIO(whole))
+    assert abs(len(samples) / rate - 0.75) < 0.01
+    assert wav_with_length(whole) == whole and wav_with_length(b"ID3\x04rest") == b"ID3\x04rest"

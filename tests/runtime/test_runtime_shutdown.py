@@ -58,7 +58,7 @@ def test_bad_settings_exit_2_with_a_message(tmp_path: Path) -> None:
     assert "TAILOR_WORKERS" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_failed_model_load_exits_3(tmp_path: Path) -> None:
+def test_a_broken_model_file_exits_4_naming_the_file(tmp_path: Path) -> None:
     import shutil
     import subprocess
     import sys
@@ -72,6 +72,22 @@ def test_failed_model_load_exits_3(tmp_path: Path) -> None:
     env = {"TAILOR_VOICES_DIR": str(tmp_path), "TAILOR_VOICE": "broken", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-m", "runtime", "--port", str(free_port())], cwd=REPO,
                           capture_output=True, text=True, timeout=60, env=env)
-    assert done.returncode == 3, done.stderr
-    assert "no engine could load the default voice broken" in done.stderr
+    assert done.returncode == 4, done.stderr  # runtime.errors.EXIT_BROKEN: a restart cannot help
+    last = done.stderr.strip().splitlines()[-2:]
+    assert last[0] == f"error: the model file {tmp_path / 'broken.onnx'} is corrupt or truncated " \
+                      "(onnxruntime: INVALID_PROTOBUF, it does not parse as a model)", done.stderr
+    assert last[1].startswith("hint: re-install it") and "TAILOR_VOICES_DIR" in last[1]
     assert "Traceback" not in done.stderr
+
+
+def test_a_missing_voices_dir_exits_4(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.runtime.conftest import REPO, free_port
+
+    env = {"TAILOR_VOICES_DIR": str(tmp_path / "nope"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "runtime", "--port", str(free_port())], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 4, done.stderr
+    assert f"error: TAILOR_VOICES_DIR='{tmp_path / 'nope'}' is not a directory" in done.stderr

@@ -39,7 +39,8 @@ class FakeClock:
 
 
 def install_fakes(monkeypatch: pytest.MonkeyPatch, speed: Any, clock: FakeClock, *, rss: int = 100 * 2**20,
-                  broken: frozenset[str] = frozenset()) -> list[str]:
+                  broken: frozenset[str] = frozenset(), round_s: float = 4.0,
+                  default_broken: bool = False) -> list[str]:
     launched: list[str] = []
 
     class FakeInstance:
@@ -50,7 +51,7 @@ def install_fakes(monkeypatch: pytest.MonkeyPatch, speed: Any, clock: FakeClock,
         def start(self) -> None:
             launched.append(self.candidate.label())
             clock.now += 5
-            if any(k in broken for k in self.candidate.mapping):
+            if any(k in broken for k in self.candidate.mapping) or (default_broken and not self.candidate.mapping):
                 raise LaunchError(f"candidate {self.candidate.label()} exited with code 1 before it was ready", "")
 
         def stop(self) -> None:
@@ -64,7 +65,7 @@ def install_fakes(monkeypatch: pytest.MonkeyPatch, speed: Any, clock: FakeClock,
             self.stop()
 
         def measure(self, levels: Any, requests: int) -> Round:
-            clock.now += 4
+            clock.now += round_s
             audio_per_s = speed(self.candidate.mapping)
             results = tuple(LevelResult(c, tuple(Sample(1.0, 0.3, audio_per_s / requests, 200) for _ in range(requests)), 1.0)
                             for c in levels)
@@ -77,9 +78,11 @@ def install_fakes(monkeypatch: pytest.MonkeyPatch, speed: Any, clock: FakeClock,
 
 def run_search(speed: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, budget_s: float = 600,
                constraints: Constraints | None = None, rss: int = 100 * 2**20,
-               broken: frozenset[str] = frozenset()) -> tuple[search_mod.TuneResult, list[str], list[str]]:
+               broken: frozenset[str] = frozenset(), round_s: float = 4.0,
+               default_broken: bool = False) -> tuple[search_mod.TuneResult, list[str], list[str]]:
     clock = FakeClock()
-    launched = install_fakes(monkeypatch, speed, clock, rss=rss, broken=broken)
+    launched = install_fakes(monkeypatch, speed, clock, rss=rss, broken=broken, round_s=round_s,
+                             default_broken=default_broken)
     progress: list[str] = []
     options = TuneOptions(levels=(1, 8), requests=4, budget_s=budget_s,
                           constraints=constraints or Constraints())
@@ -134,3 +137,36 @@ def test_the_budget_stops_the_search_before_it_runs_out(monkeypatch: pytest.Monk
     assert result.stop_reason.startswith("time budget")
     assert result.elapsed_s <= 40
     assert len(result.records) >= 1
+
+
+FASTER_WITH_ONE_WORKER = staticmethod(lambda v: 13.0 if v.get("TAILOR_WORKERS") == "1" else 10.0)
+
+
+@pytest.mark.parametrize("budget_s", [60.0, 120.0, 250.0, 400.0, 600.0])
+def test_a_candidate_starts_only_if_it_and_the_final_check_fit_the_budget(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, budget_s: float) -> None:
+    # Slow rounds (30 s, as on a loaded machine): the run started candidate 2 with 62 s left
+    # against a ~189 s comparison and used 248 s of a 120 s budget.
+    result, launched, _progress = run_search(FASTER_WITH_ONE_WORKER, monkeypatch, tmp_path, budget_s=budget_s,
+                                             round_s=30.0)
+    assert result.elapsed_s <= budget_s, (result.elapsed_s, result.stop_reason, launched)
+    if len(result.records) == 1:
+        # launch 5 s + (1 warm-up + 2 pairs x 2) x 30 s; final: 2 x 5 s + (2 + 4) x 30 s
+        assert result.stop_reason.startswith(f"time budget: {budget_s - 35:.0f} s left; the next candidate needs "
+                                             "~345 s (a comparison ~155 s and the final check ~190 s")
+        assert "search stopped: time budget" in result.why[0]
+
+
+def test_the_default_that_cannot_start_still_gives_a_result_that_says_why(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    from orchestrator.tune.report import tuned_config, write_report
+
+    result, _launched, _progress = run_search(lambda v: 10.0, monkeypatch, tmp_path, default_broken=True)
+    assert result.chosen is result.default and result.default.outcome == "failed"
+    assert result.stop_reason.startswith("the plan's default could not be measured (candidate ")
+    assert result.why[1].startswith("nothing was measured, so the config keeps the plan's values")
+    options = TuneOptions(levels=(1, 8), requests=4)
+    report = write_report(tmp_path / "report", result, options, config_path=tmp_path / "tuned.yaml",
+                          plan_summary="cpu-only", gate=[], gate_note="")
+    assert "could not be measured" in report.read_text()
+    assert tuned_config(result, "cpu-only", ["TAILOR_WORKERS"], PLAN_ENV, tmp_path / "report", "throughput")

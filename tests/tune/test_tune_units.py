@@ -137,3 +137,13 @@ def test_tuned_config_is_read_back_with_the_source_tuned(tmp_path: Path) -> None
     path.write_text("tuned:\n  by: me\n  colour: blue\n")
     with pytest.raises(UsageError, match="colour"):
         load_config(path)
+
+
+def test_a_missing_tune_extra_is_named_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.tune import gate
+
+    monkeypatch.setattr(gate, "missing_packages", lambda: ["pesq", "pystoi"])
+    with pytest.raises(UsageError) as err:
+        gate.run_gate(["int8-static-decoder"], {}, timeout_s=10)
+    assert err.value.message == "the quality gate needs pesq, pystoi, scipy; not installed: pesq, pystoi"
+    assert "pip install 'tailor-deploy[tune]'" in err.value.hint and "--variants none" in err.value.hint

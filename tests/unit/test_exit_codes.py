@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.launch.process_backend import process_start_time
+from orchestrator.launch.identity import read_stamp
 from orchestrator.supervise.state import DeploymentState, write_state
 from tests.helpers import deploy, free_port
 
@@ -26,11 +26,12 @@ def _record(sd: Path, state: str, *, alive: bool = True, port: int | None = None
     # A STOPPED or FATAL supervisor has exited; an active one is this test process.
     alive = alive and state not in ("STOPPED", "FATAL")
     pid = os.getpid() if alive else 2**22 + 7  # above pid_max's default: never a live process
+    stamp = read_stamp(pid) if alive else None
     write_state(sd, DeploymentState(
         profile="cpu-only", backend="process", backend_reason="chosen with --backend process",
         url=f"http://127.0.0.1:{port or free_port()}", state=state, state_reason=f"{state.lower()} for the test",
-        supervisor_pid=pid, supervisor_started_at_s=(process_start_time(pid) or 0.0) if alive else 1.0,
-        updated_at_s=time.time()))
+        supervisor_pid=pid, supervisor_started_at_s=time.time(), updated_at_s=time.time(),
+        supervisor_start_ticks=stamp.start_ticks if stamp else 1, boot_id=stamp.boot_id if stamp else ""))
 
 
 def _deployment_error(res: object) -> None:

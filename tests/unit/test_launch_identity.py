@@ -148,13 +148,16 @@ def _record_running(sd: Any, url: str, instance: str) -> None:
     import os
     import time
 
-    from orchestrator.launch.process_backend import process_start_time
+    from orchestrator.launch.identity import read_stamp
     from orchestrator.supervise.state import DeploymentState, write_state
 
+    stamp = read_stamp(os.getpid())
+    assert stamp is not None
     write_state(sd, DeploymentState(
         profile="cpu-only", backend="docker", backend_reason="test", url=url, state="RUNNING",
-        state_reason="ready", supervisor_pid=os.getpid(), supervisor_started_at_s=process_start_time(os.getpid()) or 0,
-        runner_id="c0ffee", instance_id=instance, instance_started_at_s=time.time(), updated_at_s=time.time()))
+        state_reason="ready", supervisor_pid=os.getpid(), supervisor_started_at_s=time.time(),
+        runner_id="c0ffee", instance_id=instance, instance_started_at_s=time.time(), updated_at_s=time.time(),
+        supervisor_start_ticks=stamp.start_ticks, boot_id=stamp.boot_id))
 
 
 def test_status_names_another_server_answering_on_the_port(tmp_path: Any, other_deployment: str) -> None:

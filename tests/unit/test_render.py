@@ -47,11 +47,20 @@ def plan_for(machine: str, **kwargs) -> Plan:
     return make_plan(host, select_profile(host, load_profiles()), environ={}, **kwargs)
 
 
+PYENV_PYTHON = "/root/.pyenv/versions/3.11.9/bin/python3.11"
+
+
 @pytest.mark.parametrize(("profile", "machine"), sorted(PROFILE_MACHINES.items()))
-def test_golden_files(profile: str, machine: str) -> None:
+def test_golden_files(profile: str, machine: str, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = plan_for(machine)
     assert plan.profile == profile
-    files = render(plan, options=OPTIONS)
+    # The machine running the tests may have /opt/tailor/venv as a venv over a pyenv Python in
+    # /root (issue 22: every systemd golden then said User=root). The goldens come from their
+    # inputs only, so here this machine says exactly that, and nothing changes.
+    with monkeypatch.context() as lying:
+        lying.setattr(os.path, "exists", lambda _path: True)
+        lying.setattr(os.path, "realpath", lambda _path, **_kw: PYENV_PYTHON)
+        files = render(plan, options=OPTIONS)
     assert sorted(files) == [".env", "docker-compose.yml", "k8s.yaml", "tailor-runtime.env", "tailor-runtime.service"]
     directory = GOLDEN / profile
     if os.environ.get("TAILOR_UPDATE_GOLDEN") == "1":

@@ -76,3 +76,81 @@ def test_unit_from_an_install_outside_home_verifies(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "Unknown key" not in result.stderr and "ignoring" not in result.stderr, result.stderr
+
+
+# -- the unit follows the target's facts and the options, never the machine that renders ----------
+
+def _refuse(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("the render looked at the filesystem of the machine it runs on")
+
+
+def test_the_render_looks_at_nothing_on_the_machine_it_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import pwd
+
+    from orchestrator.pipeline import render_options
+
+    host = HostFacts.from_json_file(FACTS / "cpu-4core-16gb.json")
+    plan = make_plan(host, select_profile(host, load_profiles()), environ={})
+    with monkeypatch.context() as sealed:
+        for name in ("realpath", "exists", "lexists", "islink", "isfile", "isdir", "expanduser"):
+            sealed.setattr(os.path, name, _refuse)
+        for name in ("lstat", "readlink", "access"):
+            sealed.setattr(os, name, _refuse)
+        for name in ("resolve", "exists", "owner", "is_symlink", "readlink", "home", "cwd"):
+            sealed.setattr(Path, name, _refuse)
+        sealed.setattr(pwd, "getpwuid", _refuse)
+        sealed.setattr(pwd, "getpwnam", _refuse)
+        sealed.setattr(sys, "executable", "/root/clone/.venv/bin/python")  # never consulted either
+        unit = render(plan, ["systemd"], render_options(host))["tailor-runtime.service"]
+    d = _directives(unit)
+    assert d["ExecStart"] == "/opt/tailor/venv/bin/python -m runtime" and d["DynamicUser"] == "yes"
+
+
+INSTALL_OVER_PYENV = {"python": "/opt/tailor/venv/bin/python",
+                      "python_real": "/root/.pyenv/versions/3.11.9/bin/python3.11", "home_owner": "root"}
+
+
+@pytest.mark.parametrize(("install", "python", "user", "exec_start", "runs_as"), [
+    (None, None, None, "/opt/tailor/venv/bin/python", "DynamicUser=yes"),
+    (INSTALL_OVER_PYENV, None, None, "/opt/tailor/venv/bin/python", "User=root"),
+    (INSTALL_OVER_PYENV, None, "dynamic", "/opt/tailor/venv/bin/python", "DynamicUser=yes"),
+    ({"python": "/home/ana/tailor/.venv/bin/python", "python_real": "/usr/bin/python3.11", "home_owner": "ana"},
+     None, None, "/home/ana/tailor/.venv/bin/python", "User=ana"),
+    (INSTALL_OVER_PYENV, "/usr/local/bin/python3", None, "/usr/local/bin/python3", "DynamicUser=yes"),
+    (None, "/srv/py/bin/python", "tts", "/srv/py/bin/python", "User=tts"),
+], ids=["no-install-facts", "venv-over-pyenv", "forced-dynamic", "clone-in-home", "explicit-python", "explicit-user"])
+def test_the_units_interpreter_and_user_follow_the_targets_facts_or_the_options(
+        install: dict[str, str] | None, python: str | None, user: str | None, exec_start: str, runs_as: str) -> None:
+    import dataclasses
+
+    from orchestrator.pipeline import render_options
+    from orchestrator.probe.facts import InstallFacts
+
+    host = HostFacts.from_json_file(FACTS / "cpu-4core-16gb.json")
+    host = dataclasses.replace(host, install=InstallFacts(**install) if install else None)
+    plan = make_plan(host, select_profile(host, load_profiles()), environ={})
+    unit = render(plan, ["systemd"], render_options(host, python=python, service_user=user))["tailor-runtime.service"]
+    assert f"ExecStart={exec_start} -m runtime" in unit and runs_as in unit.splitlines()
+
+
+def test_deploy_render_for_another_machine_does_not_use_this_machines_interpreter(tmp_path: Path) -> None:
+    from tests.helpers import deploy
+
+    res = deploy("render", "--facts", str(FACTS / "cpu-4core-16gb.json"), "--format", "systemd",
+                 "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    unit = (tmp_path / "tailor-runtime.service").read_text()
+    assert "ExecStart=/opt/tailor/venv/bin/python -m runtime" in unit and sys.executable not in unit
+
+
+def test_a_live_probe_records_the_install_that_probed(tmp_path: Path) -> None:
+    import json
+
+    from tests.helpers import deploy
+
+    facts = json.loads(deploy("probe", "--json", "--no-docker").stdout)
+    assert facts["install"]["python"] == sys.executable
+    res = deploy("render", "--format", "systemd", "--out", str(tmp_path))  # this machine: its own install
+    assert res.returncode == 0, res.stderr
+    assert f"ExecStart={sys.executable} -m runtime" in (tmp_path / "tailor-runtime.service").read_text()

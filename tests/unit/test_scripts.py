@@ -116,3 +116,56 @@ def test_docker_env_stop_keeps_a_directory_it_did_not_make(tmp_path: Path) -> No
                          env={**_without_engine(os.environ), "TAILOR_DOCKER_DIR": str(engine), "TAILOR_DOCKER_DIR_OWNED": "0"})
     assert res.returncode == 0, res.stderr
     assert engine.is_dir()
+
+
+def test_quickstart_progress_never_cuts_a_multibyte_character(clone: Path) -> None:
+    # pip's progress bar is box-drawing characters (3 bytes each); the heartbeat shows 100 characters.
+    _exe(clone / ".venv" / "bin" / "python",
+         'case "$*" in *--upgrade*) printf "%099d\\342\\224\\201\\342\\224\\201\\342\\224\\201 7.1 MB\\n" 0; sleep 11;; '
+         'esac; echo ok')
+    _exe(clone / ".venv" / "bin" / "deploy", 'echo "ready"')
+    res = subprocess.run(["bash", str(clone / "scripts" / "quickstart.sh")], capture_output=True, timeout=60,
+                         check=False, env={**os.environ, "PYTHON": "python3", "LC_ALL": "C"})
+    out = res.stdout.decode("utf-8")  # strict: a cut character would raise here
+    beat = next(line for line in out.splitlines() if line.startswith("      ... "))
+    assert beat.endswith("0" * 99 + "\u2501")
+
+
+def test_quickstart_points_at_this_runs_runtime_log(clone: Path) -> None:
+    _exe(clone / ".venv" / "bin" / "python", "echo installed")
+    for state, args in ((clone / ".tailor", ()), (clone / "elsewhere", ("--state-dir", str(clone / "elsewhere")))):
+        state.mkdir(exist_ok=True)
+        (state / "runtime.log").write_text("old run: Traceback of yesterday\nold run: exit 3\n", encoding="utf-8")
+        _exe(clone / ".venv" / "bin" / "deploy",
+             f'echo "this run: model loaded" >> {state}/runtime.log; echo "error: FATAL" >&2; exit 1')
+        res = _quickstart(clone, *args)
+        assert res.returncode == 1
+        assert f"this run's runtime log: {state if args else '.tailor'}/runtime.log from line 3" in res.stderr
+        assert "this run: model loaded" in res.stderr and "old run" not in res.stderr
+    # a run that started no runtime says so instead of showing an older run's lines
+    _exe(clone / ".venv" / "bin" / "deploy", 'echo "error: port 8000 is in use" >&2; exit 1')
+    res = _quickstart(clone)
+    assert "this run wrote nothing to .tailor/runtime.log" in res.stderr and "old run" not in res.stderr
+
+
+def test_quickstart_hints_keep_the_state_dir_it_was_given(clone: Path) -> None:
+    _exe(clone / ".venv" / "bin" / "python", "echo installed")
+    _exe(clone / ".venv" / "bin" / "deploy", 'echo "ready"')
+    res = _quickstart(clone, "--state-dir", "/srv/tts")
+    assert res.returncode == 0, res.stderr
+    assert ".venv/bin/deploy status --state-dir /srv/tts" in res.stdout
+    assert ".venv/bin/deploy down --state-dir /srv/tts" in res.stdout
+
+
+def test_the_test_cache_is_documented_with_what_it_holds_and_how_to_remove_it() -> None:
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    used = set()
+    for source in [REPO / "scripts" / "docker-test-env.sh", *REPO.glob("tests/**/*.py")]:
+        used |= set(re.findall(r"(\w[\w.-]*-minbase-python3\.tar|wheelhouse-cp\d+)", source.read_text(encoding="utf-8")))
+    assert used, "no cache entries found: the scan is broken"
+    for entry in sorted(used):
+        assert f"`{entry}" in readme, entry
+    assert "~/.cache/tailor-ci" in readme and "$TAILOR_CI_CACHE" in readme
+    assert "rm -rf\n~/.cache/tailor-ci" in readme or "rm -rf ~/.cache/tailor-ci" in readme

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import StateError
+from orchestrator.launch.identity import ProcessStamp, read_stamp
 from orchestrator.supervise.state import (
     DeploymentState,
     Transition,
-    process_start_time,
     read_state,
     stale_reason,
     state_dir_from,
@@ -23,27 +23,34 @@ from orchestrator.supervise.state import (
 )
 
 
-def make_state(pid: int, started: float, state: str = "RUNNING") -> DeploymentState:
+def make_state(pid: int, ticks: int | None, state: str = "RUNNING") -> DeploymentState:
     return DeploymentState(
         profile="cpu-small", backend="process", backend_reason="no Docker daemon: socket missing",
         url="http://127.0.0.1:8000", state=state, state_reason="ready after 3.1 s",
-        supervisor_pid=pid, supervisor_started_at_s=started, runner_id="4242", restarts=2,
+        supervisor_pid=pid, supervisor_started_at_s=1.0, runner_id="4242", restarts=2,
         step_downs=("workers 2 -> 1",), last_log_lines=("a", "b"),
         transitions=(Transition(1.0, "STOPPED", "STARTING", "starting"),),
+        supervisor_start_ticks=ticks, boot_id=_my_stamp().boot_id,
     )
 
 
+def _my_stamp() -> ProcessStamp:
+    stamp = read_stamp(os.getpid())
+    assert stamp is not None
+    return stamp
+
+
 def test_round_trip(tmp_path: Path) -> None:
-    state = make_state(os.getpid(), process_start_time(os.getpid()) or 0.0)
+    state = make_state(os.getpid(), _my_stamp().start_ticks)
     write_state(tmp_path, state)
     assert read_state(tmp_path) == state
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp file left behind
 
 
 def test_write_replaces_atomically(tmp_path: Path) -> None:
-    write_state(tmp_path, make_state(1, 0.0))
+    write_state(tmp_path, make_state(1, 0))
     inode_before = (tmp_path / "state.json").stat().st_ino
-    write_state(tmp_path, make_state(2, 0.0))
+    write_state(tmp_path, make_state(2, 0))
     assert (tmp_path / "state.json").stat().st_ino != inode_before  # a rename, not an in-place rewrite
     assert read_state(tmp_path).supervisor_pid == 2
 
@@ -67,24 +74,22 @@ def test_wrong_schema_rejected(tmp_path: Path) -> None:
 
 
 def test_live_supervisor_is_not_stale() -> None:
-    pid = os.getpid()
-    assert stale_reason(make_state(pid, process_start_time(pid) or 0.0)) is None
+    assert stale_reason(make_state(os.getpid(), _my_stamp().start_ticks)) is None
 
 
 def test_dead_pid_is_stale() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    reason = stale_reason(make_state(child.pid, 0.0))
+    reason = stale_reason(make_state(child.pid, 0))
     assert reason is not None and f"pid {child.pid}" in reason and "gone" in reason
 
 
 def test_reused_pid_is_stale() -> None:
     # Our own pid, but recorded with a different start time: an unrelated process reusing it.
     pid = os.getpid()
-    started = process_start_time(pid)
-    assert started is not None
-    reused = make_state(pid, started - 3600)
-    same = make_state(pid, started)
+    ticks = _my_stamp().start_ticks
+    reused = make_state(pid, ticks - 100)
+    same = make_state(pid, ticks)
     # The pid alone is alive in both; only the recorded start time tells them apart.
     assert supervisor_alive(same) and not supervisor_alive(reused)
     reason = stale_reason(reused)
@@ -93,7 +98,7 @@ def test_reused_pid_is_stale() -> None:
 
 
 def test_stopped_state_is_never_stale() -> None:
-    assert stale_reason(make_state(999_999_999, 0.0, state="STOPPED")) is None
+    assert stale_reason(make_state(999_999_999, 0, state="STOPPED")) is None
 
 
 def test_state_dir_precedence() -> None:

@@ -405,3 +405,44 @@ def test_an_adopted_instance_is_running_only_once_its_own_instance_is_ready() ->
     assert sup.state is State.RUNNING and sup.restarts == 0 and w.runners == []  # nothing new started
     assert sup.run(until=lambda s: True) is State.RUNNING  # run() does not start a second instance
     assert w.runners == []
+
+
+BROKEN_LOG = ["INFO:     Finished server process [4242]",
+              "error: the model file /v/en_US-x-medium.onnx is corrupt or truncated (onnxruntime: INVALID_PROTOBUF)",
+              "hint: re-install it, or point TAILOR_VOICES_DIR at a directory with an intact NAME.onnx"]
+
+
+@pytest.mark.parametrize(("code", "meaning"), [(4, "model or configuration broken"), (2, "invalid settings")])
+def test_an_exit_that_restarting_cannot_fix_is_fatal_at_once_with_the_file_and_the_fix(
+        code: int, meaning: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FakeRunner, "logs", lambda _self, lines: BROKEN_LOG[-lines:])
+    w = World(healthy=False)
+    sup = w.supervisor()
+    sup.start()
+    w.runners[0].exit_status = RunnerStatus(running=False, exit_code=code, detail=f"exited with code {code}")
+    w.advance(sup, 60)
+    assert sup.state is State.FATAL and len(w.runners) == 1 and sup.restarts == 0  # no backoff, no retry
+    first = sup.reason.splitlines()[0]
+    assert first.startswith(f"the runtime cannot start, and restarting cannot fix it ({meaning}, exit code {code}): "
+                            "the model file /v/en_US-x-medium.onnx is corrupt or truncated")
+    assert first.endswith("; fix: re-install it, or point TAILOR_VOICES_DIR at a directory with an intact NAME.onnx")
+    assert "TAILOR_ENGINE" not in sup.reason
+
+
+def test_a_start_failure_that_may_pass_keeps_its_backoff() -> None:
+    w = World(healthy=False)
+    sup = w.supervisor()
+    sup.start()
+    w.runners[0].exit_status = RunnerStatus(running=False, exit_code=3, detail="exited with code 3")
+    sup.tick()
+    assert sup.state is State.BACKOFF and "restarting in" in sup.reason
+
+
+def test_an_engine_restart_after_an_unrecoverable_exit_is_stopped_and_fatal() -> None:
+    w = World()
+    sup = w.running()
+    w.runners[0].exit_status = RunnerStatus(running=True, restarted=True, exit_code=4,
+                                            detail="container exited with code 4; Docker restarted it")
+    sup.tick()
+    assert sup.state is State.FATAL and w.runners[0].removed and w.runners[0].stopped_with is not None
+    assert "restarting cannot fix it (model or configuration broken, exit code 4)" in sup.reason

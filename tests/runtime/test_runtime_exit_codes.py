@@ -1,0 +1,37 @@
+"""Which start-up failures a restart cannot fix (runtime.errors): the messages the engines give."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.errors import EXIT_BROKEN, EXIT_START_FAILED, UNRECOVERABLE_EXITS, broken_model_file
+
+CHAIN = "no engine could load the default voice v: onnx:v: EngineError: "
+
+
+@pytest.mark.parametrize(("text", "path", "cause"), [
+    (CHAIN + "onnxruntime could not load v.onnx: [ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from "
+             "/srv/voices/v.onnx failed:Protobuf parsing failed.\nhint: check TAILOR_ENGINE/TAILOR_DEVICE",
+     "/srv/voices/v.onnx", "is corrupt or truncated (onnxruntime: INVALID_PROTOBUF"),
+    ("torch:v: EngineError: /srv/my voices/v.onnx is not a readable ONNX model: Error parsing message",
+     "/srv/my voices/v.onnx", "is corrupt or truncated (it does not parse as an ONNX model)"),
+    ("onnx:v: EngineError: voice model /srv/v.onnx does not exist or is not a file", "/srv/v.onnx", "does not exist"),
+])
+def test_a_broken_model_file_is_named_with_its_fix(text: str, path: str, cause: str) -> None:
+    error = broken_model_file(text)
+    assert error is not None
+    assert error.message.startswith(f"the model file {path} {cause}")
+    assert "TAILOR_VOICES_DIR" in error.hint and "TAILOR_ENGINE" not in str(error)
+
+
+@pytest.mark.parametrize("text", [
+    CHAIN + "CUDA out of memory. Tried to allocate 20.00 MiB",
+    "cannot serve on 127.0.0.1:8000: [Errno 98] Address already in use",
+    "warm-up failed: RuntimeError: cuDNN error: CUDNN_STATUS_INTERNAL_ERROR",
+])
+def test_a_failure_that_may_pass_is_not_called_broken(text: str) -> None:
+    assert broken_model_file(text) is None
+
+
+def test_exit_codes_a_supervisor_gives_up_on() -> None:
+    assert EXIT_BROKEN in UNRECOVERABLE_EXITS and EXIT_START_FAILED not in UNRECOVERABLE_EXITS
