@@ -65,6 +65,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         stream=sys.stderr,
     )
 
+    from runtime.serving import processes
+
+    if settings.processes > 1 and not processes.is_child():
+        return processes.run_parent(settings)  # binds the port, runs the server processes
+    child = processes.ChildContext.from_environ() if processes.is_child() else None
+
     from runtime.serving.memory import limit_heap_fragmentation
 
     if not limit_heap_fragmentation():
@@ -111,7 +117,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     logging.getLogger("uvicorn.error").addFilter(_CutStreamFilter())
     config = uvicorn.Config(
-        app,
+        app if child is None else child.wrap(app),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -129,8 +135,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         server.should_exit = True
 
     service.on_start_failed = on_start_failed
+    if child is not None:
+        from runtime.serving.memory import process_rss_bytes
+
+        child.start_reporting(service.readiness, lambda: service.metrics.rss.set(process_rss_bytes()))
     try:
-        server.run()
+        server.run(sockets=None if child is None else [child.sock])
     except OSError as exc:
         print(f"error: cannot serve on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return EXIT_START_FAILED
