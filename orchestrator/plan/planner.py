@@ -29,6 +29,7 @@ from orchestrator.plan.container_spec import (
     pids_limit_for,
     sizing_reasons,
 )
+from orchestrator.plan.processes import decide_processes, scale_budget
 from orchestrator.plan.runtime_env import Provenance, build_env
 from orchestrator.plan.steps import Choices, Planning
 from orchestrator.plan.user_config import (
@@ -42,6 +43,7 @@ from orchestrator.select.selection import (
     FITS,
     Selection,
     complete_facts,
+    gpu_memory_bytes,
     judge,
 )
 from orchestrator.units import format_size
@@ -51,7 +53,7 @@ PLAN_VERSION = 2
 """2: the port is recorded once, in ``env`` (``container.port`` is gone) and ``container.pids_limit``
 is planned. Version-1 files are still read (upgraded on reading); other versions are refused."""
 SIZING_VARIABLES = ("TAILOR_ENGINE", "TAILOR_DEVICE", "TAILOR_PRECISION", "TAILOR_WORKERS",
-                    "TAILOR_THREADS_PER_WORKER", "TAILOR_MAX_BATCH_SIZE", "TAILOR_MAX_QUEUE")
+                    "TAILOR_THREADS_PER_WORKER", "TAILOR_MAX_BATCH_SIZE", "TAILOR_MAX_QUEUE", "TAILOR_PROCESSES")
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class Plan:
     launch_settings: Mapping[str, float] = field(default_factory=dict)
     """The launcher's own settings the user gave (``startup_timeout_s``, ``health_interval_s``; see
     ``user_config.LAUNCH_KNOBS``), with their sources in ``provenance``; never in ``env``."""
+    processes: int = 1
+    """Server processes behind the one port (TAILOR_PROCESSES; see orchestrator/plan/processes.py)."""
 
     @property
     def port(self) -> int:
@@ -160,6 +164,15 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
 
     budget = build_budget(pools, footprint, sizing.workers, batch.concurrency, sizing.cache_bytes, on_gpu,
                           planning.devices, solo_wide=plans_solo_wide(device, sizing.workers, batch.tight))
+    # Server processes (orchestrator/plan/processes.py): every budget row is per process.
+    usable_cpus = max(1, facts.cpu.effective_cpus - profile.threads.reserve_cpus)
+    decided = decide_processes(on_gpu=on_gpu, devices=planning.devices, usable_cpus=usable_cpus, budget=budget,
+                               card_bytes=gpu_memory_bytes(facts, planning.gpus), jetson=facts.jetson is not None)
+    processes = planning.decide("TAILOR_PROCESSES", "processes", decided.processes, "derived", decided.reason)
+    planning.reasons.append(decided.reason if processes == decided.processes else
+                            f"processes={processes}: {prov['processes'].reason} (the plan would run "
+                            f"{decided.processes})")
+    budget = scale_budget(budget, processes)
     for total in budget.totals:
         if not total.fits:
             warnings.append(f"{total.pool.upper()} budget is over by {format_size(-total.free_bytes)}: "
@@ -186,6 +199,13 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         fallback_threads=_fallback_threads(facts, profile, sizing.workers) if on_gpu else sizing.threads)
     warnings.extend(env_warnings)
     prov.update({p.name: p for p in env_prov})
+    env["TAILOR_PROCESSES"] = str(processes)
+    if processes > 1 and "TAILOR_RSS_SOFT_LIMIT_BYTES" not in runtime_values:
+        env["TAILOR_RSS_SOFT_LIMIT_BYTES"] = str(container.memory_limit_bytes * 9 // 10 // processes)
+        prov["TAILOR_RSS_SOFT_LIMIT_BYTES"] = Provenance(
+            "TAILOR_RSS_SOFT_LIMIT_BYTES", env["TAILOR_RSS_SOFT_LIMIT_BYTES"], "derived",
+            f"90% of the memory limit / {processes} server processes (each checks its own RSS): "
+            "refuse new work before the OOM killer acts")
     for var, field_name in _VARIABLE_FIELDS.items():
         if field_name in prov:
             prov[var] = replace(prov[field_name], name=var, value=env[var])
@@ -197,7 +217,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         memory_budget=budget, env=env, provenance=tuple(prov[k] for k in sorted(prov)), container=container,
         warnings=tuple(dict.fromkeys(warnings)),
         reasons=tuple(selection.reasons[:1]) + tuple(planning.reasons),
-        user_values=user.user_set(), launch_settings=launch_settings,
+        user_values=user.user_set(), launch_settings=launch_settings, processes=processes,
     )
 
 
@@ -210,23 +230,29 @@ def _fallback_threads(facts: HostFacts, profile: Profile, workers: int) -> int:
 def step_down(plan: Plan, facts: HostFacts, profiles: ProfileSet) -> Plan | None:
     """The next smaller plan after an OOM kill, or None when nothing smaller exists.
 
-    Order: halve the batch size, then halve the workers, then move to the next lower-priority
+    Order: halve the server processes, then halve the batch size, then halve the workers, then move to the next lower-priority
     profile that fits these facts (keeping the user's non-sizing settings). Each step is
     appended to ``steps`` and ``reasons``.
     """
     user_cli = {name: value for name, (value, _source) in plan.user_values.items()}
     current = profiles.get(plan.profile)
+    if plan.processes > 1:  # each process holds its own weights, context and working memory
+        new = plan.processes // 2
+        return _replan(plan, facts, current, user_cli, {
+            "TAILOR_PROCESSES": str(new), "TAILOR_MAX_BATCH_SIZE": str(plan.max_batch_size),
+            "TAILOR_WORKERS": str(plan.workers), "TAILOR_THREADS_PER_WORKER": str(plan.threads)},
+            f"OOM step-down: server processes {plan.processes} -> {new}")
     if plan.batching and plan.max_batch_size > 1:
         new = plan.max_batch_size // 2
         return _replan(plan, facts, current, user_cli, {
             "TAILOR_MAX_BATCH_SIZE": str(new), "TAILOR_WORKERS": str(plan.workers),
-            "TAILOR_THREADS_PER_WORKER": str(plan.threads)},
+            "TAILOR_THREADS_PER_WORKER": str(plan.threads), "TAILOR_PROCESSES": str(plan.processes)},
             f"OOM step-down: max batch size {plan.max_batch_size} -> {new}")
     if plan.workers > 1:
         new = plan.workers // 2
         return _replan(plan, facts, current, user_cli, {
             "TAILOR_WORKERS": str(new), "TAILOR_MAX_BATCH_SIZE": str(plan.max_batch_size),
-            "TAILOR_THREADS_PER_WORKER": str(plan.threads)},
+            "TAILOR_THREADS_PER_WORKER": str(plan.threads), "TAILOR_PROCESSES": str(plan.processes)},
             f"OOM step-down: workers {plan.workers} -> {new}")
     for candidate in profiles.profiles:
         if candidate.priority < current.priority and judge(facts, candidate).status == FITS:

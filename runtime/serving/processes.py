@@ -252,6 +252,12 @@ class ChildContext:
 # --- the parent ------------------------------------------------------------------------------
 
 
+def child_command() -> list[str]:
+    """The command of each server process (the parent's own interpreter); a benchmark replaces
+    it to run a stand-in engine (benchmarks/bench_server_overhead.py)."""
+    return [sys.executable, "-m", "runtime"]
+
+
 @dataclass
 class _Child:
     index: int
@@ -269,7 +275,7 @@ class Parent:
 
     settings: Settings
     count: int
-    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "runtime"])
+    command: list[str] = field(default_factory=lambda: child_command())
     children: list[_Child] = field(default_factory=list)
     stopping: bool = False
     exit_code: int = 0
