@@ -145,7 +145,7 @@ def test_two_processes_one_port_readiness_metrics_kill_and_drain(tmp_path: Path)
         after = {int(str(m["index"])): int(str(m["pid"])) for m in _members(base)}
         assert after[0] == survivor and after[1] not in (victim, survivor)
         assert not _alive(victim)
-        assert "server process 1 (pid %d) exited with signal SIGKILL" % victim in server.log()
+        assert f"server process 1 (pid {victim}) exited with signal SIGKILL" in server.log()
         # Counts of the killed process stay in the sum (its answered requests happened).
         assert _metric(base, "tailor_requests_total", f'route="{SPEECH}",status="200"') >= served + len(kept)
 
