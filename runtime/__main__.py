@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
@@ -92,13 +93,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         """First SIGTERM/SIGINT drains, then exits; the signal is not re-raised (exit 0)."""
 
         draining = False
+        drain_started = 0.0
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.draining and child is not None and time.monotonic() - self.drain_started < processes.SAME_STOP_S:
+                return  # the parent's forward of a stop the process group or cgroup delivered too
             if self.draining:
                 self.force_exit = True
                 self.should_exit = True
                 return
             self.draining = True
+            self.drain_started = time.monotonic()
             _LOG.info("signal %s: draining for up to %gs", signal.Signals(sig).name, settings.shutdown_grace_s)
             service.begin_drain()
 

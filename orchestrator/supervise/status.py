@@ -46,6 +46,16 @@ class StatusReport:
                     f"expected {self.state.instance_id})")
         return self.view.summary()
 
+    def processes_lines(self) -> list[str]:
+        """With several server processes (TAILOR_PROCESSES): how many are ready, and each one."""
+        group = self.view.body.get("processes") if self.view is not None else None
+        if not isinstance(group, dict) or not isinstance(group.get("members"), list):
+            return []
+        members = [m for m in group["members"] if isinstance(m, dict)]
+        each = ", ".join(f"{m.get('index')}: pid {m.get('pid') or '-'} {'ready' if m.get('ready') else m.get('state')}"
+                         for m in members)
+        return [f"processes:    {group.get('ready')}/{group.get('count')} ready ({each})"]
+
     def lines(self) -> list[str]:
         s = self.state
         what = "pid" if s.backend == "process" else "container"
@@ -63,6 +73,7 @@ class StatusReport:
             f"uptime:       {_duration(self.uptime_s) if self.uptime_s is not None else '-'}",
             f"restarts:     {s.restarts}",
             f"runtime:      {self.runtime_line()}",
+            *self.processes_lines(),
             f"last health:  {s.last_health or '-'}",
             f"last exit:    {s.last_exit_reason or '-'}",
         ]

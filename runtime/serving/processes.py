@@ -78,6 +78,10 @@ BACKOFF_MAX_S = 30.0
 BACKOFF_RESET_AFTER_S = 60.0
 KILL_AFTER_S = 10.0
 """After the drain (grace + abort wait), how long the parent waits before SIGKILL."""
+SAME_STOP_S = 1.0
+"""A server process counts a second SIGTERM/SIGINT within this long of the first as the same stop
+(systemd and ``killpg`` signal every process, then the parent forwards its own); later, a second
+signal ends it at once."""
 EXIT_BAD_SETTINGS = 2
 EXIT_START_FAILED = 3
 
