@@ -5,6 +5,10 @@ the two flags override ``TAILOR_HOST``/``TAILOR_PORT``. SIGTERM/SIGINT drain: re
 503, new requests get 503, in-flight requests get ``TAILOR_SHUTDOWN_GRACE_S`` seconds to
 finish, then the process exits 0. A second signal exits at once. Exit codes: 0 after a
 drain, 2 for invalid settings, 3 when no engine could load the model.
+
+With ``TAILOR_PROCESSES`` > 1 this process becomes the parent of that many server processes
+sharing its listening socket (``runtime/serving/processes.py``); each of them runs this same
+``main`` as a child.
 """
 
 from __future__ import annotations
