@@ -53,7 +53,7 @@ class StatusReport:
             return []
         members = [m for m in group["members"] if isinstance(m, dict)]
         each = ", ".join(f"{m.get('index')}: pid {m.get('pid') or '-'} {'ready' if m.get('ready') else m.get('state')}"
-                         for m in members)
+                         + (f" ({m['restarts']} restarts)" if m.get("restarts") else "") for m in members)
         return [f"processes:    {group.get('ready')}/{group.get('count')} ready ({each})"]
 
     def lines(self) -> list[str]:

@@ -119,6 +119,7 @@ def group_view(run_dir: Path) -> dict[str, Any]:
     members = _read_json(run_dir / "members.json") or {}
     count = int(members.get("count", 0))
     pids: dict[str, Any] = members.get("pids", {}) if isinstance(members.get("pids"), dict) else {}
+    restarts: dict[str, Any] = members.get("restarts", {}) if isinstance(members.get("restarts"), dict) else {}
     rows: list[dict[str, Any]] = []
     for index in range(count):
         pid = pids.get(str(index))
@@ -133,6 +134,8 @@ def group_view(run_dir: Path) -> dict[str, Any]:
             rows.append({"index": index, "pid": pid, "ready": bool(state.get("ready")),
                          "state": state.get("state"), "reason": state.get("reason"),
                          "in_flight": state.get("in_flight")})
+    for row in rows:
+        row["restarts"] = int(restarts.get(str(row["index"]), 0))
     ready = sum(1 for r in rows if r["ready"])
     return {"count": count, "ready": ready, "members": rows}
 
@@ -331,7 +334,8 @@ class Parent:
 
     def _members(self) -> None:
         pids = {str(c.index): c.proc.pid for c in self.children if c.proc is not None and c.proc.poll() is None}
-        _write_json(self.run_dir / "members.json", {"count": self.count, "pids": pids})
+        restarts = {str(c.index): c.restarts for c in self.children}
+        _write_json(self.run_dir / "members.json", {"count": self.count, "pids": pids, "restarts": restarts})
 
     def _spawn(self, child: _Child) -> None:
         env = {**self.env, CHILD_INDEX: str(child.index)}

@@ -142,7 +142,9 @@ def test_two_processes_one_port_readiness_metrics_kill_and_drain(tmp_path: Path)
             assert body["ready"] is False and body["processes"]["ready"] < 2, body
             assert time.monotonic() < deadline, f"not ready again: {body}"
             time.sleep(0.3)
-        after = {int(str(m["index"])): int(str(m["pid"])) for m in _members(base)}
+        rows = _members(base)
+        after = {int(str(m["index"])): int(str(m["pid"])) for m in rows}
+        assert [m["restarts"] for m in rows] == [0, 1]
         assert after[0] == survivor and after[1] not in (victim, survivor)
         assert not _alive(victim)
         assert f"server process 1 (pid {victim}) exited with signal SIGKILL" in server.log()
