@@ -29,7 +29,7 @@ from orchestrator.plan.container_spec import (
     pids_limit_for,
     sizing_reasons,
 )
-from orchestrator.plan.processes import decide_processes, scale_budget
+from orchestrator.plan.processes import decide_processes, pod_processes, scale_budget
 from orchestrator.plan.runtime_env import Provenance, build_env
 from orchestrator.plan.steps import Choices, Planning
 from orchestrator.plan.user_config import (
@@ -172,7 +172,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     planning.reasons.append(decided.reason if processes == decided.processes else
                             f"processes={processes}: {prov['processes'].reason} (the plan would run "
                             f"{decided.processes})")
-    budget = scale_budget(budget, processes)
+    one_process_budget, budget = budget, scale_budget(budget, processes)
     for total in budget.totals:
         if not total.fits:
             warnings.append(f"{total.pool.upper()} budget is over by {format_size(-total.free_bytes)}: "
@@ -181,6 +181,11 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     container = container_spec(facts, profile, pools.ram_capacity_bytes - pools.ram_headroom_bytes, on_gpu,
                                gpus=gpus, budget=budget, cpus_used=sizing.workers * sizing.threads,
                                workers=sizing.workers)
+    if processes > 1 and container.k8s_replicas > 1:  # a pod per GPU runs its share of the processes
+        pod = container_spec(facts, profile, pools.ram_capacity_bytes - pools.ram_headroom_bytes, on_gpu, gpus=gpus,
+                             budget=scale_budget(one_process_budget, pod_processes(processes, container.k8s_replicas)),
+                             cpus_used=sizing.workers * sizing.threads, workers=sizing.workers)
+        container = replace(container, k8s_request_memory_bytes=pod.k8s_request_memory_bytes)
     planning.reasons.extend(sizing_reasons(container, facts))
     base_warning = base_image_for(facts, container.flavor, gpus)[1]
     if base_warning is not None:

@@ -123,5 +123,12 @@ def scale_budget(budget: MemoryBudget, per_gpu: int) -> MemoryBudget:
     return MemoryBudget(rows, tuple(totals))
 
 
+def pod_processes(processes: int, pods: int) -> int:
+    """Server processes in each pod when the Kubernetes render runs one pod per GPU: the plan's
+    processes shared out, rounded up (each pod's GPU then holds that many copies, within the
+    per-GPU VRAM the plan checked for all of them)."""
+    return max(1, -(-processes // max(1, pods)))
+
+
 __all__ = ["CPUS_PER_PROCESS", "GPU_ENGINE_AUDIO_S", "PER_PROCESS_CEILING_AUDIO_S", "ProcessDecision",
-           "decide_processes", "scale_budget"]
+           "decide_processes", "pod_processes", "scale_budget"]

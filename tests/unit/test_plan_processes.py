@@ -133,3 +133,14 @@ def test_renders_carry_the_count_and_its_reason_and_run_the_same_command() -> No
                  options=RenderOptions(python="/opt/tailor/venv/bin/python"))
     assert one["tailor-runtime.service"].split("ExecStart=")[1].splitlines()[0] == \
         files["tailor-runtime.service"].split("ExecStart=")[1].splitlines()[0]
+
+
+def test_a_pod_per_gpu_runs_its_share_of_the_processes_and_requests_their_memory() -> None:
+    plan = plan_on(host("h100x8-2tb"))
+    c = plan.container
+    assert c.k8s_replicas == 8 and plan.processes == 10
+    docs = [d for d in yaml.safe_load_all(render(plan, ["k8s"])["k8s.yaml"]) if d]
+    env = {e["name"]: e["value"] for e in docs[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TAILOR_PROCESSES"] == "2"  # ceil(10 / 8 pods)
+    one = plan_on(host("h100x8-2tb"), {"processes": "1"}).container.k8s_request_memory_bytes
+    assert one < c.k8s_request_memory_bytes < 3 * one  # two processes' memory per pod, not ten
