@@ -5,6 +5,7 @@ requests and the parent restarts it, SIGTERM to the parent leaves no process beh
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -124,10 +125,15 @@ def test_two_processes_one_port_readiness_metrics_kill_and_drain(tmp_path: Path)
         os.kill(victim, signal.SIGKILL)
         for o in outs:
             assert o.done.wait(180), "a request never finished"
-        kept = [o for o in outs if o.pid == survivor]
+        answered = [o for o in outs if o.pid == survivor]
+        # Refused at admission (the survivor's queue or deadline estimate on a loaded machine) is
+        # not admitted; every admitted one must finish whole.
+        refused = [o for o in answered if o.status in (429, 503) and
+                   json.loads(o.body)["error"]["code"] in ("queue_full", "overloaded")]
+        kept = [o for o in answered if o not in refused]
         assert kept, "the surviving process answered none of the in-flight requests"
         for o in kept:
-            assert o.status == 200, (o.status, o.error)
+            assert o.status == 200, (o.status, o.error, o.body[:300])
             samples, rate = decode(o.body)
             assert len(samples) / rate > SENTENCES * 1.5  # every sentence, not a truncated answer
         assert not [o for o in outs if o.pid is None and o.status is not None], "an answer without a process"
