@@ -18,7 +18,7 @@ and at least 1, on data-center cards (>= 40 GiB; smaller cards and Jetson keep o
 engine rate was measured there) (each process spreads its workers over every GPU the plan uses, so each GPU holds
 one CUDA context and weight copy per process). On the CPU the engine itself is the bottleneck
 long before one process's request handling is: every usable CPU's synthesis rate
-(``CPU_AUDIO_S_PER_CPU``) together stays below the per-process ceiling up to ~36 CPUs, so CPU
+(``CPU_AUDIO_S_PER_CPU``) together stays below the per-process ceiling up to ~75 CPUs, so CPU
 plans keep one process (the reason says from how many CPUs a second one would pay; the user may
 set ``TAILOR_PROCESSES``, and ``TAILOR_WORKERS`` is then per process).
 
@@ -40,9 +40,10 @@ the H200 host (benchmarks/RESULTS.md, bench_server_overhead.py, concurrency 64);
 GPU_ENGINE_AUDIO_S = 2430.0
 """The torch engine alone on one H200, bf16, batch 64: 2,426-2,436 audio-s/s (benchmarks/RESULTS.md).
 An H100/H200-class figure; smaller cards are held back by their VRAM and CPUs below."""
-CPU_AUDIO_S_PER_CPU = 25.0
-"""Audio seconds per second one CPU synthesizes with the onnx engine (fp32, en_US-joe-medium):
-about 50 on the 2-vCPU AVX2 VM with both CPUs (benchmarks/RESULTS.md)."""
+CPU_AUDIO_S_PER_CPU = 12.0
+"""Audio seconds per second one CPU synthesizes through the server with the onnx engine (fp32,
+en_US-joe-medium): the default CPU plan did 18-24 audio-s/s with both CPUs of the 2-vCPU AVX2 VM
+(benchmarks/RESULTS.md, "Runtime vs Piper" and the GIL switch interval runs)."""
 CPUS_PER_PROCESS = 2
 """A process needs a CPU for its event loop and phonemizer and one for its workers' feeding
 (H200 host: one process kept ~1.3 CPUs busy at its ceiling, benchmarks/RESULTS.md)."""
