@@ -1,6 +1,6 @@
 """Benchmark: what the runtime's HTTP path costs when the engine costs (almost) nothing.
 
-    .venv/bin/python benchmarks/bench_server_overhead.py [--engine-ms 0] [--workers 1] \
+    .venv/bin/python benchmarks/bench_server_overhead.py [--engine-ms 0] [--workers 1] [--processes 1] \
         [--batch 32] [--concurrency 1,8,32,64] [--requests 128] [--switch-interval-ms 5] [--json FILE]
 
 Starts the real runtime (``python -m runtime``, the same app, scheduler, phonemizer, WAV
@@ -10,6 +10,8 @@ en_US-joe-medium) after sleeping ``--engine-ms`` per call with the GIL released,
 wait does. It then drives it with ``deploy tune``'s load generator (cache off). What it measures
 is the ceiling the server itself puts on throughput: text handling, scheduling, encoding and
 HTTP, on this machine's CPU. A GPU deployment cannot go faster than this, whatever the card.
+``--processes N`` runs N server processes behind the one port (``TAILOR_PROCESSES``,
+runtime/serving/processes.py); the server CPU column then sums the parent and every process.
 """
 
 from __future__ import annotations
@@ -31,12 +33,17 @@ from orchestrator.tune.loadgen import run_level  # noqa: E402
 from orchestrator.tune.trial import free_port  # noqa: E402
 
 _BOOTSTRAP = (
+    "import sys\n"
     "import runtime.engines as engines\n"
+    "import runtime.serving.processes as processes\n"
     "engines._REGISTRY['torch'] = 'benchmarks.standin_engine:StandInEngine'\n"
+    "processes.child_command = lambda: [sys.executable, '-c', BOOT]\n"
     "from runtime.__main__ import main\n"
     "raise SystemExit(main([]))\n"
 )
-"""``python -m runtime`` with the stand-in in the torch engine's place (benchmarks/standin_engine.py)."""
+"""``python -m runtime`` with the stand-in in the torch engine's place (benchmarks/standin_engine.py);
+with ``--processes N`` the parent starts each server process with this same bootstrap."""
+_BOOTSTRAP = f"BOOT = {_BOOTSTRAP!r}\n" + _BOOTSTRAP
 
 
 def wait_ready(url: str, instance_id: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
@@ -53,7 +60,8 @@ def wait_ready(url: str, instance_id: str, proc: subprocess.Popen[bytes], timeou
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine-ms", type=float, default=0.0, help="stand-in engine time per call")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="TAILOR_WORKERS (per process)")
+    parser.add_argument("--processes", type=int, default=1, help="TAILOR_PROCESSES: server processes on the port")
     parser.add_argument("--batch", type=int, default=32, help="TAILOR_MAX_BATCH_SIZE (batching on if > 1)")
     parser.add_argument("--window-ms", type=float, default=8.0, help="TAILOR_BATCH_WINDOW_MS")
     parser.add_argument("--switch-interval-ms", type=float, default=5.0, help="TAILOR_SWITCH_INTERVAL_MS")
@@ -67,7 +75,7 @@ def main() -> None:
     instance_id = f"bench-overhead-{port}"
     env = {
         **os.environ, "TAILOR_ENGINE": "torch", "TAILOR_DEVICE": "cpu", "TAILOR_PORT": str(port),
-        "TAILOR_WORKERS": str(args.workers), "TAILOR_BATCHING": "true" if args.batch > 1 else "false",
+        "TAILOR_WORKERS": str(args.workers), "TAILOR_PROCESSES": str(args.processes), "TAILOR_BATCHING": "true" if args.batch > 1 else "false",
         "TAILOR_MAX_BATCH_SIZE": str(args.batch), "TAILOR_BATCH_WINDOW_MS": f"{args.window_ms:g}",
         "TAILOR_MAX_QUEUE": "512", "TAILOR_CACHE_BYTES": "0", "TAILOR_LOG_LEVEL": "warning",
         "TAILOR_SWITCH_INTERVAL_MS": f"{args.switch_interval_ms:g}", "TAILOR_INSTANCE_ID": instance_id,
@@ -79,7 +87,8 @@ def main() -> None:
     rows = []
     try:
         wait_ready(url, instance_id, proc)
-        print(f"stand-in engine {args.engine_ms:g} ms/call, {args.workers} worker(s), batch {args.batch}, "
+        print(f"stand-in engine {args.engine_ms:g} ms/call, {args.processes} process(es) x {args.workers} worker(s), "
+              f"batch {args.batch}, "
               f"switch interval {args.switch_interval_ms:g} ms, {os.cpu_count()} CPUs")
         print("| concurrency | requests/s | audio s/s | p50 latency (ms) | p95 latency (ms) | server CPU (s/request) |")
         print("|---|---|---|---|---|---|")
@@ -112,8 +121,18 @@ def main() -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of the server: the process and its live children (the server processes)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in (root, *root.children(recursive=True)):
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ finish, then the process exits 0. A second signal exits at once. Exit codes
 configuration is broken (a corrupt or missing model file, a missing TAILOR_VOICES_DIR, an
 unknown voice: restarting cannot help), 3 for other start-up failures (the port, a device, a
 warm-up: a restart may help).
+
+With ``TAILOR_PROCESSES`` > 1 this process becomes the parent of that many server processes
+sharing its listening socket (``runtime/serving/processes.py``); each of them runs this same
+``main`` as a child.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
@@ -72,6 +77,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         stream=sys.stderr,
     )
 
+    from runtime.serving import processes
+
+    if settings.processes > 1 and not processes.is_child():
+        return processes.run_parent(settings)  # binds the port, runs the server processes
+    child = processes.ChildContext.from_environ() if processes.is_child() else None
+
     from runtime.serving.memory import limit_heap_fragmentation
 
     if not limit_heap_fragmentation():
@@ -94,13 +105,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         """First SIGTERM/SIGINT drains, then exits; the signal is not re-raised (exit 0)."""
 
         draining = False
+        drain_started = 0.0
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.draining and child is not None and time.monotonic() - self.drain_started < processes.SAME_STOP_S:
+                return  # the parent's forward of a stop the process group or cgroup delivered too
             if self.draining:
                 self.force_exit = True
                 self.should_exit = True
                 return
             self.draining = True
+            self.drain_started = time.monotonic()
             _LOG.info("signal %s: draining for up to %gs", signal.Signals(sig).name, settings.shutdown_grace_s)
             service.begin_drain()
 
@@ -119,7 +134,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     logging.getLogger("uvicorn.error").addFilter(_CutStreamFilter())
     config = uvicorn.Config(
-        app,
+        app if child is None else child.wrap(app),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -138,8 +153,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         server.should_exit = True
 
     service.on_start_failed = on_start_failed
+    if child is not None:
+        from runtime.serving.memory import process_rss_bytes
+
+        child.start_reporting(service.readiness, lambda: service.metrics.rss.set(process_rss_bytes()))
     try:
-        server.run()
+        server.run(sockets=None if child is None else [child.sock])
     except OSError as exc:
         print(f"error: cannot serve on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return EXIT_START_FAILED

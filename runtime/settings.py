@@ -183,6 +183,12 @@ VARIABLES: tuple[EnvVar, ...] = (
            knob="model_variant"),
     EnvVar("TAILOR_VOICES_DIR", "voices_dir", "",
            "Directory with extra Piper voices (NAME.onnx + NAME.onnx.json), loaded on first use. Empty: bundled voice only. Set but missing: start-up error.", _text),
+    EnvVar("TAILOR_PROCESSES", "processes", "1",
+           "Server processes behind the one port (each its own GIL, phonemizer and engines; on CUDA each its own "
+           "CUDA context and weights). Above 1, `python -m runtime` is a parent that binds the port, starts this "
+           "many server processes sharing it, restarts one that dies, and drains them all on SIGTERM; /readyz is "
+           "ready only when every process is, /metrics sums them. TAILOR_WORKERS and TAILOR_RSS_SOFT_LIMIT_BYTES "
+           "apply to each process.", _int_at_least(1, 64), knob="processes"),
     EnvVar("TAILOR_WORKERS", "workers", "1", "Synthesis workers (concurrent syntheses); each holds its own engine instance per loaded voice.", _int_at_least(1), knob="workers"),
     EnvVar("TAILOR_THREADS_PER_WORKER", "threads_per_worker", "1",
            "Intra-op threads per worker (onnxruntime / torch).", _int_at_least(1), knob="threads"),
@@ -303,6 +309,7 @@ class Settings:
     default_voice: str
     model_variant: str
     voices_dir: str
+    processes: int
     workers: int
     threads_per_worker: int
     inter_op_threads: int

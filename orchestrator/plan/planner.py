@@ -31,6 +31,7 @@ from orchestrator.plan.container_spec import (
     sizing_reasons,
 )
 from orchestrator.plan.model_fit import fit_env, fit_reasons, fit_warnings, model_request
+from orchestrator.plan.processes import decide_processes, pod_processes, scale_budget
 from orchestrator.plan.runtime_env import Provenance, build_env
 from orchestrator.plan.steps import Choices, Planning
 from orchestrator.plan.user_config import (
@@ -46,6 +47,7 @@ from orchestrator.select.selection import (
     ModelRequest,
     Selection,
     complete_facts,
+    gpu_memory_bytes,
     judge,
     refusal,
 )
@@ -57,7 +59,7 @@ PLAN_VERSION = 2
 """2: the port is recorded once, in ``env`` (``container.port`` is gone) and ``container.pids_limit``
 is planned. Version-1 files are still read (upgraded on reading); other versions are refused."""
 SIZING_VARIABLES = ("TAILOR_ENGINE", "TAILOR_DEVICE", "TAILOR_PRECISION", "TAILOR_WORKERS",
-                    "TAILOR_THREADS_PER_WORKER", "TAILOR_MAX_BATCH_SIZE", "TAILOR_MAX_QUEUE")
+                    "TAILOR_THREADS_PER_WORKER", "TAILOR_MAX_BATCH_SIZE", "TAILOR_MAX_QUEUE", "TAILOR_PROCESSES")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class Plan:
     model_fit: ModelFit | None = None
     """How the family fits this machine: placement, reductions with their numbers, needs
     (select/fit.py). None only in plan files written before model families."""
+    processes: int = 1
+    """Server processes behind the one port (TAILOR_PROCESSES; see orchestrator/plan/processes.py)."""
 
     @property
     def port(self) -> int:
@@ -184,6 +188,15 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
 
     budget = build_budget(pools, footprint, sizing.workers, batch.concurrency, sizing.cache_bytes, on_gpu,
                           planning.devices, solo_wide=plans_solo_wide(device, sizing.workers, batch.tight))
+    # Server processes (orchestrator/plan/processes.py): every budget row is per process.
+    usable_cpus = max(1, facts.cpu.effective_cpus - profile.threads.reserve_cpus)
+    decided = decide_processes(on_gpu=on_gpu, devices=planning.devices, usable_cpus=usable_cpus, budget=budget,
+                               card_bytes=gpu_memory_bytes(facts, planning.gpus), jetson=facts.jetson is not None)
+    processes = planning.decide("TAILOR_PROCESSES", "processes", decided.processes, "derived", decided.reason)
+    planning.reasons.append(decided.reason if processes == decided.processes else
+                            f"processes={processes}: {prov['processes'].reason} (the plan would run "
+                            f"{decided.processes})")
+    one_process_budget, budget = budget, scale_budget(budget, processes)
     for total in budget.totals:
         if not total.fits:
             warnings.append(f"{total.pool.upper()} budget is over by {format_size(-total.free_bytes)}: "
@@ -196,6 +209,11 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     container = container_spec(facts, profile, pools.ram_capacity_bytes - pools.ram_headroom_bytes, on_gpu,
                                gpus=gpus, budget=budget, cpus_used=sizing.workers * sizing.threads,
                                workers=sizing.workers)
+    if processes > 1 and container.k8s_replicas > 1:  # a pod per GPU runs its share of the processes
+        pod = container_spec(facts, profile, pools.ram_capacity_bytes - pools.ram_headroom_bytes, on_gpu, gpus=gpus,
+                             budget=scale_budget(one_process_budget, pod_processes(processes, container.k8s_replicas)),
+                             cpus_used=sizing.workers * sizing.threads, workers=sizing.workers)
+        container = replace(container, k8s_request_memory_bytes=pod.k8s_request_memory_bytes)
     planning.reasons.extend(sizing_reasons(container, facts))
     base_warning = base_image_for(facts, container.flavor, gpus)[1]
     if base_warning is not None:
@@ -215,6 +233,13 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         family=spec.name, model_env=fit_env(fit, "the model fit (see the model reductions in --explain)"))
     warnings.extend(env_warnings)
     prov.update({p.name: p for p in env_prov})
+    env["TAILOR_PROCESSES"] = str(processes)
+    if processes > 1 and "TAILOR_RSS_SOFT_LIMIT_BYTES" not in runtime_values:
+        env["TAILOR_RSS_SOFT_LIMIT_BYTES"] = str(container.memory_limit_bytes * 9 // 10 // processes)
+        prov["TAILOR_RSS_SOFT_LIMIT_BYTES"] = Provenance(
+            "TAILOR_RSS_SOFT_LIMIT_BYTES", env["TAILOR_RSS_SOFT_LIMIT_BYTES"], "derived",
+            f"90% of the memory limit / {processes} server processes (each checks its own RSS): "
+            "refuse new work before the OOM killer acts")
     for var, field_name in _VARIABLE_FIELDS.items():
         if field_name in prov:
             prov[var] = replace(prov[field_name], name=var, value=env[var])
@@ -227,6 +252,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         warnings=tuple(dict.fromkeys(warnings)),
         reasons=tuple(selection.reasons[:1]) + tuple(planning.reasons),
         user_values=user.user_set(), launch_settings=launch_settings, model=model_name, model_fit=fit,
+        processes=processes,
     )
 
 
@@ -239,23 +265,29 @@ def _fallback_threads(facts: HostFacts, profile: Profile, workers: int) -> int:
 def step_down(plan: Plan, facts: HostFacts, profiles: ProfileSet) -> Plan | None:
     """The next smaller plan after an OOM kill, or None when nothing smaller exists.
 
-    Order: halve the batch size, then halve the workers, then move to the next lower-priority
+    Order: halve the server processes, then halve the batch size, then halve the workers, then move to the next lower-priority
     profile that fits these facts (keeping the user's non-sizing settings). Each step is
     appended to ``steps`` and ``reasons``.
     """
     user_cli = {name: value for name, (value, _source) in plan.user_values.items()}
     current = profiles.get(plan.profile)
+    if plan.processes > 1:  # each process holds its own weights, context and working memory
+        new = plan.processes // 2
+        return _replan(plan, facts, current, user_cli, {
+            "TAILOR_PROCESSES": str(new), "TAILOR_MAX_BATCH_SIZE": str(plan.max_batch_size),
+            "TAILOR_WORKERS": str(plan.workers), "TAILOR_THREADS_PER_WORKER": str(plan.threads)},
+            f"OOM step-down: server processes {plan.processes} -> {new}")
     if plan.batching and plan.max_batch_size > 1:
         new = plan.max_batch_size // 2
         return _replan(plan, facts, current, user_cli, {
             "TAILOR_MAX_BATCH_SIZE": str(new), "TAILOR_WORKERS": str(plan.workers),
-            "TAILOR_THREADS_PER_WORKER": str(plan.threads)},
+            "TAILOR_THREADS_PER_WORKER": str(plan.threads), "TAILOR_PROCESSES": str(plan.processes)},
             f"OOM step-down: max batch size {plan.max_batch_size} -> {new}")
     if plan.workers > 1:
         new = plan.workers // 2
         return _replan(plan, facts, current, user_cli, {
             "TAILOR_WORKERS": str(new), "TAILOR_MAX_BATCH_SIZE": str(plan.max_batch_size),
-            "TAILOR_THREADS_PER_WORKER": str(plan.threads)},
+            "TAILOR_THREADS_PER_WORKER": str(plan.threads), "TAILOR_PROCESSES": str(plan.processes)},
             f"OOM step-down: workers {plan.workers} -> {new}")
     model = ModelRequest(family(plan.model))
     for candidate in profiles.profiles:

@@ -35,6 +35,7 @@ from orchestrator.plan.decisions import (
     publish_address,
 )
 from orchestrator.plan.planner import Plan
+from orchestrator.plan.processes import pod_processes
 from orchestrator.plan.runtime_env import set_by_user
 from orchestrator.render.templating import render_template
 
@@ -155,6 +156,7 @@ def k8s_pod_env(plan: Plan) -> dict[str, str]:
         env["TAILOR_GPUS"] = "1"
         env["TAILOR_WORKERS"] = str(c.k8s_workers)
         env["TAILOR_MAX_QUEUE"] = str(-(-int(plan.env["TAILOR_MAX_QUEUE"]) // c.k8s_replicas))
+        env["TAILOR_PROCESSES"] = str(pod_processes(plan.processes, c.k8s_replicas))
     return env
 
 

@@ -81,6 +81,15 @@ class StatusReport:
             line += (f" (TAILOR_MAX_INPUT_CHARS={limit} admits more: longer inputs get 413; raise "
                      "TAILOR_REQUEST_TIMEOUT_S or lower TAILOR_MAX_INPUT_CHARS)")
         return line
+    def processes_lines(self) -> list[str]:
+        """With several server processes (TAILOR_PROCESSES): how many are ready, and each one."""
+        group = self.view.body.get("processes") if self.view is not None else None
+        if not isinstance(group, dict) or not isinstance(group.get("members"), list):
+            return []
+        members = [m for m in group["members"] if isinstance(m, dict)]
+        each = ", ".join(f"{m.get('index')}: pid {m.get('pid') or '-'} {'ready' if m.get('ready') else m.get('state')}"
+                         + (f" ({m['restarts']} restarts)" if m.get("restarts") else "") for m in members)
+        return [f"processes:    {group.get('ready')}/{group.get('count')} ready ({each})"]
 
     def lines(self) -> list[str]:
         s = self.state
@@ -104,6 +113,7 @@ class StatusReport:
             f"restarts:     {s.restarts}",
             f"runtime:      {self.runtime_line()}",
             *([f"admission:    {admission}"] if (admission := self.admission_line()) else []),
+            *self.processes_lines(),
             f"last health:  {s.last_health or '-'}",
             f"last exit:    {s.last_exit_reason or '-'}",
         ]

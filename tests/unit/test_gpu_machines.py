@@ -145,7 +145,9 @@ def test_eight_h100_pod_requests_the_plan_not_the_node() -> None:
     plan = plan_for("h100x8-2tb")
     assert (plan.workers, plan.threads, plan.max_batch_size) == (16, 2, 32)
     assert plan.container.request_cpus == 34.0  # 16 workers x 2 threads + 2 for the server
-    assert plan.container.request_memory_bytes < 32 * GIB  # not 1.6 TiB
+    # Ten server processes (TAILOR_PROCESSES, each with its own weights and working memory):
+    # their planned RAM, not the node's 1.6 TiB.
+    assert plan.processes == 10 and plan.container.request_memory_bytes < 320 * GIB
     assert plan.container.gpu_count == 8
 
 
