@@ -165,7 +165,7 @@ def test_two_processes_one_port_readiness_metrics_kill_and_drain(tmp_path: Path)
         stop_server(server)
 
 
-def test_a_process_that_cannot_load_its_model_stops_the_set_with_exit_3(tmp_path: Path) -> None:
+def test_a_process_that_cannot_load_its_model_stops_the_set_with_exit_4(tmp_path: Path) -> None:
     import shutil
     import subprocess
     import sys
