@@ -15,10 +15,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -173,7 +173,7 @@ def create_app(
 
     @app.get("/v1/models/{model_id}", summary="One accepted model name (OpenAI's retrieve model).",
              responses={404: {"description": "No such model"}})
-    async def model(model_id: str) -> dict[str, Any]:
+    async def model(model_id: Annotated[str, Path(examples=["tts-1", "gpt-4o-mini-tts"])]) -> dict[str, Any]:
         if not (is_openai_model(model_id) or model_id in service.catalog):
             raise NotFound(f"the model {model_id!r} does not exist; GET /v1/models lists the accepted names",
                            param="model", code="model_not_found")

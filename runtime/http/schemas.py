@@ -85,6 +85,8 @@ class CaptionedSpeechRequest(SpeechRequest):
     """``POST /v1/audio/captioned_speech``: a speech request whose answer is JSON with the audio
     (base64) and word-level timestamps (Kokoro-FastAPI's captioned speech)."""
 
+    stream_format: Literal["audio"] | None = Field(
+        default=None, description="Only 'audio' (or omitted): the answer is one JSON document, never SSE.")
     return_timestamps: StrictBool = Field(
         default=True, description="Include the per-word timestamps (false: only the audio).")
 

@@ -281,9 +281,6 @@ async def captioned_speech(service: SpeechService, settings: Settings, body: Cap
                            request: Request, route: str) -> JSONResponse:
     """The audio (base64) and, per word, its start and end in seconds from the model's own
     durations (see ``runtime.text.timestamps``). Answered whole, never streamed."""
-    if body.stream_format == "sse":
-        raise BadRequest("captioned speech is answered as one JSON document; leave stream_format out",
-                         param="stream_format")
     checked = validate(service, settings, body, request)
     if checked.record is not None:
         checked.record.stream = "whole"

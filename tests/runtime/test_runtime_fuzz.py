@@ -31,7 +31,8 @@ def test_schemathesis_all_checks_pass(live_server: LiveServer, tmp_path: Path) -
     done = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "run", f"{live_server.base_url}/openapi.json",
          "--checks", "all", "--header", f"Authorization: Bearer {API_KEY}",
-         "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--request-timeout", "60",
+         "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--request-timeout", "120",
+         "--max-response-time", "120",  # the live server's TAILOR_REQUEST_TIMEOUT_S: in time is fine
          "--no-color"],
         capture_output=True, text=True, timeout=400, cwd=tmp_path,  # its .schemathesis/ cache
     )

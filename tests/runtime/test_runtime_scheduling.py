@@ -103,7 +103,7 @@ def test_memory_soft_limit_refuses_new_requests(real_engine: object) -> None:
 
 
 def test_timeout_is_504_and_the_worker_survives(real_engine: object) -> None:
-    env = {"TAILOR_REQUEST_TIMEOUT_S": "0.5", "TAILOR_CACHE_BYTES": "0"}
+    env = {"TAILOR_REQUEST_TIMEOUT_S": "2", "TAILOR_CACHE_BYTES": "0"}
     with control_app(real_engine, env) as (client, engines):
         pin_admission(client)
         engine = engines["onnx"]
@@ -112,7 +112,7 @@ def test_timeout_is_504_and_the_worker_survives(real_engine: object) -> None:
         response = client.post(SPEECH, json={"input": "Held.", "response_format": "pcm"})
         assert response.status_code == 504
         assert "TAILOR_REQUEST_TIMEOUT_S" in response.json()["error"]["message"]
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < 5.0
         engine.gate.set()
         assert client.post(SPEECH, json={"input": "Next.", "response_format": "pcm"}).status_code == 200
 
