@@ -191,6 +191,9 @@ def _current_configs(inventory: Path | None, directory: Path) -> Iterator[dict[s
                 path = Path(tmp) / f"{safe_host_name(name)}{CONFIG_SUFFIX}"
                 path.write_text(yaml.safe_dump(host.config, sort_keys=True), encoding="utf-8")
                 configs[name] = path
+            elif host.state != "ok":
+                out.warn(f"{name}: its inventory variables give no config ({host.reason}); planning with "
+                         "those recorded by the last probe")
         out.info(f"planning with the current variables of {chosen} ({len(configs)} host(s))")
         yield configs
 
@@ -287,10 +290,16 @@ def down(inventory: InventoryOpt, fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, li
 
 
 def _show_status(result: ansible_run.RunResult, reports: list[HostReport], json_out: bool) -> None:
+    """The table (or JSON) on stdout; each host's reason, rollback and log lines on stderr, in both cases."""
     if json_out:
         out.data_json({"playbook": result.playbook, "summary": result.summary, "hosts": [r.row() for r in reports]})
+        _host_lines(reports)
         return
-    table = Table(title=f"Fleet {result.playbook} ({len(reports)} hosts) {result.summary}")
+    counts: dict[str, int] = {}
+    for r in reports:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    table = Table(title=f"Fleet {result.playbook}: {len(reports)} hosts, "
+                        + ", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
     for column in ("host", "outcome", "state", "ready", "profile", "restarts", "last exit", "changes / cause"):
         table.add_column(column, no_wrap=column in ("host", "outcome", "state", "ready"))
     for r in reports:
@@ -302,6 +311,10 @@ def _show_status(result: ansible_run.RunResult, reports: list[HostReport], json_
                       str(st["restarts"]) if st.get("restarts") is not None else "-",
                       escape(one_line(str(st.get("last_exit_reason") or "-"), 40)), escape(r.cell()))
     out.table(table)
+    _host_lines(reports)
+
+
+def _host_lines(reports: list[HostReport]) -> None:
     for r in reports:
         for line in r.lines():
             out.warn(line)

@@ -33,6 +33,7 @@ WANT_READY = ("up", "status")
 WANT_STOPPED = ("down",)
 """Playbooks after which no runtime of ours should answer on any host."""
 _QUIET = ("STOPPED", "FATAL", "ABSENT")
+_ACTIVE = ("STARTING", "RUNNING", "BACKOFF", "STOPPING")
 """Recorded states in which nothing of this deployment should answer."""
 CELL = 40
 """Longest cause in a table cell (characters); the whole line is printed under the table and logged."""
@@ -130,10 +131,26 @@ def _ready(st: Mapping[str, Any]) -> bool:
     return st.get("readyz_status") == 200 and _ours(st)
 
 
+def host_discrepancy(st: Mapping[str, Any]) -> str:
+    """Where the host's own ``deploy status`` found state.json and the machine disagreeing (it then
+    reports what runs as ``state`` and the record as ``recorded_state``); "" when it found none."""
+    said = str(st.get("discrepancy") or "")
+    recorded = str(st.get("recorded_state") or "")
+    if not said and recorded and st.get("state") and recorded != st.get("state"):
+        said = f"state.json says {recorded}, the host shows {st.get('state')}"
+    return said
+
+
 def contradictions(st: Mapping[str, Any]) -> list[str]:
-    """Where the host's record (state.json, through ``deploy status``) and the live host disagree."""
+    """Where the host's record (state.json, through ``deploy status``) and the live host disagree:
+    the host's own finding first, then what /readyz from inside the host contradicts."""
     if not st:
         return []
+    own = host_discrepancy(st)
+    return ([own] if own else []) + _readyz_contradictions(st)
+
+
+def _readyz_contradictions(st: Mapping[str, Any]) -> list[str]:
     state = str(st.get("state") or "ABSENT")
     code = st.get("readyz_status")
     port = st.get("port") or "?"
@@ -172,6 +189,9 @@ def status_reason(st: Mapping[str, Any], declared: Sequence[str] | None = None) 
     state, with the runtime's own error from the supervisor's last log lines as the detail."""
     state = str(st.get("state") or "ABSENT")
     cause = str(st.get("problem") or "")
+    if state == "ABSENT":  # no record: `deploy status` said why on stderr (kept as the state reason)
+        said = parse_cli_output(str(st.get("state_reason") or ""))[0] or "no deployment recorded on this host"
+        return Reason(cause=one_line(said), hint="`deploy fleet up` deploys it")
     if not cause:
         reason = _first_line(st.get("state_reason"))
         cause = f"{state}: {reason}" if reason else state
@@ -203,18 +223,30 @@ def judge(host: HostOutcome, playbook: str, declared: Sequence[str] | None = Non
             why = Reason(cause="Tailor is not installed on this host",
                          hint="`deploy fleet up` installs it (from the wheelhouse) and launches it")
             return HostReport(host.host, "unhealthy", why.line(), why, st, found, rollback, host.changed)
-        healthy = (st.get("state") == "RUNNING" and not st.get("stale") and _ready(st) and not found
+        # The host's own discrepancy note does not fail a host that runs and is ready by every
+        # other account (it believed what runs); what /readyz contradicts does.
+        blocking = _readyz_contradictions(st)
+        healthy = (st.get("state") == "RUNNING" and not st.get("stale") and _ready(st) and not blocking
                    and not st.get("problem"))
         if not healthy:
             why = status_reason(st, declared)
-            if found and not st.get("problem"):
-                why = Reason(cause=found[0], hint=why.hint, fix=why.fix, detail=why.detail)
+            if blocking and not st.get("problem"):
+                why = Reason(cause=blocking[0], hint=why.hint, fix=why.fix, detail=why.detail)
             return HostReport(host.host, "unhealthy", why.line(), why, st, found, rollback, host.changed)
         return HostReport(host.host, "ok", "", None, st, found, rollback, host.changed)
     if playbook in WANT_STOPPED:
         if not installed:
             return HostReport(host.host, "ok", "", None, st, found, rollback, host.changed, note="nothing installed")
         still = [c for c in found if "still" in c or c.startswith("STALE but ready")]
+        if not still and st.get("state") in _ACTIVE:  # the host's status believes what runs
+            still = [f"the host's own status says {st.get('state')}"
+                     + (f" ({host_discrepancy(st)})" if host_discrepancy(st) else "")]
+        instance = str(st.get("readyz_instance") or "")
+        if not still and st.get("readyz_status") in (200, 503) and instance:
+            # A Tailor runtime on the fleet's port after `down`, whichever instance it says it is
+            # (a supervisor the record lost track of starts new ones).
+            still = [f"a Tailor runtime (instance {instance}) answers /readyz {st.get('readyz_status')} "
+                     f"on port {st.get('port') or '?'} while the host's record says {st.get('state') or 'ABSENT'}"]
         if still:
             why = Reason(cause=f"still running after `deploy down`: {still[0]}",
                          hint="run `deploy fleet down` again; if it persists, stop the process on the host")

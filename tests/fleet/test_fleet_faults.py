@@ -34,7 +34,8 @@ from tests.fleet.conftest import (
     with_inventory,
 )
 
-pytestmark = [pytest.mark.docker, pytest.mark.fleet, pytest.mark.slow]
+# Run alone, the first test installs Tailor on three bare hosts first (minutes on a busy 2-core machine).
+pytestmark = [pytest.mark.docker, pytest.mark.fleet, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 TTS = ("fleet-a", "fleet-b", "fleet-c")
 DEPLOY = "/opt/tailor/venv/bin/deploy"

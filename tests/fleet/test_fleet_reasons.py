@@ -203,10 +203,30 @@ def test_the_record_and_the_live_host_disagreeing_is_named(status: dict[str, Any
     assert verdict.outcome == "unhealthy" and expected in verdict.contradictions
 
 
+def test_the_hosts_own_discrepancy_is_shown_and_fails_only_what_is_not_ready() -> None:
+    # A host whose `deploy status` believes what runs (state) over its record (recorded_state).
+    said = "state.json says STOPPED, but its supervisor (pid 7) still runs"
+    running = _running(recorded_state="STOPPED", discrepancy=said)
+    verdict = report.judge(HostOutcome("h", status=running), "status")
+    assert verdict.ok and verdict.contradictions == (said,)
+    assert f"h: contradiction: {said}" in verdict.lines()
+    after_down = report.judge(HostOutcome("h", status=running), "down")
+    assert after_down.outcome == "unhealthy" and said in after_down.reason
+    bare = _running(recorded_state="STOPPED")
+    assert report.contradictions(bare)[0] == "state.json says STOPPED, the host shows RUNNING"
+
+
 def test_status_of_a_host_without_tailor_is_unhealthy_but_down_there_is_fine() -> None:
     absent = {"state": "ABSENT", "state_reason": "nothing installed (/opt/tailor/venv/bin/deploy does not exist)",
               "installed": False, "status_rc": None, "readyz_status": -1, "port": 8000}
     assert report.judge(HostOutcome("old", status=absent), "status").outcome == "unhealthy"
+    never = {**absent, "installed": True, "status_rc": 1, "state_reason":
+             "error: no deployment recorded in /opt/tailor/state (/opt/tailor/state/state.json does not exist)\n"
+             "hint: start one with `deploy auto --detach`, or pass --state-dir / TAILOR_STATE_DIR"}
+    verdict = report.judge(HostOutcome("new", status=never), "status")
+    assert verdict.outcome == "unhealthy" and verdict.why is not None
+    assert verdict.reason == ("no deployment recorded in /opt/tailor/state (/opt/tailor/state/state.json does not "
+                              "exist); hint: `deploy fleet up` deploys it")
     down = report.judge(HostOutcome("old", status=absent), "down")
     assert down.ok and down.note == "nothing installed" and down.cell() == "nothing installed"
 
@@ -217,6 +237,13 @@ def test_down_that_left_our_runtime_answering_is_unhealthy() -> None:
     assert verdict.why.cause.startswith("still running after `deploy down`: STOPPED but ready yes")
     stopped = _running(state="STOPPED", process_alive=False, readyz_status=-1)
     assert report.judge(HostOutcome("h", status=stopped), "down").ok
+    # A runtime the record lost track of, started anew (another instance), still counts.
+    other = report.judge(HostOutcome("h", status=_running(state="STOPPED", process_alive=False,
+                                                          readyz_instance="0123456789abcdef")), "down")
+    assert other.outcome == "unhealthy" and "a Tailor runtime (instance 0123456789abcdef) answers" in other.reason
+    # Something that is not Tailor on the port is not Tailor's to stop.
+    foreign = _running(state="STOPPED", process_alive=False, readyz_instance="", instance_id="")
+    assert report.judge(HostOutcome("h", status=foreign), "down").ok
 
 
 def test_the_progress_counter_counts_failed_and_unreachable_hosts_apart() -> None:
