@@ -97,7 +97,8 @@ def test_up_makes_every_host_ready(test_fleet, wheelhouse: Path) -> None:
 
 
 def test_status_reports_every_host(test_fleet) -> None:
-    rc, data, err = deploy_fleet(*with_inventory(test_fleet, "status", "--limit", "tts", "--json"))
+    rc, data, err = deploy_fleet(*with_inventory(test_fleet, "status", "--fleet-dir", str(test_fleet.fleet_dir),
+                                                 "--limit", "tts", "--json"))
     assert rc == 0, err
     for host, row in rows_by_host(data).items():
         assert row["ready"] is True and row["state"] == "RUNNING" and row["restarts"] == 0, host
@@ -160,7 +161,8 @@ def test_a_broken_host_is_rolled_back_and_the_others_updated(test_fleet, wheelho
 
 
 def test_down_leaves_nothing_running(test_fleet) -> None:
-    rc, _data, err = deploy_fleet(*with_inventory(test_fleet, "down", "--limit", "tts", "--json"))
+    rc, _data, err = deploy_fleet(*with_inventory(test_fleet, "down", "--fleet-dir", str(test_fleet.fleet_dir),
+                                                  "--limit", "tts", "--json"))
     assert rc == 0, err
     for host in TTS:
         assert readyz_from_inside(test_fleet, host) == 0
