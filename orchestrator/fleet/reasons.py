@@ -128,7 +128,10 @@ def parse_cli_output(text: str) -> tuple[str, str, str]:
         return " ".join(ln.strip() for ln in lines), "", ""
     if detail and detail in cause:
         detail = ""
-    return cause, detail, inner_hint or top_hint
+    hint = inner_hint or top_hint
+    if hint and hint in cause:  # a cause that already carries its fix (a FATAL reason may)
+        hint = ""
+    return cause, detail, hint
 
 
 def reason_from_result(task: str, res: Mapping[str, Any], declared: Iterable[str] | None = None) -> Reason:
