@@ -10,11 +10,14 @@ host is listed by name with its reason, and the exit code is 1 when any host fai
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.markup import escape
 from rich.table import Table
 
@@ -22,14 +25,18 @@ from orchestrator.cli import output as out
 from orchestrator.errors import UsageError
 from orchestrator.fleet import ansible_run
 from orchestrator.fleet.facts_dir import (
+    CONFIG_SUFFIX,
     HostPlan,
     facts_files,
     plan_fleet,
     read_probe_summary,
+    recorded_inventory,
     safe_host_name,
     write_host_facts,
     write_probe_summary,
 )
+from orchestrator.fleet.reasons import one_line
+from orchestrator.fleet.report import HostReport, judge_run, write_logs
 from orchestrator.plan.user_config import check_value
 from orchestrator.render.renderer import pod_shape
 from orchestrator.select.profiles import load_profiles
@@ -59,6 +66,10 @@ ProfilesDirOpt = Annotated[list[Path] | None, typer.Option(
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="Model family for every host (default: each host's tailor_model, else piper); "
                     "`deploy models` lists them.")]
+PlanInventoryOpt = Annotated[Path | None, typer.Option(
+    "-i", "--inventory",
+    help="Plan with this inventory's current variables (tailor_profile, tailor_settings, ...); "
+         "default: the inventory the last `deploy fleet probe` ran with.")]
 DEFAULT_FLEET_DIR = Path(".tailor-fleet")
 _SERIAL = re.compile(r"^([1-9][0-9]*%?|100%)$")
 
@@ -87,6 +98,7 @@ def _install_vars(fleet_dir: Path, wheelhouse: Path | None, python_version: str)
 
 
 def _report_failures(result: ansible_run.RunResult) -> None:
+    """Exit 1 (FleetError) when a host failed or was not reached (probe: no status to judge)."""
     failed = result.failed()
     if failed:
         names = ",".join(h.host for h in failed)
@@ -94,6 +106,43 @@ def _report_failures(result: ansible_run.RunResult) -> None:
             f"{len(failed)} of {len(result.hosts)} host(s) did not succeed: "
             + ", ".join(f"{h.host} ({h.state})" for h in failed),
             f"the reasons are in the table above; after fixing them, re-run with --limit '{names}'")
+
+
+def _finish(result: ansible_run.RunResult, fleet_dir: Path, json_out: bool) -> None:
+    """Judge every host, write the logs of those that are not ok, show the table, exit 1 if any is not ok."""
+    reports = write_logs(result, judge_run(result), fleet_dir)
+    _show_status(result, reports, json_out)
+    bad = [r for r in reports if not r.ok]
+    if bad:
+        names = ",".join(r.host for r in bad)
+        raise ansible_run.FleetError(
+            f"{len(bad)} of {len(reports)} host(s) are not as `deploy fleet {result.playbook}` wants them: "
+            + ", ".join(f"{r.host} ({r.summary()})" for r in bad),
+            "each host's cause, fix and log file are listed above; after fixing them, "
+            f"re-run with --limit '{names}'")
+
+
+@fleet_app.command("wheelhouse")
+def wheelhouse_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to fill with wheels (created if missing).",
+                                          file_okay=False)],
+    python_version: PythonVersionOpt = "3.11",
+    architecture: Annotated[str | None, typer.Option(
+        "--architecture", help="The hosts' machine (x86_64, aarch64); default: this machine's.")] = None,
+) -> None:
+    """Fill a directory with every wheel the hosts need: Tailor's own (built from this installation)
+    and its runtime's dependencies for the hosts' Python and architecture (pip download). Run it on
+    a machine that reaches a package index; `deploy fleet probe|up --wheelhouse DIR` then need none."""
+    from dataclasses import replace
+
+    from orchestrator.launch.image import FLAVORS, prepare_wheelhouse
+
+    if architecture is not None and architecture not in ("x86_64", "aarch64"):
+        raise UsageError(f"--architecture {architecture!r} is not x86_64 or aarch64", "for example --architecture aarch64")
+    flavor = replace(FLAVORS["cpu"], architecture=architecture) if architecture else FLAVORS["cpu"]
+    names = prepare_wheelhouse(out_dir, flavor, python_version=python_version, wheelhouse=None, log=out.info)
+    out.info(f"{len(names)} wheels in {out_dir} (Python {python_version}); "
+             f"use them with: deploy fleet probe -i INVENTORY --wheelhouse {out_dir}")
 
 
 @fleet_app.command("probe")
@@ -115,7 +164,7 @@ def probe(inventory: InventoryOpt, fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, l
         if state != "ok":  # stale facts from an earlier probe must not be planned as if current
             (facts_dir / f"{safe_host_name(name)}.json").unlink(missing_ok=True)
         summary[name] = {"state": state, "reason": reason}
-    write_probe_summary(facts_dir, summary)
+    write_probe_summary(facts_dir, summary, inventory)
     out.info(f"facts of {sum(1 for n in result.hosts if summary[n]['state'] == 'ok')} host(s) in {facts_dir}")
     _show_plan(plan_fleet(facts_dir, load_profiles(())), json_out)
     _report_failures(result)
@@ -126,18 +175,51 @@ def _model_settings(model: str | None) -> dict[str, str]:
     if model is None:
         return {}
     return {"model": check_value("TAILOR_MODEL", model, "command line (model)")}
+@contextmanager
+def _current_configs(inventory: Path | None, directory: Path) -> Iterator[dict[str, Path]]:
+    """Each host's Tailor config from the inventory's variables as they are now (templated on the
+    controller by the role's config action; no host is contacted), as files to plan with.
+
+    ``inventory`` None: the inventory the last probe into ``directory`` ran with, if recorded;
+    without one (a directory of recorded facts) the configs recorded beside the facts are used.
+    """
+    chosen = inventory if inventory is not None else recorded_inventory(directory)
+    if chosen is None:
+        yield {}
+        return
+    if inventory is None and not chosen.exists():
+        out.warn(f"the inventory of the last probe ({chosen}) is gone: planning with the variables "
+                 "recorded by that probe (pass -i INVENTORY to use another)")
+        yield {}
+        return
+    result = ansible_run.run_playbook("config", chosen, progress=lambda _m: None)
+    with tempfile.TemporaryDirectory(prefix="tailor-fleet-config-") as tmp:
+        configs: dict[str, Path] = {}
+        for name, host in result.hosts.items():
+            if host.config is not None:
+                path = Path(tmp) / f"{safe_host_name(name)}{CONFIG_SUFFIX}"
+                path.write_text(yaml.safe_dump(host.config, sort_keys=True), encoding="utf-8")
+                configs[name] = path
+            elif host.state != "ok":
+                out.warn(f"{name}: its inventory variables give no config ({host.reason}); planning with "
+                         "those recorded by the last probe")
+        out.info(f"planning with the current variables of {chosen} ({len(configs)} host(s))")
+        yield configs
 
 
 @fleet_app.command("plan")
 def plan(fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, facts_dir: FactsDirOpt = None,
-         profiles_dir: ProfilesDirOpt = None, model: ModelOpt = None, json_out: JsonOpt = False) -> None:
-    """Plan every host from its collected facts (same planner as `deploy plan --facts`); one table."""
+         inventory: PlanInventoryOpt = None, profiles_dir: ProfilesDirOpt = None, model: ModelOpt = None,
+         json_out: JsonOpt = False) -> None:
+    """Plan every host from its collected facts (same planner as `deploy plan --facts`) and the
+    inventory's current variables; one table."""
     settings = _model_settings(model)
     profiles = load_profiles(tuple(profiles_dir or ()))
     directory = facts_dir or fleet_dir / "facts"
     if not facts_files(directory) and not read_probe_summary(directory):
         raise UsageError(f"no facts files in {directory}", "collect them with `deploy fleet probe -i INVENTORY`")
-    _show_plan(plan_fleet(directory, profiles, settings=settings), json_out)
+    with _current_configs(inventory, directory) as configs:
+        _show_plan(plan_fleet(directory, profiles, configs=configs, settings=settings), json_out)
 
 
 def _show_plan(rows: Iterable[HostPlan], json_out: bool) -> int:
@@ -199,49 +281,55 @@ def up(inventory: InventoryOpt, fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, limi
     if backend is not None:
         extravars["tailor_backend"] = backend
     result = ansible_run.run_playbook("up", inventory, extravars=extravars, limit=limit, progress=_progress)
-    _show_status(result, json_out)
-    _report_failures(result)
+    _finish(result, fleet_dir, json_out)
 
 
 @fleet_app.command("status")
-def status(inventory: InventoryOpt, limit: LimitOpt = None, json_out: JsonOpt = False) -> None:
-    """State, readiness (checked from inside each host), restarts and last health of every host."""
+def status(inventory: InventoryOpt, fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, limit: LimitOpt = None,
+           json_out: JsonOpt = False) -> None:
+    """Each host's own `deploy status` (state, ready from inside the host, restarts, last exit) and
+    where it contradicts what answers; exits 1 unless every host is RUNNING and ready."""
     result = ansible_run.run_playbook("status", inventory, limit=limit, progress=_progress)
-    _show_status(result, json_out)
-    _report_failures(result)
+    _finish(result, fleet_dir, json_out)
 
 
 @fleet_app.command("down")
-def down(inventory: InventoryOpt, limit: LimitOpt = None, json_out: JsonOpt = False) -> None:
-    """Stop the runtime and its supervisor on every host."""
+def down(inventory: InventoryOpt, fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, limit: LimitOpt = None,
+         json_out: JsonOpt = False) -> None:
+    """Stop the runtime and its supervisor on every host (a host with nothing installed is fine)."""
     result = ansible_run.run_playbook("down", inventory, limit=limit, progress=_progress)
-    _show_status(result, json_out)
-    _report_failures(result)
+    _finish(result, fleet_dir, json_out)
 
 
-def _status_row(host: ansible_run.HostOutcome) -> dict[str, Any]:
-    st = host.status or {}
-    return {"host": host.host, "outcome": host.state, "reason": host.reason,
-            "state": st.get("state"), "ready": st.get("ready"), "profile": st.get("profile"),
-            "backend": st.get("backend"), "url": st.get("url"), "restarts": st.get("restarts"),
-            "last_health": st.get("last_health"), "changed": host.changed}
-
-
-def _show_status(result: ansible_run.RunResult, json_out: bool) -> None:
-    rows = [_status_row(h) for h in result.hosts.values()]
+def _show_status(result: ansible_run.RunResult, reports: list[HostReport], json_out: bool) -> None:
+    """The table (or JSON) on stdout; each host's reason, rollback and log lines on stderr, in both cases."""
     if json_out:
-        out.data_json({"playbook": result.playbook, "hosts": rows})
+        out.data_json({"playbook": result.playbook, "summary": result.summary, "hosts": [r.row() for r in reports]})
+        _host_lines(reports)
         return
-    table = Table(title=f"Fleet ({len(rows)} hosts)")
-    for column in ("host", "outcome", "state", "ready", "profile", "restarts", "last health", "changes / reason"):
-        table.add_column(column)
-    for r in rows:
-        outcome = r["outcome"] if r["outcome"] == "ok" else f"[red]{r['outcome']}[/red]"
-        table.add_row(r["host"], outcome, str(r["state"] or "-"), "yes" if r["ready"] else "no",
-                      str(r["profile"] or "-"), str(r["restarts"] if r["restarts"] is not None else "-"),
-                      escape(str(r["last_health"] or "-")),
-                      escape(r["reason"]) if r["reason"] else f"{r['changed']} changed")
+    counts: dict[str, int] = {}
+    for r in reports:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    table = Table(title=f"Fleet {result.playbook}: {len(reports)} hosts, "
+                        + ", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
+    for column in ("host", "outcome", "state", "ready", "profile", "restarts", "last exit", "changes / cause"):
+        table.add_column(column, no_wrap=column in ("host", "outcome", "state", "ready"))
+    for r in reports:
+        st = r.status
+        outcome = r.outcome if r.ok else f"[red]{r.outcome}[/red]"
+        state = str(st.get("state") or "-") + (" (STALE)" if st.get("stale") else "")
+        ready = "-" if r.ready is None else ("yes" if r.ready else "no")
+        table.add_row(escape(r.host), outcome, escape(state), ready, escape(str(st.get("profile") or "-")),
+                      str(st["restarts"]) if st.get("restarts") is not None else "-",
+                      escape(one_line(str(st.get("last_exit_reason") or "-"), 40)), escape(r.cell()))
     out.table(table)
+    _host_lines(reports)
+
+
+def _host_lines(reports: list[HostReport]) -> None:
+    for r in reports:
+        for line in r.lines():
+            out.warn(line)
 
 
 @fleet_app.command("render")
@@ -249,9 +337,12 @@ def render_k8s(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for the manifests.", file_okay=False)],
     k8s: Annotated[bool, typer.Option("--k8s", help="Kubernetes: one Deployment per hardware class and a Service.")] = False,
     fleet_dir: FleetDirOpt = DEFAULT_FLEET_DIR, facts_dir: FactsDirOpt = None,
-    profiles_dir: ProfilesDirOpt = None, model: ModelOpt = None, json_out: JsonOpt = False,
+    inventory: PlanInventoryOpt = None, profiles_dir: ProfilesDirOpt = None, model: ModelOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Group the fleet's hosts into hardware classes (same plan) and write one Deployment per class."""
+    """Group the fleet's hosts into hardware classes (same plan) and write one Deployment per class.
+
+    Plans from the collected facts and the inventory's current variables, like `deploy fleet plan`."""
     from orchestrator.fleet.k8s import fleet_manifests, group_classes
     from orchestrator.render.renderer import write_rendered
 
@@ -260,15 +351,17 @@ def render_k8s(
     settings = _model_settings(model)
     profiles = load_profiles(tuple(profiles_dir or ()))
     skipped: list[HostPlan] = []
+    directory = facts_dir or fleet_dir / "facts"
 
-    def planned() -> Any:
-        for row in plan_fleet(facts_dir or fleet_dir / "facts", profiles, settings=settings):
+    def planned(configs: dict[str, Path]) -> Any:
+        for row in plan_fleet(directory, profiles, configs=configs, settings=settings):
             if row.plan is not None and row.facts is not None:
                 yield row.host, row.plan, row.facts
             else:
                 skipped.append(HostPlan(row.host, row.state, row.reason))
 
-    classes = group_classes(planned())
+    with _current_configs(inventory, directory) as configs:
+        classes = group_classes(planned(configs))
     if not classes:
         raise UsageError("no host of the fleet has a plan", "run `deploy fleet plan` to see why")
     files = fleet_manifests(classes)

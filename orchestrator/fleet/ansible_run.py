@@ -19,10 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import DeployError, UsageError
+from orchestrator.fleet.reasons import Reason, reason_from_result
 
 COLLECTION_NAMESPACE = "tailor"
 COLLECTION_NAME = "fleet"
-PLAYBOOKS = ("probe", "up", "status", "down")
+PLAYBOOKS = ("probe", "up", "status", "down", "config")
+FINAL_TASKS = {
+    "probe": "Probe and plan with the host's Tailor",
+    "up": "Tailor's report for this host",
+    "status": "Tailor's report for this host",
+    "down": "Tailor's report for this host",
+    "config": "The host's Tailor config, templated on the controller",
+}
+"""The task that finishes a host's run of each playbook (its progress line says ``done``)."""
 FACTS_ACTION = "tailor.fleet.tailor_facts"
 
 Progress = Callable[[str], None]
@@ -40,13 +49,22 @@ class HostOutcome:
     state: str = "ok"
     """ok | failed | unreachable | skipped (never reached by the run, e.g. a stopped rollout)."""
     reason: str = ""
-    """Why the host failed or was unreachable: the failing task and Ansible's message."""
+    """Why the host failed or was unreachable, one line: task, cause, hint, inventory fix."""
+    why: Reason | None = None
+    """The same reason in its parts (None when the host did not fail)."""
     changed: int = 0
     tailor: dict[str, Any] | None = None
     """``ansible_facts.tailor`` from the tailor_facts module (facts, profile, plan, plan_error)."""
     status: dict[str, Any] | None = None
-    """The role's ``tailor_status`` fact (``deploy status --json`` plus readiness from the host)."""
-
+    """The role's ``tailor_status`` fact: the host's whole ``deploy status --json`` (whatever its
+    exit code) plus what the role checked from inside the host (``/readyz``, installed or not)."""
+    config: dict[str, Any] | None = None
+    """The role's ``tailor_config`` fact (config action): the host's Tailor config from the inventory."""
+    rollout: dict[str, Any] | None = None
+    """The role's ``tailor_rollout`` fact, set when a new deployment failed and was rolled back."""
+    log: list[dict[str, Any]] = field(default_factory=list)
+    """Every failed task (rescued ones too) and every command that exited non-zero, in full, for
+    the host's log file (see orchestrator.fleet.report)."""
 
 @dataclass
 class RunResult:
@@ -54,6 +72,9 @@ class RunResult:
     rc: int
     hosts: dict[str, HostOutcome] = field(default_factory=dict)
     """Every host of the inventory (after --limit), in inventory order."""
+
+    summary: str = ""
+    """The progress counter at the end of the run (``[2 done, 1 failed, 0 unreachable]``)."""
 
     def failed(self) -> list[HostOutcome]:
         return [h for h in self.hosts.values() if h.state != "ok"]
@@ -70,6 +91,11 @@ def collection_root() -> Path:
             return candidate
     raise FleetError("the tailor.fleet Ansible collection is missing from this installation",
                      "reinstall tailor-deploy; the collection ships in the repository under fleet/ansible")
+
+
+def role_path() -> Path:
+    """The tailor.fleet.tailor role's directory."""
+    return collection_root() / "ansible_collections" / COLLECTION_NAMESPACE / COLLECTION_NAME / "roles" / "tailor"
 
 
 def playbook_path(name: str) -> Path:
@@ -104,6 +130,8 @@ class _Events:
         self.progress = progress
         self.final_task = final_task
         self.done: set[str] = set()
+        self.failing: set[str] = set()
+        """Hosts whose latest task failed (a rescue that runs on clears it; stats decide at the end)."""
         self.reached = False
         """Whether any task ran on any host (else a failure is Ansible's own, not a host's)."""
 
@@ -112,9 +140,15 @@ class _Events:
             self.hosts[name] = HostOutcome(name)
         return self.hosts[name]
 
-    def _summary(self) -> str:
-        failed = sum(1 for h in self.hosts.values() if h.state in ("failed", "unreachable"))
-        return f"[{len(self.done)} done, {failed} unreachable/failed]"
+    def summary(self) -> str:
+        """``[2 done, 1 failed, 0 unreachable]``: hosts finished well, failed, not reached."""
+        failed = sum(1 for h in self.hosts.values() if h.state == "failed" or h.host in self.failing)
+        unreachable = sum(1 for h in self.hosts.values() if h.state == "unreachable")
+        done = sum(1 for name in self.done if self._host(name).state == "ok" and name not in self.failing)
+        return f"[{done} done, {failed} failed, {unreachable} unreachable]"
+
+    def _record(self, name: str, kind: str, task: str, res: Mapping[str, Any]) -> None:
+        self._host(name).log.append(log_record(kind, task, res))
 
     def __call__(self, event: Mapping[str, Any]) -> bool:
         kind = event.get("event", "")
@@ -124,8 +158,12 @@ class _Events:
         task = data.get("task") or ""
         if kind.startswith("runner_on_") and name:
             self.reached = True
+        if kind in ("runner_on_ok", "runner_on_skipped") and name:
+            self.failing.discard(name)  # a failure before this one was rescued
         if kind == "runner_on_ok" and name:
             host = self._host(name)
+            if isinstance(res.get("rc"), int) and res["rc"] != 0:
+                self._record(name, "exited non-zero (tolerated)", task, res)
             if res.get("changed"):
                 host.changed += 1
             facts = res.get("ansible_facts") or {}
@@ -133,23 +171,35 @@ class _Events:
                 host.tailor = facts["tailor"]
             if isinstance(facts.get("tailor_status"), dict):
                 host.status = facts["tailor_status"]
+            if isinstance(facts.get("tailor_config"), dict):
+                host.config = facts["tailor_config"]
+            if isinstance(facts.get("tailor_rollout"), dict):
+                host.rollout = facts["tailor_rollout"]
             if task == self.final_task and name not in self.done:
                 self.done.add(name)
-                self.progress(f"{self._summary()} {name}: done")
+                self.progress(f"{self.summary()} {name}: done")
         elif kind == "runner_on_failed" and name and not data.get("ignore_errors"):
             # A failure inside a block may be rescued (the role's rollback); the final verdict
             # comes from playbook_on_stats, this keeps the latest reason.
             host = self._host(name)
-            host.reason = _reason(task, res)
-            self.progress(f"{self._summary()} {name}: task failed: {host.reason}")
+            host.why = reason_from_result(task, res)
+            host.reason = host.why.line()
+            self._record(name, "failed", task, res)
+            self.failing.add(name)
+            self.progress(f"{self.summary()} {name}: task failed: {host.reason}")
+        elif kind == "runner_on_failed" and name:
+            self._record(name, "failed (ignored, the role carries on)", task, res)
         elif kind == "runner_on_unreachable" and name:
             host = self._host(name)
             host.state = "unreachable"
-            host.reason = _reason(task, res)
+            host.why = reason_from_result(task, res)
+            host.reason = host.why.line()
+            self._record(name, "unreachable", task, res)
+            self.failing.discard(name)
             self.done.add(name)
-            self.progress(f"{self._summary()} {name}: UNREACHABLE: {host.reason}")
+            self.progress(f"{self.summary()} {name}: UNREACHABLE: {host.reason}")
         elif kind == "playbook_on_task_start" and task:
-            self.progress(f"{self._summary()} task: {task}")
+            self.progress(f"{self.summary()} task: {task}")
         elif kind == "playbook_on_stats":
             for key in ("ok", "changed", "failures", "dark", "skipped", "processed"):
                 for hname in (data.get(key) or {}):
@@ -162,21 +212,24 @@ class _Events:
             for hname in data.get("dark") or {}:
                 self._host(hname).state = "unreachable"
                 self.done.add(hname)
+            self.failing.clear()
         return False  # nothing needs the events kept on disk
 
 
-def _reason(task: str, res: Mapping[str, Any]) -> str:
-    for item in res.get("results") or ():
-        if isinstance(item, dict) and (item.get("failed") or item.get("unreachable")):
-            res = item  # a loop: the first item that failed says why
-            break
-    message = str(res.get("msg") or "").strip()
-    stderr = str(res.get("stderr") or "").strip()
-    if stderr and (not message or message.startswith("non-zero return code")):
-        message = stderr.splitlines()[-1]
-    message = " ".join(message.split())
-    return f"{task}: {message}" if task else message
+_LOG_KEYS = ("msg", "cmd", "rc", "stdout", "stderr", "status", "url", "module_stdout", "module_stderr")
 
+
+def log_record(kind: str, task: str, res: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a task result worth keeping in a host's log (full text, nothing cut)."""
+    record: dict[str, Any] = {"kind": kind, "task": task}
+    for key in _LOG_KEYS:
+        value = res.get(key)
+        if value not in (None, "", [], {}):
+            record[key] = value
+    failed_items = [r for r in res.get("results") or () if isinstance(r, Mapping) and r.get("failed")]
+    if failed_items:
+        record["failed_item"] = {k: failed_items[0][k] for k in _LOG_KEYS if k in failed_items[0]}
+    return record
 
 
 def run_playbook(name: str, inventory: Path, *, extravars: Mapping[str, Any] | None = None,
@@ -206,8 +259,7 @@ def run_playbook(name: str, inventory: Path, *, extravars: Mapping[str, Any] | N
     }
     if "DOCKER_HOST" in env:
         envvars["DOCKER_HOST"] = env["DOCKER_HOST"]
-    final = "Tailor's report for this host" if name in ("up", "status", "down") else "Probe and plan with the host's Tailor"
-    events = _Events(progress, final)
+    events = _Events(progress, FINAL_TASKS[name])
     for host_name in inventory_hosts(inventory, limit):
         events.hosts[host_name] = HostOutcome(host_name)
     cmdline = "--check" if check else None
@@ -228,7 +280,11 @@ def run_playbook(name: str, inventory: Path, *, extravars: Mapping[str, Any] | N
         if host.state == "ok" and host.host not in events.done:
             host.state = "skipped"
             host.reason = "not run: the rollout stopped before this host's batch (max_fail_percentage)"
-    return RunResult(name, rc, events.hosts)
+        if host.state == "ok":
+            host.why = None
+    summary = events.summary()
+    progress(f"{summary} finished: ansible-playbook {name} exited {rc}")
+    return RunResult(name, rc, events.hosts, summary)
 
 
 def _tail(runner: Any, lines: int = 15) -> str:

@@ -5,7 +5,10 @@
 - ``<host>.json``         the host's facts, exactly ``deploy probe --json`` run on that host;
 - ``<host>.config.yaml``  the Tailor config the role wrote from the inventory's vars (optional);
 - ``_probe.json``         the probe run's outcome per host (state, reason), so hosts that could
-                          not be probed (unreachable, no Python 3.10, ...) are still reported.
+                          not be probed (unreachable, no Python 3.10, ...) are still reported,
+                          and the inventory it ran with: ``deploy fleet plan/render`` re-read
+                          that inventory's variables, so a changed ``tailor_profile`` counts
+                          without probing again.
 
 Planning here is the single-host planner (the same select -> plan functions ``deploy plan
 --facts`` runs), applied to each file in turn. Files are read one at a time and only small rows
@@ -87,11 +90,26 @@ def write_host_facts(directory: Path, host: str, tailor: Mapping[str, Any], conf
     return path
 
 
-def write_probe_summary(directory: Path, outcomes: Mapping[str, Mapping[str, str]]) -> Path:
+def write_probe_summary(directory: Path, outcomes: Mapping[str, Mapping[str, str]],
+                        inventory: Path | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / PROBE_SUMMARY
-    _write_text(path, json.dumps({"hosts": dict(sorted(outcomes.items()))}, indent=2) + "\n")
+    data: dict[str, Any] = {"hosts": dict(sorted(outcomes.items()))}
+    if inventory is not None:
+        data["inventory"] = str(inventory.resolve())
+    _write_text(path, json.dumps(data, indent=2) + "\n")
     return path
+
+
+def recorded_inventory(directory: Path) -> Path | None:
+    """The inventory the last ``deploy fleet probe`` into ``directory`` ran with (None if unknown)."""
+    path = directory / PROBE_SUMMARY
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = data.get("inventory") if isinstance(data, dict) else None
+    return Path(value) if isinstance(value, str) and value else None
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -136,23 +154,31 @@ def plan_host(host: str, facts_path: Path, profiles: ProfileSet, environ: Mappin
         planned = pipeline.plan_from(pipeline.Inputs(facts=facts, config=config, profiles=profiles, environ=environ,
                                                      settings=dict(settings or {})))
     except DeployError as exc:
-        return HostPlan(host, "no-fit", exc.message, facts)
+        from orchestrator.fleet.reasons import reason_from_text
+
+        # The planner's hint speaks in `deploy` flags (--profile NAME); a fleet sets the same
+        # through the inventory (tailor_profile), which the reason names too.
+        why = reason_from_text(f"error: {exc.message}\nhint: {exc.hint}" if exc.hint else f"error: {exc.message}")
+        return HostPlan(host, "no-fit", why.line(), facts)
     return HostPlan(host, "planned", "", facts, planned.plan)
 
 
 def plan_fleet(directory: Path, profiles: ProfileSet, environ: Mapping[str, str] | None = None,
+               configs: Mapping[str, Path] | None = None,
                settings: Mapping[str, str] | None = None) -> Iterator[HostPlan]:
     """Every host of the facts directory, in name order, then the hosts the probe could not reach.
 
-    ``settings``: command-line values for every host (``deploy fleet plan --model NAME``); a host's
-    own ``model:`` (inventory ``tailor_model``) applies where none is given."""
+    ``configs``: a host's Tailor config file to plan with instead of the one its probe recorded
+    (the inventory's current variables, see ``deploy fleet plan``). ``settings``: command-line
+    values for every host (``deploy fleet plan --model NAME``); a host's own ``model:`` (inventory
+    ``tailor_model``) applies where none is given."""
     env: Mapping[str, str] = {} if environ is None else environ
     summary = read_probe_summary(directory)
     seen: set[str] = set()
     for path in facts_files(directory):
         host = path.stem
         seen.add(host)
-        config_path = directory / f"{host}{CONFIG_SUFFIX}"
+        config_path = (configs or {}).get(host) or directory / f"{host}{CONFIG_SUFFIX}"
         try:
             config = pipeline.load_user_config(config_path) if config_path.is_file() else None
         except DeployError as exc:

@@ -107,3 +107,55 @@ def connection_vars() -> list[str]:
     return ["[all:vars]", "ansible_connection=community.docker.docker_api",
             f"ansible_docker_docker_host={docker_host}", "ansible_docker_timeout=60", "ansible_user=root",
             "ansible_python_interpreter=/usr/bin/python3"]
+
+
+def with_inventory(test_fleet: TestFleet, command: str, *args: str) -> list[str]:
+    return [command, "-i", str(test_fleet.inventory / "hosts.ini"), *args]
+
+
+def in_host(test_fleet: TestFleet, host: str, *argv: str) -> tuple[int, str]:
+    container = test_fleet.client.containers.get(test_fleet.containers[host])
+    code, output = container.exec_run(list(argv))
+    return code, output.decode(errors="replace")
+
+
+def readyz_from_inside(test_fleet: TestFleet, host: str) -> int:
+    """HTTP status of /readyz on the host's own loopback (0 when nothing answers)."""
+    code, output = in_host(test_fleet, host, "python3", "-c",
+                           "import urllib.request, urllib.error\n"
+                           "try:\n print(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=5).status)\n"
+                           "except urllib.error.HTTPError as e:\n print(e.code)\n"
+                           "except OSError:\n print(0)")
+    assert code == 0, output
+    return int(output.strip().splitlines()[-1])
+
+
+def host_status(test_fleet: TestFleet, host: str) -> dict:
+    """The host's own ``deploy status --json`` (printed whatever its verdict, exit 0 or 1)."""
+    container = test_fleet.client.containers.get(test_fleet.containers[host])
+    _code, (stdout, stderr) = container.exec_run(
+        ["/opt/tailor/venv/bin/deploy", "status", "--json", "--state-dir", "/opt/tailor/state"], demux=True)
+    text = (stdout or b"").decode(errors="replace")
+    assert text.strip().startswith("{"), text + (stderr or b"").decode(errors="replace")
+    return json.loads(text)
+
+
+def runtime_processes(test_fleet: TestFleet, host: str) -> str:
+    """The command lines of every Tailor process on the host (supervisor or runtime), one a line."""
+    code, output = in_host(test_fleet, host, "python3", "-c",
+                           "import os, pathlib\n"
+                           "for p in pathlib.Path('/proc').glob('[0-9]*/cmdline'):\n"
+                           "  if p.parent.name == str(os.getpid()): continue\n"
+                           "  try: line = p.read_bytes().replace(b'\\0', b' ').decode()\n"
+                           "  except OSError: continue\n"
+                           "  if 'orchestrator' in line or '-m runtime' in line: print(line)")
+    assert code == 0, output
+    return output.strip()
+
+
+def reset_inventory_vars(test_fleet: TestFleet) -> None:
+    """Remove every group_vars/host_vars file a test wrote: the inventory's own defaults again."""
+    for folder in ("group_vars", "host_vars"):
+        for path in (test_fleet.inventory / folder).glob("*.yml"):
+            path.unlink()
+

@@ -19,7 +19,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.fleet.conftest import deploy_fleet, rows_by_host
+from tests.fleet.conftest import (
+    deploy_fleet,
+    host_status,
+    in_host,
+    readyz_from_inside,
+    rows_by_host,
+    runtime_processes,
+    with_inventory,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.fleet, pytest.mark.slow]
 
@@ -27,34 +35,6 @@ GIB = 1024**3
 TTS = ("fleet-a", "fleet-b", "fleet-c")
 EXPECTED_CPUS = {"fleet-a": 1, "fleet-b": 2, "fleet-c": 1}
 EXPECTED_MEMORY_GIB = {"fleet-a": 2, "fleet-b": 4, "fleet-c": 3}
-
-
-def with_inventory(test_fleet, command: str, *args: str) -> list[str]:
-    return [command, "-i", str(test_fleet.inventory / "hosts.ini"), *args]
-
-
-def in_host(test_fleet, host: str, *argv: str) -> tuple[int, str]:
-    container = test_fleet.client.containers.get(test_fleet.containers[host])
-    code, output = container.exec_run(list(argv))
-    return code, output.decode(errors="replace")
-
-
-def readyz_from_inside(test_fleet, host: str) -> int:
-    """HTTP status of /readyz on the host's own loopback (0 when nothing answers)."""
-    code, output = in_host(test_fleet, host, "python3", "-c",
-                           "import urllib.request, urllib.error\n"
-                           "try:\n print(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=5).status)\n"
-                           "except urllib.error.HTTPError as e:\n print(e.code)\n"
-                           "except OSError:\n print(0)")
-    assert code == 0, output
-    return int(output.strip().splitlines()[-1])
-
-
-def host_status(test_fleet, host: str) -> dict:
-    code, output = in_host(test_fleet, host, "/opt/tailor/venv/bin/deploy", "status", "--json",
-                           "--state-dir", "/opt/tailor/state")
-    assert code == 0, output
-    return json.loads(output)
 
 
 def test_probe_plans_each_host_for_its_own_limits(test_fleet, wheelhouse: Path) -> None:
@@ -117,7 +97,8 @@ def test_up_makes_every_host_ready(test_fleet, wheelhouse: Path) -> None:
 
 
 def test_status_reports_every_host(test_fleet) -> None:
-    rc, data, err = deploy_fleet(*with_inventory(test_fleet, "status", "--limit", "tts", "--json"))
+    rc, data, err = deploy_fleet(*with_inventory(test_fleet, "status", "--fleet-dir", str(test_fleet.fleet_dir),
+                                                 "--limit", "tts", "--json"))
     assert rc == 0, err
     for host, row in rows_by_host(data).items():
         assert row["ready"] is True and row["state"] == "RUNNING" and row["restarts"] == 0, host
@@ -143,6 +124,7 @@ def test_second_run_changes_nothing_and_restarts_nothing(test_fleet, wheelhouse:
         test_fleet, "up", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
         "--limit", "tts", "--json"))
     assert rc == 0, err
+    assert "is up to date" in err and "building the tailor-deploy wheel" not in err  # the wheel is not rebuilt
     for host, row in rows_by_host(data).items():
         assert row["changed"] == 0, (host, row)
         after = host_status(test_fleet, host)
@@ -154,13 +136,19 @@ def test_a_broken_host_is_rolled_back_and_the_others_updated(test_fleet, wheelho
     (test_fleet.inventory / "group_vars" / "tts.yml").write_text("tailor_settings:\n  log_level: debug\n")
     (test_fleet.inventory / "host_vars" / "fleet-b.yml").write_text(
         "tailor_env:\n  TAILOR_VOICE: no-such-voice\ntailor_ready_timeout_s: 30\n")
-    rc, data, _err = deploy_fleet(*with_inventory(
+    rc, data, err = deploy_fleet(*with_inventory(
         test_fleet, "up", "--fleet-dir", str(test_fleet.fleet_dir), "--wheelhouse", str(wheelhouse),
         "--limit", "tts", "--serial", "2", "--json"))
     rows = rows_by_host(data)
     assert rc == 1
+    assert "[2 done, 1 failed, 0 unreachable] finished" in err  # failed hosts are counted
     assert rows["fleet-b"]["outcome"] == "failed"
-    assert "rolled back to the previous deployment" in rows["fleet-b"]["reason"]
+    assert "rolled back to the previous deployment, which is ready" in rows["fleet-b"]["reason"]
+    failed, restored, ready = rows["fleet-b"]["rollback"]
+    assert failed.startswith("failed: ") and "no-such-voice" in failed, failed  # the runtime's own error
+    assert restored.startswith("restored: the previous deployment") and ready == "restore ready: yes"
+    assert rows["fleet-b"]["ready"] is True and rows["fleet-b"]["state"] == "RUNNING"  # the restored one
+    assert Path(rows["fleet-b"]["log"]).is_file()
     for host in ("fleet-a", "fleet-c"):
         assert rows[host]["outcome"] == "ok" and rows[host]["ready"] is True
         code, env = in_host(test_fleet, host, "cat", "/opt/tailor/deployments/current/.env")
@@ -173,15 +161,10 @@ def test_a_broken_host_is_rolled_back_and_the_others_updated(test_fleet, wheelho
 
 
 def test_down_leaves_nothing_running(test_fleet) -> None:
-    rc, _data, err = deploy_fleet(*with_inventory(test_fleet, "down", "--limit", "tts", "--json"))
+    rc, _data, err = deploy_fleet(*with_inventory(test_fleet, "down", "--fleet-dir", str(test_fleet.fleet_dir),
+                                                  "--limit", "tts", "--json"))
     assert rc == 0, err
     for host in TTS:
         assert readyz_from_inside(test_fleet, host) == 0
-        code, output = in_host(test_fleet, host, "python3", "-c",
-                               "import pathlib\n"
-                               "for p in pathlib.Path('/proc').glob('[0-9]*/cmdline'):\n"
-                               "  try: print(p.read_bytes().replace(b'\\0', b' ').decode())\n"
-                               "  except OSError: pass")
-        assert code == 0
-        assert "orchestrator" not in output and "-m runtime" not in output, output
+        assert runtime_processes(test_fleet, host) == ""
         assert host_status(test_fleet, host)["state"] == "STOPPED"

@@ -40,7 +40,8 @@ class DockerHost:
     client: docker.DockerClient
 
     def args(self, command: str, *rest: str) -> list[str]:
-        return [command, "-i", str(self.inventory), *rest, "--json"]
+        logs = ["--fleet-dir", str(self.fleet_dir)] if command in ("status", "down") else []
+        return [command, "-i", str(self.inventory), *logs, *rest, "--json"]
 
     def runtime_container(self) -> docker.models.containers.Container | None:
         try:

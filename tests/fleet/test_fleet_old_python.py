@@ -93,3 +93,14 @@ def test_a_host_with_python_3_9_is_reported_with_the_fix_and_left_alone(old_pyth
     rc, data, err = deploy_fleet("plan", "--fleet-dir", str(fleet_dir), "--json")
     planned = rows_by_host(data)[HOST]
     assert planned["state"] == "failed" and "no Python 3.10" in planned["reason"], (rc, planned, err)
+
+
+def test_down_on_a_host_where_nothing_was_installed_succeeds_and_says_so(old_python_host) -> None:
+    inventory, fleet_dir, host = old_python_host
+    code, _ = host.exec_run(["test", "-e", "/opt/tailor"])
+    assert code != 0  # the probe above installed nothing; down has nothing to stop
+
+    rc, data, err = deploy_fleet("down", "-i", str(inventory), "--fleet-dir", str(fleet_dir), "--json")
+    row = rows_by_host(data)[HOST]
+    assert rc == 0, err
+    assert row["outcome"] == "ok" and row["installed"] is False and row["note"] == "nothing installed", row

@@ -126,3 +126,49 @@ def test_a_missing_inventory_is_a_clear_error_not_a_traceback(tmp_path: Path) ->
     assert proc.returncode == 2
     assert "inventory" in proc.stderr and "does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_plan_and_render_use_the_inventorys_current_variables_without_a_new_probe(tmp_path: Path, capsys) -> None:
+    """A changed tailor_profile counts at once: the facts are the last probe's, the config is what
+    the inventory says now (templated by the role's config action on the controller; the host,
+    here a container that does not exist, is never contacted)."""
+    facts = tmp_path / "facts"
+    facts.mkdir()
+    (facts / "t4-8gb-4cpu.json").write_text((FACTS / "t4-8gb-4cpu.json").read_text())
+    # What the probe recorded: its inventory, and the config the host had then (cpu-only forced).
+    (facts / "t4-8gb-4cpu.config.yaml").write_text("profile: cpu-only\nsettings:\n  port: 8000\n")
+    inventory = tmp_path / "hosts.ini"
+    (facts / "_probe.json").write_text(json.dumps({"hosts": {"t4-8gb-4cpu": {"state": "ok", "reason": ""}},
+                                                   "inventory": str(inventory)}))
+    connection = ["[all:vars]", "ansible_connection=community.docker.docker_api",
+                  f"ansible_docker_docker_host=unix://{tmp_path}/no-engine.sock"]
+
+    def planned() -> dict:
+        rc, out, err = _run(capsys, "fleet", "plan", "--facts-dir", str(facts), "--json")
+        assert rc == 0, err
+        assert f"planning with the current variables of {inventory}" in err
+        (row,) = json.loads(out)["hosts"]
+        return row
+
+    inventory.write_text("\n".join(["[tts]", "t4-8gb-4cpu ansible_host=nowhere tailor_profile=cpu-only",
+                                    *connection]) + "\n")
+    row = planned()
+    assert (row["profile"], row["device"]) == ("cpu-only", "cpu")
+    # The operator drops the forced profile and sets a knob: no probe, the next plan follows.
+    inventory.write_text("\n".join(["[tts]", "t4-8gb-4cpu ansible_host=nowhere",
+                                    "[tts:vars]", 'tailor_settings={"log_level": "debug"}', *connection]) + "\n")
+    row = planned()
+    assert (row["profile"], row["device"]) == ("t4-8gb", "cuda")
+    rc, out, err = _run(capsys, "fleet", "render", "--k8s", "--facts-dir", str(facts), "--out", str(tmp_path / "k8s"),
+                        "--json")
+    assert rc == 0, err
+    (cls,) = json.loads(out)["classes"]
+    assert cls["profile"] == "t4-8gb"
+    doc = yaml.safe_load((tmp_path / "k8s" / f"{cls['deployment']}.yaml").read_text())
+    env = {e["name"]: e["value"] for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TAILOR_LOG_LEVEL"] == "debug"
+    # -i names another inventory explicitly; a recorded inventory that is gone falls back, saying so.
+    inventory.unlink()
+    rc, out, err = _run(capsys, "fleet", "plan", "--facts-dir", str(facts), "--json")
+    assert rc == 0 and "is gone" in err and json.loads(out)["hosts"][0]["profile"] == "cpu-only"
