@@ -214,6 +214,10 @@ def load(model_dir: Path, options: XttsOptions | None = None) -> XttsEngine:
     pending = [read_state_dict(coqui, model_dir / "model.pth", mmap=options.mmap)]
     model: Any = None
     try:
+        # Xtts() builds a GPT when the config names its text vocabulary size, and
+        # load_checkpoint builds it again from vocab.json: without the size here the first one
+        # (1.8 GB in fp32 for the released model) is never made. load_checkpoint sets it back.
+        config.model_args.gpt_number_text_tokens = None
         model = coqui.xtts_class(config)
         # coqui-tts would read model.pth again (and rewrite an original-release file in
         # place); it gets the state dict read above instead.

@@ -90,14 +90,14 @@ def build_random_checkpoint(directory: Path, spec: RandomCheckpointSpec = TINY, 
     args.gpt_stop_audio_token = spec.audio_tokens - 1
     args.gpt_use_perceiver_resampler = True  # as the released XTTS-v2
     _write_vocab(directory / "vocab.json", list(config.languages), spec.text_tokens)
-    config.save_json(str(directory / "config.json"))
 
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
         model = coqui.xtts_class(config)
         model.tokenizer = VoiceBpeTokenizer(vocab_file=str(directory / "vocab.json"))
-        model.init_models()
+        model.init_models()  # also records the text vocabulary in config.model_args
+        config.save_json(str(directory / "config.json"))
         with torch.no_grad():
             model.gpt.mel_head.bias[args.gpt_stop_audio_token] = -1e4
             model.mel_stats.uniform_(0.5, 1.5)
