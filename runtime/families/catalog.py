@@ -131,7 +131,7 @@ XTTS = FamilySpec(
     engines={"cpu": ("torch",), "cuda": ("torch",)},
     streaming="token-chunk",
     batches=False,
-    concurrent_safe=True,
+    concurrent_safe=False,  # coqui-tts keeps each generation's prompt on the model (runtime/families/xtts/engine.py)
     components=(
         # model.pth is 1.87 GB in fp32 (466.9 M parameters). fp16 is autocast: the weights stay
         # fp32 (full_precision_only), only the activations halve.
