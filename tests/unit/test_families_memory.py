@@ -33,7 +33,7 @@ def test_the_catalog_declares_the_four_families_with_their_loaders() -> None:
         "piper": 22050, "kokoro-82m": 24000, "xtts-v2": 24000, "indextts2": 22050}
     assert {f.name: f.streaming for f in FAMILIES.values()} == {
         "piper": "sentence", "kokoro-82m": "sentence", "xtts-v2": "token-chunk", "indextts2": "sentence"}
-    assert [f.name for f in FAMILIES.values() if not f.concurrent_safe] == ["indextts2"]
+    assert [f.name for f in FAMILIES.values() if not f.concurrent_safe] == ["xtts-v2", "indextts2"]
     assert [f.name for f in FAMILIES.values() if f.separate_process] == ["indextts2"]
     assert family("xtts-v2").install == "tailor-deploy[xtts]" and family("kokoro-82m").install == "tailor-deploy[kokoro]"
     assert not family("xtts-v2").commercial_use and "Coqui Public Model License" in family("xtts-v2").licence
