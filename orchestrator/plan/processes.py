@@ -121,7 +121,12 @@ def scale_budget(budget: MemoryBudget, per_gpu: int) -> MemoryBudget:
         planned = sum(r.bytes for r in rows if r.pool == t.pool)
         totals.append(PoolTotal(t.pool, t.capacity_bytes, t.headroom_bytes, planned,
                                 t.capacity_bytes - t.headroom_bytes - planned))
-    return MemoryBudget(rows, tuple(totals))
+    peak = budget.load_peak
+    if peak is not None:  # the processes start together: each loads its own copy at once
+        planned = peak.planned_bytes * per_gpu
+        peak = PoolTotal(peak.pool, peak.capacity_bytes, peak.headroom_bytes, planned,
+                         peak.capacity_bytes - peak.headroom_bytes - planned)
+    return MemoryBudget(rows, tuple(totals), load_peak=peak)
 
 
 def pod_processes(processes: int, pods: int) -> int:

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.plan.budget import Footprint, MemoryBudget, Pools, build_budget
+from orchestrator.plan.budget import MemoryBudget, Pools, build_budget
 from orchestrator.plan.planner import Plan, make_plan, step_down
 from orchestrator.plan.processes import decide_processes, scale_budget
 from orchestrator.probe.facts import HostFacts
 from orchestrator.render.renderer import RenderOptions, parse_env_text, render
 from orchestrator.select.profiles import load_profiles
 from orchestrator.select.selection import select_profile
+from runtime.families.catalog import family
+from runtime.families.spec import Placement
 
 FACTS = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 GIB = 1024**3
@@ -34,7 +36,7 @@ def reason(plan: Plan) -> str:
 
 def cpu_budget(workers: int, ram_gib: int) -> MemoryBudget:
     pools = Pools(ram_gib * GIB, GIB, 0, 0, shared=False)
-    return build_budget(pools, Footprint.of("onnx", "cpu", "fp32"), workers, workers, 64 * 1024**2, on_gpu=False)
+    return build_budget(pools, family("piper").footprint(Placement("onnx", "cpu", "fp32")), workers, workers, 64 * 1024**2, on_gpu=False)
 
 
 @pytest.mark.parametrize(("cpus", "workers"), [(2, 2), (16, 8)])
@@ -69,7 +71,7 @@ def test_one_big_gpu_with_many_cpus_runs_three_processes_bound_by_the_engine_rat
 def test_a_big_gpu_whose_vram_holds_one_copy_runs_one_process() -> None:
     # An 80 GiB card with 64 CPUs, a plan whose batch memory fills most of the card: one copy fits.
     pools = Pools(256 * GIB, 8 * GIB, 80 * GIB, 8 * GIB, shared=False)
-    fp = Footprint.of("torch", "cuda", "bf16")
+    fp = family("piper").footprint(Placement("torch", "cuda", "bf16"))
     budget = build_budget(pools, fp, 2, 640, 0, on_gpu=True)  # 640 items x 96 MiB = 60 GiB
     decided = decide_processes(on_gpu=True, devices=1, usable_cpus=64, budget=budget, card_bytes=80 * GIB)
     assert decided.processes == 1, decided.reason
