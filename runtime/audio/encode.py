@@ -11,7 +11,8 @@ encoders (libmp3lame, aac, libopus through PyAV's bundled FFmpeg) into a non-see
 hands out bytes as soon as the muxer writes them, so nothing is patched back afterwards.
 ``flac`` is the exception: FLAC's header carries the total sample count, and a stream without it
 is unreadable for libsndfile (soundfile), so a FLAC answer is encoded whole once the audio is
-complete and then sent (still chunked on the wire).
+complete and then sent whole, with its length (``runtime.http.speech``: nothing goes out before it
+exists, so a request that cannot finish gets its error instead).
 """
 
 from __future__ import annotations

@@ -68,8 +68,12 @@ def test_streaming_response_is_chunked_by_default(oai: Any, fmt: str) -> None:
     with oai.audio.speech.with_streaming_response.create(
         model="gpt-4o-mini-tts", voice="echo", input=TEXT, response_format=fmt,
     ) as response:
-        assert response.headers.get("transfer-encoding") == "chunked"
-        assert "content-length" not in response.headers
+        if fmt == "flac":  # sent whole (its header carries the length): an error could still be a 504
+            assert "transfer-encoding" not in response.headers
+            assert int(response.headers["content-length"]) > 0
+        else:
+            assert response.headers.get("transfer-encoding") == "chunked"
+            assert "content-length" not in response.headers
         parts = list(response.iter_bytes())
     data = b"".join(parts)
     assert 1.5 < seconds_of(data, fmt) < 6.0
