@@ -75,6 +75,13 @@ class Instance:
     def start(self) -> None:
         started = time.monotonic()
         self.runner.start()
+        try:
+            self._wait_ready(started)
+        except BaseException:  # Ctrl-C while it starts: the caller never gets it to stop
+            self.stop()
+            raise
+
+    def _wait_ready(self, started: float) -> None:
         deadline = started + self.ready_timeout_s
         last = ""
         while time.monotonic() < deadline:

@@ -127,12 +127,18 @@ def test_a_corrupt_model_is_fatal_at_once_and_names_the_file(state_dir: Path, co
     assert "STARTING: )" not in res.stderr  # the readiness wait never shows an empty reason
 
 
-def test_a_missing_voices_dir_is_fatal_at_once(state_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("setting", "said"), [
+    ("TAILOR_VOICES_DIR={missing}", "TAILOR_VOICES_DIR='{missing}' is not a directory"),
+    ("TAILOR_VOICE=no-such-voice", "default voice 'no-such-voice' (TAILOR_VOICE) was not found"),
+], ids=["missing-voices-dir", "unknown-voice"])
+def test_a_broken_configuration_is_fatal_at_once(state_dir: Path, tmp_path: Path, setting: str, said: str) -> None:
     missing = tmp_path / "no-such-voices"
     res = deploy("auto", "--backend", "process", "--detach", "--port", str(free_port()), "--state-dir",
-                 str(state_dir), "--set", f"TAILOR_VOICES_DIR={missing}", env=NO_DOCKER)
+                 str(state_dir), "--set", setting.format(missing=missing), env=NO_DOCKER)
     assert res.returncode == 1, res.stdout + res.stderr
-    assert f"TAILOR_VOICES_DIR='{missing}' is not a directory" in res.stderr.split("error: ", 1)[1].splitlines()[0]
+    first = res.stderr.split("error: ", 1)[1].splitlines()[0]
+    assert "restarting cannot fix it (model or configuration broken, exit code 4)" in first
+    assert said.format(missing=missing) in first
     assert read_state(state_dir).restarts == 0
 
 
