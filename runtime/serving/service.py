@@ -79,6 +79,29 @@ class SpeechJob:
     """Characters of this request still counted in the admission backlog (0 once released)."""
 
 
+SERVED_FAMILIES = ("piper",)
+"""Model families this runtime serves over HTTP. The others are declared (runtime/families/catalog.py)
+so the planner sizes machines for them, and their engines exist (runtime/families/xtts/,
+runtime/families/indextts2/), but their serving path has not landed yet."""
+
+
+def check_served_family(settings: Settings) -> None:
+    """Refuse, as a broken configuration (no restart can help), a family or precision this runtime
+    cannot serve, instead of silently serving Piper under another family's name."""
+    names = [n for n in settings.model.split(",") if n]
+    unserved = [n for n in names if n not in SERVED_FAMILIES]
+    if unserved:
+        raise StartupError(
+            f"TAILOR_MODEL={settings.model}: this runtime serves only {', '.join(SERVED_FAMILIES)}; "
+            f"the {', '.join(unserved)} family is planned (`deploy plan --model`) but not served in this release",
+            hint="serve piper (TAILOR_MODEL=piper, the default; `deploy auto` without --model), and use "
+                 "`deploy plan --model NAME` or `deploy models` to size machines for the other families")
+    if settings.precision == "int8":
+        raise StartupError(
+            "TAILOR_PRECISION=int8 is for families with an int8 model; Piper voices run in fp32, fp16 or bf16",
+            hint="use TAILOR_PRECISION=fp32 (CPU); Piper's int8 models are chosen with TAILOR_MODEL_VARIANT")
+
+
 def default_voice_variant(settings: Settings, files: VoiceFiles) -> VoiceFiles:
     """The default voice's files for TAILOR_MODEL_VARIANT (int8 variants are onnx model files)."""
     if settings.model_variant == files.variant:
@@ -98,6 +121,7 @@ class SpeechService:
         rss_reader: Callable[[], int] = process_rss_bytes,
     ) -> None:
         self.settings = settings
+        check_served_family(settings)
         self.catalog: dict[str, VoiceFiles] = discover_voices(settings.voices_dir)
         if settings.default_voice not in self.catalog:
             raise StartupError(

@@ -35,3 +35,24 @@ def test_a_failure_that_may_pass_is_not_called_broken(text: str) -> None:
 
 def test_exit_codes_a_supervisor_gives_up_on() -> None:
     assert EXIT_BROKEN in UNRECOVERABLE_EXITS and EXIT_START_FAILED not in UNRECOVERABLE_EXITS
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"TAILOR_MODEL": "kokoro-82m"}, "TAILOR_MODEL=kokoro-82m: this runtime serves only piper"),
+    ({"TAILOR_MODEL": "xtts-v2"}, "the xtts-v2 family is planned"),
+    ({"TAILOR_PRECISION": "int8"}, "TAILOR_PRECISION=int8 is for families with an int8 model"),
+])
+def test_a_family_this_runtime_does_not_serve_exits_broken(env: dict[str, str], says: str) -> None:
+    """Planned but not served: the runtime refuses (exit 4, so no restart loop) instead of serving
+    Piper under another family's name."""
+    import subprocess
+    import sys
+
+    from tests.runtime.conftest import REPO, free_port
+
+    done = subprocess.run([sys.executable, "-m", "runtime", "--port", str(free_port())], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "TAILOR_CACHE_BYTES": "0", **env})
+    assert done.returncode == EXIT_BROKEN, done.stderr
+    assert says in done.stderr and "hint:" in done.stderr
+    assert "Traceback" not in done.stderr
