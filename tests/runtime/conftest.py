@@ -74,9 +74,10 @@ def start_server(tmp: Path, env_overrides: Mapping[str, str], ready_timeout_s: f
 
 def start_one_worker_server(tmp: Path, grace_s: int) -> LiveServer:
     """A live server with one worker, no response cache (every request is synthesized, so one long
-    text keeps the worker busy) and a shutdown grace of ``grace_s`` seconds: for the shutdown tests."""
+    text keeps the worker busy) and a shutdown grace of ``grace_s`` seconds: for the shutdown tests.
+    Its 300 s deadline lets admission take two long texts even when this shared machine is busy."""
     return start_server(tmp, {"TAILOR_WORKERS": "1", "TAILOR_SHUTDOWN_GRACE_S": str(grace_s),
-                              "TAILOR_CACHE_BYTES": "0"})
+                              "TAILOR_CACHE_BYTES": "0", "TAILOR_REQUEST_TIMEOUT_S": "300"})
 
 
 def wait_in_flight(server: LiveServer, count: int, deadline: float) -> None:

@@ -31,7 +31,8 @@ INSTANCE = "conn-test-1"
 def tight_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = start_server(tmp_path_factory.mktemp("tight"), {
         "TAILOR_HEADER_TIMEOUT_S": "1", "TAILOR_BODY_TIMEOUT_S": "1.5", "TAILOR_IDLE_TIMEOUT_S": "1",
-        "TAILOR_MAX_CONNECTIONS": "6", "TAILOR_INSTANCE_ID": INSTANCE, "TAILOR_CACHE_BYTES": "0"})
+        "TAILOR_MAX_CONNECTIONS": "6", "TAILOR_INSTANCE_ID": INSTANCE, "TAILOR_CACHE_BYTES": "0",
+        "TAILOR_REQUEST_TIMEOUT_S": "300"})  # admission takes the long texts even on a busy machine
     yield server
     stop_server(server)
 
