@@ -395,8 +395,10 @@ class Supervisor:
         if status.oom_killed or code is None or code not in UNRECOVERABLE_EXITS:
             return ""
         error, hint = runtime_error(self.last_log_lines)
-        reason = (f"the runtime cannot start, and restarting cannot fix it ({EXIT_CODES[code]}, exit code {code})"
-                  + (f": {error}" if error else ""))
+        # The runtime's own error first: a reader who sees only the first words (a fleet's short
+        # rollback line, a narrow terminal) sees the cause, then the verdict.
+        verdict = f"restarting cannot fix it ({EXIT_CODES[code]}, exit code {code})"
+        reason = f"{error}; {verdict}" if error else f"the runtime cannot start, and {verdict}"
         return reason + (f"; fix: {hint}" if hint else "")
 
     def _failed(self, status: RunnerStatus) -> None:
