@@ -8,11 +8,16 @@ takes a job waits up to ``TAILOR_BATCH_WINDOW_MS`` for more jobs of the same voi
 item keeps its own speed (``length_scale``). Jobs whose request is gone are dropped unrun.
 With ``TAILOR_SOLO_WIDE``, a sentence that is the only work in the server runs on a wider
 engine instance (all workers' threads), so a lone request is not limited to one worker's share.
+A request alone in the server runs its sentences one after another on that instance: while it
+holds the wide instance, no one-thread worker starts the same request's next sentence beside it
+(that would split the cores between the two and delay the first audio); a second request
+arriving releases the other workers at once.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import threading
 import time
@@ -97,6 +102,7 @@ class JobQueue:
 
     def take(
         self, batching: bool, window_s: float, max_batch: int, companions_possible: Callable[[], bool] = lambda: True,
+        hold: Callable[[], bool] = lambda: False, claim: Callable[[list[Job]], None] | None = None,
     ) -> list[Job] | None:
         """The next job (and, batching, companions of the same voice and length bucket, so padding
         stays small: see :data:`LENGTH_BUCKETS`; when the window closes short, jobs of the two
@@ -104,17 +110,24 @@ class JobQueue:
 
         The window is not waited out when ``companions_possible()`` says no other request is in
         the server (admitted or still arriving): alone, a request's sentences are all queued
-        already and the wait is pure latency."""
+        already and the wait is pure latency.
+
+        While ``hold()`` is true no job is taken (the caller waits for :meth:`wake`); ``claim``
+        gets the batch before the queue's lock is released, so a decision made from the queue's
+        state (e.g. which instance runs it) is atomic with the take. Both run under the lock."""
         with self._cond:
             first = None
             while first is None:
-                first = self._pop_live()
+                if not hold():
+                    first = self._pop_live()
                 if first is None:
                     if self._stopped:
                         return None
                     self._cond.wait()
             batch = [first]
             if not batching or max_batch <= 1:
+                if claim is not None:
+                    claim(batch)
                 return batch
             deadline = time.monotonic() + window_s
             bucket = length_bucket(len(first.chunk.phoneme_ids))
@@ -128,7 +141,15 @@ class JobQueue:
                 # The window closed short: top up from the neighbouring buckets rather than run
                 # a small batch (padding stays within two bucket widths).
                 self._gather(batch, first.voice, max_batch, {bucket - 1, bucket + 1})
+            if claim is not None:
+                claim(batch)
             return batch
+
+    def wake(self, update: Callable[[], None] = lambda: None) -> None:
+        """Run ``update`` under the queue's lock, then wake every waiting taker (a hold may be over)."""
+        with self._cond:
+            update()
+            self._cond.notify_all()
 
     def _gather(self, batch: list[Job], voice: str, max_batch: int, buckets: set[int]) -> None:
         """Move waiting jobs of ``voice`` whose length bucket is in ``buckets`` into ``batch``."""
@@ -165,7 +186,8 @@ class Scheduler:
         self._threads: list[threading.Thread] = []
         self._solo_wide = solo_wide and workers > 1
         self._busy = 0
-        self._busy_lock = threading.Lock()
+        """Batches running; read and written under the queue's lock (take's claim, wake)."""
+        self._wide_busy = False
         self.wide_runs = 0
 
     @property
@@ -211,19 +233,39 @@ class Scheduler:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    def _hold(self) -> bool:
+        """A lone request holds the wide instance: its next sentence waits for it rather than
+        start beside it on a one-thread worker (which would take a core from the wide run)."""
+        return self._wide_busy and not self._companions_possible()
+
+    def _claim(self, batch: list[Job]) -> bool:
+        """Count the batch as running and say whether it takes the wide instance: nothing else
+        running, one sentence, and nothing else waiting - or only the same lone request's next
+        sentences (no other request in the server). Called under the queue's lock."""
+        alone = len(self.queue) == 0 or not self._companions_possible()
+        wide = self._solo_wide and self._busy == 0 and len(batch) == 1 and alone
+        self._busy += 1
+        self._wide_busy = self._wide_busy or wide
+        self.wide_runs += int(wide)
+        return wide
+
+    def _done(self, wide: bool) -> None:
+        self._busy -= 1
+        if wide:
+            self._wide_busy = False
+
     def _run(self, index: int) -> None:
+        claimed: list[bool] = []
         while True:
-            batch = self.queue.take(self._batching, self._window_s, self._max_batch, self._companions_possible)
+            claimed.clear()
+            batch = self.queue.take(self._batching, self._window_s, self._max_batch, self._companions_possible,
+                                    hold=self._hold, claim=lambda taken: claimed.append(self._claim(taken)))
             self._metrics.queue_depth.set(len(self.queue))
             if batch is None:
                 return
+            wide = claimed[0]
             self._metrics.observe_batch([len(j.chunk.phoneme_ids) for j in batch])
             voice = batch[0].voice
-            with self._busy_lock:
-                # Alone in the server: take the instance that has every worker's threads.
-                wide = self._solo_wide and self._busy == 0 and len(batch) == 1 and len(self.queue) == 0
-                self._busy += 1
-                self.wide_runs += int(wide)
             try:
                 audio = self._chain.synthesize(
                     index, voice, [j.chunk for j in batch], [j.speed for j in batch], wide=wide
@@ -233,7 +275,6 @@ class Scheduler:
                     job.future.set_exception(exc)
                 continue
             finally:
-                with self._busy_lock:
-                    self._busy -= 1
+                self.queue.wake(functools.partial(self._done, wide))
             for job, samples in zip(batch, audio, strict=True):
                 job.future.set_result(samples)
