@@ -219,6 +219,15 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_CUDNN_BENCHMARK", "cudnn_benchmark", "false", "torch.backends.cudnn.benchmark.", _bool),
     EnvVar("TAILOR_TORCH_COMPILE", "torch_compile", "false", "torch.compile the decoder where measured faster.",
            _bool),
+    EnvVar("TAILOR_SHAPE_BUCKETS", "shape_buckets", "false",
+           "Torch engine: pad each batch to bucket shapes (phoneme ids, frames, batch size; audio trimmed back exactly) "
+           "and, on CUDA, warm every (batch, frame) bucket before ready, so cuDNN autotuning and CUDA graphs meet "
+           "no new shape on the request path. Off until measured to pay on a GPU (benchmarks/bench_shape_buckets.py).",
+           _bool),
+    EnvVar("TAILOR_CUDA_GRAPHS", "cuda_graphs", "false",
+           "Torch engine on CUDA with TAILOR_SHAPE_BUCKETS: replay the flow and generator as one CUDA graph per "
+           "(batch, frame) bucket, captured at warm-up. Off until measured to pay (benchmarks/bench_shape_buckets.py).",
+           _bool),
     EnvVar("TAILOR_SWITCH_INTERVAL_MS", "switch_interval_ms", "5",
            "Python's GIL switch interval in the runtime process (sys.setswitchinterval); 5 is CPython's default. "
            "A thread that releases the GIL often (the torch engine, once per operator) waits up to this long to get it "
@@ -310,6 +319,8 @@ class Settings:
     ort_memory_arena: bool
     cudnn_benchmark: bool
     torch_compile: bool
+    shape_buckets: bool
+    cuda_graphs: bool
     switch_interval_ms: float
     log_level: str
     instance_id: str

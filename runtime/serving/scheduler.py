@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from runtime.engines.shapes import PHONEME_BUCKETS
 from runtime.serving.engine_chain import EngineChain
 from runtime.serving.metrics import RuntimeMetrics
 from runtime.text.frontend import TextChunk
@@ -46,10 +47,11 @@ class Job:
     """Lower runs first (the request's deadline: earliest deadline first); ties keep FIFO."""
 
 
-LENGTH_BUCKETS: tuple[int, ...] = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+LENGTH_BUCKETS: tuple[int, ...] = PHONEME_BUCKETS
 """Upper edges (phoneme ids) of the length buckets a batch is drawn from. A batch is padded to its
-longest sentence, so within one bucket at most a third of a batch is padding (a half in the two
-smallest); sentences longer than the last edge form their own bucket."""
+longest sentence (to the bucket's edge with ``TAILOR_SHAPE_BUCKETS``), so within one bucket at most
+a third of a batch is padding (a half in the two smallest); sentences longer than the last edge
+form their own bucket."""
 
 
 def length_bucket(phonemes: int) -> int:
