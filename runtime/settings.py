@@ -205,7 +205,9 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_SOLO_WIDE", "solo_wide", "false",
            "With WORKERS > 1: when one sentence is the only work in the server, run it on an extra engine "
            "instance with WORKERS x THREADS_PER_WORKER intra-op threads, so a lone request uses every core "
-           "(costs one more model instance in memory per loaded voice).", _bool),
+           "(costs one more model instance in memory per loaded voice). A request alone in the server runs its "
+           "sentences there one after another (none beside it on a one-thread worker); another request arriving "
+           "releases the workers.", _bool),
     EnvVar("TAILOR_PRELOAD", "preload", "true",
            "Run a warm-up synthesis on every worker before reporting ready (the model always loads before ready).", _bool, knob="preload"),
     EnvVar("TAILOR_SHUTDOWN_GRACE_S", "shutdown_grace_s", "20",
