@@ -8,10 +8,11 @@ takes a job waits up to ``TAILOR_BATCH_WINDOW_MS`` for more jobs of the same voi
 item keeps its own speed (``length_scale``). Jobs whose request is gone are dropped unrun.
 With ``TAILOR_SOLO_WIDE``, a sentence that is the only work in the server runs on a wider
 engine instance (all workers' threads), so a lone request is not limited to one worker's share.
-A request alone in the server runs its sentences one after another on that instance: while it
-holds the wide instance, no one-thread worker starts the same request's next sentence beside it
-(that would split the cores between the two and delay the first audio); a second request
-arriving releases the other workers at once.
+A request alone in the server runs its first sentence there even with its next ones queued, and
+while it does no one-thread worker starts the next beside it (that would split the cores between
+the two and delay the first audio); once the first audio is out, its remaining sentences run side
+by side on the one-thread workers (more audio per CPU second than one wide run; the playing audio
+covers the time), the last one wide again. A second request arriving releases the workers at once.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Job:
     future: Future[np.ndarray] = field(default_factory=Future)
     priority: float = 0.0
     """Lower runs first (the request's deadline: earliest deadline first); ties keep FIFO."""
+    lead: bool = False
+    """The request's first sentence: its time to first audio rides on it (solo-wide, below)."""
 
 
 LENGTH_BUCKETS: tuple[int, ...] = PHONEME_BUCKETS
@@ -189,7 +192,8 @@ class Scheduler:
         self._solo_wide = solo_wide and workers > 1
         self._busy = 0
         """Batches running; read and written under the queue's lock (take's claim, wake)."""
-        self._wide_busy = False
+        self._lead_wide = False
+        """A request's first sentence is running on the wide instance."""
         self.wide_runs = 0
 
     @property
@@ -236,25 +240,26 @@ class Scheduler:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _hold(self) -> bool:
-        """A lone request holds the wide instance: its next sentence waits for it rather than
-        start beside it on a one-thread worker (which would take a core from the wide run)."""
-        return self._wide_busy and not self._companions_possible()
+        """A lone request's first sentence holds the wide instance: its next sentence waits
+        rather than start beside it on a one-thread worker (which would take a core from it)."""
+        return self._lead_wide and not self._companions_possible()
 
     def _claim(self, batch: list[Job]) -> bool:
         """Count the batch as running and say whether it takes the wide instance: nothing else
-        running, one sentence, and nothing else waiting - or only the same lone request's next
-        sentences (no other request in the server). Called under the queue's lock."""
-        alone = len(self.queue) == 0 or not self._companions_possible()
+        running, one sentence, and nothing else waiting - or, for a request's first sentence,
+        only its own next sentences waiting (no other request in the server). Called under the
+        queue's lock."""
+        alone = len(self.queue) == 0 or (batch[0].lead and not self._companions_possible())
         wide = self._solo_wide and self._busy == 0 and len(batch) == 1 and alone
         self._busy += 1
-        self._wide_busy = self._wide_busy or wide
+        self._lead_wide = self._lead_wide or (wide and batch[0].lead)
         self.wide_runs += int(wide)
         return wide
 
     def _done(self, wide: bool) -> None:
         self._busy -= 1
         if wide:
-            self._wide_busy = False
+            self._lead_wide = False
 
     def _run(self, index: int) -> None:
         claimed: list[bool] = []

@@ -367,7 +367,8 @@ class SpeechService:
                     return
                 # The engine speaks at the voice's own pace; speed is applied after (linear).
                 future = self.scheduler.submit(
-                    Job(job.voice, chunk, 1.0, is_cancelled=cancelled.is_set, priority=job.deadline)
+                    Job(job.voice, chunk, 1.0, is_cancelled=cancelled.is_set, priority=job.deadline,
+                        lead=chunk is job.chunks[0])
                 )
                 pending.append(asyncio.wrap_future(future))
 
