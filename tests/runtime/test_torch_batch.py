@@ -101,5 +101,10 @@ def test_shape_buckets_give_the_same_audio(engine_and_items: Any) -> None:
             for a, b in zip(got, expected, strict=True):
                 np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
                 assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(b)
+        # Word timestamps from a bucketed pass: one count per real phoneme id, the same counts.
+        timed, plain_timed = bucketed.synthesize_timed(items[1]), engine.synthesize_timed(items[1])
+        assert timed.id_samples.shape == (len(items[1].phoneme_ids),)
+        np.testing.assert_array_equal(timed.id_samples, plain_timed.id_samples)
+        np.testing.assert_allclose(timed.audio, plain_timed.audio, rtol=0, atol=1e-4)
     finally:
         bucketed.close()
