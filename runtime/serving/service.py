@@ -462,7 +462,7 @@ class SpeechService:
                     return
                 # The engine speaks at the voice's own pace; speed is applied after (linear).
                 work = Job(job.voice, chunk, 1.0, is_cancelled=cancelled.is_set, priority=job.deadline,
-                           timed=timings is not None)
+                           timed=timings is not None, lead=chunk is job.chunks[0])
                 submitted.append(work)
                 pending.append(asyncio.wrap_future(self.scheduler.submit(work)))
 
