@@ -218,6 +218,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     base_warning = base_image_for(facts, container.flavor, gpus)[1]
     if base_warning is not None:
         warnings.append(base_warning)
+    limits = planning.input_limits(device, sizing.workers)
     runtime_values = {k: v for k, v in user.values.items() if k not in LAUNCH_KNOBS}
     launch_settings = {k: float(v[0]) for k, v in sorted(user.values.items()) if k in LAUNCH_KNOBS}
     for knob in launch_settings:
@@ -230,7 +231,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         memory_limit_bytes=container.memory_limit_bytes,
         gpu_uuids=tuple(g.uuid for g in gpus.used) if on_gpu and facts.jetson is None else (),
         fallback_threads=_fallback_threads(facts, profile, sizing.workers) if on_gpu else sizing.threads,
-        family=spec.name, model_env=fit_env(fit, "the model fit (see the model reductions in --explain)"))
+        family=spec.name, model_env={**fit_env(fit, "the model fit (see the model reductions in --explain)"), **limits})
     warnings.extend(env_warnings)
     prov.update({p.name: p for p in env_prov})
     env["TAILOR_PROCESSES"] = str(processes)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from orchestrator.errors import UsageError
 from orchestrator.plan.budget import slots_that_fit, workers_that_fit
+from orchestrator.plan.input_limits import decide_limits, speed_for
 from orchestrator.plan.runtime_env import Provenance
 from orchestrator.plan.user_config import PASS_THROUGH, UserConfig, check_value, variable_for
 from orchestrator.probe.facts import HostFacts
@@ -316,6 +317,32 @@ class Planning:
                               "memory is tight: load on first request, no warm-up at start"
                               if tight else "memory allows loading and a warm-up before ready")
         return Batching(inter_op, batching, max_batch, concurrency, max_queue, window, preload, tight)
+
+
+    def input_limits(self, device: str, workers: int) -> dict[str, tuple[str, str, str]]:
+        """TAILOR_MAX_INPUT_CHARS and TAILOR_REQUEST_TIMEOUT_S consistent with the measured speed
+        (plan/input_limits.py), as env entries (value, source, reason); the user's own values are
+        kept (build_env writes them) and only warned about."""
+        speed = speed_for(self.family.name, device, self.facts.jetson is not None)
+        if speed is None:
+            self.reasons.append(f"max_input_chars and request_timeout_s: the runtime defaults; no speed of "
+                                f"{self.family.name} on {device}{' (Jetson)' if self.facts.jetson else ''} was "
+                                "measured (the runtime's start-up calibration reports effective_max_input_chars)")
+            return {}
+        user_chars, user_timeout = self.user.typed("TAILOR_MAX_INPUT_CHARS"), self.user.typed("TAILOR_REQUEST_TIMEOUT_S")
+        limits = decide_limits(speed, workers, default_chars=RUNTIME_DEFAULTS.max_input_chars,
+                               default_timeout_s=RUNTIME_DEFAULTS.request_timeout_s,
+                               user_chars=user_chars, user_timeout_s=user_timeout)
+        if limits.warning is not None:
+            self.warnings.append(limits.warning)
+        planned: dict[str, tuple[str, str, str]] = {}
+        if user_chars is None:
+            planned["TAILOR_MAX_INPUT_CHARS"] = (str(limits.max_input_chars), "derived", limits.max_input_reason)
+            self.reasons.append(f"max_input_chars={limits.max_input_chars}: {limits.max_input_reason}")
+        if user_timeout is None and limits.timeout_s != RUNTIME_DEFAULTS.request_timeout_s:
+            planned["TAILOR_REQUEST_TIMEOUT_S"] = (_num(limits.timeout_s), "derived", limits.timeout_reason)
+            self.reasons.append(f"request_timeout_s={_num(limits.timeout_s)}: {limits.timeout_reason}")
+        return planned
 
 
 def _jetson_cpu_reason(release: str, jetpack: str | None) -> str:
