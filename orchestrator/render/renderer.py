@@ -176,7 +176,7 @@ def _env_context(plan: Plan, env_notes: tuple[dict[str, str], dict[str, str]], t
 
 def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
     c = plan.container
-    port = int(plan.env["TAILOR_PORT"])
+    port = plan.port
     container_env = runtime_env(plan, "container", options)
     host_env = runtime_env(plan, "host", options)
     grace = int(float(plan.env["TAILOR_SHUTDOWN_GRACE_S"]))
