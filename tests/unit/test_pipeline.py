@@ -147,7 +147,7 @@ def test_unknown_profile_exits_2_with_did_you_mean(capsys: pytest.CaptureFixture
 def test_a_tuned_config_is_recorded_under_its_label() -> None:
     from orchestrator.plan.user_config import UserConfig
 
-    tuned = UserConfig(source="tuned.yaml", values={"TAILOR_WORKERS": "2"}, where={"TAILOR_WORKERS": "tuned.yaml:2"})
+    tuned = UserConfig(source="tuned.yaml", values={"TAILOR_WORKERS": 2}, where={"TAILOR_WORKERS": "tuned.yaml:2"})
     planned = pipeline.plan_from(pipeline.Inputs(facts=FACTS / "cpu-4core-16gb.json", config=tuned,
                                                  config_label="tuned", environ={}))
     assert planned.plan.workers == 2 and source(planned.plan, "TAILOR_WORKERS") == "tuned"
