@@ -155,7 +155,7 @@ def k8s_pod_env(plan: Plan) -> dict[str, str]:
     if c.k8s_replicas > 1:
         env["TAILOR_GPUS"] = "1"
         env["TAILOR_WORKERS"] = str(c.k8s_workers)
-        env["TAILOR_MAX_QUEUE"] = str(-(-int(plan.env["TAILOR_MAX_QUEUE"]) // c.k8s_replicas))
+        env["TAILOR_MAX_QUEUE"] = str(-(-plan.max_queue // c.k8s_replicas))
         env["TAILOR_PROCESSES"] = str(pod_processes(plan.processes, c.k8s_replicas))
     return env
 
