@@ -7,14 +7,21 @@ Adapters wrap third-party exceptions (``raise LaunchError(...) from exc``); only
 
 from __future__ import annotations
 
-from runtime.errors import HintedError
 
-
-class DeployError(HintedError):
-    """Root of every error the orchestrator reports to a user (message, hint and ``str()`` from
-    :class:`runtime.errors.HintedError`, shared with the runtime's tree)."""
+class DeployError(Exception):
+    """Root of every error the orchestrator reports to a user: a message (what went wrong, and
+    where) and a hint (how to fix it). The orchestrator's lowest floor imports nothing of the
+    runtime: the two error trees share only this shape (``runtime.errors.HintedError``)."""
 
     exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\nhint: {self.hint}"
 
 
 class UsageError(DeployError):

@@ -34,8 +34,9 @@ from pathlib import Path
 from orchestrator.errors import UsageError
 from orchestrator.files import write_json_atomic
 from orchestrator.launch.spec import FACTS_FILE, PLAN_FILE, LaunchSpec
-from orchestrator.plan.model_fit import request_from
+from orchestrator.plan.model_fit import model_request
 from orchestrator.plan.planner import Plan, make_plan
+from orchestrator.plan.steps import Choices
 from orchestrator.plan.user_config import UserConfig, load_config
 from orchestrator.probe.facts import HostFacts
 from orchestrator.render.renderer import (
@@ -92,6 +93,8 @@ class Selected:
     """The user's environment (the GPU choice follows its ``CUDA_VISIBLE_DEVICES``)."""
     model: ModelRequest = field(default_factory=default_model)
     """The model family (``--model``, ``TAILOR_MODEL``, ``model:``) and what the user pinned about it."""
+    user: Choices | None = None
+    """The user's values by precedence, parsed once (the plan uses them as they are)."""
 
     def select(self) -> Selection:
         return select_profile(self.facts, self.profiles, self.forced, self.environ, self.model)
@@ -151,8 +154,8 @@ def select_from(inputs: Inputs) -> Selected:
     facts = load_facts(inputs.facts, inputs.environ, inputs.probe_root)
     forced = inputs.profile or (config.profile if config is not None else None)
     environ = os.environ if inputs.environ is None else inputs.environ
-    model = request_from(inputs.settings, environ, config)
-    return Selected(facts, profiles, config, forced, tuple(profiles.overrides), environ, model)
+    user = Choices(inputs.settings, environ, config, {}, "")  # every user value parsed, once
+    return Selected(facts, profiles, config, forced, tuple(profiles.overrides), environ, model_request(user), user)
 
 
 def plan_from(inputs: Inputs) -> Planned:
@@ -160,7 +163,7 @@ def plan_from(inputs: Inputs) -> Planned:
     selected = select_from(inputs)
     selection = selected.select()
     environ = os.environ if inputs.environ is None else inputs.environ
-    plan = make_plan(selected.facts, selection, inputs.settings, environ, selected.config)
+    plan = make_plan(selected.facts, selection, inputs.settings, environ, selected.config, user=selected.user)
     return Planned(inputs, selected.facts, selected.profiles, selection, selected.config, plan, selected.notes)
 
 

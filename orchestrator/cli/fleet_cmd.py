@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli import output as out
+from orchestrator.cli.options import JsonOpt, ProfilesDirOpt
 from orchestrator.errors import UsageError
 from orchestrator.fleet import ansible_run
 from orchestrator.fleet.facts_dir import (
@@ -60,9 +61,6 @@ WheelhouseOpt = Annotated[Path | None, typer.Option(
     "--wheelhouse", help="Directory of dependency wheels for the hosts' Python (offline); default: pip download them.",
     file_okay=False)]
 PythonVersionOpt = Annotated[str, typer.Option("--python-version", help="Python of the hosts, for downloaded wheels.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-ProfilesDirOpt = Annotated[list[Path] | None, typer.Option(
-    "--profiles", help="Directory of extra profiles (NAME.yaml). Repeatable.", file_okay=False)]
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="Model family for every host (default: each host's tailor_model, else piper); "
                     "`deploy models` lists them.")]

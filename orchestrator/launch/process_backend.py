@@ -49,6 +49,7 @@ from orchestrator.launch.runner import (
 )
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.plan.decisions import LOOPBACK
+from orchestrator.polling import poll_until, wait_while
 
 LOG_FILE = "runtime.log"
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ", "PYTHONPATH", "XDG_CACHE_HOME",
@@ -94,10 +95,7 @@ def stop_process_group(identity: RuntimeIdentity, grace_s: float) -> str:
             break
         except PermissionError:
             os.kill(pid, sig)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and is_same_process(identity):
-            time.sleep(0.1)
-        if not is_same_process(identity):
+        if wait_while(lambda: is_same_process(identity), wait_s, 0.1):
             return f"stopped runtime process {pid} ({sig.name})"
     if is_same_process(identity):
         raise LaunchError(f"runtime process {pid} survived SIGKILL", "it may be stuck in the kernel (D state); "
@@ -119,11 +117,9 @@ def remove_cgroup_dir(path: str) -> str:
     return f"removed memory cgroup {group}"
 
 
-def _vmstat_oom_kills(os_calls: OsCalls, proc_root: Path) -> int | None:
-    try:
-        text = os_calls.read_text(proc_root / "vmstat")
-    except OSError:
-        return None
+def oom_kill_field(text: str) -> int | None:
+    """N of the ``oom_kill N`` line of /proc/vmstat, memory.oom_control (cgroup v1) or
+    memory.events (v2); None when the file has no such line."""
     for line in text.splitlines():
         key, _, value = line.partition(" ")
         if key == "oom_kill":
@@ -131,13 +127,11 @@ def _vmstat_oom_kills(os_calls: OsCalls, proc_root: Path) -> int | None:
     return None
 
 
-def _oom_kill_count(text: str) -> int:
-    """``oom_kill N`` from memory.oom_control (v1) or memory.events (v2); 0 when absent."""
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "oom_kill":
-            return int(value)
-    return 0
+def _vmstat_oom_kills(os_calls: OsCalls, proc_root: Path) -> int | None:
+    try:
+        return oom_kill_field(os_calls.read_text(proc_root / "vmstat"))
+    except OSError:
+        return None
 
 
 class MemoryCgroup:
@@ -195,20 +189,23 @@ class MemoryCgroup:
     def oom_kills(self) -> int:
         name = "memory.oom_control" if self.version == 1 else "memory.events"
         try:
-            return _oom_kill_count(self._os.read_text(self.path / name))
+            return oom_kill_field(self._os.read_text(self.path / name)) or 0
         except OSError:
             return 0
 
     def remove(self) -> None:
         # The kernel frees the cgroup a moment after its last process is reaped.
-        for _ in range(50):
-            try:
-                self._os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.05)
+        poll_until(self._try_rmdir, 2.5, 0.05)
+
+    def _try_rmdir(self) -> bool | None:
+        """True once the cgroup directory is gone; None while it still has processes."""
+        try:
+            self._os.rmdir(self.path)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return None
+        return True
 
 
 class ProcessRunner:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.plan.container_spec import CONTAINER_USER
 from orchestrator.plan.decisions import LOOPBACK
 from orchestrator.plan.planner import Plan
+from runtime.settings import SettingsError, variable
 
 PLAN_FILE = "plan.json"
 FACTS_FILE = "facts.json"
+PORT_VARIABLE = "TAILOR_PORT"
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,8 @@ class LaunchSpec:
     flavor: str
     """``cpu``, ``cuda`` or ``l4t``: which Dockerfile template builds the image."""
     env: tuple[tuple[str, str], ...]
-    """The runtime's full environment (TAILOR_* names), sorted by name."""
+    """The runtime's environment (TAILOR_* names), sorted by name, except its port: that is
+    ``port``, held once and typed; :attr:`env_map` (the child's environment) writes it."""
     port: int
     memory_limit_bytes: int | None = None
     cpus: float | None = None
@@ -48,18 +52,37 @@ class LaunchSpec:
     plan: Plan | None = dataclasses.field(default=None, compare=False, repr=False)
     """The plan this spec came from, kept for step-down; None when launched from rendered files only."""
 
+    def __post_init__(self) -> None:
+        given = dict(self.env).get(PORT_VARIABLE)
+        if given is None:
+            return
+        if given != str(self.port):
+            raise ValueError(f"LaunchSpec: env {PORT_VARIABLE}={given} disagrees with port {self.port}")
+        object.__setattr__(self, "env", tuple((k, v) for k, v in self.env if k != PORT_VARIABLE))
+
     @property
     def env_map(self) -> dict[str, str]:
-        return dict(self.env)
+        """The runtime's whole environment, the port included (the one place it becomes text)."""
+        return dict(sorted({**dict(self.env), PORT_VARIABLE: str(self.port)}.items()))
 
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
+    def setting(self, name: str, fallback: Any) -> Any:
+        """Runtime variable ``name`` as the runtime will read it from this environment, typed by the
+        knob table (``TAILOR_WORKERS`` -> int); ``fallback`` when absent or invalid (the runtime
+        refuses an invalid value at start-up, with its own message)."""
+        raw = self.env_map.get(name)
+        if raw is None:
+            return fallback
+        try:
+            return variable(name).parse(name, raw)
+        except SettingsError:
+            return fallback
+
     def with_port(self, port: int) -> LaunchSpec:
-        env = dict(self.env)
-        env["TAILOR_PORT"] = str(port)
-        return dataclasses.replace(self, port=port, env=tuple(sorted(env.items())))
+        return dataclasses.replace(self, port=port)
 
     def with_network_mode(self, mode: str) -> LaunchSpec:
         return dataclasses.replace(self, network_mode=mode)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from orchestrator.plan.budget import MemoryBudget
 from orchestrator.plan.decisions import container_user, image_tag
 from orchestrator.probe.facts import GpuFacts, HostFacts
-from orchestrator.select.gpus import GpuChoice, choose_gpus
+from orchestrator.select.gpus import GpuChoice
 from orchestrator.select.profiles import Profile, parse_version
 from orchestrator.units import format_size
 
@@ -31,7 +31,7 @@ _L4T_JETPACK_IMAGES: dict[str, str] = {
 }
 
 
-def base_image_for(facts: HostFacts, flavor: str, gpus: GpuChoice | None = None) -> tuple[str, str | None]:
+def base_image_for(facts: HostFacts, flavor: str, gpus: GpuChoice) -> tuple[str, str | None]:
     """The base image for ``flavor`` on this host, and a warning when no suitable one exists.
 
     CUDA: the base that the GPUs' driver runs (:func:`orchestrator.select.gpus.cuda_stack`). On
@@ -40,7 +40,7 @@ def base_image_for(facts: HostFacts, flavor: str, gpus: GpuChoice | None = None)
     """
     default = DEFAULT_BASE_IMAGES[flavor]
     if flavor == "cuda":
-        stack = (gpus or choose_gpus(facts)).stack
+        stack = gpus.stack
         return (default if stack is None else stack.base_image), None
     if flavor != "l4t" or facts.jetson is None:
         return default, None
@@ -141,9 +141,8 @@ reserves none (``threads.reserve_cpus``)."""
 
 
 def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, on_gpu: bool, *,
-                   gpus: GpuChoice | None = None, budget: MemoryBudget | None = None,
+                   gpus: GpuChoice, budget: MemoryBudget | None = None,
                    cpus_used: int | None = None, workers: int = 1) -> ContainerSpec:
-    gpus = gpus or choose_gpus(facts)
     used = gpus.used if on_gpu else ()
     gpu = used[0] if used else None
     flavor = profile.container.flavor

@@ -8,10 +8,7 @@ chosen fit into sentences and env values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from orchestrator.plan.steps import Choices
-from orchestrator.plan.user_config import UserConfig
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.fit import ModelFit, Pinned
 from orchestrator.select.selection import ModelRequest
@@ -42,11 +39,6 @@ def model_request(user: Choices) -> ModelRequest:
         mmap=user.typed("TAILOR_MODEL_MMAP") if mmap is not None else None,
         where=where)
     return ModelRequest(family(name), pinned)
-
-
-def request_from(settings: Mapping[str, str], environ: Mapping[str, str], config: UserConfig | None) -> ModelRequest:
-    """:func:`model_request` from the pipeline's raw inputs (the same precedence as make_plan)."""
-    return model_request(Choices(settings, environ, config, {}, ""))
 
 
 def fit_reasons(spec: FamilySpec, fit: ModelFit) -> list[str]:
@@ -98,4 +90,4 @@ def fit_env(fit: ModelFit, reason: str) -> dict[str, tuple[str, str, str]]:
     return planned
 
 
-__all__ = ["PINNABLE", "fit_env", "fit_reasons", "fit_warnings", "model_request", "request_from"]
+__all__ = ["PINNABLE", "fit_env", "fit_reasons", "fit_warnings", "model_request"]

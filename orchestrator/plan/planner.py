@@ -34,22 +34,18 @@ from orchestrator.plan.model_fit import fit_env, fit_reasons, fit_warnings, mode
 from orchestrator.plan.processes import decide_processes, pod_processes, scale_budget
 from orchestrator.plan.runtime_env import Provenance, build_env
 from orchestrator.plan.steps import Choices, Planning
-from orchestrator.plan.user_config import (
-    LAUNCH_KNOBS,
-    UserConfig,
-)
+from orchestrator.plan.user_config import LAUNCH_KNOBS, UserConfig, Value, parse_value
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.fit import ModelFit, fit_model
-from orchestrator.select.gpus import choose_gpus
 from orchestrator.select.profiles import Profile, ProfileSet
 from orchestrator.select.selection import (
     FITS,
     ModelRequest,
     Selection,
-    complete_facts,
     gpu_memory_bytes,
     judge,
     refusal,
+    selection_of,
 )
 from orchestrator.units import format_size
 from runtime.families.catalog import DEFAULT_FAMILY, family
@@ -153,17 +149,18 @@ _VARIABLE_FIELDS = {v.name: v.knob for v in VARIABLES if v.knob in {f.name for f
 
 def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, str] | None = None,
               environ: Mapping[str, str] | None = None, config: UserConfig | None = None,
-              *, stepped: Mapping[str, str] | None = None, step_reason: str = "") -> Plan:
+              *, stepped: Mapping[str, Value] | None = None, step_reason: str = "", user: Choices | None = None) -> Plan:
     """Every runtime number for ``selection.chosen`` on ``facts`` (pure; see the module doc).
 
     ``overrides`` are command-line values by knob (``workers``) or variable name; ``environ``
-    is the user's environment; ``stepped`` are step-down values (see :func:`step_down`).
+    is the user's environment; ``stepped`` are step-down values (see :func:`step_down`). The plan
+    uses the selection's decisions as they are: ``selection.facts`` (``facts`` completed, as
+    judged) and ``selection.gpus``; it never completes the facts or chooses GPUs again.
     """
-    profile = selection.chosen
-    facts, _assumptions = complete_facts(facts)  # their warnings came with the selection
-    user = Choices(overrides or {}, environ or {}, config, stepped or {}, step_reason)
+    profile, facts, gpus = selection.chosen, selection.facts, selection.gpus  # as judged: completed, GPUs chosen
+    if user is None:  # the pipeline passes the values it already parsed
+        user = Choices(overrides or {}, environ or {}, config, stepped or {}, step_reason)
     warnings: list[str] = list(selection.warnings)
-    gpus = selection.gpus or choose_gpus(facts, environ)
     request = model_request(user)
     fit = selection.fit if selection.fit is not None and selection.model.family == request.family else None
     if fit is None:  # chosen without judging the model (an OOM step-down): fit it here
@@ -218,8 +215,9 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     base_warning = base_image_for(facts, container.flavor, gpus)[1]
     if base_warning is not None:
         warnings.append(base_warning)
+    limits = planning.input_limits(device, sizing.workers)
     runtime_values = {k: v for k, v in user.values.items() if k not in LAUNCH_KNOBS}
-    launch_settings = {k: float(v[0]) for k, v in sorted(user.values.items()) if k in LAUNCH_KNOBS}
+    launch_settings = {k: float(user.typed(k)) for k in sorted(user.typed_values) if k in LAUNCH_KNOBS}
     for knob in launch_settings:
         prov[knob] = Provenance(knob, user.values[knob][0], user.values[knob][1], user.reasons[knob])
     env, env_prov, env_warnings = build_env(
@@ -230,7 +228,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         memory_limit_bytes=container.memory_limit_bytes,
         gpu_uuids=tuple(g.uuid for g in gpus.used) if on_gpu and facts.jetson is None else (),
         fallback_threads=_fallback_threads(facts, profile, sizing.workers) if on_gpu else sizing.threads,
-        family=spec.name, model_env=fit_env(fit, "the model fit (see the model reductions in --explain)"))
+        family=spec.name, model_env={**fit_env(fit, "the model fit (see the model reductions in --explain)"), **limits})
     warnings.extend(env_warnings)
     prov.update({p.name: p for p in env_prov})
     env["TAILOR_PROCESSES"] = str(processes)
@@ -274,40 +272,47 @@ def step_down(plan: Plan, facts: HostFacts, profiles: ProfileSet) -> Plan | None
     if plan.processes > 1:  # each process holds its own weights, context and working memory
         new = plan.processes // 2
         return _replan(plan, facts, current, user_cli, {
-            "TAILOR_PROCESSES": str(new), "TAILOR_MAX_BATCH_SIZE": str(plan.max_batch_size),
-            "TAILOR_WORKERS": str(plan.workers), "TAILOR_THREADS_PER_WORKER": str(plan.threads)},
+            "TAILOR_PROCESSES": new, "TAILOR_MAX_BATCH_SIZE": plan.max_batch_size,
+            "TAILOR_WORKERS": plan.workers, "TAILOR_THREADS_PER_WORKER": plan.threads},
             f"OOM step-down: server processes {plan.processes} -> {new}")
     if plan.batching and plan.max_batch_size > 1:
         new = plan.max_batch_size // 2
         return _replan(plan, facts, current, user_cli, {
-            "TAILOR_MAX_BATCH_SIZE": str(new), "TAILOR_WORKERS": str(plan.workers),
-            "TAILOR_THREADS_PER_WORKER": str(plan.threads), "TAILOR_PROCESSES": str(plan.processes)},
+            "TAILOR_MAX_BATCH_SIZE": new, "TAILOR_WORKERS": plan.workers,
+            "TAILOR_THREADS_PER_WORKER": plan.threads, "TAILOR_PROCESSES": plan.processes},
             f"OOM step-down: max batch size {plan.max_batch_size} -> {new}")
     if plan.workers > 1:
         new = plan.workers // 2
         return _replan(plan, facts, current, user_cli, {
-            "TAILOR_WORKERS": str(new), "TAILOR_MAX_BATCH_SIZE": str(plan.max_batch_size),
-            "TAILOR_THREADS_PER_WORKER": str(plan.threads), "TAILOR_PROCESSES": str(plan.processes)},
+            "TAILOR_WORKERS": new, "TAILOR_MAX_BATCH_SIZE": plan.max_batch_size,
+            "TAILOR_THREADS_PER_WORKER": plan.threads, "TAILOR_PROCESSES": plan.processes},
             f"OOM step-down: workers {plan.workers} -> {new}")
     model = ModelRequest(family(plan.model))
+    judged = selection_of(facts, current, "", _user_environ(plan), model)  # the facts completed, the GPUs chosen
     for candidate in profiles.profiles:
-        if candidate.priority < current.priority and judge(facts, candidate, model=model).status == FITS:
+        if candidate.priority < current.priority and judge(judged.facts, candidate, judged.gpus, model).status == FITS:
             kept = {k: v for k, v in user_cli.items() if k not in SIZING_VARIABLES}
             return _replan(plan, facts, candidate, kept, {},
                            f"OOM step-down: {current.name} is at its smallest; moving to profile {candidate.name}")
     return None
 
 
+def _user_environ(plan: Plan) -> dict[str, str]:
+    """The values the user had set in the environment (CUDA_VISIBLE_DEVICES among them)."""
+    return {k: v for k, (v, source) in plan.user_values.items() if source == "env"}
+
+
 def _replan(plan: Plan, facts: HostFacts, profile: Profile, user_values: Mapping[str, str],
-            stepped: Mapping[str, str], step: str) -> Plan:
-    selection = Selection(profile, True, (f"{profile.name}: chosen by OOM step-down",), (), ())
+            stepped: Mapping[str, Value], step: str) -> Plan:
     sources = {k: plan.user_values[k][1] for k in user_values}
     # Re-apply the user's values under their original sources (config < env < cli).
     env = {k: v for k, v in user_values.items() if sources[k] == "env"}
+    selection = selection_of(facts, profile, f"{profile.name}: chosen by OOM step-down", env)
     cli = {k: v for k, v in user_values.items() if sources[k] == "cli"}
     from_file = {k: v for k, v in user_values.items() if sources[k] not in ("env", "cli")}
     label = next((sources[k] for k in from_file), "config")  # "config", or "tuned"...
-    config = UserConfig(source="stored plan", values=from_file, label=label)
+    config = UserConfig(source="stored plan", label=label,
+                        values={k: parse_value(k, v, "stored plan") for k, v in from_file.items()})
     new = make_plan(facts, selection, cli, env, config, stepped=stepped, step_reason=step)
     return replace(new, steps=(*plan.steps, step), reasons=(*new.reasons, step))
 

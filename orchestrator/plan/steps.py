@@ -15,11 +15,19 @@ from typing import Any, TypeVar
 
 from orchestrator.errors import UsageError
 from orchestrator.plan.budget import slots_that_fit, workers_that_fit
+from orchestrator.plan.input_limits import decide_limits, speed_for
 from orchestrator.plan.runtime_env import Provenance
-from orchestrator.plan.user_config import PASS_THROUGH, UserConfig, check_value, variable_for
+from orchestrator.plan.user_config import (
+    PASS_THROUGH,
+    UserConfig,
+    Value,
+    parse_value,
+    value_text,
+    variable_for,
+)
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.fit import ModelFit, Pools, memory_pools
-from orchestrator.select.gpus import GpuChoice, choose_gpus
+from orchestrator.select.gpus import GpuChoice
 from orchestrator.select.profiles import Profile, parse_version
 from orchestrator.select.selection import (
     compute_capability,
@@ -30,7 +38,7 @@ from orchestrator.select.selection import (
 from orchestrator.units import format_size
 from runtime.families.catalog import DEFAULT_FAMILY, family
 from runtime.families.spec import FamilySpec, Footprint
-from runtime.settings import VARIABLES, Settings, variable
+from runtime.settings import VARIABLES, Settings
 
 T = TypeVar("T")
 RUNTIME_DEFAULTS = Settings.defaults()
@@ -38,35 +46,44 @@ RUNTIME_DEFAULTS = Settings.defaults()
 
 
 class Choices:
-    """Values set for runtime variables, by precedence: cli > env > config (and step-down values)."""
+    """Values set for runtime variables, by precedence: cli > env > config (and step-down values).
+
+    Each is parsed once, where it enters (the config file when it was read, the environment and
+    the command line here), and held typed; :meth:`get` gives its text for env and provenance."""
 
     def __init__(self, overrides: Mapping[str, str], environ: Mapping[str, str], config: UserConfig | None,
-                 stepped: Mapping[str, str], step_reason: str) -> None:
-        self.values: dict[str, tuple[str, str]] = {}
+                 stepped: Mapping[str, Value], step_reason: str) -> None:
+        self.typed_values: dict[str, tuple[Value, str]] = {}
         self.reasons: dict[str, str] = {}
         if config is not None:
             for name, value in config.values.items():
                 self._set(name, value, config.label, f"set in {config.where.get(name, config.source)}")
         for name, raw in sorted(environ.items()):
             if name in _PASS or name in _DECLARED:
-                self._set(name, check_value(name, raw, "environment"), "env", "already set in the environment")
+                self._set(name, parse_value(name, raw, "environment"), "env", "already set in the environment")
         for key, raw in overrides.items():
             name = variable_for(key)
-            self._set(name, check_value(name, str(raw), f"command line ({key})"), "cli", "set on the command line")
+            self._set(name, parse_value(name, str(raw), f"command line ({key})"), "cli", "set on the command line")
         for name, value in stepped.items():
             self._set(name, value, "derived", step_reason)
 
-    def _set(self, name: str, value: str, source: str, reason: str) -> None:
-        self.values[name] = (value, source)
+    def _set(self, name: str, value: Value, source: str, reason: str) -> None:
+        self.typed_values[name] = (value, source)
         self.reasons[name] = reason
 
+    @property
+    def values(self) -> dict[str, tuple[str, str]]:
+        """name -> (text, source): what the env and the provenance write."""
+        return {k: (value_text(v), source) for k, (v, source) in self.typed_values.items()}
+
     def get(self, name: str) -> tuple[str, str] | None:
-        return self.values.get(name)
+        chosen = self.typed_values.get(name)
+        return None if chosen is None else (value_text(chosen[0]), chosen[1])
 
     def typed(self, name: str) -> Any:
-        """The user's value for runtime variable ``name`` as the knob table types it, or None."""
-        chosen = self.values.get(name)
-        return None if chosen is None else variable(name).parse(name, chosen[0])
+        """The user's value for runtime variable ``name``, typed by the knob table, or None."""
+        chosen = self.typed_values.get(name)
+        return None if chosen is None else chosen[0]
 
     def user_set(self) -> dict[str, tuple[str, str]]:
         return {k: v for k, v in sorted(self.values.items()) if v[1] != "derived"}
@@ -76,15 +93,6 @@ _PASS = frozenset(PASS_THROUGH)
 # Only the runtime's declared variables are read from the environment; other TAILOR_* names
 # (TAILOR_DEBUG, the launcher's own) belong to the orchestrator.
 _DECLARED = frozenset(v.name for v in VARIABLES)
-
-
-def _text(value: object) -> str:
-    """A typed value as the env and provenance write it: ``true``, ``8``, ``2.5``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return _num(value)
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -113,15 +121,15 @@ class Planning:
     warnings and reasons as they are decided. Each step below is one group of decisions."""
 
     def __init__(self, facts: HostFacts, profile: Profile, user: Choices, warnings: list[str],
-                 gpus: GpuChoice | None = None, fit: ModelFit | None = None) -> None:
+                 gpus: GpuChoice, fit: ModelFit | None = None) -> None:
         self.facts = facts
         self.profile = profile
         self.user = user
         self.warnings = warnings
         self.reasons: list[str] = []
         self.prov: dict[str, Provenance] = {}
-        self.gpus = gpus or choose_gpus(facts)
-        """The GPU choice (see orchestrator/select/gpus.py); trimmed when fewer workers than GPUs."""
+        self.gpus = gpus
+        """The selection's GPU choice (see orchestrator/select/gpus.py); trimmed when fewer workers than GPUs."""
         self.devices = 1
         """Discrete GPUs the workers are spread over (1 without one, and on Jetson)."""
         self.fit = fit
@@ -134,7 +142,7 @@ class Planning:
         if chosen is not None:
             value = self.user.typed(name)
             source, reason = chosen[1], self.user.reasons[name]
-        self.prov[field_name] = Provenance(field_name, _text(value), source, reason)
+        self.prov[field_name] = Provenance(field_name, value_text(value), source, reason)
         return value
 
     def from_profile(self, name: str, field_name: str, value: T) -> T:
@@ -318,12 +326,34 @@ class Planning:
         return Batching(inter_op, batching, max_batch, concurrency, max_queue, window, preload, tight)
 
 
+    def input_limits(self, device: str, workers: int) -> dict[str, tuple[str, str, str]]:
+        """TAILOR_MAX_INPUT_CHARS and TAILOR_REQUEST_TIMEOUT_S consistent with the measured speed
+        (plan/input_limits.py), as env entries (value, source, reason); the user's own values are
+        kept (build_env writes them) and only warned about."""
+        speed = speed_for(self.family.name, device, self.facts.jetson is not None)
+        if speed is None:
+            self.reasons.append(f"max_input_chars and request_timeout_s: the runtime defaults; no speed of "
+                                f"{self.family.name} on {device}{' (Jetson)' if self.facts.jetson else ''} was "
+                                "measured (the runtime's start-up calibration reports effective_max_input_chars)")
+            return {}
+        user_chars, user_timeout = self.user.typed("TAILOR_MAX_INPUT_CHARS"), self.user.typed("TAILOR_REQUEST_TIMEOUT_S")
+        limits = decide_limits(speed, workers, default_chars=RUNTIME_DEFAULTS.max_input_chars,
+                               default_timeout_s=RUNTIME_DEFAULTS.request_timeout_s,
+                               user_chars=user_chars, user_timeout_s=user_timeout)
+        if limits.warning is not None:
+            self.warnings.append(limits.warning)
+        planned: dict[str, tuple[str, str, str]] = {}
+        if user_chars is None:
+            planned["TAILOR_MAX_INPUT_CHARS"] = (str(limits.max_input_chars), "derived", limits.max_input_reason)
+            self.reasons.append(f"max_input_chars={limits.max_input_chars}: {limits.max_input_reason}")
+        if user_timeout is None and limits.timeout_s != RUNTIME_DEFAULTS.request_timeout_s:
+            planned["TAILOR_REQUEST_TIMEOUT_S"] = (value_text(limits.timeout_s), "derived", limits.timeout_reason)
+            self.reasons.append(f"request_timeout_s={value_text(limits.timeout_s)}: {limits.timeout_reason}")
+        return planned
+
+
 def _jetson_cpu_reason(release: str, jetpack: str | None) -> str:
     """Why a Jetson plan runs on the CPU, and the fix."""
     return (f"L4T {release} (JetPack {jetpack or 'unknown'}): the model runs with onnx on the CPU, not the GPU: "
             "NVIDIA's torch and onnxruntime-gpu builds for this release need its Python (3.8 on JetPack 5, 3.6 on "
             "JetPack 4) and the runtime needs Python >= 3.10; upgrade to JetPack 6 (L4T R36) for the GPU")
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)

@@ -60,8 +60,28 @@ recorded in ``Plan.launch_settings`` with their source, never written to the run
 Positive numbers, in seconds."""
 
 
+Value = str | int | float | bool
+"""A setting's value as the knob table types it (``TAILOR_WORKERS`` -> int, ``TAILOR_BATCHING``
+-> bool); pass-through variables stay text, launcher knobs are seconds (float)."""
+
+
+def value_text(value: object) -> str:
+    """A typed value as an env file, a manifest or a child's environment writes it: ``true``,
+    ``8``, ``2.5`` (the one place a setting becomes text)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def check_value(name: str, raw: str, where: str) -> str:
-    """``raw`` normalised for variable ``name``; a UsageError naming ``where`` if invalid."""
+    """``raw`` normalised for variable ``name`` (its text); a UsageError naming ``where`` if invalid."""
+    return value_text(parse_value(name, raw, where))
+
+
+def parse_value(name: str, raw: str, where: str) -> Value:
+    """``raw`` parsed for variable ``name`` by the knob table; a UsageError naming ``where`` if invalid."""
     if name in _DECLARED:
         try:
             parsed = variable(name).parse(name, raw)
@@ -73,11 +93,9 @@ def check_value(name: str, raw: str, where: str) -> str:
             hint = ("`deploy models` lists the model families" if name == "TAILOR_MODEL" else
                     f"`deploy env` describes {name}")
             raise UsageError(f"{where}: {name}={raw!r} is invalid: expected {exc.expected}{guess}", hint) from None
-        if isinstance(parsed, bool):
-            return "true" if parsed else "false"
-        if isinstance(parsed, float) and parsed.is_integer():
-            return str(int(parsed))
-        return str(parsed)
+        if not isinstance(parsed, (str, int, float)):  # bool is an int
+            raise TypeError(f"the knob table parsed {name} to {type(parsed).__name__}")
+        return parsed
     if name in PASS_THROUGH:
         return raw
     if name in LAUNCH_KNOBS:
@@ -88,7 +106,7 @@ def check_value(name: str, raw: str, where: str) -> str:
         if not seconds > 0 or seconds == float("inf"):
             raise UsageError(f"{where}: {name}={raw!r} is invalid: expected a number of seconds > 0",
                              "for example 300")
-        return str(int(seconds)) if seconds.is_integer() else str(seconds)
+        return seconds
     known = [*_DECLARED, *PASS_THROUGH, *LAUNCH_KNOBS, *KNOB_VARIABLES]
     raise UsageError(f"{where}: {name} is not a runtime variable{did_you_mean(name, known)}",
                      "`deploy env` lists the variables the runtime reads")
@@ -103,8 +121,8 @@ def variable_for(knob_or_name: str) -> str:
 class UserConfig:
     source: str
     profile: str | None = None
-    values: Mapping[str, str] = field(default_factory=dict)
-    """Runtime variable name -> checked value."""
+    values: Mapping[str, Value] = field(default_factory=dict)
+    """Runtime variable name -> its value, typed by the knob table (parsed once, here)."""
     where: Mapping[str, str] = field(default_factory=dict)
     """Runtime variable name -> ``file:line`` it was set on."""
     label: str = "config"
@@ -127,9 +145,9 @@ def parse_config(doc: YamlDoc) -> UserConfig:
 
     problems: list[str] = []
 
-    def checked(reader: FieldReader, key: str, name: str, where: str) -> str | None:
+    def checked(reader: FieldReader, key: str, name: str, where: str) -> Value | None:
         try:
-            return check_value(name, _scalar_text(reader, key), where)
+            return parse_value(name, _scalar_text(reader, key), where)
         except UsageError as exc:
             problems.append(exc.message)
             return None
@@ -137,7 +155,7 @@ def parse_config(doc: YamlDoc) -> UserConfig:
     top = FieldReader(doc, "", doc.data, error, _HINT)
     top.reject_unknown(frozenset({"profile", "model", "settings", "env", "tuned"}))
     top.child("tuned").reject_unknown(TUNED_FIELDS)
-    values: dict[str, str] = {}
+    values: dict[str, Value] = {}
     where: dict[str, str] = {}
     settings = top.child("settings")
     known_settings = frozenset(KNOB_VARIABLES) | frozenset(LAUNCH_KNOBS)
@@ -169,9 +187,9 @@ def parse_config(doc: YamlDoc) -> UserConfig:
         if "TAILOR_MODEL" in values:
             problems.append(f"{place}: field model: also set as {where['TAILOR_MODEL']}")
         else:
-            checked_value = None
+            checked_value: Value | None = None
             try:
-                checked_value = check_value("TAILOR_MODEL", model, f"{place}: field model")
+                checked_value = parse_value("TAILOR_MODEL", model, f"{place}: field model")
             except UsageError as exc:
                 problems.append(exc.message)
             if checked_value is not None:

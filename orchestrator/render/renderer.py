@@ -155,7 +155,7 @@ def k8s_pod_env(plan: Plan) -> dict[str, str]:
     if c.k8s_replicas > 1:
         env["TAILOR_GPUS"] = "1"
         env["TAILOR_WORKERS"] = str(c.k8s_workers)
-        env["TAILOR_MAX_QUEUE"] = str(-(-int(plan.env["TAILOR_MAX_QUEUE"]) // c.k8s_replicas))
+        env["TAILOR_MAX_QUEUE"] = str(-(-plan.max_queue // c.k8s_replicas))
         env["TAILOR_PROCESSES"] = str(pod_processes(plan.processes, c.k8s_replicas))
     return env
 
@@ -176,7 +176,7 @@ def _env_context(plan: Plan, env_notes: tuple[dict[str, str], dict[str, str]], t
 
 def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
     c = plan.container
-    port = int(plan.env["TAILOR_PORT"])
+    port = plan.port
     container_env = runtime_env(plan, "container", options)
     host_env = runtime_env(plan, "host", options)
     grace = int(float(plan.env["TAILOR_SHUTDOWN_GRACE_S"]))

@@ -5,8 +5,8 @@ precisions it computes. Pure; used by the selection (select/selection.py), the m
 
 from __future__ import annotations
 
-from orchestrator.probe.facts import GpuFacts, HostFacts, jetson_compute_capability
-from orchestrator.select.gpus import GpuChoice, choose_gpus
+from orchestrator.probe.facts import HostFacts, jetson_compute_capability
+from orchestrator.select.gpus import GpuChoice
 
 FP16_MIN_CC = (7, 0)
 """fp16 is planned only with tensor cores (Volta, CC 7.0+): older cards gain nothing from it."""
@@ -14,22 +14,17 @@ BF16_MIN_CC = (8, 0)
 """bf16 needs Ampere (CC 8.0+) hardware support."""
 
 
-def primary_gpu(facts: HostFacts, gpus: GpuChoice | None = None) -> GpuFacts | None:
-    """The first GPU the runtime will use (see :func:`orchestrator.gpus.choose_gpus`), None when none is usable."""
-    return (gpus or choose_gpus(facts)).primary
-
-
-def compute_capability(facts: HostFacts, gpus: GpuChoice | None = None) -> tuple[int, int] | None:
-    """Of the GPUs in use, or of the Jetson SoC; None without a usable GPU."""
-    gpu = primary_gpu(facts, gpus)
+def compute_capability(facts: HostFacts, gpus: GpuChoice) -> tuple[int, int] | None:
+    """Of the GPUs in use (the selection's choice), or of the Jetson SoC; None without a usable GPU."""
+    gpu = gpus.primary
     if gpu is not None:
         return gpu.compute_capability_tuple
     return jetson_compute_capability(facts)
 
 
-def gpu_memory_bytes(facts: HostFacts, gpus: GpuChoice | None = None) -> int:
+def gpu_memory_bytes(facts: HostFacts, gpus: GpuChoice) -> int:
     """VRAM of one GPU in use (its size class); on Jetson the shared pool (effective RAM); 0 without a GPU."""
-    gpu = primary_gpu(facts, gpus)
+    gpu = gpus.primary
     if gpu is not None:
         return gpu.memory_total_bytes
     if facts.jetson is not None:

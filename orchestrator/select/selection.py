@@ -35,7 +35,6 @@ from orchestrator.select.hardware import (
     cpu_bf16_supported,
     gpu_memory_bytes,
     precision_supported,
-    primary_gpu,
     resolve_precision,
 )
 from orchestrator.select.profiles import Profile, ProfileSet, parse_version
@@ -117,8 +116,10 @@ class Selection:
     verdicts: tuple[Verdict, ...]
     """One per profile, in priority order (highest first)."""
     warnings: tuple[str, ...]
-    gpus: GpuChoice | None = field(default=None, compare=False)
-    """The GPUs the selection judged with (None: chosen without looking, e.g. an OOM step-down)."""
+    gpus: GpuChoice = field(compare=False)
+    """The GPUs the selection judged with: the plan uses this choice, it never chooses again."""
+    facts: HostFacts = field(compare=False)
+    """The facts as judged: completed (:func:`complete_facts`), so the plan uses them as they are."""
     model: ModelRequest = field(default_factory=default_model, compare=False)
     """The model family planned for."""
     fit: ModelFit | None = field(default=None, compare=False)
@@ -128,11 +129,10 @@ class Selection:
         return next(v for v in self.verdicts if v.profile == name)
 
 
-def judge(facts: HostFacts, profile: Profile, gpus: GpuChoice | None = None,
+def judge(facts: HostFacts, profile: Profile, gpus: GpuChoice,
           model: ModelRequest | None = None) -> Verdict:
     """Check every match condition of ``profile`` against ``facts`` and the usable GPUs, then
     whether the model family (default: Piper) fits the profile's device (select/fit.py)."""
-    gpus = gpus or choose_gpus(facts)
     m = profile.match
     hard: list[str] = []
     soft: list[str] = []
@@ -222,11 +222,10 @@ def _gpu_shortfall(fit: ModelFit, cpu_step_detail: str) -> str:
 
 
 def judge_all(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
-              gpus: GpuChoice | None = None, model: ModelRequest | None = None) -> tuple[Verdict, ...]:
+              gpus: GpuChoice, model: ModelRequest | None = None) -> tuple[Verdict, ...]:
     """A verdict for every profile, highest priority first (no choice made; raises only for a
     placement the user pinned that the family cannot take)."""
     items = profiles.profiles if isinstance(profiles, ProfileSet) else tuple(profiles)
-    gpus = gpus or choose_gpus(facts)
     return tuple(judge(facts, p, gpus, model) for p in sorted(items, key=lambda p: -p.priority))
 
 
@@ -278,7 +277,7 @@ def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
         if verdict.status != FITS:
             warnings.append(f"profile {override} was forced but {STATUS_LABELS[verdict.status]}: "
                             + "; ".join(verdict.failures))
-        return Selection(chosen, True, tuple(reasons), verdicts, tuple(warnings), gpus, model, fit)
+        return Selection(chosen, True, tuple(reasons), verdicts, tuple(warnings), gpus, facts, model, fit)
     fitting = [v for v in verdicts if v.status == FITS]
     moved = [v for v in verdicts if v.status == FITS_WITH_CHANGE and v.moved_to_cpu
              and all(f.startswith(f"{model.family.name} does not fit the GPU") for f in v.failures)]
@@ -305,7 +304,16 @@ def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
         else:
             change = f"; change: {', '.join(v.changes)}" if v.changes else ""
             reasons.append(f"{v.profile}: {STATUS_LABELS[v.status]} ({'; '.join(v.failures)}{change})")
-    return Selection(chosen, False, tuple(reasons), verdicts, tuple(warnings), gpus, model, best.fit)
+    return Selection(chosen, False, tuple(reasons), verdicts, tuple(warnings), gpus, facts, model, best.fit)
+
+
+def selection_of(facts: HostFacts, profile: Profile, reason: str, environ: Mapping[str, str] | None = None,
+                 model: ModelRequest | None = None) -> Selection:
+    """``profile`` chosen without judging the others (an OOM step-down): the facts completed and
+    the GPUs chosen here, as :func:`select_profile` does, so the plan still receives both."""
+    facts, assumptions = complete_facts(facts)
+    return Selection(profile, True, (reason,), (), assumptions, choose_gpus(facts, environ), facts,
+                     model or default_model())
 
 
 __all__ = [
@@ -327,8 +335,8 @@ __all__ = [
     "judge",
     "judge_all",
     "precision_supported",
-    "primary_gpu",
     "refusal",
     "resolve_precision",
     "select_profile",
+    "selection_of",
 ]

@@ -142,16 +142,10 @@ def step_down_function(prepared: Prepared, log: Callable[[str], None]) -> Callab
 
 def _as_run(plan: Plan, spec: LaunchSpec) -> Plan:
     """The plan with the sizes the runtime was really started with (its env), where they differ."""
-    env = spec.env_map
-
-    def started(name: str, planned: int) -> int:
-        raw = env.get(name, "")
-        return int(raw) if raw.isdigit() else planned
-
     run = dataclasses.replace(
-        plan, workers=started("TAILOR_WORKERS", plan.workers),
-        threads=started("TAILOR_THREADS_PER_WORKER", plan.threads),
-        max_batch_size=started("TAILOR_MAX_BATCH_SIZE", plan.max_batch_size))
+        plan, workers=spec.setting("TAILOR_WORKERS", plan.workers),
+        threads=spec.setting("TAILOR_THREADS_PER_WORKER", plan.threads),
+        max_batch_size=spec.setting("TAILOR_MAX_BATCH_SIZE", plan.max_batch_size))
     return plan if run == plan else run
 
 
@@ -168,8 +162,7 @@ def startup_budget(spec: LaunchSpec) -> tuple[float, str]:
     device (a CUDA context and cuDNN autotuning take tens of seconds).
     """
     env = spec.env_map
-    raw = env.get("TAILOR_WORKERS", "1")
-    workers = int(raw) if raw.isdigit() and int(raw) > 0 else 1
+    workers: int = spec.setting("TAILOR_WORKERS", 1)
     engine = env.get("TAILOR_ENGINE", "onnx")
     per_worker = 20 if engine == "onnx" else 45
     device = 60 if env.get("TAILOR_DEVICE", "cpu") not in ("cpu", "") else 0

@@ -1,15 +1,15 @@
-"""The supervisor's HTTP calls to the runtime (standard library only): readiness and a sample synthesis."""
+"""The supervisor's HTTP calls to the runtime, through httpx: readiness and a sample synthesis."""
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import httpx
 
 from orchestrator.errors import LaunchError, UsageError
 
@@ -18,11 +18,20 @@ _FORMATS = {".wav": "wav", ".mp3": "mp3", ".flac": "flac", ".opus": "opus", ".og
             ".aac": "aac"}
 
 
-def _connection(url: str, timeout_s: float) -> http.client.HTTPConnection:
+def _endpoint(url: str, path: str) -> str:
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise UsageError(f"{url} is not an http:// URL", "the runtime serves plain HTTP on loopback")
-    return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
+    return url.rstrip("/") + path
+
+
+def _failure(exc: Exception) -> str:
+    """Why a request got no answer, in a few words."""
+    if isinstance(exc, httpx.ConnectError) and "refused" in str(exc).lower():
+        return "connection refused"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True)
@@ -74,29 +83,24 @@ class RuntimeView:
 
 def fetch_readiness(url: str, timeout_s: float = 3.0) -> RuntimeView:
     """``GET /readyz`` and the identity the answering server gives (header, else body)."""
-    conn = _connection(url, timeout_s)
+    endpoint = _endpoint(url, "/readyz")
     try:
-        conn.request("GET", "/readyz")
-        resp = conn.getresponse()
-        raw = resp.read(64 * 1024)
-    except (OSError, http.client.HTTPException) as exc:
-        reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else (
-            "timed out" if isinstance(exc, (socket.timeout, TimeoutError)) else f"{type(exc).__name__}: {exc}")
-        return RuntimeView(False, False, "", f"GET /readyz: {reason}", {})
-    finally:
-        conn.close()
+        resp = httpx.get(endpoint, timeout=timeout_s, trust_env=False)
+    except (httpx.HTTPError, OSError) as exc:
+        return RuntimeView(False, False, "", f"GET /readyz: {_failure(exc)}", {})
+    raw = resp.content[:64 * 1024]
     try:
         body = json.loads(raw)
     except ValueError:
         body = None
     body = body if isinstance(body, dict) else {}
-    instance = resp.getheader(INSTANCE_HEADER) or str(body.get("instance") or "")
-    detail = f"GET /readyz {resp.status}"
-    if resp.status != 200:
+    instance = resp.headers.get(INSTANCE_HEADER) or str(body.get("instance") or "")
+    detail = f"GET /readyz {resp.status_code}"
+    if resp.status_code != 200:
         reason = body.get("reason") or body.get("state") or raw[:120].decode("utf-8", errors="replace").strip()
         if reason:
             detail += f": {reason}"
-    return RuntimeView(True, resp.status == 200, instance, detail, body)
+    return RuntimeView(True, resp.status_code == 200, instance, detail, body)
 
 
 def check_ready(url: str, instance_id: str = "", timeout_s: float = 3.0) -> HealthResult:
@@ -132,21 +136,16 @@ def synthesize_to(url: str, path: Path, text: str = SAMPLE_TEXT, *, api_key: str
                   timeout_s: float = 120.0, logs_hint: str = "see `deploy logs`") -> int:
     """POST ``/v1/audio/speech`` and write the audio to ``path``; returns the byte count."""
     fmt = audio_format_for(path)
-    body = json.dumps({"model": "tts-1", "input": text, "voice": "alloy", "response_format": fmt}).encode()
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    conn = _connection(url, timeout_s)
+    body = {"model": "tts-1", "input": text, "voice": "alloy", "response_format": fmt}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    endpoint = _endpoint(url, "/v1/audio/speech")
     try:
-        conn.request("POST", "/v1/audio/speech", body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-    except (OSError, http.client.HTTPException) as exc:
-        raise LaunchError(f"POST {url}/v1/audio/speech failed: {exc}", logs_hint) from exc
-    finally:
-        conn.close()
-    if resp.status != 200:
-        raise LaunchError(f"POST {url}/v1/audio/speech answered {resp.status}: "
+        resp = httpx.post(endpoint, json=body, headers=headers, timeout=timeout_s, trust_env=False)
+    except (httpx.HTTPError, OSError) as exc:
+        raise LaunchError(f"POST {url}/v1/audio/speech failed: {_failure(exc)}", logs_hint) from exc
+    data = resp.content
+    if resp.status_code != 200:
+        raise LaunchError(f"POST {url}/v1/audio/speech answered {resp.status_code}: "
                           f"{data[:300].decode('utf-8', errors='replace')}", logs_hint)
     if fmt == "wav":  # the server streams (length 'unknown'); the file is whole: real lengths
         from runtime.audio.encode import wav_with_length

@@ -26,6 +26,7 @@ from orchestrator.launch.process_backend import tail_lines
 from orchestrator.launch.runner import RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.plan.decisions import LOOPBACK
+from orchestrator.polling import poll_until
 from orchestrator.supervise import deployment as dep
 from orchestrator.supervise.http_client import check_ready, synthesize_to
 from orchestrator.supervise.state import (
@@ -298,16 +299,15 @@ def _spawn_detached(prepared: dep.Prepared, backend: str, why: str, sd: Path, op
 
 def _wait_detached_ready(child: subprocess.Popen[bytes], sd: Path, policy: Policy, out: Output) -> None:
     progress = Progress(out)
-    # The child gives up after its own budget; this margin covers its start and its stop.
-    deadline = time.monotonic() + policy.startup_budget_s + policy.stop_grace_s + 30
-    while time.monotonic() < deadline:
+
+    def ready() -> bool | None:
         code = child.poll()
         try:
             state = read_state(sd)
         except StateError:
             state = None
         if state is not None and state.state == "RUNNING":
-            return
+            return True
         if state is not None and state.state == "FATAL":
             raise SupervisorError(f"the runtime is FATAL: {state.state_reason}", f"see {sd / dep.SUPERVISOR_LOG}")
         if code is not None:
@@ -316,8 +316,11 @@ def _wait_detached_ready(child: subprocess.Popen[bytes], sd: Path, policy: Polic
                                   f"\n  {tail}", f"see {sd / dep.SUPERVISOR_LOG}")
         progress(state.state if state else "STARTING",
                  (state.last_health or state.state_reason) if state else "the supervisor has recorded nothing yet")
-        time.sleep(0.3)
-    raise SupervisorError("the background supervisor did not report ready in time", f"see `{deploy_cmd('logs', sd)}`")
+        return None
+
+    # The child gives up after its own budget; this margin covers its start and its stop.
+    if not poll_until(ready, policy.startup_budget_s + policy.stop_grace_s + 30, 0.3):
+        raise SupervisorError("the background supervisor did not report ready in time", f"see `{deploy_cmd('logs', sd)}`")
 
 
 def follow_file(path: Path, write: IO[str]) -> None:

@@ -191,10 +191,7 @@ class Supervisor:
         instance answers ready; from then on it is supervised like any other.
         """
         self.runner = runner
-        self._started_mono = self._clock.monotonic()
-        self._started_wall = self._clock.time()
-        self._ready_mono = None
-        self._health_failures = 0
+        self._new_instance(self._clock.monotonic())
         self._transition(State.STARTING, f"{reason} ({runner.backend} {runner.ident})")
 
     def request_stop(self, reason: str) -> None:
@@ -257,10 +254,7 @@ class Supervisor:
 
     def _launch(self, reason: str, *, first: bool) -> None:
         self.runner = self._runner_factory(self.spec)
-        self._started_mono = self._clock.monotonic()
-        self._started_wall = self._clock.time()
-        self._ready_mono = None
-        self._health_failures = 0
+        self._new_instance(self._clock.monotonic())
         try:
             ident = self.runner.start()
         except PortInUseError as exc:
@@ -278,6 +272,14 @@ class Supervisor:
         if not first:
             self.restarts += 1
         self._transition(State.STARTING, f"{reason} ({self.runner.backend} {ident})")
+
+    def _new_instance(self, started_mono: float) -> None:
+        """A new runtime instance began at ``started_mono``: its start times, no readiness yet, no
+        failed health checks (the one reset of a fresh start, an adoption and an engine restart)."""
+        self._started_mono = started_mono
+        self._started_wall = self._clock.time()
+        self._ready_mono = None
+        self._health_failures = 0
 
     def _poll_alive(self) -> bool:
         """Poll the runner; False when it died or its engine restarted it (both handled here)."""
@@ -355,10 +357,7 @@ class Supervisor:
             self._transition(State.FATAL, (broken or f"{crash_loop}; last: {status.detail}") + self._logs_suffix())
             return
         self.restarts += 1
-        self._started_mono = now
-        self._started_wall = self._clock.time()
-        self._ready_mono = None
-        self._health_failures = 0
+        self._new_instance(now)
         self._transition(State.STARTING, f"restart {self.restarts}: {status.detail}")
 
     def _check_health(self) -> HealthResult:

@@ -24,6 +24,7 @@ from pathlib import Path
 from orchestrator.errors import AlreadyRunningError, LaunchError, StateError
 from orchestrator.launch.identity import runtime_recognition
 from orchestrator.launch.process_backend import remove_cgroup_dir, stop_process_group
+from orchestrator.polling import wait_while
 from orchestrator.supervise.state import (
     STATE_FILE,
     DeploymentState,
@@ -69,10 +70,7 @@ def stop_deployment(sd: Path, environ: Mapping[str, str], timeout_s: float, say:
         pid = state.supervisor_pid
         say(f"stopping the supervisor (pid {pid})")
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and supervisor_alive(state):
-            time.sleep(0.2)
-        if supervisor_alive(state):
+        if not wait_while(lambda: supervisor_alive(state), timeout_s, 0.2):
             warn(f"the supervisor did not stop within {timeout_s:.0f} s; killing it and its runtime")
             os.kill(pid, signal.SIGKILL)
             cleanup_runtime(read_state(sd), environ, say, warn)
@@ -103,10 +101,7 @@ def reclaim(sd: Path, environ: Mapping[str, str], say: Say, warn: Say) -> Deploy
         return None
     if supervisor_alive(state) and state.state in ("STOPPED", "FATAL"):
         # Normally it is exiting right now; one that stays is not believed to be stopped.
-        deadline = time.monotonic() + _EXITING_S
-        while time.monotonic() < deadline and supervisor_alive(state):
-            time.sleep(0.2)
-        if supervisor_alive(state):
+        if not wait_while(lambda: supervisor_alive(state), _EXITING_S, 0.2):
             raise AlreadyRunningError(
                 f"state.json in {sd} says {state.state}, but its supervisor (pid {state.supervisor_pid}) "
                 f"still runs {_EXITING_S:.0f} s later",

@@ -1,4 +1,4 @@
-"""A small async load generator for the runtime's speech route (standard library only).
+"""A small async load generator for the runtime's speech route, on httpx's async streaming client.
 
 Closed loop: ``concurrency`` clients each send the next sentence of a fixed list as soon as
 their previous request finished, until the list is used up. Every request asks for streamed
@@ -10,13 +10,12 @@ Only loopback URLs are used by ``deploy tune``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+
+import httpx
 
 TEXTS: tuple[str, ...] = (
     "The quick brown fox jumps over the lazy dog.",
@@ -96,94 +95,51 @@ def wav_audio_seconds(body: bytes) -> float:
     return float(max(0, len(body) - WAV_HEADER_BYTES) / frame / max(1, rate))
 
 
-async def _read_chunked(reader: asyncio.StreamReader, on_data: list[float], started: float,
-                        body: bytearray) -> None:
-    while True:
-        size_line = await reader.readline()
-        if not size_line:
-            return
-        size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-        if size == 0:
-            await reader.readline()
-            return
-        chunk = await reader.readexactly(size)
-        await reader.readexactly(2)
-        body.extend(chunk)
-        if not on_data and len(body) > WAV_HEADER_BYTES:
-            on_data.append(time.perf_counter() - started)
-
-
-async def _exchange(host: str, port: int, request: bytes, started: float) -> tuple[int, bytes, float | None]:
-    first_audio: list[float] = []
+async def speak(client: httpx.AsyncClient, url: str, text: str, *, timeout_s: float = 120.0,
+                api_key: str = "") -> Sample:
+    """One ``POST /v1/audio/speech`` (streamed WAV) read as it arrives: time to the first audio
+    byte past the WAV header, total latency, seconds of audio. Failures are samples with their
+    status (0: no answer, a broken body or the timeout)."""
+    payload = {"model": "tts-1", "input": text, "voice": "alloy", "response_format": "wav", "stream_format": "audio"}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = bytearray()
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        status_line = (await reader.readline()).split()
-        status = int(status_line[1]) if len(status_line) >= 2 else 0
-        chunked = False
-        length: int | None = None
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
-                chunked = True
-            elif name.strip().lower() == "content-length":
-                length = int(value.strip())
-        if chunked:
-            await _read_chunked(reader, first_audio, started, body)
-        else:
-            while length is None or len(body) < length:
-                chunk = await reader.read(65536)
-                if not chunk:
-                    break
+    first_audio: list[float] = []
+    started = time.perf_counter()
+
+    async def exchange() -> int:
+        async with client.stream("POST", f"{url.rstrip('/')}/v1/audio/speech", json=payload,
+                                 headers=headers) as response:
+            async for chunk in response.aiter_raw():
                 body.extend(chunk)
                 if not first_audio and len(body) > WAV_HEADER_BYTES:
                     first_audio.append(time.perf_counter() - started)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    return status, bytes(body), first_audio[0] if first_audio else None
+            return response.status_code
 
-
-async def speak(url: str, text: str, *, timeout_s: float = 120.0, api_key: str = "") -> Sample:
-    """One ``POST /v1/audio/speech`` (streamed WAV); failures are samples with their status (0: no answer)."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    payload = json.dumps({"model": "tts-1", "input": text, "voice": "alloy", "response_format": "wav",
-                          "stream_format": "audio"}).encode()
-    headers = ["POST /v1/audio/speech HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
-               f"Content-Length: {len(payload)}", "Connection: close"]
-    if api_key:
-        headers.append(f"Authorization: Bearer {api_key}")
-    request = ("\r\n".join(headers) + "\r\n\r\n").encode() + payload
-    started = time.perf_counter()
     try:
-        status, body, ttfa = await asyncio.wait_for(_exchange(host, port, request, started), timeout_s)
-    except (OSError, asyncio.IncompleteReadError, ValueError, asyncio.TimeoutError):
+        status = await asyncio.wait_for(exchange(), timeout_s)
+    except (httpx.HTTPError, OSError, asyncio.TimeoutError):
         elapsed = time.perf_counter() - started
         return Sample(elapsed, elapsed, 0.0, 0)
     latency = time.perf_counter() - started
-    audio = wav_audio_seconds(body) if status == 200 else 0.0
-    return Sample(latency, ttfa if ttfa is not None else latency, audio, status)
+    audio = wav_audio_seconds(bytes(body)) if status == 200 else 0.0
+    return Sample(latency, first_audio[0] if first_audio else latency, audio, status)
 
 
 async def _run_level(url: str, concurrency: int, texts: Sequence[str], timeout_s: float,
                      api_key: str) -> LevelResult:
     queue = list(reversed(texts))
     samples: list[Sample] = []
+    # One connection per client, kept alive between its requests (as a real client's pool is).
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits, trust_env=False) as http:
 
-    async def client() -> None:
-        while queue:
-            samples.append(await speak(url, queue.pop(), timeout_s=timeout_s, api_key=api_key))
+        async def client() -> None:
+            while queue:
+                samples.append(await speak(http, url, queue.pop(), timeout_s=timeout_s, api_key=api_key))
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return LevelResult(concurrency, tuple(samples), time.perf_counter() - started)
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return LevelResult(concurrency, tuple(samples), time.perf_counter() - started)
 
 
 def run_level(url: str, concurrency: int, requests: int, *, offset: int = 0, timeout_s: float = 120.0,

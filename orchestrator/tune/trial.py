@@ -19,6 +19,7 @@ from pathlib import Path
 from orchestrator.errors import LaunchError
 from orchestrator.launch.process_backend import ProcessRunner, tree_rss_bytes
 from orchestrator.launch.spec import LaunchSpec
+from orchestrator.polling import poll_until
 from orchestrator.supervise.http_client import check_ready
 from orchestrator.tune.loadgen import LevelResult, run_level
 from orchestrator.tune.space import Candidate
@@ -82,9 +83,10 @@ class Instance:
             raise
 
     def _wait_ready(self, started: float) -> None:
-        deadline = started + self.ready_timeout_s
         last = ""
-        while time.monotonic() < deadline:
+
+        def ready() -> bool | None:
+            nonlocal last
             status = self.runner.poll()
             if not status.running:
                 tail = "\n  ".join(self.runner.logs(8))
@@ -94,9 +96,12 @@ class Instance:
             health = check_ready(self.url, self.runner.identity.instance_id)
             if health.ok:
                 self.startup_s = time.monotonic() - started
-                return
+                return True
             last = health.detail
-            time.sleep(0.2)
+            return None
+
+        if poll_until(ready, started + self.ready_timeout_s - time.monotonic(), 0.2):
+            return
         self.stop()
         raise LaunchError(f"candidate {self.candidate.label()} not ready after {self.ready_timeout_s:.0f} s ({last})",
                           f"see {self.runner.log_path}")

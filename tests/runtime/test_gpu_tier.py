@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -34,6 +33,10 @@ def test_real_gpus_are_chosen(planned: pipeline.Planned) -> None:
     assert planned.facts.gpus, "NVML reported no GPU"
     assert plan.device == "cuda", plan.reasons
     assert plan.container.gpu_device_ids and plan.container.cuda_build
+    # The GPUs the plan reserves and shows the runtime are ones the probe found, by UUID, once each.
+    probed = {g.uuid for g in planned.facts.gpus}
+    used = plan.env["CUDA_VISIBLE_DEVICES"].split(",")
+    assert set(used) <= probed and len(set(used)) == len(used) == int(plan.env["TAILOR_GPUS"])
 
 
 def test_real_gpu_plan_renders_valid_k8s(planned: pipeline.Planned) -> None:
@@ -73,4 +76,3 @@ def test_serves_on_cuda_with_batches(gpu_server: LiveServer, planned: pipeline.P
                if line.startswith("tailor_batch_size_") and not line.startswith("#")}
     if planned.plan.batching:
         assert samples["tailor_batch_size_count"] > samples['tailor_batch_size_bucket{le="1.0"}']
-    assert Path("/proc/driver/nvidia/version").exists()

@@ -133,7 +133,7 @@ def test_tuned_config_is_read_back_with_the_source_tuned(tmp_path: Path) -> None
                         "env": {"TAILOR_SOLO_WIDE": "false"}})
     config = load_config(path)
     assert config.label == "tuned" and config.profile == "cpu-only"
-    assert config.values["TAILOR_WORKERS"] == "1" and config.values["TAILOR_SOLO_WIDE"] == "false"
+    assert config.values["TAILOR_WORKERS"] == 1 and config.values["TAILOR_SOLO_WIDE"] is False
     path.write_text("tuned:\n  by: me\n  colour: blue\n")
     with pytest.raises(UsageError, match="colour"):
         load_config(path)

@@ -10,6 +10,7 @@ import pytest
 from orchestrator.plan.container_spec import DEFAULT_BASE_IMAGES, base_image_for
 from orchestrator.plan.planner import make_plan
 from orchestrator.probe.facts import HostFacts
+from orchestrator.select.gpus import choose_gpus
 from orchestrator.select.profiles import load_profiles
 from orchestrator.select.selection import select_profile
 
@@ -32,12 +33,12 @@ def _with_l4t(facts: HostFacts, release: str, jetpack: str | None) -> HostFacts:
 )
 def test_jetpack6_boards_get_the_matching_l4t_image(release: str, image: str) -> None:
     facts = _with_l4t(_facts("jetson-orin-nx-8gb.json"), release, "6.0")
-    assert base_image_for(facts, "l4t") == (image, None)
+    assert base_image_for(facts, "l4t", choose_gpus(facts)) == (image, None)
 
 
 def test_jetpack5_board_runs_onnx_on_the_cpu_and_says_why() -> None:
     facts = _with_l4t(_facts("jetson-orin-nx-8gb.json"), "R35.4.1", "5.1.2")
-    image, warning = base_image_for(facts, "l4t")
+    image, warning = base_image_for(facts, "l4t", choose_gpus(facts))
     assert image == DEFAULT_BASE_IMAGES["l4t"]
     assert warning is not None and "R35.4.1" in warning and "--base-image" in warning
     plan = make_plan(facts, select_profile(facts, load_profiles(()), None), {}, {})
@@ -53,7 +54,7 @@ def test_jetpack5_board_runs_onnx_on_the_cpu_and_says_why() -> None:
 
 def test_cuda_base_follows_the_driver() -> None:
     facts = _facts("t4-8gb-4cpu.json")  # driver 550, CUDA 12.4
-    assert base_image_for(facts, "cuda") == ("nvidia/cuda:12.4.1-base-ubuntu22.04", None)
+    assert base_image_for(facts, "cuda", choose_gpus(facts)) == ("nvidia/cuda:12.4.1-base-ubuntu22.04", None)
     plan = make_plan(facts, select_profile(facts, load_profiles(()), None), {}, {})
     assert plan.container.base_image == "nvidia/cuda:12.4.1-base-ubuntu22.04"
     assert plan.to_dict()["container"]["base_image"] == plan.container.base_image
@@ -62,4 +63,4 @@ def test_cuda_base_follows_the_driver() -> None:
 
 def test_cuda_without_a_usable_gpu_keeps_the_default_base() -> None:
     facts = _facts("t4-driver470.json")
-    assert base_image_for(facts, "cuda") == (DEFAULT_BASE_IMAGES["cuda"], None)
+    assert base_image_for(facts, "cuda", choose_gpus(facts)) == (DEFAULT_BASE_IMAGES["cuda"], None)

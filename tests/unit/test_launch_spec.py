@@ -35,6 +35,37 @@ def test_spec_from_plan_takes_container_and_env_without_a_dict_round_trip() -> N
     assert moved.port == 9002 and moved.env_map["TAILOR_PORT"] == "9002" and moved.url == "http://127.0.0.1:9002"
 
 
+def test_the_spec_holds_the_port_once_typed_and_writes_it_only_into_the_childs_environment() -> None:
+    spec = planned("cpu-4core-16gb", port="9005").spec
+    assert spec.port == 9005 and "TAILOR_PORT" not in dict(spec.env)
+    assert spec.env_map["TAILOR_PORT"] == "9005"
+    moved = spec.with_port(9006)
+    assert "TAILOR_PORT" not in dict(moved.env) and moved.env_map["TAILOR_PORT"] == "9006"
+    with pytest.raises(ValueError, match="TAILOR_PORT=1 disagrees with port 2"):
+        LaunchSpec(profile="p", image="i", flavor="cpu", env=(("TAILOR_PORT", "1"),), port=2)
+
+
+def test_spec_settings_are_typed_by_the_knob_table() -> None:
+    result = planned("cpu-4core-16gb", workers="3")
+    spec = result.spec
+    assert isinstance(result.plan.workers, int) and result.plan.workers == 3
+    workers = spec.setting("TAILOR_WORKERS", 0)
+    assert workers == 3 and type(workers) is int
+    assert spec.setting("TAILOR_BATCHING", None) is False
+    assert spec.setting("TAILOR_NOT_SET_ANYWHERE", 7) == 7
+    broken = dataclasses.replace(spec, env=tuple({**dict(spec.env), "TAILOR_WORKERS": "three"}.items()))
+    assert broken.setting("TAILOR_WORKERS", 1) == 1  # the runtime refuses it itself, with its message
+
+
+def test_plan_json_round_trip_keeps_the_types(tmp_path: Path) -> None:
+    result = planned("cpu-4core-16gb", workers="2")
+    pipeline.write_plan_files(tmp_path, result.plan, result.facts)
+    again = Plan.from_json_file(tmp_path / "plan.json")
+    assert (type(again.workers), type(again.port), type(again.batching), type(again.batch_window_ms)) == (
+        int, int, bool, float)
+    assert again.workers == 2 and LaunchSpec.from_plan(again).setting("TAILOR_WORKERS", 0) == 2
+
+
 def test_plan_json_round_trip_is_exact(tmp_path: Path) -> None:
     result = planned("rtx3060-16gb")
     pipeline.write_plan_files(tmp_path, result.plan, result.facts)

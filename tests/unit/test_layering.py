@@ -94,3 +94,13 @@ def test_nested_ruff_configs_keep_the_project_wide_bans(folder: str) -> None:
     banned = nested["lint"]["flake8-tidy-imports"]["banned-api"]
     for name, entry in wanted.items():
         assert banned.get(name) == entry, f"orchestrator/{folder}/ruff.toml lost the ban on {name}"
+
+
+def test_the_orchestrators_error_floor_imports_nothing_of_the_runtime() -> None:
+    """orchestrator/errors.py is the floor every stage imports: it stands on its own (issue 19)."""
+    tree = ast.parse((PACKAGE / "errors.py").read_text(encoding="utf-8"))
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m.split(".")[0] == "runtime"]
+    from orchestrator.errors import UsageError
+    assert str(UsageError("bad --port", "use 1-65535")) == "bad --port\nhint: use 1-65535"

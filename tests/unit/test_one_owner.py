@@ -80,3 +80,39 @@ def test_owners_agree_with_the_knob_table_and_the_version() -> None:
 ])
 def test_bind_address_is_one_decision(in_container: bool, network: str, public: bool, address: str) -> None:
     assert decisions.bind_address(in_container=in_container, network=network, public=public)[0] == address
+
+
+def calls_of(name: str) -> list[str]:
+    """Files (relative) that call ``name``, outside its definition."""
+    found = []
+    for path in sorted((ROOT / "orchestrator").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name:
+                found.append(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_the_selection_owns_the_gpu_choice_and_the_completed_facts() -> None:
+    """select/ chooses the GPUs and completes the facts once; plan/ receives both in the Selection
+    (issue 19: ``gpus or choose_gpus(facts)`` stood in 7 places, ``complete_facts`` ran twice)."""
+    assert set(calls_of("complete_facts")) == {"orchestrator/select/selection.py"}
+    planning = [f for f in calls_of("choose_gpus") if f.startswith(("orchestrator/plan/", "orchestrator/render/"))]
+    assert planning == []
+
+
+def test_a_plan_uses_the_selections_facts_and_gpus() -> None:
+    from orchestrator.plan.planner import make_plan, step_down
+    from orchestrator.probe.facts import HostFacts
+    from orchestrator.select.profiles import load_profiles
+    from orchestrator.select.selection import select_profile
+
+    host = HostFacts.from_json_file(ROOT / "tests" / "fixtures" / "facts" / "h100x8-2tb.json")
+    # CUDA_VISIBLE_DEVICES given to the selection only: the plan follows the selection's choice.
+    one = next(g.uuid for g in host.gpus if g.index == 3)
+    selection = select_profile(host, load_profiles(), environ={"CUDA_VISIBLE_DEVICES": one})
+    assert [g.uuid for g in selection.gpus.used] == [one] and len(host.gpus) == 8
+    plan = make_plan(host, selection, environ={})
+    assert plan.env["CUDA_VISIBLE_DEVICES"] == one
+    smaller = step_down(plan, host, load_profiles())
+    assert smaller is not None and smaller.workers <= plan.workers

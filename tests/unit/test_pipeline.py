@@ -70,7 +70,8 @@ def test_the_same_inputs_give_the_same_plan_in_plan_render_and_auto(
     assert source(plan, "TAILOR_WORKERS") == "cli" and source(plan, "TAILOR_PORT") == "cli"
     assert source(plan, "TAILOR_THREADS_PER_WORKER") == "config" and source(plan, "TAILOR_LOG_LEVEL") == "config"
     assert plan.env["TAILOR_CACHE_BYTES"] == "1048576" and source(plan, "TAILOR_CACHE_BYTES") == "config"
-    assert source(plan, "TAILOR_BATCHING") == "profile" and source(plan, "TAILOR_MAX_INPUT_CHARS") == "default"
+    assert source(plan, "TAILOR_BATCHING") == "profile" and source(plan, "TAILOR_MAX_INPUT_CHARS") == "derived"
+    assert source(plan, "TAILOR_HEADER_TIMEOUT_S") == "default"
 
 
 def test_auto_explain_shows_each_value_and_its_source_with_secrets_redacted(
@@ -86,7 +87,8 @@ def test_auto_explain_shows_each_value_and_its_source_with_secrets_redacted(
             for cells in [re.split(r"\s{2,}", line.strip())]}
     assert rows["TAILOR_WORKERS"][:2] == ["1", "cli"]
     assert rows["TAILOR_LOG_LEVEL"][:2] == ["warning", "config"]
-    assert rows["TAILOR_BATCHING"][1] == "profile" and rows["TAILOR_MAX_INPUT_CHARS"][1] == "default"
+    assert rows["TAILOR_BATCHING"][1] == "profile" and rows["TAILOR_MAX_INPUT_CHARS"][1] == "derived"
+    assert rows["TAILOR_HEADER_TIMEOUT_S"][1] == "default"
     assert rows["TAILOR_API_KEY"][:2] == [REDACTED, "config"] and "s3cret-key" not in shown
 
 
@@ -145,7 +147,7 @@ def test_unknown_profile_exits_2_with_did_you_mean(capsys: pytest.CaptureFixture
 def test_a_tuned_config_is_recorded_under_its_label() -> None:
     from orchestrator.plan.user_config import UserConfig
 
-    tuned = UserConfig(source="tuned.yaml", values={"TAILOR_WORKERS": "2"}, where={"TAILOR_WORKERS": "tuned.yaml:2"})
+    tuned = UserConfig(source="tuned.yaml", values={"TAILOR_WORKERS": 2}, where={"TAILOR_WORKERS": "tuned.yaml:2"})
     planned = pipeline.plan_from(pipeline.Inputs(facts=FACTS / "cpu-4core-16gb.json", config=tuned,
                                                  config_label="tuned", environ={}))
     assert planned.plan.workers == 2 and source(planned.plan, "TAILOR_WORKERS") == "tuned"

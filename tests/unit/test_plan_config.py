@@ -21,8 +21,10 @@ def test_good_config_maps_knobs_to_runtime_variables(tmp_path: Path) -> None:
                            "env:\n  TAILOR_API_KEY: s3cret\n  OMP_NUM_THREADS: 3\n")
     config = load_config(path)
     assert config.profile == "cpu-only"
-    assert config.values == {"TAILOR_WORKERS": "2", "TAILOR_BATCHING": "true", "TAILOR_BATCH_WINDOW_MS": "7.5",
+    # Typed once, as the knob table types them (issue 19: no text round trip before the boundary).
+    assert config.values == {"TAILOR_WORKERS": 2, "TAILOR_BATCHING": True, "TAILOR_BATCH_WINDOW_MS": 7.5,
                              "TAILOR_API_KEY": "s3cret", "OMP_NUM_THREADS": "3"}
+    assert type(config.values["TAILOR_WORKERS"]) is int
     assert config.where["TAILOR_API_KEY"] == f"{path}:7"
 
 
