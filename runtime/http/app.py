@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ from runtime.audio.encode import MEDIA_TYPES, StreamEncoder, check_format, outpu
 from runtime.engines import create_engine
 from runtime.errors import ApiError, BadRequest, EngineFailed, MethodNotAllowed, NotFound, StreamCut
 from runtime.families.base import EngineFactory
+from runtime.families.spec import FamilySpec
 from runtime.families.voices import OPENAI_VOICES
 from runtime.http.middleware import (
     AccessRecord,
@@ -83,9 +84,11 @@ def create_app(
     settings: Settings,
     engine_factory: EngineFactory = create_engine,
     rss_reader: Callable[[], int] = process_rss_bytes,
+    families: Sequence[FamilySpec] | None = None,
 ) -> FastAPI:
-    """Build the app; the model loads in the background once the server starts."""
-    service = SpeechService(settings, engine_factory, rss_reader)
+    """Build the app; the model loads in the background once the server starts. ``families``
+    overrides TAILOR_MODEL's list of family declarations (tests)."""
+    service = SpeechService(settings, engine_factory, rss_reader, families=families)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

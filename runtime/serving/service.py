@@ -32,6 +32,7 @@ from runtime.errors import NotReady, Overloaded, QueueFull, RequestTimeout
 from runtime.families.base import EngineFactory, Family, Voice
 from runtime.families.footprint import ram_estimate_bytes
 from runtime.families.registry import load_families
+from runtime.families.spec import FamilySpec
 from runtime.families.voices import parse_voice_map
 from runtime.serving.admission import WorkEstimator
 from runtime.serving.cache import AudioCache
@@ -129,9 +130,11 @@ class SpeechService:
         engine_factory: EngineFactory = create_engine,
         rss_reader: Callable[[], int] = process_rss_bytes,
         environ: Mapping[str, str] | None = None,
+        families: Sequence[FamilySpec] | None = None,
     ) -> None:
+        """``families``: the declarations to serve instead of TAILOR_MODEL's (tests, embedders)."""
         self.settings = settings
-        loaded = load_families(settings, os.environ if environ is None else environ, engine_factory)
+        loaded = load_families(settings, os.environ if environ is None else environ, engine_factory, families)
         try:
             self._serve(settings, loaded, rss_reader)
         except BaseException:

@@ -78,11 +78,12 @@ def _from_folder(folder: Path) -> dict[str, StyleVoice]:
         if not is_valid_voice_name(name) or path.suffix not in (".npy", ".bin") or not path.is_file():
             continue
         try:
-            array = (np.load(path, allow_pickle=False) if path.suffix == ".npy"
-                     else np.fromfile(path, dtype="<f4"))
+            array = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.fromfile(path, dtype="<f4")
         except (OSError, ValueError) as exc:
             raise StartupError(f"Kokoro voice file {path} is unreadable: {exc}",
                                hint="NAME.npy (numpy) or NAME.bin (raw float32, 510 x 256)") from exc
+        if path.suffix == ".bin" and array.size % STYLE_WIDTH == 0:
+            array = array.reshape(-1, STYLE_WIDTH)  # raw floats: rows of 256
         found[name] = StyleVoice(name, as_styles(name, array, str(path)), str(path))
     return found
 
