@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,11 @@ from runtime.text.frontend import TextChunk
 
 _LOG = logging.getLogger("tailor.runtime")
 
-__all__ = ["ChainEntry", "EngineChain", "EngineFactory", "LoadedEntry", "parse_fallback"]
+__all__ = ["ChainEntry", "EngineChain", "EngineFactory", "LoadedEntry", "StreamAbandoned", "parse_fallback"]
+
+
+class StreamAbandoned(Exception):
+    """Raised by an ``on_block`` whose request is gone: stops a streaming engine at its next block."""
 
 
 @dataclass(frozen=True)
@@ -197,12 +201,14 @@ class EngineChain:
     # --- synthesis ----------------------------------------------------------------------
     def synthesize(
         self, worker: int, voice: str, chunks: Sequence[TextChunk], speeds: Sequence[float],
-        start_at: int = 0, wide: bool = False,
+        start_at: int = 0, wide: bool = False, on_block: Callable[[np.ndarray], None] | None = None,
     ) -> list[np.ndarray]:
         """Audio for each chunk at ``voice``'s sample rate, trying the chain in order.
 
         Runs on a synthesis worker thread; ``worker`` picks that worker's engine instances,
         ``wide`` the solo instance (when loaded) - the scheduler grants it to one worker at a time.
+        ``on_block`` (one chunk, an instance with ``stream_chunk``): each block goes to it as the
+        engine makes it; once one has, a failure is final (no fallback can take back sent audio).
         """
         target_rate = self.voice_info(voice).sample_rate_hz
         errors: list[str] = []
@@ -215,12 +221,28 @@ class EngineChain:
             items = chunks if entry.voice == voice else [
                 dataclasses.replace(chunk, phoneme_ids=loaded.phonemizer.ids(chunk.text)) for chunk in chunks
             ]
+            delivered = 0
             try:
                 engine = loaded.wide if wide and loaded.wide is not None else loaded.engines[worker % len(loaded.engines)]
+                stream = getattr(engine, "stream_chunk", None)
+                if on_block is not None and stream is not None and len(items) == 1:
+                    parts: list[np.ndarray] = []
+                    for block in stream(items[0], speeds[0]):
+                        parts.append(resample(_clip(block), loaded.info.sample_rate_hz, target_rate))
+                        on_block(parts[-1])
+                        delivered += 1
+                    with self._lock:
+                        self._state(entry).served_sentences += 1
+                    return [np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)]
                 audio: list[np.ndarray] = list(engine.synthesize(items, speeds))
                 if len(audio) != len(items):
                     raise ValueError(f"engine returned {len(audio)} arrays for {len(items)} items")
+            except StreamAbandoned:
+                raise
             except Exception as exc:
+                if delivered:
+                    raise EngineFailed(f"{entry.label()} failed after {delivered} streamed blocks: "
+                                       f"{type(exc).__name__}: {exc}") from exc
                 with self._lock:
                     state = self._state(entry)
                     state.synthesis_failures += 1

@@ -39,6 +39,9 @@ class Job:
     future: Future[np.ndarray] = field(default_factory=Future)
     priority: float = 0.0
     """Lower runs first (the request's deadline: earliest deadline first); ties keep FIFO."""
+    on_block: Callable[[np.ndarray], None] | None = None
+    """Token-chunk streaming: called with each block of this sentence's audio as the engine makes it
+    (the future still gets the whole sentence)."""
 
 
 LENGTH_BUCKETS: tuple[int, ...] = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -224,10 +227,13 @@ class Scheduler:
                 wide = self._solo_wide and self._busy == 0 and len(batch) == 1 and len(self.queue) == 0
                 self._busy += 1
                 self.wide_runs += int(wide)
+            on_block = batch[0].on_block if len(batch) == 1 else None
+            chunks, speeds = [j.chunk for j in batch], [j.speed for j in batch]
             try:
-                audio = self._chain.synthesize(
-                    index, voice, [j.chunk for j in batch], [j.speed for j in batch], wide=wide
-                )
+                if on_block is None:
+                    audio = self._chain.synthesize(index, voice, chunks, speeds, wide=wide)
+                else:
+                    audio = self._chain.synthesize(index, voice, chunks, speeds, wide=wide, on_block=on_block)
             except BaseException as exc:  # delivered to the waiting request, never kills the worker
                 for job in batch:
                     job.future.set_exception(exc)

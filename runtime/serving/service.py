@@ -36,7 +36,7 @@ from runtime.families.spec import FamilySpec
 from runtime.families.voices import parse_voice_map
 from runtime.serving.admission import WorkEstimator
 from runtime.serving.cache import AudioCache
-from runtime.serving.engine_chain import ChainEntry, EngineChain, parse_fallback
+from runtime.serving.engine_chain import ChainEntry, EngineChain, StreamAbandoned, parse_fallback
 from runtime.serving.memory import MemoryWatchdog, process_rss_bytes
 from runtime.serving.metrics import RuntimeMetrics
 from runtime.serving.routing import parse_model_map, route
@@ -73,10 +73,10 @@ class _MeasuredChain(EngineChain):
 
     def synthesize(
         self, worker: int, voice: str, chunks: Sequence[TextChunk], speeds: Sequence[float],
-        start_at: int = 0, wide: bool = False,
+        start_at: int = 0, wide: bool = False, on_block: Callable[[np.ndarray], None] | None = None,
     ) -> list[np.ndarray]:
         started = time.perf_counter()
-        audio = super().synthesize(worker, voice, chunks, speeds, start_at, wide)
+        audio = super().synthesize(worker, voice, chunks, speeds, start_at, wide, on_block)
         if self.estimator is not None:
             self.estimator.observe(sum(len(c.text) for c in chunks), time.perf_counter() - started)
         return audio
@@ -457,26 +457,49 @@ class SpeechService:
         cancelled = threading.Event()
         lookahead = self.served(job).scheduler.lookahead()
         pending: list[asyncio.Future[np.ndarray]] = []
+        partials: list[asyncio.Queue[np.ndarray] | None] = []
+        """Per pending sentence of a token-chunk family: its blocks as the engine makes them."""
         jobs = iter(job.chunks)
         completed = 0
         served = self.served(job)
         sample_rate = served.chain.voice_info(job.voice).sample_rate_hz
+        streams = served.family.spec.streaming == "token-chunk"
+        loop = asyncio.get_running_loop()
+
+        def block_sink(queue: asyncio.Queue[np.ndarray]) -> Callable[[np.ndarray], None]:
+            def put(block: np.ndarray) -> None:  # on the worker thread
+                if cancelled.is_set():
+                    raise StreamAbandoned("the request is gone")
+                loop.call_soon_threadsafe(queue.put_nowait, block)
+            return put
 
         def refill() -> None:
             while len(pending) < lookahead:
                 chunk = next(jobs, None)
                 if chunk is None:
                     return
+                queue: asyncio.Queue[np.ndarray] | None = asyncio.Queue() if streams else None
                 # The engine speaks at the voice's own pace; speed is applied after (linear).
                 future = served.scheduler.submit(
-                    Job(job.voice, chunk, 1.0, is_cancelled=cancelled.is_set, priority=job.deadline)
+                    Job(job.voice, chunk, 1.0, is_cancelled=cancelled.is_set, priority=job.deadline,
+                        on_block=block_sink(queue) if queue is not None else None)
                 )
                 pending.append(asyncio.wrap_future(future))
+                partials.append(queue)
+
+        async def shaped(samples: np.ndarray, speed: float) -> np.ndarray:
+            if speed != 1.0 and samples.size:
+                samples = await asyncio.to_thread(time_stretch, samples, speed)
+            self.metrics.audio_seconds.labels(job.voice).inc(samples.size / sample_rate)
+            return samples
 
         try:
             refill()
             while pending:
-                head = pending[0]
+                head, partial = pending[0], partials[0]
+                chunk_now = job.chunks[completed]
+                speed = min(MAX_SPEED, max(MIN_SPEED, job.speed * chunk_now.rate))
+                streamed = 0
                 while not head.done():
                     if self._aborted.is_set():
                         raise NotReady("the server shut down before this request finished "
@@ -488,24 +511,30 @@ class SpeechService:
                             f"synthesis took longer than {self.settings.request_timeout_s:g} s "
                             "(TAILOR_REQUEST_TIMEOUT_S); send shorter input or retry",
                         )
-                    await asyncio.wait({head}, timeout=min(remaining, 0.1))
+                    await asyncio.wait({head}, timeout=min(remaining, 0.1 if partial is None else 0.02))
+                    while partial is not None and not partial.empty():
+                        streamed += 1
+                        yield await shaped(partial.get_nowait(), speed)
                     if not head.done() and is_disconnected is not None and await is_disconnected():
                         _LOG.info("client disconnected; cancelling %d queued sentences", len(pending))
                         return
                 pending.pop(0)
+                partials.pop(0)
                 samples = head.result()
-                done_chunk = job.chunks[completed]
                 completed += 1
-                self._take_off_backlog(job, len(done_chunk.text))
+                self._take_off_backlog(job, len(chunk_now.text))
                 refill()
-                speed = min(MAX_SPEED, max(MIN_SPEED, job.speed * done_chunk.rate))
-                if speed != 1.0:
-                    samples = await asyncio.to_thread(time_stretch, samples, speed)
-                if done_chunk.pause_after_s > 0:
-                    silence = np.zeros(round(done_chunk.pause_after_s * sample_rate), dtype=np.float32)
+                while partial is not None and not partial.empty():
+                    streamed += 1
+                    yield await shaped(partial.get_nowait(), speed)
+                # A streamed sentence went out block by block; only its pause is left to send.
+                samples = np.zeros(0, dtype=np.float32) if streamed else await shaped(samples, speed)
+                if chunk_now.pause_after_s > 0:
+                    silence = np.zeros(round(chunk_now.pause_after_s * sample_rate), dtype=np.float32)
+                    self.metrics.audio_seconds.labels(job.voice).inc(silence.size / sample_rate)
                     samples = np.concatenate([samples, silence])
-                self.metrics.audio_seconds.labels(job.voice).inc(samples.size / sample_rate)
-                yield samples
+                if samples.size or not streamed:
+                    yield samples
                 if is_disconnected is not None and pending and await is_disconnected():
                     _LOG.info("client disconnected; cancelling %d queued sentences", len(pending))
                     return

@@ -255,3 +255,25 @@ def test_a_secondary_family_that_fails_to_load_stops_the_start() -> None:
         create_app(Settings.defaults(), families=[family("piper"),
                                                   fake_engine.spec(loader="tests.families.fake_engine:load_broken")])
     assert "weights are corrupt" in caught.value.message
+
+
+def test_a_token_chunk_family_streams_blocks_as_its_engine_makes_them(two_families: httpx.Client) -> None:
+    import base64
+    import json
+
+    def stream(speed: float) -> tuple[int, float]:
+        response = two_families.post("/v1/audio/speech", json={
+            "model": "tone", "input": "First sentence here. Second one.", "response_format": "pcm",
+            "stream_format": "sse", "speed": speed})
+        assert response.status_code == 200, response.text
+        events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+        deltas = [base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta"]
+        assert events[-1]["type"] == "speech.audio.done"
+        return len(deltas), sum(len(d) for d in deltas) / 2 / 24000  # pcm: 16-bit at 24 kHz
+
+    expected = len("First sentence here.Second one.") * fake_engine.SECONDS_PER_CHAR
+    blocks, seconds = stream(1.0)
+    assert blocks >= 6  # the engine's three blocks per sentence, each sent as it came
+    assert abs(seconds - expected) < 0.02
+    blocks, seconds = stream(2.0)  # speed still applies, block by block
+    assert blocks >= 6 and abs(seconds - expected / 2) < 0.1 * expected
