@@ -7,7 +7,8 @@ For every (family, thread count) a fresh Python process loads the family through
 seam (``runtime.families.registry``), creates one instance with that many intra-op threads and
 reports: load time, RSS after load, RSS after the first sentence, and the real-time factor (seconds
 of synthesis per second of audio; < 1 is faster than real time) over the next ``--sentences``
-sentences of the load generator's text set (the same text for every family). Fresh processes, so no
+sentences of the load generator's text set (the same text for every family), and the CPU seconds the
+process spent per second of audio (what a busy, shared machine distorts least). Fresh processes, so no
 family's memory or arenas count against another's. Prints a Markdown table with the load average
 (the figures are only comparable on an otherwise idle machine, or side by side in one run).
 """
@@ -55,17 +56,19 @@ def child(model: str, threads: int, sentences: int, precision: str) -> dict[str,
     first = front.prepare(texts[0], loaded.chunk_limit)
     engine.synthesize(first, [1.0] * len(first))
     after_first = rss()
-    audio_s = synth_s = 0.0
+    audio_s = synth_s = cpu_s = 0.0
     for text in (texts[1:] * 4)[:sentences]:
         chunks = front.prepare(text, loaded.chunk_limit)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         audio = engine.synthesize(chunks, [1.0] * len(chunks))
         synth_s += time.perf_counter() - t0
+        cpu_s += time.process_time() - c0
         audio_s += sum(a.size for a in audio) / engine.sample_rate
     engine.close()
     return {"model": model, "precision": getattr(engine, "precision", precision), "threads": threads,
             "load_s": load_s, "rss_after_load_mib": after_load, "rss_after_first_mib": after_first,
-            "audio_s": audio_s, "synth_s": synth_s, "rtf": synth_s / audio_s if audio_s else float("nan")}
+            "audio_s": audio_s, "synth_s": synth_s, "rtf": synth_s / audio_s if audio_s else float("nan"),
+            "cpu_per_audio_s": cpu_s / audio_s if audio_s else float("nan")}
 
 
 def main() -> None:
@@ -95,11 +98,11 @@ def main() -> None:
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"{model} {threads} thread(s): RTF {rows[-1]['rtf']:.3f}", flush=True)
     print(f"load average after: {os.getloadavg()}\n")
-    print("| family | precision | threads | load s | RSS after load MiB | RSS after 1st sentence MiB | audio s | RTF |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| family | precision | threads | load s | RSS after load MiB | RSS after 1st sentence MiB | audio s | RTF | CPU s per audio s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['precision']} | {r['threads']} | {r['load_s']:.1f} | {r['rss_after_load_mib']:.0f} | "
-              f"{r['rss_after_first_mib']:.0f} | {r['audio_s']:.1f} | {r['rtf']:.3f} |")
+              f"{r['rss_after_first_mib']:.0f} | {r['audio_s']:.1f} | {r['rtf']:.3f} | {r['cpu_per_audio_s']:.3f} |")
 
 
 if __name__ == "__main__":
