@@ -340,13 +340,14 @@ class SpeechService:
 
     def ram_estimate_bytes(self) -> int:
         """What the families' memory models expect this process to hold (RAM): each served family
-        with its device, the precision it runs in and one instance per worker."""
+        with its device, the precision it runs in and one instance per worker (and the solo-wide one)."""
         total = 0
         for served in self.families.values():
             in_use = served.engine_in_use or {}
+            instances = self.settings.workers + (1 if served.scheduler.solo_wide else 0)
             total += ram_estimate_bytes(
                 served.family.spec, in_use.get("device", self.settings.device),
-                in_use.get("precision", self.settings.precision), self.settings.workers,
+                in_use.get("precision", self.settings.precision), instances,
                 with_overhead=served is self.primary)
         return total
 

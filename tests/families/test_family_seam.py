@@ -203,6 +203,8 @@ def test_readyz_names_the_served_families(two_families: httpx.Client) -> None:
     assert tone["engine"] == "tone:tone-high" and tone["streaming"] == "token-chunk"
     assert tone["batching"] is False and tone["concurrent_safe"] is False and tone["sample_rate_hz"] == 16000
     assert body["families"]["piper"]["engine_in_use"]["role"] == "primary"
+    # The memory models' expectation: Piper's with its overhead and 2 workers; the tone family adds none.
+    assert body["memory"]["model_estimate_bytes"] == ram_estimate_bytes(family("piper"), "cpu", "fp32", 2)
 
 
 def test_the_model_field_picks_the_family(two_families: httpx.Client) -> None:
