@@ -150,11 +150,12 @@ async def _exchange(host: str, port: int, request: bytes, started: float) -> tup
     return status, bytes(body), first_audio[0] if first_audio else None
 
 
-async def speak(url: str, text: str, *, timeout_s: float = 120.0, api_key: str = "") -> Sample:
-    """One ``POST /v1/audio/speech`` (streamed WAV); failures are samples with their status (0: no answer)."""
+async def speak(url: str, text: str, *, timeout_s: float = 120.0, api_key: str = "", model: str = "tts-1") -> Sample:
+    """One ``POST /v1/audio/speech`` (streamed WAV); failures are samples with their status (0: no answer).
+    ``model``: the request's model field (a served family, or an OpenAI name)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    payload = json.dumps({"model": "tts-1", "input": text, "voice": "alloy", "response_format": "wav",
+    payload = json.dumps({"model": model, "input": text, "voice": "alloy", "response_format": "wav",
                           "stream_format": "audio"}).encode()
     headers = ["POST /v1/audio/speech HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
                f"Content-Length: {len(payload)}", "Connection: close"]
@@ -173,13 +174,13 @@ async def speak(url: str, text: str, *, timeout_s: float = 120.0, api_key: str =
 
 
 async def _run_level(url: str, concurrency: int, texts: Sequence[str], timeout_s: float,
-                     api_key: str) -> LevelResult:
+                     api_key: str, model: str = "tts-1") -> LevelResult:
     queue = list(reversed(texts))
     samples: list[Sample] = []
 
     async def client() -> None:
         while queue:
-            samples.append(await speak(url, queue.pop(), timeout_s=timeout_s, api_key=api_key))
+            samples.append(await speak(url, queue.pop(), timeout_s=timeout_s, api_key=api_key, model=model))
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
@@ -187,7 +188,7 @@ async def _run_level(url: str, concurrency: int, texts: Sequence[str], timeout_s
 
 
 def run_level(url: str, concurrency: int, requests: int, *, offset: int = 0, timeout_s: float = 120.0,
-              api_key: str = "", texts: Sequence[str] = TEXTS) -> LevelResult:
+              api_key: str = "", texts: Sequence[str] = TEXTS, model: str = "tts-1") -> LevelResult:
     """``requests`` sentences (the text set in order, from ``offset``) at ``concurrency`` clients."""
     chosen = [texts[(offset + i) % len(texts)] for i in range(requests)]
-    return asyncio.run(_run_level(url, concurrency, chosen, timeout_s, api_key))
+    return asyncio.run(_run_level(url, concurrency, chosen, timeout_s, api_key, model))
