@@ -63,10 +63,11 @@ class ToneEngine:
 
 def spec(name: str = "tone", loader: str = "tests.families.fake_engine:load") -> FamilySpec:
     return FamilySpec(
-        name=name, description="test tones", devices={"cpu": ("fp32",)}, streaming="token-chunk",
+        name=name, description="test tones", devices={"cpu": ("fp32",)}, engines={"cpu": ("tone",)},
+        streaming="token-chunk",
         batches=False, concurrent_safe=False, components=(), licence="test", commercial_use=True,
         install="nothing (a test stand-in)", loader=loader, weights="none", sample_rate_hz=SAMPLE_RATE,
-        memory=MemoryModel(runtime_overhead_ram_bytes=0))
+        memory=MemoryModel(overhead_ram_bytes={"tone": 0}))
 
 
 def load(family_spec: FamilySpec, context: FamilyContext) -> StreamingFamily:
