@@ -282,3 +282,65 @@ def test_a_token_chunk_family_streams_blocks_as_its_engine_makes_them(two_famili
     assert abs(seconds - expected) < 0.02
     blocks, seconds = stream(2.0)  # speed still applies, block by block
     assert blocks >= 6 and abs(seconds - expected / 2) < 0.1 * expected
+
+
+# --- main's API beside the families: admission per family, captioned speech, retrieve model -----
+def test_each_family_is_calibrated_on_its_own(two_families: httpx.Client) -> None:
+    body = two_families.get("/readyz").json()
+    piper, tone = body["families"]["piper"]["admission"], body["families"]["tone"]["admission"]
+    assert piper["calibrated"] and tone["calibrated"]
+    assert body["admission"]["seconds_per_char"] == piper["seconds_per_char"]  # the default family's
+    # Different engines, different measured rates (the tone engine's is its own sleep per character).
+    assert tone["seconds_per_char"] != piper["seconds_per_char"]
+    assert tone["samples"]["loaded"] >= 1 and piper["samples"]["loaded"] >= 1
+
+
+def test_captioned_speech_needs_a_family_with_durations(two_families: httpx.Client) -> None:
+    refused = two_families.post("/v1/audio/captioned_speech", json={"model": "tone", "input": "Hello there."})
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["code"] == "timestamps_unsupported" and error["param"] == "return_timestamps"
+    assert "tone" in error["message"]
+    plain = two_families.post("/v1/audio/captioned_speech",
+                              json={"model": "tone", "input": "Hello there.", "return_timestamps": False})
+    assert plain.status_code == 200 and plain.json()["timestamps"] is None
+    assert plain.json()["sample_rate"] == fake_engine.SAMPLE_RATE
+    timed = two_families.post("/v1/audio/captioned_speech", json={"model": "tts-1", "input": "Hello there."})
+    assert timed.status_code == 200, timed.text
+    assert [w["word"] for w in timed.json()["timestamps"]] == ["Hello", "there"]
+
+
+def test_retrieve_model_names_its_family(two_families: httpx.Client) -> None:
+    assert two_families.get("/v1/models/tone").json()["family"] == "tone"
+    assert two_families.get("/v1/models/tts-1-hd").json()["family"] == "tone"  # TAILOR_MODEL_MAP
+    snapshot = two_families.get("/v1/models/gpt-4o-mini-tts-2025-03-20").json()
+    assert snapshot["family"] == "piper" and snapshot["object"] == "model"
+    assert two_families.get("/v1/models/tone-low").json()["kind"] == "voice"
+    missing = two_families.get("/v1/models/kokoro-82m")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize(("model", "refused"), [
+    ("piper", None), ("kokoro-82m", None), ("kokoro-82m,piper", None),
+    ("xtts-v2", "xtts-v2"), ("piper,indextts2", "indextts2"),
+])
+def test_only_families_with_a_serving_path_start(model: str, refused: str | None) -> None:
+    from runtime.families.registry import SERVED_FAMILIES
+    from runtime.serving.service import check_served_family
+
+    settings = Settings.from_environ({"TAILOR_MODEL": model})
+    if refused is None:
+        check_served_family(settings)
+        return
+    assert refused not in SERVED_FAMILIES
+    with pytest.raises(StartupError) as caught:
+        check_served_family(settings)
+    assert f"the {refused} family is planned" in str(caught.value) and "kokoro-82m" in caught.value.hint
+
+
+def test_int8_is_refused_only_for_a_family_without_an_int8_model() -> None:
+    from runtime.serving.service import check_served_family
+
+    check_served_family(Settings.from_environ({"TAILOR_MODEL": "kokoro-82m", "TAILOR_PRECISION": "int8"}))
+    with pytest.raises(StartupError, match="TAILOR_PRECISION=int8 is for families with an int8 model"):
+        check_served_family(Settings.from_environ({"TAILOR_PRECISION": "int8"}))
