@@ -202,7 +202,7 @@ class SpeechService:
                 metrics=self.metrics,
                 solo_wide=settings.solo_wide,
                 companions_possible=lambda: self._in_flight + self._arriving > 1,
-                on_engine_call=admission.observe,
+                on_engine_call=self._observer(family.name),
             )
             self.families[family.name] = ServedFamily(family, chain, scheduler, admission)
         self.primary = next(iter(self.families.values()))
@@ -210,7 +210,6 @@ class SpeechService:
         # The primary family's parts under their old names (the HTTP app, tests, benchmarks).
         self.chain = self.primary.chain
         self.scheduler = self.primary.scheduler
-        self.admission = self.primary.admission
         self.catalog: Mapping[str, Voice] = self.primary.catalog
         self.metrics.queue_depth.set_function(
             lambda: float(sum(f.scheduler.queue.live() for f in self.families.values())))
@@ -287,6 +286,22 @@ class SpeechService:
         scheduler.start()
         if len(self.families) > 1:
             self.state_detail = "loading model"
+
+    def _observer(self, name: str) -> Callable[[int, float, str], None]:
+        """An engine call's measurement for family ``name``'s estimator, looked up at the call (so
+        an estimator replaced later, as tests pin one, still gets it)."""
+        def observe(characters: int, seconds: float, kind: str) -> None:
+            self.families[name].admission.observe(characters, seconds, kind)
+        return observe
+
+    @property
+    def admission(self) -> WorkEstimator:
+        """The default (first) family's admission estimate."""
+        return self.primary.admission
+
+    @admission.setter
+    def admission(self, estimator: WorkEstimator) -> None:
+        self.primary.admission = estimator
 
     def _calibrate(self, served: ServedFamily, voice: str) -> None:
         """Measure one family's seconds per character on every one of its workers at once (see
