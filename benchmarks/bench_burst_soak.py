@@ -27,10 +27,7 @@ import argparse
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -39,9 +36,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.bench_soak import free_port, plan_environment
+from benchmarks.local_runtime import local_runtime
 
-REPO = Path(__file__).resolve().parents[1]
 SENTENCE = "The {0} report for order {1} arrived at the station before the evening train."  # ~75 chars
 NOUNS = ["weekly", "final", "second", "urgent", "late", "short", "yearly", "quiet"]
 SHAPES = [  # (label, sentences, body fields)
@@ -117,30 +113,9 @@ def main() -> int:
     if not (1 <= args.rounds <= 20 and 1 <= args.burst <= 32 and 0 <= args.pause <= 120):
         parser.error("bounded: --rounds 1-20, --burst 1-32, --pause 0-120")
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    env_plan, _budget = plan_environment()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
-    env.update(env_plan)
-    env.update({"TAILOR_HOST": "127.0.0.1", "TAILOR_PORT": str(port), "TAILOR_LOG_LEVEL": "warning",
-                "TAILOR_CACHE_BYTES": "0"})
-    log = tempfile.NamedTemporaryFile(prefix="tailor-burst-", suffix=".log", delete=False)  # noqa: SIM115
-    server = subprocess.Popen([sys.executable, "-m", "runtime"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
     outcomes: list[Outcome] = []
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"runtime exited with {server.returncode}; log: {log.name}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"runtime not ready in 240 s; log: {log.name}")
-            time.sleep(0.3)
+    with local_runtime({"TAILOR_CACHE_BYTES": "0"}, prefix="tailor-burst-", ready_s=240) as running:
+        base, env_plan = running.base, running.env_plan
         calibrated = httpx.get(f"{base}/readyz").json()["admission"]
         started = time.monotonic()
         index = 0
@@ -155,7 +130,8 @@ def main() -> int:
             def fire(n: int, barrier: threading.Barrier = barrier, lock: threading.Lock = lock,
                      first: int = index) -> None:
                 shape, sentences, fields = SHAPES[n % len(SHAPES)]
-                body = {"model": "tts-1", "voice": "alloy", "input": text_for(sentences, first + n), **fields}
+                body: dict[str, object] = {"model": "tts-1", "voice": "alloy",
+                                           "input": text_for(sentences, first + n), **fields}
                 with httpx.Client(base_url=base, timeout=180) as client:
                     barrier.wait()
                     outcome = one_request(client, shape, body)
@@ -173,14 +149,6 @@ def main() -> int:
         wall = time.monotonic() - started
         metrics = httpx.get(f"{base}/metrics").text
         final = httpx.get(f"{base}/readyz").json()["admission"]
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        log.close()
 
     cuts = scrape(metrics, "tailor_stream_cuts_total")
     requests = scrape(metrics, "tailor_requests_total")

@@ -21,15 +21,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import random
 import re
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,24 +33,10 @@ from pathlib import Path
 import httpx
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.local_runtime import local_runtime
+
 FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 WORDS = ["order", "invoice", "parcel", "meeting", "flight", "ticket", "report", "window", "garden", "river", "station", "library", "engine", "market", "bridge", "lantern", "harbor", "village", "castle", "forest"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def plan_environment() -> tuple[dict[str, str], int]:
-    """The runtime environment and RAM budget (bytes) ``deploy plan --json`` gives this machine."""
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "--json"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=True)
-    plan = json.loads(done.stdout)
-    budget = sum(row["bytes"] for row in plan["memory_budget"]["rows"] if row.get("pool") == "ram")
-    return {str(k): str(v) for k, v in plan["env"].items()}, int(budget)
 
 
 def text_for(index: int, rng: random.Random) -> str:
@@ -76,7 +57,6 @@ def text_for(index: int, rng: random.Random) -> str:
 
 @dataclass
 class Soak:
-    port: int
     requests: int
     concurrency: int
     checkpoint: int
@@ -118,31 +98,11 @@ def main() -> int:
     if not 1 <= args.requests <= 20000:
         parser.error("--requests must be 1-20000 (the soak is bounded)")
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    env_plan, budget = plan_environment()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
-    env.update(env_plan)
-    env.update({"TAILOR_HOST": "127.0.0.1", "TAILOR_PORT": str(port), "TAILOR_LOG_LEVEL": "warning"})
-    log = tempfile.NamedTemporaryFile(prefix="tailor-soak-", suffix=".log", delete=False)  # noqa: SIM115
-    server = subprocess.Popen([sys.executable, "-m", "runtime"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     rows: list[tuple[int, float, float, float]] = []
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"runtime exited with {server.returncode}; log: {log.name}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"runtime not ready in 180 s; log: {log.name}")
-            time.sleep(0.2)
-        process = psutil.Process(server.pid)
-        soak = Soak(port, args.requests, args.concurrency, args.checkpoint)
+    with local_runtime({}, prefix="tailor-soak-") as running:
+        base, env_plan, budget = running.base, running.env_plan, running.budget_bytes
+        process = psutil.Process(running.server.pid)
+        soak = Soak(args.requests, args.concurrency, args.checkpoint)
         counter = itertools.count()
         started = time.monotonic()
 
@@ -180,14 +140,6 @@ def main() -> int:
         if rows[-1][0] != soak.done:
             sample(soak.done)
         wall = time.monotonic() - started
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        log.close()
 
     rows.sort()
     third = rows[len(rows) * 2 // 3]

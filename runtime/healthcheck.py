@@ -1,7 +1,7 @@
 """``python -m runtime.healthcheck [--port N] [--host H]``: exit 0 when ``/readyz`` answers 200.
 
-Used as the container healthcheck, so it is standard library only and fast (one request,
-2 s timeout). Host and port default to ``TAILOR_HOST``/``TAILOR_PORT``; a wildcard bind
+Used as the container healthcheck, so it is standard library only (``runtime.settings`` is too)
+and fast (one request, 2 s timeout). Host and port default to ``TAILOR_HOST``/``TAILOR_PORT``; a wildcard bind
 address (0.0.0.0, ::) is checked through loopback.
 """
 
@@ -12,6 +12,8 @@ import http.client
 import os
 import sys
 from collections.abc import Mapping, Sequence
+
+from runtime.settings import SettingsError, variable
 
 WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
 
@@ -42,11 +44,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = parser.parse_args(argv)
     port = args.port
     if port is None:
-        raw = env.get("TAILOR_PORT", "8000").strip()
-        if not raw.isdigit():
-            print(f"TAILOR_PORT={raw!r} is not a port number", file=sys.stderr)
+        declared = variable("TAILOR_PORT")  # its default and range are declared once, in settings
+        try:
+            port = int(declared.parse(declared.name, env.get(declared.name, declared.default).strip()))
+        except SettingsError as exc:
+            print(exc, file=sys.stderr)
             return 1
-        port = int(raw)
     ready, reason = check(args.host, port, args.timeout)
     if not args.quiet:
         print(reason, file=sys.stdout if ready else sys.stderr)

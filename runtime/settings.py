@@ -258,7 +258,9 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_SOLO_WIDE", "solo_wide", "false",
            "With WORKERS > 1: when one sentence is the only work in the server, run it on an extra engine "
            "instance with WORKERS x THREADS_PER_WORKER intra-op threads, so a lone request uses every core "
-           "(costs one more model instance in memory per loaded voice).", _bool),
+           "(costs one more model instance in memory per loaded voice). A request alone in the server runs its "
+           "sentences there one after another (none beside it on a one-thread worker); another request arriving "
+           "releases the workers.", _bool),
     EnvVar("TAILOR_PRELOAD", "preload", "true",
            "Run a warm-up synthesis on every worker before reporting ready (the model always loads before ready).", _bool, knob="preload"),
     EnvVar("TAILOR_SHUTDOWN_GRACE_S", "shutdown_grace_s", "20",
@@ -271,6 +273,15 @@ VARIABLES: tuple[EnvVar, ...] = (
            "onnxruntime CPU memory arena (off saves RSS on small machines).", _bool),
     EnvVar("TAILOR_CUDNN_BENCHMARK", "cudnn_benchmark", "false", "torch.backends.cudnn.benchmark.", _bool),
     EnvVar("TAILOR_TORCH_COMPILE", "torch_compile", "false", "torch.compile the decoder where measured faster.",
+           _bool),
+    EnvVar("TAILOR_SHAPE_BUCKETS", "shape_buckets", "false",
+           "Torch engine: pad each batch to bucket shapes (phoneme ids, frames, batch size; audio trimmed back exactly) "
+           "and, on CUDA, warm every (batch, frame) bucket before ready, so cuDNN autotuning and CUDA graphs meet "
+           "no new shape on the request path. Off until measured to pay on a GPU (benchmarks/bench_shape_buckets.py).",
+           _bool),
+    EnvVar("TAILOR_CUDA_GRAPHS", "cuda_graphs", "false",
+           "Torch engine on CUDA with TAILOR_SHAPE_BUCKETS: replay the flow and generator as one CUDA graph per "
+           "(batch, frame) bucket, captured at warm-up. Off until measured to pay (benchmarks/bench_shape_buckets.py).",
            _bool),
     EnvVar("TAILOR_SWITCH_INTERVAL_MS", "switch_interval_ms", "5",
            "Python's GIL switch interval in the runtime process (sys.setswitchinterval); 5 is CPython's default. "
@@ -370,6 +381,8 @@ class Settings:
     ort_memory_arena: bool
     cudnn_benchmark: bool
     torch_compile: bool
+    shape_buckets: bool
+    cuda_graphs: bool
     switch_interval_ms: float
     log_level: str
     instance_id: str

@@ -60,6 +60,10 @@ class EngineOptions:
     ort_memory_arena: bool = True
     cudnn_benchmark: bool = False
     torch_compile: bool = False
+    shape_buckets: bool = False
+    """Pad batches to bucket shapes (phoneme ids, frames, batch size: ``runtime.engines.shapes``)."""
+    cuda_graphs: bool = False
+    """Capture the flow and generator as one CUDA graph per (batch, frame) bucket at warm-up."""
     device_index: int = 0
     """Which visible CUDA device (``cuda:N``); the engine chain spreads workers over ``gpus`` of them."""
     gpus: int = 1
@@ -94,7 +98,8 @@ class EngineOptions:
         return dataclasses.replace(
             self, device=device, precision="fp32", device_index=0, gpus=1,
             intra_op_threads=self.fallback_threads or self.intra_op_threads,
-            cudnn_benchmark=False, torch_compile=False, allow_spinning=False)
+            cudnn_benchmark=False, torch_compile=False, shape_buckets=False, cuda_graphs=False,
+            allow_spinning=False)
 
 
 _SETTING_NAMES = {"intra_op_threads": "threads_per_worker"}

@@ -8,11 +8,17 @@ takes a job waits up to ``TAILOR_BATCH_WINDOW_MS`` for more jobs of the same voi
 item keeps its own speed (``length_scale``). Jobs whose request is gone are dropped unrun.
 With ``TAILOR_SOLO_WIDE``, a sentence that is the only work in the server runs on a wider
 engine instance (all workers' threads), so a lone request is not limited to one worker's share.
+A request alone in the server runs its first sentence there even with its next ones queued, and
+while it does no one-thread worker starts the next beside it (that would split the cores between
+the two and delay the first audio); once the first audio is out, its remaining sentences run side
+by side on the one-thread workers (more audio per CPU second than one wide run; the playing audio
+covers the time), the last one wide again. A second request arriving releases the workers at once.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import threading
 import time
@@ -20,14 +26,17 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
+from runtime.engines.shapes import PHONEME_BUCKETS
 from runtime.serving.engine_chain import EngineChain
 from runtime.serving.metrics import RuntimeMetrics
 from runtime.text.frontend import TextChunk
 
 _LOG = logging.getLogger("tailor.runtime")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -46,12 +55,15 @@ class Job:
     on_block: Callable[[np.ndarray], None] | None = None
     """Token-chunk streaming: called with each block of this sentence's audio as the engine makes it
     (the future still gets the whole sentence)."""
+    lead: bool = False
+    """The request's first sentence: its time to first audio rides on it (solo-wide, below)."""
 
 
-LENGTH_BUCKETS: tuple[int, ...] = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+LENGTH_BUCKETS: tuple[int, ...] = PHONEME_BUCKETS
 """Upper edges (phoneme ids) of the length buckets a batch is drawn from. A batch is padded to its
-longest sentence, so within one bucket at most a third of a batch is padding (a half in the two
-smallest); sentences longer than the last edge form their own bucket."""
+longest sentence (to the bucket's edge with ``TAILOR_SHAPE_BUCKETS``), so within one bucket at most
+a third of a batch is padding (a half in the two smallest); sentences longer than the last edge
+form their own bucket."""
 
 
 def length_bucket(phonemes: int) -> int:
@@ -104,6 +116,7 @@ class JobQueue:
 
     def take(
         self, batching: bool, window_s: float, max_batch: int, companions_possible: Callable[[], bool] = lambda: True,
+        hold: Callable[[], bool] = lambda: False, claim: Callable[[list[Job]], None] | None = None,
     ) -> list[Job] | None:
         """The next job (and, batching, companions of the same voice and length bucket, so padding
         stays small: see :data:`LENGTH_BUCKETS`; when the window closes short, jobs of the two
@@ -111,17 +124,24 @@ class JobQueue:
 
         The window is not waited out when ``companions_possible()`` says no other request is in
         the server (admitted or still arriving): alone, a request's sentences are all queued
-        already and the wait is pure latency."""
+        already and the wait is pure latency.
+
+        While ``hold()`` is true no job is taken (the caller waits for :meth:`wake`); ``claim``
+        gets the batch before the queue's lock is released, so a decision made from the queue's
+        state (e.g. which instance runs it) is atomic with the take. Both run under the lock."""
         with self._cond:
             first = None
             while first is None:
-                first = self._pop_live()
+                if not hold():
+                    first = self._pop_live()
                 if first is None:
                     if self._stopped:
                         return None
                     self._cond.wait()
             batch = [first]
             if not batching or max_batch <= 1 or first.timed:
+                if claim is not None:
+                    claim(batch)
                 return batch
             deadline = time.monotonic() + window_s
             bucket = length_bucket(len(first.chunk.phoneme_ids))
@@ -135,7 +155,17 @@ class JobQueue:
                 # The window closed short: top up from the neighbouring buckets rather than run
                 # a small batch (padding stays within two bucket widths).
                 self._gather(batch, first.voice, max_batch, {bucket - 1, bucket + 1})
+            if claim is not None:
+                claim(batch)
             return batch
+
+    def wake(self, update: Callable[[], _T]) -> _T:
+        """Run ``update`` under the queue's lock, then wake every waiting taker (a hold may be
+        over); returns what ``update`` returned."""
+        with self._cond:
+            result = update()
+            self._cond.notify_all()
+            return result
 
     def _gather(self, batch: list[Job], voice: str, max_batch: int, buckets: set[int]) -> None:
         """Move waiting jobs of ``voice`` whose length bucket is in ``buckets`` into ``batch``."""
@@ -176,7 +206,9 @@ class Scheduler:
         self._threads: list[threading.Thread] = []
         self._solo_wide = solo_wide and workers > 1
         self._busy = 0
-        self._busy_lock = threading.Lock()
+        """Batches running; read and written under the queue's lock (take's claim, wake)."""
+        self._lead_wide = False
+        """A request's first sentence is running on the wide instance."""
         self.wide_runs = 0
 
     @property
@@ -222,20 +254,45 @@ class Scheduler:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    def _hold(self) -> bool:
+        """A lone request's first sentence holds the wide instance: its next sentence waits
+        rather than start beside it on a one-thread worker (which would take a core from it)."""
+        return self._lead_wide and not self._companions_possible()
+
+    def _claim(self, batch: list[Job]) -> tuple[bool, int]:
+        """Count the batch as running; return whether it takes the wide instance and the batches
+        running with it. Wide: nothing else running, one untimed sentence (word timestamps run on
+        the worker's own instance), and nothing else waiting - or, for a request's first
+        sentence, only its own next sentences waiting (no other request in the server). Called
+        under the queue's lock."""
+        alone = len(self.queue) == 0 or (batch[0].lead and not self._companions_possible())
+        wide = self._solo_wide and self._busy == 0 and len(batch) == 1 and not batch[0].timed and alone
+        self._busy += 1
+        self._lead_wide = self._lead_wide or (wide and batch[0].lead)
+        self.wide_runs += int(wide)
+        return wide, self._busy
+
+    def _done(self, wide: bool) -> int:
+        """A batch finished: returns the batches running at its end (itself included). Called
+        under the queue's lock (:meth:`JobQueue.wake`)."""
+        busy = self._busy
+        self._busy -= 1
+        if wide:
+            self._lead_wide = False
+        return busy
+
     def _run(self, index: int) -> None:
+        claimed: list[tuple[bool, int]] = []
         while True:
-            batch = self.queue.take(self._batching, self._window_s, self._max_batch, self._companions_possible)
+            claimed.clear()
+            batch = self.queue.take(self._batching, self._window_s, self._max_batch, self._companions_possible,
+                                    hold=self._hold, claim=lambda taken: claimed.append(self._claim(taken)))
             self._metrics.queue_depth.set(len(self.queue))
             if batch is None:
                 return
+            wide, busy_at_start = claimed[0]
             self._metrics.observe_batch([len(j.chunk.phoneme_ids) for j in batch])
             voice = batch[0].voice
-            with self._busy_lock:
-                # Alone in the server: take the instance that has every worker's threads.
-                wide = self._solo_wide and self._busy == 0 and len(batch) == 1 and len(self.queue) == 0
-                self._busy += 1
-                self.wide_runs += int(wide)
-                busy_at_start = self._busy
             on_block = batch[0].on_block if len(batch) == 1 else None
             chunks, speeds = [j.chunk for j in batch], [j.speed for j in batch]
             started = time.perf_counter()
@@ -253,9 +310,7 @@ class Scheduler:
                     job.future.set_exception(exc)
                 continue
             finally:
-                with self._busy_lock:
-                    busy_at_end = self._busy
-                    self._busy -= 1
+                busy_at_end = self.queue.wake(functools.partial(self._done, wide))
             self._report(batch, time.perf_counter() - started, wide, max(busy_at_start, busy_at_end))
             for job, samples in zip(batch, audio, strict=True):
                 job.future.set_result(samples)

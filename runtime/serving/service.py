@@ -609,7 +609,8 @@ class SpeechService:
                 queue: asyncio.Queue[np.ndarray] | None = asyncio.Queue() if streams else None
                 # The engine speaks at the voice's own pace; speed is applied after (linear).
                 work = Job(job.voice, chunk, 1.0, is_cancelled=cancelled.is_set, priority=job.deadline,
-                           timed=timings is not None, on_block=block_sink(queue) if queue is not None else None)
+                           timed=timings is not None, lead=chunk is job.chunks[0],
+                           on_block=block_sink(queue) if queue is not None else None)
                 submitted.append(work)
                 pending.append(asyncio.wrap_future(served.scheduler.submit(work)))
                 partials.append(queue)

@@ -23,10 +23,16 @@ from runtime.errors import BadRequest
 from runtime.text.normalize import Segment
 
 MAX_PHONEMES_PER_CHUNK = 300
-FIRST_CHUNK_PHONEMES = 100
-"""Bound of the first chunk of a streamed answer (about 3 s of speech): time to first audio."""
 """Upper bound of phonemes per synthesis call (about 10 s of speech): keeps latency and memory
 per call bounded and stays inside what VITS voices were trained on."""
+FIRST_CHUNK_PHONEMES = 50
+"""Bound of the first chunk of an answer: about a clause (espeak symbols, stress and length
+marks included: 'Welcome to the quarterly update.' is 34, about 1.8 s of speech; 'Turn left at
+the second traffic light,' 41). A longer opening sentence is cut after its last clause (comma,
+semicolon, colon, dash) within the bound; one without such a cut in reach is cut between words
+only when it is over twice the bound (a word cut in a shorter one would strand a word or two).
+So the first audio waits for one clause, not a whole sentence. At 100 (until issue 20) nearly
+every opening sentence fitted whole, so the bound only cut long ones."""
 
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
 _ABBREVIATIONS = frozenset(
@@ -166,6 +172,34 @@ def _enforce(piece: str, count: Callable[[str], int], limit: int) -> list[str]:
     return [*_enforce(left, count, limit), *_enforce(right, count, limit)]
 
 
+def first_clause(piece: str, count: Callable[[str], int], limit: int) -> str | None:
+    """The head of ``piece`` to speak first (see :data:`FIRST_CHUNK_PHONEMES`), or None to keep
+    it whole: the clauses that fit in ``limit`` phonemes; without a clause cut in reach, the
+    words that fit, but only when ``piece`` is over twice the bound."""
+    if count(piece) <= limit:
+        return None
+    clauses = [c.strip() for c in _CLAUSE_END.split(piece) if c.strip()]
+    if len(clauses) > 1 and count(clauses[0]) <= limit:
+        return _pack(clauses, count, limit)[0]
+    if count(piece) <= 2 * limit:
+        return None
+    return chunk_sentence(piece, count, limit)[0]
+
+
+def _after_head(sentence: str, head: str) -> str:
+    """What follows ``head`` in ``sentence``, where ``head`` is the sentence's beginning with its
+    whitespace possibly rewritten (chunking joins clauses and words with one space): the cut is
+    after as many non-space characters as ``head`` has, so no text is lost or repeated."""
+    need = sum(1 for char in head if not char.isspace())
+    seen = 0
+    for position, char in enumerate(sentence):
+        if seen == need:
+            return sentence[position:].strip()
+        if not char.isspace():
+            seen += 1
+    return ""
+
+
 def chunk_sentence(sentence: str, count: Callable[[str], int], limit: int) -> list[str]:
     """Split one sentence into pieces of at most ``limit`` phonemes, never inside a word
     unless a single token is longer than the bound."""
@@ -259,9 +293,9 @@ class ChunkingFrontEnd:
         chunks: list[TextChunk] = []
         for index, sentence in enumerate(split_sentences(text)):
             pieces = chunk_sentence(sentence, count, limit)
-            if index == 0 and first_limit is not None and count(pieces[0]) > first_limit:
-                head = chunk_sentence(pieces[0], count, first_limit)[0]
-                rest = pieces[0][len(head):].strip()
+            head = first_clause(pieces[0], count, first_limit) if index == 0 and first_limit else None
+            if head is not None:
+                rest = _after_head(pieces[0], head)
                 pieces = [head, *([rest] if rest else []), *pieces[1:]]
             for piece in pieces:
                 chunk = self._chunk(piece, phonemes(piece))

@@ -10,7 +10,15 @@ import pytest
 
 from orchestrator.supervise.http_client import synthesize_to
 from orchestrator.supervise.state import read_state
-from tests.helpers import deploy, free_port, plan_two_workers_over_memory, state_or_none, wait_for
+from tests.helpers import (
+    OOM_LIMIT_BYTES,
+    OOM_LIMIT_MB,
+    deploy,
+    free_port,
+    plan_two_workers_over_memory,
+    state_or_none,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -58,7 +66,7 @@ def test_auto_docker_ready_synthesize_kill_restart_down(docker_client, runtime_i
 
 def test_too_small_memory_limit_is_oom_killed_and_stepped_down(docker_client, runtime_image: str,
                                                                  state_dir: Path) -> None:
-    # Two workers, and a 200 MB limit: the interpreter starts, loading two voices does not fit.
+    # Two workers, and a limit that holds one worker, never two.
     prepared, _plan = plan_two_workers_over_memory(state_dir, free_port())
 
     res = deploy("up", str(prepared.directory), "--backend", "docker", "--network", "host", "--detach",
@@ -70,12 +78,12 @@ def test_too_small_memory_limit_is_oom_killed_and_stepped_down(docker_client, ru
     oom = [t for t in state.transitions if t.to_state == "BACKOFF"]
     # Seen either before Docker's restart policy acts (State.OOMKilled) or after it (the engine's
     # oom event): both say so, with the limit.
-    assert oom and "OOM-killed" in oom[0].reason and "200 MB container memory limit" in oom[0].reason, oom
+    assert oom and "OOM-killed" in oom[0].reason and f"{OOM_LIMIT_MB} MB container memory limit" in oom[0].reason, oom
     assert "step-down after OOM-killed" in (state_dir / "supervisor.log").read_text()
     container = docker_client.containers.get(state.runner_id)
     assert "TAILOR_WORKERS=1" in container.attrs["Config"]["Env"]
     # The step-down keeps the plan's memory limit: it fits the work into it, never grows it.
-    assert container.attrs["HostConfig"]["Memory"] == 200 * 1024 * 1024
+    assert container.attrs["HostConfig"]["Memory"] == OOM_LIMIT_BYTES
     status = deploy("status", "--json", "--state-dir", str(state_dir))
     assert status.returncode == 0, status.stdout + status.stderr
     view = json.loads(status.stdout)["runtime"]

@@ -16,6 +16,8 @@ import pytest
 from orchestrator.supervise.http_client import synthesize_to
 from orchestrator.supervise.state import read_state
 from tests.helpers import (
+    OOM_LIMIT_BYTES,
+    OOM_LIMIT_MB,
     deploy,
     free_port,
     kill_process_deployment,
@@ -147,24 +149,24 @@ def test_up_from_deploy_render_output(state_dir: Path, tmp_path: Path, with_plan
 
 
 def test_oom_kill_is_detected_and_stepped_down(state_dir: Path) -> None:
-    prepared, plan = plan_two_workers_over_memory(state_dir, free_port())  # two voices do not fit in 200 MB
+    prepared, plan = plan_two_workers_over_memory(state_dir, free_port())  # two workers do not fit in OOM_LIMIT_MB
     res = deploy("up", str(prepared.directory), "--backend", "process", "--detach", "--state-dir", str(state_dir))
     assert res.returncode == 0, res.stderr + res.stdout
     state = read_state(state_dir)
     assert state.state == "RUNNING" and state.step_downs == ("OOM step-down: workers 2 -> 1",)
     (oom,) = [t for t in state.transitions if t.to_state == "BACKOFF"]
     # As root with a writable memory cgroup the kernel kills it; otherwise the RSS watchdog does.
-    assert ("OOM-killed by the kernel in its memory cgroup (200 MB limit)" in oom.reason
-            or "over the plan's memory budget 200 MB (killed by the RSS watchdog)" in oom.reason), oom.reason
+    assert (f"OOM-killed by the kernel in its memory cgroup ({OOM_LIMIT_MB} MB limit)" in oom.reason
+            or f"over the plan's memory budget {OOM_LIMIT_MB} MB (killed by the RSS watchdog)" in oom.reason), oom.reason
     child_env = psutil.Process(int(state.runner_id)).environ()
     assert child_env["TAILOR_WORKERS"] == "1"
     # The step-down keeps the plan's memory limit (and the runtime's threshold that goes with it).
     stepped = json.loads((prepared.directory / "plan.stepped.json").read_text())
-    assert stepped["container"]["memory_limit_bytes"] == 200 * 1024 * 1024
+    assert stepped["container"]["memory_limit_bytes"] == OOM_LIMIT_BYTES
     assert child_env["TAILOR_RSS_SOFT_LIMIT_BYTES"] == plan["env"]["TAILOR_RSS_SOFT_LIMIT_BYTES"]
-    if state.cgroup_path:  # root with a memory controller: the kernel enforces the same 200 MB
+    if state.cgroup_path:  # root with a memory controller: the kernel enforces the same limit
         limit_file = "memory.limit_in_bytes" if "/memory/" in state.cgroup_path else "memory.max"
-        assert int((Path(state.cgroup_path) / limit_file).read_text()) == 200 * 1024 * 1024
+        assert int((Path(state.cgroup_path) / limit_file).read_text()) == OOM_LIMIT_BYTES
     # status shows the runtime's own view of the stepped-down instance, and exits 0.
     status = deploy("status", "--json", "--state-dir", str(state_dir))
     assert status.returncode == 0, status.stdout + status.stderr

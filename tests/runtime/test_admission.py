@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from runtime.engines.base import TimedAudio
 from runtime.serving.admission import (
     HEADROOM,
     TYPICAL_CHUNK_CHARS,
@@ -103,15 +104,25 @@ def test_status_reports_the_calibrated_figures() -> None:
 
 
 class _TimedChain:
-    """Stands in for the engine chain: each call takes a fixed time, as an engine would."""
+    """Stands in for the engine chain: each call takes a fixed time, as an engine would; records
+    which instance ran each text."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self.ran_on: dict[str, str] = {}
 
     def synthesize(self, worker: int, voice: str, chunks: Sequence[TextChunk], speeds: Sequence[float],
                    start_at: int = 0, wide: bool = False) -> list[np.ndarray]:
         time.sleep(self.seconds)
+        for chunk in chunks:
+            self.ran_on[chunk.text] = "wide" if wide else f"worker {worker}"
         return [np.zeros(10, dtype=np.float32) for _ in chunks]
+
+    def synthesize_timed(self, worker: int, voice: str, chunk: TextChunk, speed: float) -> TimedAudio:
+        """Like the real chain: always the worker's own instance."""
+        time.sleep(self.seconds)
+        self.ran_on[chunk.text] = f"worker {worker}"
+        return TimedAudio(np.zeros(10, dtype=np.float32), np.full(len(chunk.phoneme_ids), 1, dtype=np.int64))
 
 
 def _scheduler(workers: int, samples: list[tuple[int, float, str]], solo_wide: bool = False) -> Scheduler:
@@ -154,3 +165,37 @@ def test_solo_wide_calls_are_tagged_wide() -> None:
     finally:
         scheduler.stop()
     assert samples == [(5, pytest.approx(0.05, abs=0.5), "wide")]
+
+
+def test_each_sample_is_tagged_with_the_instance_that_ran_it() -> None:
+    """A lone request's first sentence holds the wide instance with its next ones queued (Job.lead),
+    the rest run on the one-thread workers; a lone timed sentence (word timestamps) runs on its
+    worker's own instance. Each calibration sample says wide exactly when the wide instance ran it."""
+    samples: list[tuple[int, float, str]] = []
+    lock = threading.Lock()
+
+    def record(characters: int, seconds: float, kind: str) -> None:
+        with lock:
+            samples.append((characters, seconds, kind))
+
+    chain = _TimedChain(0.05)
+    scheduler = Scheduler(chain, workers=2, batching=False, batch_window_ms=0, max_batch_size=1,  # type: ignore[arg-type]
+                          metrics=RuntimeMetrics(rss_bytes=lambda: 0.0), solo_wide=True,
+                          companions_possible=lambda: False, on_engine_call=record)
+    texts = ["a", "bb", "ccc", "dddd"]  # told apart by their length in the samples
+    futures = [scheduler.submit(Job("v", TextChunk(text, (1, 2)), 1.0, lead=n == 0)) for n, text in enumerate(texts)]
+    scheduler.start()
+    try:
+        for future in futures:
+            future.result(5)
+        timed = Job("v", TextChunk("eeeee", (1, 2, 3)), 1.0, lead=True, timed=True)
+        scheduler.submit(timed).result(5)
+    finally:
+        scheduler.stop()
+    assert chain.ran_on["a"] == "wide" and chain.ran_on["eeeee"].startswith("worker")
+    assert timed.id_samples is not None and timed.id_samples.tolist() == [1, 1, 1]
+    kinds = {characters: kind for characters, _, kind in samples}
+    assert len(samples) == 5
+    for text, instance in chain.ran_on.items():
+        assert (kinds[len(text)] == "wide") == (instance == "wide"), (text, instance, kinds)
+    assert scheduler.wide_runs == sum(instance == "wide" for instance in chain.ran_on.values())

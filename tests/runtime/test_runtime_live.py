@@ -131,6 +131,16 @@ def test_healthcheck_command(live_server: LiveServer) -> None:
                                                    "TAILOR_HOST": "0.0.0.0"}) == 0
 
 
+def test_healthcheck_reads_the_port_as_settings_declare_it(capsys: pytest.CaptureFixture[str]) -> None:
+    # An unusable TAILOR_PORT is refused with the settings' own message (range included), and an
+    # unset one means the declared default, 8000.
+    assert healthcheck.main(["--quiet"], environ={"TAILOR_PORT": "70000"}) == 1
+    assert "TAILOR_PORT='70000' is invalid: expected an integer from 1-65535" in capsys.readouterr().err
+    healthcheck.main([], environ={"TAILOR_HOST": "127.0.0.1"})
+    printed = capsys.readouterr()
+    assert "127.0.0.1:8000" in printed.out + printed.err
+
+
 def test_startup_logs_name_engine_and_load_time(live_server: LiveServer) -> None:
     assert re.search(r"loaded onnx:en_US-joe-medium x1 in [0-9.]+s", live_server.log())
     assert "ready: onnx:en_US-joe-medium" in live_server.log()

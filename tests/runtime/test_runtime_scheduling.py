@@ -199,6 +199,57 @@ def test_solo_wide_instance_serves_lone_sentences_only(real_engine: object) -> N
         assert body["solo_wide"] == {"enabled": True, "runs": 2}  # "Alone." and the held one
 
 
+def test_a_lone_requests_first_sentence_runs_alone_on_the_wide_instance(real_engine: object) -> None:
+    """Issue 20: a lone several-sentence request runs its first sentence on the wide instance, and
+    its second does not start beside it on a one-thread worker (the first audio is not slowed by
+    it); a second request arriving meanwhile runs on a one-thread worker at once."""
+    from starlette.testclient import TestClient
+
+    created: list[tuple[int, WrappedEngine]] = []
+
+    def factory(name: str, _path: object, _rate: int, options: Any) -> WrappedEngine:
+        created.append((options.intra_op_threads, WrappedEngine(real_engine, name)))
+        return created[-1][1]
+
+    env = {"TAILOR_WORKERS": "2", "TAILOR_SOLO_WIDE": "true", "TAILOR_CACHE_BYTES": "0"}
+    with TestClient(create_app(Settings.from_environ(env), engine_factory=factory)) as client:
+        wait_ready(client)
+        wide = next(engine for threads, engine in created if threads == 2)
+        narrow = [engine for threads, engine in created if threads == 1]
+        for engine in (wide, *narrow):
+            engine.calls.clear()
+        text = "The first sentence is here. The second one follows it. And a third closes."
+
+        # Held on its first sentence: the second is queued (lookahead) but does not start.
+        wide.gate.clear()
+        wide.entered.clear()
+        results: list[httpx.Response] = []
+        lone = post_in_thread(client, {"input": text, "response_format": "pcm"}, results)
+        assert wide.entered.wait(10), "the lone request's first sentence did not take the wide instance"
+        time.sleep(0.5)
+        assert len(wide.calls) == 1 and all(not e.calls for e in narrow)
+        wide.gate.set()
+        lone.join(30)
+        assert results[0].status_code == 200
+        assert len(wide.calls) + sum(len(e.calls) for e in narrow) == 3
+
+        # A companion releases the one-thread workers while the lone request holds the wide one.
+        for engine in (wide, *narrow):
+            engine.calls.clear()
+        wide.gate.clear()
+        wide.entered.clear()
+        results.clear()
+        lone = post_in_thread(client, {"input": text, "response_format": "pcm"}, results)
+        assert wide.entered.wait(10)
+        other = client.post(SPEECH, json={"input": "Meanwhile, another request.", "response_format": "pcm"})
+        assert other.status_code == 200 and len(wide.calls) == 1
+        assert sum(len(e.calls) for e in narrow) >= 1
+        wide.gate.set()
+        lone.join(30)
+        assert results[0].status_code == 200
+        assert len(wide.calls) + sum(len(e.calls) for e in narrow) == 4
+
+
 def test_fallback_on_synthesis_failure(real_engine: object) -> None:
     env = {"TAILOR_ENGINE": "torch", "TAILOR_FALLBACK": "onnx:en_US-joe-medium", "TAILOR_CACHE_BYTES": "0"}
     with control_app(real_engine, env) as (client, engines):

@@ -9,6 +9,7 @@ import pytest
 
 from runtime.errors import BadRequest
 from runtime.text.frontend import (
+    FIRST_CHUNK_PHONEMES,
     MAX_PHONEMES_PER_CHUNK,
     Phonemizer,
     chunk_sentence,
@@ -118,6 +119,43 @@ def test_first_chunk_can_be_bounded_for_streaming(phonemizer: Phonemizer) -> Non
     assert len(whole) == 2 and len(streamed) > 2
     assert (len(streamed[0].phoneme_ids) - 3) // 2 <= 40
     assert " ".join(c.text for c in streamed).split() == text.split()
+
+
+def test_the_first_chunk_is_about_a_clause(phonemizer: Phonemizer) -> None:
+    """Issue 20: the first chunk of an answer is one clause of its opening sentence (bound in
+    phonemes, cut at clause punctuation), not the whole sentence; later sentences stay whole."""
+    assert 30 <= FIRST_CHUNK_PHONEMES <= 60  # a clause: about 1.5-3 s of speech
+    text = ("Turn left at the second traffic light, then keep going straight until the bridge. "
+            "After the bridge, the station is on your right.")
+    chunks = phonemizer.prepare(text, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
+    assert [c.text for c in chunks] == [
+        "Turn left at the second traffic light,", "then keep going straight until the bridge.",
+        "After the bridge, the station is on your right."]
+    assert phonemizer.count(chunks[0].text) <= FIRST_CHUNK_PHONEMES
+    assert phonemizer.count("Turn left at the second traffic light, then keep going straight "
+                            "until the bridge.") > FIRST_CHUNK_PHONEMES
+    # Without a clause cut in reach a long sentence is cut between words, still within the bound;
+    # one under twice the bound stays whole (a word cut would strand its last word or two).
+    plain = ("Everyone who arrived early enough this morning got a seat near the front of the hall "
+             "where the speakers were waiting for them")
+    head = phonemizer.prepare(plain, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
+    assert len(head) == 2 and phonemizer.count(head[0].text) <= FIRST_CHUNK_PHONEMES
+    assert f"{head[0].text} {head[1].text}" == plain
+    medium = "Most of that growth came from new customers in Europe."
+    assert FIRST_CHUNK_PHONEMES < phonemizer.count(medium) <= 2 * FIRST_CHUNK_PHONEMES
+    assert [c.text for c in phonemizer.prepare(medium, first_limit=FIRST_CHUNK_PHONEMES)] == [medium]
+    # A short opening sentence stays whole.
+    assert phonemizer.prepare("Welcome back. Here is the news.", first_limit=FIRST_CHUNK_PHONEMES)[0].text == (
+        "Welcome back.")
+
+
+def test_the_first_chunk_cut_keeps_every_character(phonemizer: Phonemizer) -> None:
+    """Chunking rejoins clauses with one space; the rest after the first chunk is cut from the
+    sentence itself, so odd spacing neither loses nor repeats text."""
+    text = "Turn left at the second traffic light,   then\tkeep going straight until the bridge."
+    chunks = phonemizer.prepare(text, MAX_PHONEMES_PER_CHUNK, FIRST_CHUNK_PHONEMES)
+    assert [c.text for c in chunks] == ["Turn left at the second traffic light,",
+                                        "then\tkeep going straight until the bridge."]
 
 
 def test_prepare_phonemizes_each_piece_of_text_once(phonemizer: Phonemizer, monkeypatch: pytest.MonkeyPatch) -> None:

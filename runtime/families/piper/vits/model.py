@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -54,8 +55,14 @@ class VitsSynthesizer(nn.Module):
         noise_scale: torch.Tensor,
         length_scale: torch.Tensor,
         noise_w: torch.Tensor,
+        frame_edge: Callable[[int], int] | None = None,
+        render: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, bool], torch.Tensor] | None = None,
     ) -> BatchAudio:
-        """``ids`` ``[b, t]`` int64 (zero-padded), ``lengths`` ``[b]``; the scales are ``[b]``."""
+        """``ids`` ``[b, t]`` int64 (zero-padded), ``lengths`` ``[b]``; the scales are ``[b]``.
+
+        ``frame_edge`` rounds the frame count up (shape buckets: the padding is masked, and
+        every item keeps its exact length); ``render`` replaces :meth:`render` (a CUDA graph of
+        it for this shape)."""
         b, t = ids.shape
         padded = bool((lengths < t).any())
         x_mask = sequence_mask(lengths, t)
@@ -63,7 +70,8 @@ class VitsSynthesizer(nn.Module):
         logw = self.dp(hidden, x_mask, noise_w)
         durations = torch.ceil(torch.exp(logw) * x_mask * length_scale.view(b, 1, 1))
         frame_lengths = durations.sum(dim=(1, 2)).clamp_min(1).long()
-        frames = int(frame_lengths.max())
+        longest = int(frame_lengths.max())
+        frames = frame_edge(longest) if frame_edge is not None else longest
         y_mask = sequence_mask(frame_lengths, frames)
         # Monotonic expansion: frame j belongs to the phoneme whose cumulative end first exceeds j.
         ends = torch.cumsum(durations.squeeze(1), dim=1).contiguous()
@@ -73,10 +81,17 @@ class VitsSynthesizer(nn.Module):
         m = torch.gather(m_p, 2, index) * y_mask
         logs = torch.gather(logs_p, 2, index) * y_mask
         z_p = m + torch.randn_like(m) * torch.exp(logs) * noise_scale.view(b, 1, 1)
-        z = self.flow.reverse(z_p, y_mask)
-        audio = self.dec(z * y_mask, frame_lengths if padded_frames(frame_lengths) else None)
+        masked = frames > longest or padded_frames(frame_lengths)
+        audio = (render or self.render)(z_p, y_mask, frame_lengths, masked)
         return BatchAudio(audio=audio.squeeze(1), sample_lengths=frame_lengths * self.hp.hop_samples,
                           id_frames=durations.squeeze(1))
+
+    def render(self, z_p: torch.Tensor, y_mask: torch.Tensor, frame_lengths: torch.Tensor, masked: bool) -> torch.Tensor:
+        """Flow and generator: the prior's latent ``[b, c, frames]`` to audio ``[b, 1, samples]``.
+        ``masked`` turns the generator's padding masks on (items shorter than ``frames``). No
+        host synchronisation: a CUDA graph can capture it."""
+        z = self.flow.reverse(z_p, y_mask)
+        return self.dec(z * y_mask, frame_lengths if masked else None)  # type: ignore[no-any-return]
 
 
 def padded_frames(frame_lengths: torch.Tensor) -> bool:
