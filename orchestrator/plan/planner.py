@@ -30,7 +30,13 @@ from orchestrator.plan.container_spec import (
     pids_limit_for,
     sizing_reasons,
 )
-from orchestrator.plan.model_fit import fit_env, fit_reasons, fit_warnings, model_request
+from orchestrator.plan.model_fit import (
+    first_family,
+    fit_env,
+    fit_reasons,
+    fit_warnings,
+    model_request,
+)
 from orchestrator.plan.processes import decide_processes, pod_processes, scale_budget
 from orchestrator.plan.runtime_env import Provenance, build_env
 from orchestrator.plan.steps import Choices, Planning
@@ -228,7 +234,7 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         memory_limit_bytes=container.memory_limit_bytes,
         gpu_uuids=tuple(g.uuid for g in gpus.used) if on_gpu and facts.jetson is None else (),
         fallback_threads=_fallback_threads(facts, profile, sizing.workers) if on_gpu else sizing.threads,
-        family=spec.name, model_env={**fit_env(fit, "the model fit (see the model reductions in --explain)"), **limits})
+        family=model_name, model_env={**fit_env(fit, "the model fit (see the model reductions in --explain)"), **limits})
     warnings.extend(env_warnings)
     prov.update({p.name: p for p in env_prov})
     env["TAILOR_PROCESSES"] = str(processes)
@@ -287,7 +293,7 @@ def step_down(plan: Plan, facts: HostFacts, profiles: ProfileSet) -> Plan | None
             "TAILOR_WORKERS": new, "TAILOR_MAX_BATCH_SIZE": plan.max_batch_size,
             "TAILOR_THREADS_PER_WORKER": plan.threads, "TAILOR_PROCESSES": plan.processes},
             f"OOM step-down: workers {plan.workers} -> {new}")
-    model = ModelRequest(family(plan.model))
+    model = ModelRequest(family(first_family(plan.model)))
     judged = selection_of(facts, current, "", _user_environ(plan), model)  # the facts completed, the GPUs chosen
     for candidate in profiles.profiles:
         if candidate.priority < current.priority and judge(judged.facts, candidate, judged.gpus, model).status == FITS:

@@ -100,9 +100,10 @@ def build_env(*, facts: HostFacts, profile: Profile, user_values: Mapping[str, t
     planned["TAILOR_MODEL"] = (family, "plan", "plan model family")
     planned.update(model_env or {})
     fallback = profile.fallback
-    if fallback and family != DEFAULT_FAMILY:
+    first = family.split(",")[0].strip()  # TAILOR_MODEL may list several: the first is the default
+    if fallback and first != DEFAULT_FAMILY:
         planned["TAILOR_FALLBACK"] = ("", "derived", f"the profile's fallback ({fallback}) names {DEFAULT_FAMILY} "
-                                                     f"voices; no fallback is planned for {family}")
+                                                     f"voices; no fallback is planned for {first}")
     elif fallback and all(item.split(":", 1)[0] == engine for item in fallback.split(",")):
         planned["TAILOR_FALLBACK"] = ("", "derived", f"the primary engine is already {engine}")
     else:

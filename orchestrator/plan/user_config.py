@@ -86,9 +86,11 @@ def parse_value(name: str, raw: str, where: str) -> Value:
         try:
             parsed = variable(name).parse(name, raw)
         except SettingsError as exc:
-            choices = [c for c in exc.expected.removeprefix("one of ").split(", ")] if exc.expected.startswith(
-                "one of ") else []
-            close = difflib.get_close_matches(raw.strip().lower(), choices, n=1, cutoff=0.5)
+            choices = list(getattr(variable(name).parse, "choices", ()))
+            # A list value (TAILOR_MODEL=a,b): the suggestion is for its first unknown name.
+            parts = [p.strip().lower() for p in raw.split(",") if p.strip()]
+            unknown = next((p for p in parts if p not in choices), raw.strip().lower())
+            close = difflib.get_close_matches(unknown, choices, n=1, cutoff=0.5)
             guess = f"; did you mean {close[0]!r}?" if close else ""
             hint = ("`deploy models` lists the model families" if name == "TAILOR_MODEL" else
                     f"`deploy env` describes {name}")

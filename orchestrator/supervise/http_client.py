@@ -62,7 +62,8 @@ class RuntimeView:
         return not expected_instance or self.instance == expected_instance
 
     def summary(self) -> str:
-        """One line: ``ready, engine onnx:en_US-joe-medium, 2 workers, queue 0``."""
+        """One line: ``ready, model piper, engine onnx:en_US-joe-medium, 2 workers, queue 0`` (the model
+        family or families the runtime serves, as its /readyz reports them)."""
         if not self.reachable:
             return f"not answering ({self.detail})"
         b = self.body
@@ -70,6 +71,11 @@ class RuntimeView:
         parts = [state]
         if b.get("reason"):
             parts[0] += f" ({b['reason']})"
+        models = b.get("models")
+        if isinstance(models, list) and len(models) > 1:
+            parts.append("models " + ", ".join(str(m) for m in models))
+        elif b.get("model"):
+            parts.append(f"model {b['model']}")
         if b.get("engine"):
             parts.append(f"engine {b['engine']}")
         if isinstance(b.get("workers"), int):

@@ -96,11 +96,12 @@ def wav_audio_seconds(body: bytes) -> float:
 
 
 async def speak(client: httpx.AsyncClient, url: str, text: str, *, timeout_s: float = 120.0,
-                api_key: str = "") -> Sample:
+                api_key: str = "", model: str = "tts-1") -> Sample:
     """One ``POST /v1/audio/speech`` (streamed WAV) read as it arrives: time to the first audio
     byte past the WAV header, total latency, seconds of audio. Failures are samples with their
-    status (0: no answer, a broken body or the timeout)."""
-    payload = {"model": "tts-1", "input": text, "voice": "alloy", "response_format": "wav", "stream_format": "audio"}
+    status (0: no answer, a broken body or the timeout). ``model``: the request's model field (a
+    served family, or an OpenAI name)."""
+    payload = {"model": model, "input": text, "voice": "alloy", "response_format": "wav", "stream_format": "audio"}
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = bytearray()
     first_audio: list[float] = []
@@ -126,7 +127,7 @@ async def speak(client: httpx.AsyncClient, url: str, text: str, *, timeout_s: fl
 
 
 async def _run_level(url: str, concurrency: int, texts: Sequence[str], timeout_s: float,
-                     api_key: str) -> LevelResult:
+                     api_key: str, model: str = "tts-1") -> LevelResult:
     queue = list(reversed(texts))
     samples: list[Sample] = []
     # One connection per client, kept alive between its requests (as a real client's pool is).
@@ -135,7 +136,8 @@ async def _run_level(url: str, concurrency: int, texts: Sequence[str], timeout_s
 
         async def client() -> None:
             while queue:
-                samples.append(await speak(http, url, queue.pop(), timeout_s=timeout_s, api_key=api_key))
+                samples.append(await speak(http, url, queue.pop(), timeout_s=timeout_s, api_key=api_key,
+                                           model=model))
 
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
@@ -143,7 +145,7 @@ async def _run_level(url: str, concurrency: int, texts: Sequence[str], timeout_s
 
 
 def run_level(url: str, concurrency: int, requests: int, *, offset: int = 0, timeout_s: float = 120.0,
-              api_key: str = "", texts: Sequence[str] = TEXTS) -> LevelResult:
+              api_key: str = "", texts: Sequence[str] = TEXTS, model: str = "tts-1") -> LevelResult:
     """``requests`` sentences (the text set in order, from ``offset``) at ``concurrency`` clients."""
     chosen = [texts[(offset + i) % len(texts)] for i in range(requests)]
-    return asyncio.run(_run_level(url, concurrency, chosen, timeout_s, api_key))
+    return asyncio.run(_run_level(url, concurrency, chosen, timeout_s, api_key, model))

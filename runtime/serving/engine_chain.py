@@ -1,15 +1,16 @@
-"""Loaded voices and the engine fallback chain.
+"""Loaded voices and the engine fallback chain of one model family.
 
 The chain for a request's voice is ``(TAILOR_ENGINE, voice)`` followed by every
-``TAILOR_FALLBACK`` entry (``ENGINE:VOICE``). An entry that fails to load is skipped (and
-reported); when an entry raises during synthesis, the next one gets the same sentence,
-re-phonemized for its own voice and resampled to the requested voice's rate.
-Each entry holds one engine instance per synthesis worker, because an engine instance serves
-one caller at a time.
+``TAILOR_FALLBACK`` entry (``ENGINE:VOICE``) naming a voice of this family. An entry that fails to
+load is skipped (and reported); when an entry raises during synthesis, the next one gets the same
+sentence, re-read by its own voice's front end and resampled to the requested voice's rate.
+Each entry holds one instance per synthesis worker (:meth:`Family.create`), because an instance
+serves one caller at a time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -20,22 +21,21 @@ from typing import Any
 import numpy as np
 
 from runtime.audio.encode import resample
-from runtime.engines.base import Engine, EngineOptions, SynthesisItem, TimedAudio
+from runtime.engines.base import EngineOptions, TimedAudio
 from runtime.errors import EngineFailed, StartupError, broken_model_file
-from runtime.families.piper.voices import (
-    VoiceFiles,
-    VoiceInfo,
-    is_valid_voice_name,
-    read_voice_info,
-)
+from runtime.families.base import WIDE_INSTANCE, EngineFactory, Family, FrontEnd, Voice, VoiceEngine
+from runtime.families.voices import is_valid_voice_name
 from runtime.serving.metrics import RuntimeMetrics
 from runtime.settings import keyed_entries
-from runtime.text.frontend import Phonemizer, TextChunk
+from runtime.text.frontend import TextChunk
 
 _LOG = logging.getLogger("tailor.runtime")
 
-EngineFactory = Callable[..., Engine]
-"""``(engine_name, model_path, sample_rate, options) -> Engine``; raises on failure."""
+__all__ = ["ChainEntry", "EngineChain", "EngineFactory", "LoadedEntry", "StreamAbandoned", "parse_fallback"]
+
+
+class StreamAbandoned(Exception):
+    """Raised by an ``on_block`` whose request is gone: stops a streaming engine at its next block."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,11 @@ def parse_fallback(spec: str, known_engines: Sequence[str]) -> tuple[ChainEntry,
 @dataclass
 class LoadedEntry:
     entry: ChainEntry
-    info: VoiceInfo
-    phonemizer: Phonemizer
-    engines: list[Engine]
+    info: Voice
+    phonemizer: FrontEnd
+    engines: list[VoiceEngine]
     load_seconds: float
-    wide: Engine | None = None
+    wide: VoiceEngine | None = None
     """The solo instance with every worker's threads (``TAILOR_SOLO_WIDE``), if any."""
 
 
@@ -89,8 +89,7 @@ class EngineChain:
         *,
         primary_engine: str,
         fallback: Sequence[ChainEntry],
-        catalog: Mapping[str, VoiceFiles],
-        factory: EngineFactory,
+        family: Family,
         options: EngineOptions,
         instances: int,
         metrics: RuntimeMetrics,
@@ -98,33 +97,26 @@ class EngineChain:
     ) -> None:
         self.primary_engine = primary_engine
         self.fallback = tuple(fallback)
-        self.catalog = catalog
-        self._factory = factory
+        self.family = family
+        self.catalog: Mapping[str, Voice] = family.voices()
         self._options = options
         self._instances = instances
         self._wide_options = wide_options
         self._metrics = metrics
         self._states: dict[ChainEntry, EntryState] = {}
         self._lock = threading.RLock()
-        self._infos: dict[str, tuple[VoiceInfo, dict[str, Any]]] = {}
 
     # --- voices -------------------------------------------------------------------------
-    def voice_info(self, voice: str) -> VoiceInfo:
-        return self._voice_config(voice)[0]
+    def voice_info(self, voice: str) -> Voice:
+        return self.family.voice(voice)
 
-    def _voice_config(self, voice: str) -> tuple[VoiceInfo, dict[str, Any]]:
-        with self._lock:
-            if voice not in self._infos:
-                self._infos[voice] = read_voice_info(self.catalog[voice])
-            return self._infos[voice]
-
-    def phonemizer(self, voice: str) -> Phonemizer:
-        """The phonemizer of a voice (from its loaded entry if any, else a fresh one)."""
+    def phonemizer(self, voice: str) -> FrontEnd:
+        """The text front end of a voice (from its loaded entry if any, else the family's)."""
         with self._lock:
             for state in self._states.values():
                 if state.loaded is not None and state.loaded.entry.voice == voice:
                     return state.loaded.phonemizer
-        return Phonemizer(self._voice_config(voice)[1])
+        return self.family.front_end(voice)
 
     def candidates(self, voice: str) -> list[ChainEntry]:
         entries = [ChainEntry(self.primary_engine, voice), *self.fallback]
@@ -164,19 +156,17 @@ class EngineChain:
             if state.status == "load_failed":
                 return None
             started = time.perf_counter()
-            engines: list[Engine] = []
+            engines: list[VoiceEngine] = []
             wide = None
             errors: list[str] = []
             for options in self.options_for(entry):
                 try:
-                    info, raw = self._voice_config(entry.voice)
-                    phonemizer = Phonemizer(raw)
-                    files = self.catalog[entry.voice]
+                    info = self.family.voice(entry.voice)
+                    phonemizer = self.family.front_end(entry.voice)
                     for worker in range(self._instances):
-                        engines.append(self._factory(entry.engine, files.model_path, info.sample_rate_hz,
-                                                     options.for_worker(worker)))
+                        engines.append(self.family.create(entry.engine, entry.voice, options.for_worker(worker), worker))
                     if self._wide_options is not None and self.is_primary(entry):
-                        wide = self._factory(entry.engine, files.model_path, info.sample_rate_hz, self._wide_options)
+                        wide = self.family.create(entry.engine, entry.voice, self._wide_options, WIDE_INSTANCE)
                     break
                 except Exception as exc:  # any engine failure must fall through to the next entry
                     for engine in engines:
@@ -214,12 +204,14 @@ class EngineChain:
     # --- synthesis ----------------------------------------------------------------------
     def synthesize(
         self, worker: int, voice: str, chunks: Sequence[TextChunk], speeds: Sequence[float],
-        start_at: int = 0, wide: bool = False,
+        start_at: int = 0, wide: bool = False, on_block: Callable[[np.ndarray], None] | None = None,
     ) -> list[np.ndarray]:
         """Audio for each chunk at ``voice``'s sample rate, trying the chain in order.
 
         Runs on a synthesis worker thread; ``worker`` picks that worker's engine instances,
         ``wide`` the solo instance (when loaded) - the scheduler grants it to one worker at a time.
+        ``on_block`` (one chunk, an instance with ``stream_chunk``): each block goes to it as the
+        engine makes it; once one has, a failure is final (no fallback can take back sent audio).
         """
         target_rate = self.voice_info(voice).sample_rate_hz
         errors: list[str] = []
@@ -229,25 +221,31 @@ class EngineChain:
             if loaded is None:
                 errors.append(f"{entry.label()}: not loaded ({self._state(entry).error})")
                 continue
-            items = [
-                SynthesisItem(
-                    phoneme_ids=chunk.phoneme_ids if entry.voice == voice else loaded.phonemizer.ids(chunk.text),
-                    length_scale=loaded.info.length_scale / speed,
-                    noise_scale=loaded.info.noise_scale,
-                    noise_w=loaded.info.noise_w,
-                )
-                for chunk, speed in zip(chunks, speeds, strict=True)
+            items = chunks if entry.voice == voice else [
+                dataclasses.replace(chunk, phoneme_ids=loaded.phonemizer.ids(chunk.text)) for chunk in chunks
             ]
+            delivered = 0
             try:
-                if any(len(item.phoneme_ids) == 0 for item in items):
-                    raise ValueError("text has no phonemes in this voice")
                 engine = loaded.wide if wide and loaded.wide is not None else loaded.engines[worker % len(loaded.engines)]
-                audio: list[np.ndarray] = (
-                    [engine.synthesize(items[0])] if len(items) == 1 else list(engine.synthesize_batch(items))
-                )
+                stream = getattr(engine, "stream_chunk", None)
+                if on_block is not None and stream is not None and len(items) == 1:
+                    parts: list[np.ndarray] = []
+                    for block in stream(items[0], speeds[0]):
+                        parts.append(resample(_clip(block), loaded.info.sample_rate_hz, target_rate))
+                        on_block(parts[-1])
+                        delivered += 1
+                    with self._lock:
+                        self._state(entry).served_sentences += 1
+                    return [np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)]
+                audio: list[np.ndarray] = list(engine.synthesize(items, speeds))
                 if len(audio) != len(items):
                     raise ValueError(f"engine returned {len(audio)} arrays for {len(items)} items")
+            except StreamAbandoned:
+                raise
             except Exception as exc:
+                if delivered:
+                    raise EngineFailed(f"{entry.label()} failed after {delivered} streamed blocks: "
+                                       f"{type(exc).__name__}: {exc}") from exc
                 with self._lock:
                     state = self._state(entry)
                     state.synthesis_failures += 1
@@ -261,9 +259,8 @@ class EngineChain:
                 _LOG.info("served by fallback %s", entry.label())
             with self._lock:
                 self._state(entry).served_sentences += len(items)
-            return [
-                resample(_normalize(a), loaded.info.sample_rate_hz, target_rate) for a in audio
-            ]
+            level = _normalize if self.family.peak_normalize else _clip
+            return [resample(level(a), loaded.info.sample_rate_hz, target_rate) for a in audio]
         raise EngineFailed("every engine failed: " + "; ".join(errors))
 
     def status(self) -> list[dict[str, Any]]:
@@ -315,15 +312,14 @@ class EngineChain:
             if timed_call is None or not getattr(engine, "supports_durations", False):
                 errors.append(f"{entry.label()}: this engine reports no durations")
                 continue
-            item = SynthesisItem(chunk.phoneme_ids, loaded.info.length_scale / speed,
-                                 loaded.info.noise_scale, loaded.info.noise_w)
             try:
-                timed: TimedAudio = timed_call(item)
+                timed: TimedAudio = timed_call(chunk, speed)
             except Exception as exc:  # as in synthesize: the next entry gets the chunk
                 errors.append(f"{entry.label()}: {type(exc).__name__}: {exc}")
                 _LOG.warning("engine %s failed (with durations) for voice %s: %s", entry.label(), voice, exc)
                 continue
-            audio = resample(_normalize(timed.audio), loaded.info.sample_rate_hz, target_rate)
+            level = _normalize if self.family.peak_normalize else _clip
+            audio = resample(level(timed.audio), loaded.info.sample_rate_hz, target_rate)
             scale = audio.size / max(1, timed.audio.size)
             ends = np.rint(np.cumsum(timed.id_samples) * scale).astype(np.int64)
             with self._lock:
@@ -340,3 +336,10 @@ def _normalize(audio: np.ndarray) -> np.ndarray:
         return np.zeros_like(samples)
     normalized: np.ndarray = np.clip(samples / peak, -1.0, 1.0)
     return normalized
+
+
+def _clip(audio: np.ndarray) -> np.ndarray:
+    """Float32 mono within [-1, 1], level as the model made it."""
+    samples = np.nan_to_num(np.asarray(audio, dtype=np.float32).reshape(-1))
+    clipped: np.ndarray = np.clip(samples, -1.0, 1.0)
+    return clipped

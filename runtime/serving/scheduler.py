@@ -52,6 +52,9 @@ class Job:
     """Also get the model's samples per phoneme id (word timestamps): runs alone, never batched."""
     id_samples: np.ndarray | None = None
     """Set (for a timed job) before its future's result: see ``TimedAudio.id_samples``."""
+    on_block: Callable[[np.ndarray], None] | None = None
+    """Token-chunk streaming: called with each block of this sentence's audio as the engine makes it
+    (the future still gets the whole sentence)."""
     lead: bool = False
     """The request's first sentence: its time to first audio rides on it (solo-wide, below)."""
 
@@ -290,16 +293,18 @@ class Scheduler:
             wide, busy_at_start = claimed[0]
             self._metrics.observe_batch([len(j.chunk.phoneme_ids) for j in batch])
             voice = batch[0].voice
+            on_block = batch[0].on_block if len(batch) == 1 else None
+            chunks, speeds = [j.chunk for j in batch], [j.speed for j in batch]
             started = time.perf_counter()
             try:
                 if batch[0].timed:
                     timed = self._chain.synthesize_timed(index, voice, batch[0].chunk, batch[0].speed)
                     batch[0].id_samples = timed.id_samples
                     audio = [timed.audio]
+                elif on_block is None:
+                    audio = self._chain.synthesize(index, voice, chunks, speeds, wide=wide)
                 else:
-                    audio = self._chain.synthesize(
-                        index, voice, [j.chunk for j in batch], [j.speed for j in batch], wide=wide
-                    )
+                    audio = self._chain.synthesize(index, voice, chunks, speeds, wide=wide, on_block=on_block)
             except BaseException as exc:  # delivered to the waiting request, never kills the worker
                 for job in batch:
                     job.future.set_exception(exc)

@@ -219,63 +219,50 @@ def chunk_sentence(sentence: str, count: Callable[[str], int], limit: int) -> li
     return [part for piece in _pack(pieces, count, limit) for part in _enforce(piece, count, limit)]
 
 
-class Phonemizer:
-    """Text to phoneme ids for one voice (its espeak voice, id map and vowel clusters)."""
+def espeak_groups(espeak_voice: str, text: str, vowel_clusters: Any = None) -> list[list[str]]:
+    """espeak-ng phonemes of ``text`` (in pieces, see :data:`ESPEAK_PIECE_CHARS`) grouped by
+    sentence, each phoneme one code point (NFD) as piper-tts's bridge gives them; under the
+    process-wide espeak lock. Every family that phonemizes with espeak-ng goes through here."""
+    global _espeak
+    from piper.phonemize_espeak import EspeakPhonemizer
 
-    def __init__(self, voice_config: Mapping[str, Any]) -> None:
-        from piper.config import PhonemeType, PiperConfig
+    with _ESPEAK_LOCK:
+        if _espeak is None:
+            _espeak = EspeakPhonemizer()
+        return [
+            group
+            for piece in espeak_pieces(text)
+            for group in _espeak.phonemize(espeak_voice, piece, vowel_clusters=vowel_clusters)
+        ]
 
-        self._config = PiperConfig.from_dict(dict(voice_config))
-        if self._config.phoneme_type not in (PhonemeType.ESPEAK, PhonemeType.TEXT):
-            raise ValueError(f"phoneme type {self._config.phoneme_type.value} is not supported")
-        self._text_phonemes = self._config.phoneme_type == PhonemeType.TEXT
 
-    @property
-    def id_map(self) -> Mapping[str, Sequence[int]]:
-        """The voice's phoneme -> ids table (word timestamps find spaces and punctuation in it)."""
-        return self._config.phoneme_id_map
+def join_groups(groups: Sequence[Sequence[str]]) -> list[str]:
+    """espeak's sentence groups in one list, joined by a space."""
+    joined: list[str] = []
+    for group in groups:
+        if not group:
+            continue
+        if joined:
+            joined.append(" ")
+        joined.extend(group)
+    return joined
+
+
+class ChunkingFrontEnd:
+    """Sentence splitting and chunk bounds for a front end that turns text into units (phonemes)
+    and units into ids: subclasses give :meth:`phonemes` and :meth:`_ids`."""
 
     def phonemes(self, text: str) -> list[str]:
-        """All phonemes of ``text`` in one list; espeak's sentence groups are joined by a space."""
-        if self._text_phonemes:
-            return list(unicodedata.normalize("NFD", text))
-        global _espeak
-        from piper.phonemize_espeak import EspeakPhonemizer
+        raise NotImplementedError
 
-
-        with _ESPEAK_LOCK:
-            if _espeak is None:
-                _espeak = EspeakPhonemizer()
-            groups = [
-                group
-                for piece in espeak_pieces(text)
-                for group in _espeak.phonemize(
-                    self._config.espeak_voice, piece, vowel_clusters=self._config.vowel_clusters
-                )
-            ]
-        joined: list[str] = []
-        for group in groups:
-            if not group:
-                continue
-            if joined:
-                joined.append(" ")
-            joined.extend(group)
-        return joined
+    def _ids(self, phonemes: Sequence[str]) -> tuple[int, ...]:
+        raise NotImplementedError
 
     def count(self, text: str) -> int:
         return len(self.phonemes(text))
 
     def ids(self, text: str) -> tuple[int, ...]:
         return self._ids(self.phonemes(text))
-
-    def _ids(self, phonemes: Sequence[str]) -> tuple[int, ...]:
-        from piper.phoneme_ids import phonemes_to_ids
-
-        id_map = self._config.phoneme_id_map
-        known = [p for p in phonemes if p in id_map]
-        if not any(p.strip() for p in known):
-            return ()
-        return tuple(phonemes_to_ids(known, id_map))
 
     def prepare(
         self, text: str, limit: int = MAX_PHONEMES_PER_CHUNK, first_limit: int | None = None
@@ -311,10 +298,15 @@ class Phonemizer:
                 rest = _after_head(pieces[0], head)
                 pieces = [head, *([rest] if rest else []), *pieces[1:]]
             for piece in pieces:
-                ids = self._ids(phonemes(piece))
-                if ids:
-                    chunks.append(TextChunk(piece, ids))
+                chunk = self._chunk(piece, phonemes(piece))
+                if chunk is not None:
+                    chunks.append(chunk)
         return chunks
+
+    def _chunk(self, piece: str, phonemes: Sequence[str]) -> TextChunk | None:
+        """The chunk for ``piece`` (None: nothing to speak in it)."""
+        ids = self._ids(phonemes)
+        return TextChunk(piece, ids) if ids else None
 
     def prepare_segments(
         self, segments: Sequence[Segment], limit: int = MAX_PHONEMES_PER_CHUNK,
@@ -331,3 +323,35 @@ class Phonemizer:
             part[-1] = dataclasses.replace(part[-1], pause_after_s=segment.pause_after_s)
             chunks.extend(part)
         return chunks
+
+
+class Phonemizer(ChunkingFrontEnd):
+    """Text to phoneme ids for one Piper voice (its espeak voice, id map and vowel clusters)."""
+
+    def __init__(self, voice_config: Mapping[str, Any]) -> None:
+        from piper.config import PhonemeType, PiperConfig
+
+        self._config = PiperConfig.from_dict(dict(voice_config))
+        if self._config.phoneme_type not in (PhonemeType.ESPEAK, PhonemeType.TEXT):
+            raise ValueError(f"phoneme type {self._config.phoneme_type.value} is not supported")
+        self._text_phonemes = self._config.phoneme_type == PhonemeType.TEXT
+
+    @property
+    def id_map(self) -> Mapping[str, Sequence[int]]:
+        """The voice's phoneme -> ids table (word timestamps find spaces and punctuation in it)."""
+        return self._config.phoneme_id_map
+
+    def phonemes(self, text: str) -> list[str]:
+        """All phonemes of ``text`` in one list; espeak's sentence groups are joined by a space."""
+        if self._text_phonemes:
+            return list(unicodedata.normalize("NFD", text))
+        return join_groups(espeak_groups(self._config.espeak_voice, text, self._config.vowel_clusters))
+
+    def _ids(self, phonemes: Sequence[str]) -> tuple[int, ...]:
+        from piper.phoneme_ids import phonemes_to_ids
+
+        id_map = self._config.phoneme_id_map
+        known = [p for p in phonemes if p in id_map]
+        if not any(p.strip() for p in known):
+            return ()
+        return tuple(phonemes_to_ids(known, id_map))

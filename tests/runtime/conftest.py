@@ -208,5 +208,6 @@ def pin_admission(client: Any, seconds_per_char: float = 0.001) -> None:
             return None
 
     service = client.app.state.service
-    service.admission = PinnedEstimator(service.settings.workers, service.settings.request_timeout_s,
-                                        initial=seconds_per_char)
+    for served in service.families.values():  # every served family's, the default's included
+        served.admission = PinnedEstimator(service.settings.workers, service.settings.request_timeout_s,
+                                           initial=seconds_per_char)

@@ -36,8 +36,8 @@ def test_a_variant_never_made_is_a_startup_error_with_the_command_that_makes_it(
 
 
 def test_torch_engine_refuses_an_onnx_variant() -> None:
+    from runtime.families.piper.loader import default_voice_variant
     from runtime.families.piper.voices import bundled_voice
-    from runtime.serving.service import default_voice_variant
 
     files = bundled_voice()
     assert files is not None

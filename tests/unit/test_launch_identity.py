@@ -79,6 +79,17 @@ def test_not_ready_says_the_runtimes_own_reason() -> None:
         assert view.summary() == "memory_pressure (resident memory above the soft limit), 1 workers, queue 3"
 
 
+def test_the_summary_names_the_served_model_families() -> None:
+    from orchestrator.supervise.http_client import RuntimeView
+
+    one = RuntimeView(True, True, "x", "GET /readyz 200", {"state": "ready", "model": "kokoro-82m",
+                                                           "models": ["kokoro-82m"], "engine": "onnx:jf_alpha"})
+    assert one.summary() == "ready, model kokoro-82m, engine onnx:jf_alpha"
+    two = RuntimeView(True, True, "x", "GET /readyz 200", {"state": "ready", "model": "piper",
+                                                           "models": ["piper", "kokoro-82m"]})
+    assert two.summary() == "ready, models piper, kokoro-82m"
+
+
 def test_instance_from_the_body_when_the_header_is_missing() -> None:
     for url in _server(200, {"ready": True, "instance": "dddd"}, None):
         assert check_ready(url, "dddd").ok

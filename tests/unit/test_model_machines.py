@@ -165,3 +165,18 @@ def test_the_real_cli_exit_codes() -> None:
     assert "indextts2 does not fit this machine" in refused.stderr and "Traceback" not in refused.stderr
     unknown = _cli("plan", "--facts", vps, "--model", "kokoro", "--json")
     assert unknown.returncode == 2 and "did you mean 'kokoro-82m'?" in unknown.stderr
+
+
+def test_a_model_list_is_planned_for_its_first_family_and_served_whole() -> None:
+    """TAILOR_MODEL=kokoro-82m,piper: the runtime serves both; the plan sizes the first (its
+    precision, no Piper fallback) and writes the whole list into the runtime's environment."""
+    vps = str(FACTS / "vps-2cpu-4gb.json")
+    listed = _cli("plan", "--facts", vps, "--model", "kokoro-82m,piper", "--json")
+    assert listed.returncode == 0, listed.stderr
+    plan = json.loads(listed.stdout)
+    assert plan["env"]["TAILOR_MODEL"] == "kokoro-82m,piper" and plan["precision"] == "int8"
+    assert plan["model_fit"]["family"] == "kokoro-82m" and plan["env"]["TAILOR_FALLBACK"] == ""
+    piper_first = json.loads(_cli("plan", "--facts", vps, "--model", "piper,kokoro-82m", "--json").stdout)
+    assert piper_first["env"]["TAILOR_MODEL"] == "piper,kokoro-82m" and piper_first["model_fit"]["family"] == "piper"
+    unknown = _cli("plan", "--facts", vps, "--model", "piper,kokoro", "--json")
+    assert unknown.returncode == 2 and "did you mean 'kokoro-82m'?" in unknown.stderr

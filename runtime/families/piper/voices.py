@@ -11,24 +11,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import BadRequest, StartupError
+from runtime.errors import StartupError
 from runtime.families.piper.variants import find_variant
-from runtime.settings import keyed_entries
-
-VOICE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
-"""Letters, digits, ``_``, ``-`` and single inner dots: no slashes, no ``..``, no leading dot."""
-MAX_VOICE_NAME_CHARS = 128
-
-OPENAI_VOICES = frozenset(
-    {"alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage",
-     "shimmer", "verse"}
+from runtime.families.voices import (
+    MAX_VOICE_NAME_CHARS,
+    OPENAI_VOICES,
+    VOICE_NAME_PATTERN,
+    is_valid_voice_name,
+    parse_voice_map,
+    resolve_voice,
 )
-"""OpenAI's voice names; each maps to the default voice."""
 
 BUNDLED_VOICE = "en_US-joe-medium"
 SUPPORTED_PHONEME_TYPES = ("espeak", "text")
@@ -60,14 +56,6 @@ class VoiceInfo:
     length_scale: float
     noise_scale: float
     noise_w: float
-
-
-def is_valid_voice_name(name: str) -> bool:
-    return (
-        0 < len(name) <= MAX_VOICE_NAME_CHARS
-        and VOICE_NAME_PATTERN.fullmatch(name) is not None
-        and ".." not in name
-    )
 
 
 def bundled_voice() -> VoiceFiles | None:
@@ -168,48 +156,8 @@ def usable_voices(catalog: Mapping[str, VoiceFiles], default_voice: str) -> dict
     return usable
 
 
-def parse_voice_map(spec: str, catalog: Mapping[str, VoiceFiles]) -> dict[str, str]:
-    """``TAILOR_VOICE_MAP`` (``alloy=en_US-amy-medium,onyx=...``) to a dict; a StartupError
-    names an entry that is malformed or points at a voice that does not exist."""
-    mapping: dict[str, str] = {}
-    for item, alias, voice, sep in keyed_entries(spec, "="):
-        if not sep or not alias or not voice:
-            raise StartupError(f"TAILOR_VOICE_MAP entry {item!r} is not NAME=VOICE",
-                               hint="e.g. TAILOR_VOICE_MAP=alloy=en_US-amy-medium,onyx=en_US-joe-medium")
-        if voice not in catalog:
-            raise StartupError(
-                f"TAILOR_VOICE_MAP maps {alias!r} to {voice!r}, which is not an installed voice; "
-                f"available: {', '.join(sorted(catalog))}",
-                hint="put VOICE.onnx and VOICE.onnx.json into TAILOR_VOICES_DIR")
-        mapping[alias] = voice
-    return mapping
-
-
-def resolve_voice(
-    requested: str | None, catalog: Mapping[str, VoiceFiles], default_voice: str,
-    voice_map: Mapping[str, str] | None = None,
-) -> VoiceFiles:
-    """Map a request's voice name to a voice: a name in ``voice_map`` (TAILOR_VOICE_MAP) to its
-    voice, other OpenAI names and None to the default voice, anything else to itself. Names
-    match exactly (as in the OpenAPI document's enum): no case folding, no trimming."""
-    if requested is None:
-        return catalog[default_voice]
-    if voice_map and requested in voice_map:
-        return catalog[voice_map[requested]]
-    if requested in OPENAI_VOICES:
-        return catalog[default_voice]
-    name = requested
-    if not is_valid_voice_name(name):
-        raise BadRequest(
-            "voice name is invalid: use letters, digits, '_', '-' and '.' only (no paths)",
-            param="voice",
-            code="invalid_voice",
-        )
-    if name not in catalog:
-        raise BadRequest(
-            f"unknown voice {name!r}; available: {', '.join(sorted(catalog))} "
-            f"(or an OpenAI voice name such as 'alloy', which maps to {default_voice})",
-            param="voice",
-            code="voice_not_found",
-        )
-    return catalog[name]
+__all__ = [
+    "BUNDLED_VOICE", "MAX_VOICE_NAME_CHARS", "OPENAI_VOICES", "VOICE_NAME_PATTERN", "VoiceFiles", "VoiceInfo",
+    "bundled_voice", "discover_voices", "is_valid_voice_name", "parse_voice_map", "read_voice_info",
+    "resolve_voice", "usable_voices", "with_variant",
+]
