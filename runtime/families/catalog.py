@@ -74,7 +74,7 @@ _XTTS = FamilySpec(
     licence="Coqui Public Model License (non-commercial)",
     commercial_use=False,
     install="tailor-deploy[xtts]",
-    loader="runtime.families.xtts.loader:load",
+    loader="runtime.families.xtts.family:load",
     weights="a local XTTS-v2 checkpoint directory (model.pth, config.json, vocab.json, speakers_xtts.pth) "
             "in TAILOR_MODELS_DIR/xtts-v2/",
     memory=MemoryModel(runtime_overhead_ram_bytes=900 * MIB, load_peak_factor=2.0,
