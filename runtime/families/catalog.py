@@ -148,7 +148,7 @@ XTTS = FamilySpec(
     licence="Coqui Public Model License 1.0.0 (weights: non-commercial use only); coqui-tts code MPL-2.0",
     commercial_use=False,
     install="tailor-deploy[xtts]",
-    loader="runtime.families.xtts.loader:load",
+    loader="runtime.families.xtts.family:load",
     weights=f"{_MODELS_DIR}/xtts-v2/ with model.pth, config.json, vocab.json and speakers_xtts.pth (no package "
             "ships them; nothing is downloaded at run time); voices: reference recordings in the voices directory",
     memory=MemoryModel(
