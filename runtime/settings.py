@@ -280,6 +280,32 @@ VARIABLES: tuple[EnvVar, ...] = (
            "Open TCP connections served at once; a connection beyond it gets a JSON 503 and is closed.", _int_at_least(1)),
     EnvVar("TAILOR_VOICE_MAP", "voice_map", "",
            "OpenAI voice names mapped to local voices, comma-separated NAME=VOICE (e.g. alloy=en_US-amy-medium,onyx=en_US-joe-medium). OpenAI names not listed map to TAILOR_VOICE.", _text),
+    # IndexTTS2 runs as its own engine process(es) (runtime/families/indextts2): one per
+    # TAILOR_WORKERS, on TAILOR_DEVICE (cuda: spread over TAILOR_GPUS), GPT in fp16 when
+    # TAILOR_PRECISION is fp16.
+    EnvVar("TAILOR_INDEXTTS2_PYTHON", "indextts2_python", "",
+           "Interpreter of the IndexTTS2 engine environment (its own venv or image: Python < 3.12, torch 2.8, transformers 4.52.1, indextts). Empty: the runtime's own interpreter.",
+           _text),
+    EnvVar("TAILOR_INDEXTTS2_ADAPTER", "indextts2_adapter", "real",
+           "What the IndexTTS2 engine process runs: real (IndexTTS2) or standin (a model-free stand-in with the same protocol, for tests).",
+           _choice("real", "standin")),
+    EnvVar("TAILOR_INDEXTTS2_VOICES_DIR", "indextts2_voices_dir", "",
+           "Reference recordings for IndexTTS2, one NAME.wav per voice (a few seconds of one speaker). Empty: MODEL_DIR/voices.", _text),
+    EnvVar("TAILOR_INDEXTTS2_EMOTION", "indextts2_emotion", "false",
+           "Load IndexTTS2's optional Qwen emotion model (~0.6 B parameters) and take each request's emotion from its text; off: the emotion follows the reference recording.",
+           _bool),
+    EnvVar("TAILOR_INDEXTTS2_ARGS", "indextts2_args", "",
+           "Extra command-line arguments for each IndexTTS2 engine process, shell-quoted (e.g. --cuda-kernel, --cfg PATH; `python -m runtime.families.indextts2.server --adapter real --help` lists them).",
+           _text),
+    EnvVar("TAILOR_INDEXTTS2_STARTUP_TIMEOUT_S", "indextts2_startup_timeout_s", "600",
+           "Seconds an IndexTTS2 engine process gets to load its model and report ready; then start-up fails with its last output.",
+           _float_at_least(1.0), unit="s"),
+    EnvVar("TAILOR_INDEXTTS2_STALL_TIMEOUT_S", "indextts2_stall_timeout_s", "300",
+           "Seconds without audio from an IndexTTS2 engine during a request before it is deemed hung, killed and restarted.",
+           _float_at_least(1.0), unit="s"),
+    EnvVar("TAILOR_INDEXTTS2_MAX_RESTARTS", "indextts2_max_restarts", "5",
+           "Consecutive restarts of a crashed IndexTTS2 engine process (backoff 1 s, doubling, at most 30 s) before it is given up and the runtime reports not ready.",
+           _int_at_least(0)),
 )
 
 _BY_NAME = {v.name: v for v in VARIABLES}
@@ -334,6 +360,14 @@ class Settings:
     idle_timeout_s: int
     max_connections: int
     voice_map: str
+    indextts2_python: str
+    indextts2_adapter: str
+    indextts2_voices_dir: str
+    indextts2_emotion: bool
+    indextts2_args: str
+    indextts2_startup_timeout_s: float
+    indextts2_stall_timeout_s: float
+    indextts2_max_restarts: int
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
