@@ -102,7 +102,7 @@ _INDEXTTS2 = FamilySpec(
     licence="bilibili IndexTTS model licence",
     commercial_use=False,
     install="the IndexTTS2 engine image (its own pins: torch 2.8, transformers 4.52.1, Python < 3.12)",
-    loader="runtime.families.indextts2.loader:load",
+    loader="runtime.families.indextts2.family:load",
     weights="a local IndexTTS2 checkpoint directory in TAILOR_MODELS_DIR/indextts2/",
     memory=MemoryModel(runtime_overhead_ram_bytes=1200 * MIB, load_peak_factor=1.3,
                        per_stream_ram_bytes=500 * MIB, per_stream_vram_bytes=1024 * MIB,
