@@ -24,7 +24,12 @@ import httpx
 import numpy as np
 import pytest
 
-from runtime.families.indextts2.standin import CHAR_SAMPLES, PIECE_SAMPLES, SAMPLE_RATE_HZ, expected_samples
+from runtime.families.indextts2.standin import (
+    CHAR_SAMPLES,
+    PIECE_SAMPLES,
+    SAMPLE_RATE_HZ,
+    expected_samples,
+)
 from tests.helpers import free_port
 from tests.runtime.conftest import REPO, LiveServer, decode, start_server, stop_server
 

@@ -16,7 +16,7 @@ in TAILOR_INDEXTTS2_VOICES_DIR (default ``MODEL_DIR/voices``), one ``NAME.wav`` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from runtime.engines.base import EngineOptions
 from runtime.errors import StartupError
@@ -92,7 +92,9 @@ def load(spec: FamilySpec, context: FamilyContext) -> IndexTTS2Family:
                  "or point TAILOR_INDEXTTS2_VOICES_DIR at such a folder")
 
     def open_engine(_: EngineOptions) -> StreamingEngine:
-        return start_engines(directory, options)
+        # The client's sample_rate_hz is a read-only property; StreamingEngine declares a plain
+        # attribute (which it only reads), hence the cast.
+        return cast(StreamingEngine, start_engines(directory, options))
 
     language = "en"
     family = IndexTTS2Family(spec, context, open_engine, engine_name="process", shared=True,
