@@ -299,6 +299,12 @@ class SpeechService:
         draining, not over the memory soft limit. The body is the runtime's own view."""
         over, rss = self.watchdog.over_limit()
         state, reason = self.state, self.state_detail or None
+        if state == "ready":
+            for name, served in self.families.items():
+                problem = served.family.unavailable()
+                if problem:
+                    state, reason = "engines_unavailable", f"model family {name}: {problem}"
+                    break
         if state == "ready" and over:
             state = "memory_pressure"
             reason = (f"resident memory {rss} bytes is above the soft limit "

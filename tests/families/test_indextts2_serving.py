@@ -261,7 +261,7 @@ def test_unknown_voice_and_other_models_are_4xx_json(server: LiveServer) -> None
     assert speak(server, input="Hello.", voice="alloy").status_code == 200  # an OpenAI voice: the default
 
 
-def test_an_engine_that_gives_up_shows_in_readyz_and_requests_get_a_json_error(
+def test_an_engine_that_gives_up_makes_readyz_not_ready_and_requests_get_a_json_error(
         tmp_path: Path, models_dir: Path) -> None:
     live = start_server(tmp_path, indextts2_env(models_dir, TAILOR_INDEXTTS2_MAX_RESTARTS="0"), ready_timeout_s=WAIT_S)
     try:
@@ -269,7 +269,12 @@ def test_an_engine_that_gives_up_shows_in_readyz_and_requests_get_a_json_error(
         os.kill(process["pid"], signal.SIGKILL)
         failed = wait_engine(live, lambda p: p["state"] == "failed", "the engine was not given up")
         assert "gave up after 0 restarts" in failed["reason"] and "TAILOR_INDEXTTS2_MAX_RESTARTS" in failed["reason"]
-        assert readyz(live)["families"]["indextts2"]["engines_ready"] == 0
+        answer = httpx.get(f"{live.base_url}/readyz", timeout=10.0)
+        assert answer.status_code == 503
+        body = answer.json()
+        assert body["ready"] is False and body["status"] == "engines_unavailable"
+        assert body["reason"].startswith("model family indextts2: no IndexTTS2 engine process is ready: engine 0: failed")
+        assert body["families"]["indextts2"]["engines_ready"] == 0
         refused = speak(live, input="Anyone there?", voice="alice", response_format="wav")
         assert 500 <= refused.status_code < 600
         assert "no IndexTTS2 engine is ready" in refused.json()["error"]["message"]

@@ -64,6 +64,16 @@ class IndexTTS2Family(StreamingFamily):
             raise RuntimeError("the IndexTTS2 engines are closed")
         return engine
 
+    def unavailable(self) -> str | None:
+        engine = self._engines.get("shared")
+        if not isinstance(engine, IndexTTS2Client):
+            return "the IndexTTS2 engines are closed"
+        processes = engine.status()
+        if any(p["state"] == "ready" for p in processes):
+            return None
+        return "no IndexTTS2 engine process is ready: " + "; ".join(
+            f"engine {p['instance']}: {p['state']}" + (f" ({p['reason']})" if p["reason"] else "") for p in processes)
+
     def status(self) -> dict[str, Any]:
         engine = self._engines.get("shared")
         if not isinstance(engine, IndexTTS2Client):
