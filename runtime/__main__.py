@@ -30,6 +30,7 @@ from runtime.errors import (
     EXIT_BAD_SETTINGS,
     EXIT_BROKEN,
     EXIT_START_FAILED,
+    BrokenConfig,
     StartupError,
     broken_model_file,
 )
@@ -164,6 +165,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_START_FAILED
     if failed.is_set():
         detail = failure[0] if failure else service.state_detail
+        if isinstance(service.start_error, BrokenConfig):  # a missing model or library stays missing
+            print(f"error: {service.start_error}", file=sys.stderr)
+            return EXIT_BROKEN
         broken = broken_model_file(detail)
         if broken is not None:  # a file that cannot load now will not load on a restart either
             print(f"error: {broken}", file=sys.stderr)

@@ -48,6 +48,13 @@ class StartupError(RuntimeServerError):
     """The server cannot start: bad settings, missing voice, no engine could load."""
 
 
+class BrokenConfig(StartupError):
+    """A start-up failure no restart can fix: a model directory, checkpoint, vocabulary or
+    voices folder that is missing or unreadable, a family's libraries not installed. Raised while
+    the models load, it makes ``python -m runtime`` exit :data:`EXIT_BROKEN` (a supervisor gives
+    up at once) instead of :data:`EXIT_START_FAILED` (retried with backoff)."""
+
+
 class ApiError(RuntimeServerError):
     """An HTTP request failed; the status and JSON body say why."""
 

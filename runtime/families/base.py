@@ -176,6 +176,11 @@ class Family(abc.ABC):
         """Family-specific facts for ``/readyz`` (model file, precision actually loaded...)."""
         return {}
 
+    def unavailable(self) -> str | None:
+        """Why this family cannot serve right now (its engine processes are all down, say), or
+        None when it can; ``/readyz`` is then not ready with this reason."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook: most families hold nothing beyond their instances
         """Release what the family holds beyond its instances (the engine chain closes those)."""
 

@@ -176,7 +176,7 @@ INDEXTTS2 = FamilySpec(
     description="IndexTTS2: zero-shot cloning with emotion control; its own engine process (torch 2.8 pins)",
     devices={"cuda": ("fp32", "fp16"), "cpu": ("fp32",)},
     engines={"cuda": ("torch",), "cpu": ("torch",)},
-    streaming="sentence",
+    streaming="token-chunk",  # the engine process sends each segment\'s audio as it is made
     batches=False,
     concurrent_safe=False,
     # Pipeline order: the reference-audio stages come first, and move to the CPU first.
@@ -201,7 +201,7 @@ INDEXTTS2 = FamilySpec(
     commercial_use=False,
     install="its own engine image or environment (Python < 3.12, torch 2.8.*, transformers 4.52.1), "
             "launched by Tailor",
-    loader="runtime.families.indextts2.loader:load",
+    loader="runtime.families.indextts2.family:load",
     weights=f"{_MODELS_DIR}/indextts2/ (gpt.pth, s2mel.pth, bpe.model, config.yaml, the w2v-BERT, MaskGCT, "
             "CAMPPlus, BigVGAN and Qwen emotion checkpoints: 8+ GB; nothing is downloaded at run time)",
     memory=MemoryModel(

@@ -17,18 +17,6 @@ from runtime.settings import Settings
 
 _LOG = logging.getLogger("tailor.runtime")
 
-SERVED_FAMILIES: tuple[str, ...] = ("piper", "kokoro-82m")
-"""The declared families (runtime/families/catalog.py) this runtime serves in-process: their
-loader returns a :class:`Family`. The others are declared so the planner sizes machines for them;
-TAILOR_MODEL naming one is refused at start (``SpeechService``) until its serving path lands
-here."""
-
-
-def served_family_names() -> tuple[str, ...]:
-    """Names of the families this runtime can serve (see :data:`SERVED_FAMILIES`)."""
-    return SERVED_FAMILIES
-
-
 def resolve_loader(spec: FamilySpec) -> Loader:
     """The callable ``spec.loader`` names (imported now); StartupError when it cannot be had."""
     module_name, sep, attribute = spec.loader.partition(":")
@@ -95,4 +83,4 @@ def load_families(
     return loaded
 
 
-__all__ = ["SERVED_FAMILIES", "load_families", "load_family", "resolve_loader", "served_families", "served_family_names"]
+__all__ = ["load_families", "load_family", "resolve_loader", "served_families"]

@@ -39,7 +39,7 @@ from runtime.errors import (
 from runtime.families.base import EngineFactory, Family, Voice
 from runtime.families.catalog import family as catalog_family
 from runtime.families.footprint import ram_estimate_bytes
-from runtime.families.registry import load_families, served_family_names
+from runtime.families.registry import load_families
 from runtime.families.spec import FamilySpec
 from runtime.families.voices import parse_voice_map
 from runtime.serving.admission import Decision, WorkEstimator
@@ -82,20 +82,10 @@ class SpeechJob:
 
 
 def check_served_family(settings: Settings, families: Sequence[FamilySpec] | None = None) -> None:
-    """Refuse, as a broken configuration (no restart can help), a family this runtime has no serving
-    path for (not in :mod:`runtime.families.registry`) or a precision no served family runs in,
-    instead of silently serving another family under its name. ``families``: the declarations
-    served instead of TAILOR_MODEL's (tests, embedders), checked for precision only."""
+    """Refuse, as a broken configuration (no restart can help), a precision the first served
+    family has no model in (TAILOR_PRECISION=int8 for Piper, whose int8 models are variants).
+    ``families``: the declarations served instead of TAILOR_MODEL's (tests, embedders)."""
     names = [spec.name for spec in families] if families is not None else [n for n in settings.model.split(",") if n]
-    served = served_family_names()
-    unserved = [n for n in names if n not in served] if families is None else []
-    if unserved:
-        raise StartupError(
-            f"TAILOR_MODEL={settings.model}: this runtime serves {', '.join(served)}; the "
-            f"{', '.join(unserved)} family is planned (`deploy plan --model`) but not served by this build",
-            hint=f"serve one of {', '.join(served)} (TAILOR_MODEL=piper is the default; `deploy auto "
-                 "--model kokoro-82m` for Kokoro), and use `deploy plan --model NAME` or `deploy models` "
-                 "to size machines for the other families")
     if settings.precision == "int8" and names:
         first = families[0] if families is not None else catalog_family(names[0])
         if not any("int8" in precisions for precisions in first.devices.values()):
@@ -233,6 +223,8 @@ class SpeechService:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self.on_start_failed: Callable[[], None] | None = None
+        self.start_error: Exception | None = None
+        """Why :meth:`start` failed (None until it does)."""
         """Called (from the loader thread) when start-up fails; ``python -m runtime`` exits."""
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -243,6 +235,7 @@ class SpeechService:
             for served in self.families.values():
                 self._start_family(served)
         except Exception as exc:
+            self.start_error = exc
             self.state, self.state_detail = "failed", str(exc)
             _LOG.error("start-up failed: %s", exc)
             if self.on_start_failed is not None:
@@ -367,6 +360,12 @@ class SpeechService:
         draining, not over the memory soft limit. The body is the runtime's own view."""
         over, rss = self.watchdog.over_limit()
         state, reason = self.state, self.state_detail or None
+        if state == "ready":
+            for name, served in self.families.items():
+                problem = served.family.unavailable()
+                if problem:
+                    state, reason = "engines_unavailable", f"model family {name}: {problem}"
+                    break
         if state == "ready" and over:
             state = "memory_pressure"
             reason = (f"resident memory {rss} bytes is above the soft limit "

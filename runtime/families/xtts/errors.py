@@ -8,18 +8,18 @@ the serving layer maps them (unknown voice: 404, bad input: 400, busy: 503).
 
 from __future__ import annotations
 
-from runtime.errors import RuntimeServerError, StartupError
+from runtime.errors import BrokenConfig, RuntimeServerError, StartupError
 
 
 class XttsError(RuntimeServerError):
     """Root of the XTTS-v2 family's errors."""
 
 
-class XttsNotInstalled(XttsError, StartupError):
+class XttsNotInstalled(XttsError, BrokenConfig):
     """coqui-tts (or one of the libraries it needs) cannot be imported."""
 
 
-class CheckpointError(XttsError, StartupError):
+class CheckpointError(XttsError, BrokenConfig):
     """The model directory is missing a file, or a file in it cannot be read as XTTS-v2."""
 
 
