@@ -22,7 +22,7 @@ import numpy as np
 
 from runtime.audio.encode import resample
 from runtime.engines.base import EngineOptions, TimedAudio
-from runtime.errors import EngineFailed, StartupError, broken_model_file
+from runtime.errors import EngineFailed, NotReady, StartupError, broken_model_file
 from runtime.families.base import WIDE_INSTANCE, EngineFactory, Family, FrontEnd, Voice, VoiceEngine
 from runtime.families.voices import is_valid_voice_name
 from runtime.serving.metrics import RuntimeMetrics
@@ -215,6 +215,7 @@ class EngineChain:
         """
         target_rate = self.voice_info(voice).sample_rate_hz
         errors: list[str] = []
+        unready: list[NotReady] = []
         candidates = self.candidates(voice)
         for position, entry in enumerate(candidates[start_at:], start=start_at):
             loaded = self.load(entry)
@@ -246,6 +247,8 @@ class EngineChain:
                 if delivered:
                     raise EngineFailed(f"{entry.label()} failed after {delivered} streamed blocks: "
                                        f"{type(exc).__name__}: {exc}") from exc
+                if isinstance(exc, NotReady):  # e.g. an engine process restarting: 503, retry
+                    unready.append(exc)
                 with self._lock:
                     state = self._state(entry)
                     state.synthesis_failures += 1
@@ -261,6 +264,8 @@ class EngineChain:
                 self._state(entry).served_sentences += len(items)
             level = _normalize if self.family.peak_normalize else _clip
             return [resample(level(a), loaded.info.sample_rate_hz, target_rate) for a in audio]
+        if unready and len(unready) == len(errors):  # nothing broke: every engine is coming back
+            raise unready[0]
         raise EngineFailed("every engine failed: " + "; ".join(errors))
 
     def status(self) -> list[dict[str, Any]]:
