@@ -31,6 +31,7 @@ from runtime.errors import (
     EXIT_BROKEN,
     EXIT_START_FAILED,
     BrokenConfig,
+    StartFailed,
     StartupError,
     broken_model_file,
 )
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         app = create_app(settings)
     except StartupError as exc:  # voices, voice config, variant, voice map, fallback: configuration
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BROKEN
+        return EXIT_START_FAILED if isinstance(exc, StartFailed) else EXIT_BROKEN
     service = app.state.service
     failed = threading.Event()
     failure: list[str] = []

@@ -48,6 +48,11 @@ class StartupError(RuntimeServerError):
     """The server cannot start: bad settings, missing voice, no engine could load."""
 
 
+class StartFailed(StartupError):
+    """A start-up failure that may pass on a retry (an engine process that was too slow to load
+    or died while loading): ``python -m runtime`` exits :data:`EXIT_START_FAILED`."""
+
+
 class BrokenConfig(StartupError):
     """A start-up failure no restart can fix: a model directory, checkpoint, vocabulary or
     voices folder that is missing or unreadable, a family's libraries not installed. Raised while

@@ -149,7 +149,9 @@ def test_the_engine_blocks_stream_as_they_come(server: LiveServer) -> None:
     blocks = -(-expected_samples(text) // PIECE_SAMPLES)
     assert len(deltas) >= blocks - 1, (len(deltas), blocks)
     block_bytes = 2 * PIECE_SAMPLES * PCM_RATE_HZ / SAMPLE_RATE_HZ  # pcm16 at 24 kHz
-    assert max(len(d) for d in deltas) <= block_bytes + 64  # no delta bigger than one engine block
+    # No delta bigger than one engine block, give or take the few ms the stream's 22.05 -> 24 kHz
+    # resampler holds back from one block and sends with the next.
+    assert max(len(d) for d in deltas) <= block_bytes + 1024
 
     arrivals: list[float] = []
     start = time.monotonic()

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from runtime.audio.timestretch import time_stretch
-from runtime.errors import BadRequest, EngineFailed, NotReady, StartupError
+from runtime.errors import BadRequest, EngineFailed, NotReady, StartFailed
 
 from .protocol import FORMATS, ProtocolError, connect, decode_pcm, read_frame, send_frame
 
@@ -57,7 +57,7 @@ CONNECT_TIMEOUT_S = 5.0
 PROBE_TIMEOUT_S = 2.0
 
 
-class EngineStartError(StartupError):
+class EngineStartError(StartFailed):
     """An engine process did not become ready: the model failed to load, the process exited,
     or it was not ready within the startup timeout."""
 
