@@ -37,6 +37,10 @@ SPEEDS: dict[tuple[str, str], Speed] = {
     (DEFAULT_FAMILY, "cpu"): Speed(
         0.06, "upper end of the 0.03-0.06 the runtime calibrated per 1-thread onnx fp32 worker on a 2-vCPU VM: "
               "benchmarks/RESULTS.md, burst soak"),
+    ("kokoro-82m", "cpu"): Speed(
+        0.3, "int8 ONNX at 2.2 CPU-s per audio-s on an idle AVX2 core x ~0.065 audio-s per character = "
+             "0.15 s/char, doubled for a shared machine (Kokoro costs ~10x Piper per audio second): "
+             "benchmarks/RESULTS.md, Model families: Kokoro-82M on this CPU"),
     (DEFAULT_FAMILY, "cuda"): Speed(
         0.0011, "H200 through the server, p50 63 ms for a 58-character mean sentence at concurrency 1: "
                 "benchmarks/RESULTS.md, GPU"),

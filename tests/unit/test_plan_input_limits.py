@@ -96,6 +96,23 @@ def test_both_set_and_inconsistent_are_kept_with_a_warning() -> None:
     assert not fits_idle(plan)
 
 
+def test_kokoro_on_a_small_cpu_admits_far_shorter_inputs_than_piper() -> None:
+    # Kokoro int8 costs ~10x Piper's CPU per second of audio: the same 2-vCPU box and timeout
+    # admit a fraction of the characters, and the plan says why with the family's own figure.
+    from orchestrator.select.selection import ModelRequest
+    from runtime.families.catalog import family
+
+    host = HostFacts.from_json_file(FACTS / "vps-2cpu-4gb.json")
+    selection = select_profile(host, load_profiles(), model=ModelRequest(family("kokoro-82m")))
+    kokoro = make_plan(host, selection, {"model": "kokoro-82m"}, {})
+    piper = plan_for("vps-2cpu-4gb")
+    assert kokoro.device == "cpu" and kokoro.env["TAILOR_MODEL"] == "kokoro-82m"
+    chars = int(kokoro.env["TAILOR_MAX_INPUT_CHARS"])
+    assert 0 < chars < int(piper.env["TAILOR_MAX_INPUT_CHARS"]) / 3
+    assert chars == chars_that_fit(SPEEDS[("kokoro-82m", "cpu")], kokoro.workers, 60.0) // 50 * 50
+    assert "0.3 s/char" in prov(kokoro, "TAILOR_MAX_INPUT_CHARS")[1]
+
+
 def test_without_a_measured_speed_the_runtime_defaults_stay() -> None:
     plan = plan_for("jetson-orin-nx-8gb")
     assert plan.env["TAILOR_MAX_INPUT_CHARS"] == "4096"
