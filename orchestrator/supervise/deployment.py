@@ -132,7 +132,7 @@ def step_down_function(prepared: Prepared, log: Callable[[str], None]) -> Callab
         soft = spec.env_map.get(RSS_SOFT_LIMIT)
         if soft is not None and smaller.env.get(RSS_SOFT_LIMIT) != soft:
             # The runtime's memory-pressure threshold belongs to the limit kept above.
-            smaller = dataclasses.replace(smaller, env={**smaller.env, RSS_SOFT_LIMIT: soft})
+            smaller = dataclasses.replace(smaller, other_env={**smaller.other_env, RSS_SOFT_LIMIT: soft})
         new = LaunchSpec.from_plan(smaller).with_port(spec.port).with_network_mode(spec.network_mode)
         write_json_atomic(prepared.directory / "plan.stepped.json", smaller.to_dict(), mode=0o600)
         return new, smaller.steps[-1] if smaller.steps else "stepped down"

@@ -61,8 +61,11 @@ def test_the_same_inputs_give_the_same_plan_in_plan_render_and_auto(
     (prepared,) = launched
     from_auto = json.loads((tmp_path / "state" / "rendered" / "plan.json").read_text(encoding="utf-8"))
 
+    # `deploy plan --json` prints the stored plan plus `env`, the environment made from it.
+    shown_env = from_plan.pop("env")
     assert from_plan == from_render == from_auto
     assert prepared.plan is not None and prepared.plan.to_dict() == from_plan
+    assert shown_env == prepared.plan.env == prepared.spec.env_map and "env" not in from_render
     assert prepared.spec.port == 9123 and prepared.spec.env_map["TAILOR_WORKERS"] == "1"
     # The inputs really took effect, each with its source.
     plan = prepared.plan
@@ -99,6 +102,7 @@ def test_secrets_are_redacted_in_plan_output_unless_asked(user_inputs: list[str]
     data = json.loads(text)
     assert "s3cret-key" not in text
     assert data["env"]["TAILOR_API_KEY"] == REDACTED and data["user_values"]["TAILOR_API_KEY"][0] == REDACTED
+    assert data["other_env"]["TAILOR_API_KEY"] == REDACTED
     assert main(["plan", *user_inputs, "--explain"]) == 0
     assert "s3cret-key" not in capsys.readouterr().out
     assert main(["plan", *user_inputs, "--json", "--show-secrets"]) == 0
