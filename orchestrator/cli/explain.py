@@ -31,8 +31,9 @@ def plan_json(plan: Plan, *, show_secrets: bool = False) -> dict[str, Any]:
 def source_rows(plan: Plan, *, show_secrets: bool = False) -> list[dict[str, str]]:
     """One row per runtime variable (and per launcher setting the user gave): name, value
     (redacted), source (cli, env, config/tuned, profile, default, derived) and why."""
+    env = plan.env  # made once from the typed plan
     return [{"name": p.name, "value": redact(p.name, p.value, show_secrets), "source": p.source,
-             "reason": p.reason} for p in plan.provenance if p.name in plan.env or p.name in plan.launch_settings]
+             "reason": p.reason} for p in plan.provenance if p.name in env or p.name in plan.launch_settings]
 
 
 def sources_table(plan: Plan, *, show_secrets: bool = False, title: str = "Runtime environment") -> Table:

@@ -113,7 +113,7 @@ def step_down_function(prepared: Prepared, log: Callable[[str], None]) -> Callab
             smaller = dataclasses.replace(smaller, container=dataclasses.replace(
                 smaller.container, memory_limit_bytes=spec.memory_limit_bytes))
         soft = spec.env_map.get(RSS_SOFT_LIMIT)
-        if soft is not None and smaller.env.get(RSS_SOFT_LIMIT) != soft:
+        if soft is not None and smaller.other_env.get(RSS_SOFT_LIMIT) != soft:
             # The runtime's memory-pressure threshold belongs to the limit kept above.
             smaller = dataclasses.replace(smaller, other_env={**smaller.other_env, RSS_SOFT_LIMIT: soft})
         new = LaunchSpec.from_plan(smaller).with_port(spec.port).with_network_mode(spec.network_mode)
