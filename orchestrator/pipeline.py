@@ -47,7 +47,14 @@ from orchestrator.render.renderer import (
     write_rendered,
 )
 from orchestrator.select.profiles import ProfileSet, load_profiles
-from orchestrator.select.selection import ModelRequest, Selection, default_model, select_profile
+from orchestrator.select.selection import (
+    Judged,
+    ModelRequest,
+    Selection,
+    choose_profile,
+    default_model,
+    judge_profiles,
+)
 
 CONFIG_LABEL = "config"
 
@@ -96,8 +103,13 @@ class Selected:
     user: Choices | None = None
     """The user's values by precedence, parsed once (the plan uses them as they are)."""
 
-    def select(self) -> Selection:
-        return select_profile(self.facts, self.profiles, self.forced, self.environ, self.model)
+    def judge(self) -> Judged:
+        """Every profile judged (facts completed, GPUs chosen once): what ``deploy profiles`` shows."""
+        return judge_profiles(self.facts, self.profiles, self.environ, self.model)
+
+    def select(self, judged: Judged | None = None) -> Selection:
+        """The chosen profile, from ``judged`` when the caller already judged the profiles."""
+        return choose_profile(judged if judged is not None else self.judge(), self.forced)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from runtime.settings import VARIABLES
 
 
 def plan_json(plan: Plan, *, show_secrets: bool = False) -> dict[str, Any]:
-    """The plan's JSON form with secret values redacted."""
-    data = plan.to_dict()
-    data["env"] = redact_env(plan.env, show_secrets)
+    """The plan's JSON form (``Plan.to_view``: the stored fields plus ``env``) with secret values redacted."""
+    data = plan.to_view()
+    data["env"] = redact_env(data["env"], show_secrets)
+    data["other_env"] = redact_env(data["other_env"], show_secrets)
     data["provenance"] = [{**p, "value": redact(p["name"], p["value"], show_secrets)} for p in data["provenance"]]
     data["user_values"] = {name: [redact(name, value, show_secrets), source]
                            for name, (value, source) in plan.user_values.items()}
@@ -30,8 +31,9 @@ def plan_json(plan: Plan, *, show_secrets: bool = False) -> dict[str, Any]:
 def source_rows(plan: Plan, *, show_secrets: bool = False) -> list[dict[str, str]]:
     """One row per runtime variable (and per launcher setting the user gave): name, value
     (redacted), source (cli, env, config/tuned, profile, default, derived) and why."""
+    env = plan.env  # made once from the typed plan
     return [{"name": p.name, "value": redact(p.name, p.value, show_secrets), "source": p.source,
-             "reason": p.reason} for p in plan.provenance if p.name in plan.env or p.name in plan.launch_settings]
+             "reason": p.reason} for p in plan.provenance if p.name in env or p.name in plan.launch_settings]
 
 
 def sources_table(plan: Plan, *, show_secrets: bool = False, title: str = "Runtime environment") -> Table:

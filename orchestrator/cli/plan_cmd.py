@@ -35,13 +35,11 @@ from orchestrator.errors import PlanError
 from orchestrator.model import to_jsonable
 from orchestrator.render.renderer import FORMATS, parse_formats
 from orchestrator.select.fit import ModelFit
-from orchestrator.select.gpus import choose_gpus
 from orchestrator.select.selection import (
     DOES_NOT_FIT,
     FITS,
     FITS_WITH_CHANGE,
     STATUS_LABELS,
-    judge_all,
 )
 from orchestrator.units import format_size
 from runtime.families.catalog import DEFAULT_FAMILY
@@ -61,10 +59,10 @@ def profiles_command(facts: FactsOpt = None, profiles_dir: ProfilesDirOpt = None
                                                     model=model))
     _warn_and_note(selected.notes)
     host, profiles = selected.facts, selected.profiles
-    verdicts = {v.profile: v for v in judge_all(host, profiles, choose_gpus(host, selected.environ),
-                                                selected.model)}
+    judged = selected.judge()  # the facts completed and the GPUs chosen once, as the plan would
+    verdicts = {v.profile: v for v in judged.verdicts}
     try:
-        chosen: str | None = selected.select().chosen.name
+        chosen: str | None = selected.select(judged).chosen.name
     except PlanError as exc:
         chosen = None
         out.warn(exc.message)

@@ -145,7 +145,7 @@ def tune(
                          "s); only variants that pass become candidates. Thresholds and their reasoning: README, "
                          "\"deploy tune\".")
 
-    plan_dict = plan.to_dict()
+    plan_dict = plan.to_view()
     knobs = build_knobs(plan_dict, variants=[v for v in passed if v != TORCH_BF16], torch_bf16=TORCH_BF16 in passed)
 
     def spec_for(values: Mapping[str, str]) -> LaunchSpec:

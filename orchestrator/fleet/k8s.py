@@ -42,6 +42,7 @@ _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm6
 # exact figures) are left out so hosts with the same plan fall into one class.
 _CLASS_FIELDS = ("profile", "engine", "device", "precision", "workers", "threads", "inter_op_threads",
                  "max_concurrency", "preload", "env", "container")
+"""Fields of ``Plan.to_view`` (``env`` is the whole runtime environment, the typed fields as text)."""
 
 
 def node_selector(facts: HostFacts) -> dict[str, str]:
@@ -56,7 +57,7 @@ def node_selector(facts: HostFacts) -> dict[str, str]:
 
 
 def class_key(plan: Plan, facts: HostFacts) -> str:
-    data = plan.to_dict()
+    data = plan.to_view()
     shaped = {name: data[name] for name in _CLASS_FIELDS}
     text = json.dumps([shaped, node_selector(facts)], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]

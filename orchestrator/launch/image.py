@@ -174,12 +174,20 @@ TORCH_INDEX = "https://download.pytorch.org/whl/{build}"
 version (``2.13.0+cu126``), which sorts above PyPI's plain ``2.13.0``, so pip takes them."""
 
 
+def build_backend_installed() -> bool:
+    """Whether the project's build backend (hatchling) is importable here."""
+    return importlib.util.find_spec("hatchling") is not None
+
+
 def prepare_wheelhouse(dest: Path, fl: Flavor, *, python_version: str, wheelhouse: Path | None,
-                       run: CommandRunner = _run, log: Log = lambda _m: None, cuda_build: str = "") -> list[str]:
+                       run: CommandRunner = _run, log: Log = lambda _m: None, cuda_build: str = "",
+                       has_build_backend: Callable[[], bool] = build_backend_installed) -> list[str]:
     """Fill ``dest`` with every wheel the image needs; returns the wheel file names.
 
     ``cuda_build`` (the plan's, e.g. ``cu126``) adds PyTorch's index for that build, so the CUDA
     image gets the torch build with kernels for the planned GPUs and a CUDA its driver runs.
+    ``has_build_backend`` says whether a source checkout's wheel can be built without fetching
+    hatchling (``--no-build-isolation``).
     """
     dest.mkdir(parents=True, exist_ok=True)
     if wheelhouse is not None:
@@ -199,7 +207,7 @@ def prepare_wheelhouse(dest: Path, fl: Flavor, *, python_version: str, wheelhous
         for old in dest.glob("tailor_deploy-*.whl"):
             old.unlink()
         # Offline hosts need the build backend installed; without it pip fetches hatchling itself.
-        isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-build-isolation"]
+        isolation = ["--no-build-isolation"] if has_build_backend() else []
         _check(run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation,
                     "--wheel-dir", str(dest), str(root)]),
                f"building the {DISTRIBUTION} wheel",

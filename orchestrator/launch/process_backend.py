@@ -6,10 +6,8 @@ plan's environment, and writes stdout+stderr to ``<state dir>/runtime.log``.
 
 Memory limit and OOM detection, in order of preference:
 
-1. **Its own memory cgroup** when we are root and a memory controller is writable (cgroup v1
-   ``memory.limit_in_bytes``, or cgroup v2 ``memory.max`` where the parent delegates the
-   controller). The kernel enforces the plan's limit; an OOM kill is read back from
-   ``memory.oom_control`` / ``memory.events`` (``oom_kill N``).
+1. **Its own memory cgroup** (orchestrator/launch/memory_cgroup.py) when we are root and a memory
+   controller is writable. The kernel enforces the plan's limit and counts its OOM kills.
 2. Otherwise **an RSS watchdog**: every poll sums the RSS of the child's process tree and, over
    the plan's budget, kills it (SIGKILL) and reports an OOM kill. A SIGKILL we did not send,
    while the kernel's global ``oom_kill`` counter (``/proc/vmstat``) went up, is also reported
@@ -38,6 +36,7 @@ from orchestrator.launch.identity import (
     read_stamp,
     runtime_recognition,
 )
+from orchestrator.launch.memory_cgroup import MemoryCgroup, vmstat_oom_kills
 from orchestrator.launch.ports import RecordedRuntime, ensure_port_free
 from orchestrator.launch.runner import (
     INSTANCE_ENV,
@@ -49,7 +48,7 @@ from orchestrator.launch.runner import (
 )
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.plan.decisions import LOOPBACK
-from orchestrator.polling import poll_until, wait_while
+from orchestrator.polling import wait_while
 
 LOG_FILE = "runtime.log"
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "TZ", "PYTHONPATH", "XDG_CACHE_HOME",
@@ -101,111 +100,6 @@ def stop_process_group(identity: RuntimeIdentity, grace_s: float) -> str:
         raise LaunchError(f"runtime process {pid} survived SIGKILL", "it may be stuck in the kernel (D state); "
                           f"check `ps -o stat,wchan -p {pid}`")
     return f"stopped runtime process {pid}"
-
-
-def remove_cgroup_dir(path: str) -> str:
-    """Remove a per-instance memory cgroup left behind; a sentence, "" when there was none."""
-    if not path:
-        return ""
-    group = Path(path)
-    if not group.exists():
-        return ""
-    MemoryCgroup(group, 2, OsCalls()).remove()
-    if group.exists():
-        raise LaunchError(f"cannot remove the memory cgroup {group}: it still has processes",
-                          f"see `cat {group / 'cgroup.procs'}`")
-    return f"removed memory cgroup {group}"
-
-
-def oom_kill_field(text: str) -> int | None:
-    """N of the ``oom_kill N`` line of /proc/vmstat, memory.oom_control (cgroup v1) or
-    memory.events (v2); None when the file has no such line."""
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "oom_kill":
-            return int(value)
-    return None
-
-
-def _vmstat_oom_kills(os_calls: OsCalls, proc_root: Path) -> int | None:
-    try:
-        return oom_kill_field(os_calls.read_text(proc_root / "vmstat"))
-    except OSError:
-        return None
-
-
-class MemoryCgroup:
-    """A per-instance memory cgroup (v1 or v2); ``create`` returns None where none can be made."""
-
-    def __init__(self, path: Path, version: int, os_calls: OsCalls) -> None:
-        self.path = path
-        self.version = version
-        self._os = os_calls
-
-    @classmethod
-    def create(cls, name: str, limit_bytes: int, os_calls: OsCalls, cgroup_root: Path,
-               proc_root: Path) -> tuple[MemoryCgroup | None, str]:
-        if os_calls.geteuid() != 0:
-            return None, "not root, so no memory cgroup"
-        try:
-            own = os_calls.read_text(proc_root / "self/cgroup")
-        except OSError as exc:
-            return None, f"cannot read /proc/self/cgroup ({exc.strerror})"
-        v1_mount = cgroup_root / "memory"
-        if (v1_mount / "memory.limit_in_bytes").exists():
-            rel = next((ln.split(":", 2)[2] for ln in own.splitlines()
-                        if ln.split(":", 2)[1:2] == ["memory"]), "/")
-            parent = v1_mount / rel.lstrip("/")
-            if not (parent / "memory.limit_in_bytes").exists():
-                parent = v1_mount  # the mount shows our own cgroup as its root (cgroup namespace)
-            return cls._make(parent / name, 1, "memory.limit_in_bytes", limit_bytes, os_calls)
-        if (cgroup_root / "cgroup.controllers").exists():
-            rel = next((ln.split(":", 2)[2] for ln in own.splitlines() if ln.startswith("0::")), "/")
-            parent = cgroup_root / rel.lstrip("/")
-            return cls._make(parent / name, 2, "memory.max", limit_bytes, os_calls)
-        return None, f"no memory cgroup controller under {cgroup_root}"
-
-    @classmethod
-    def _make(cls, path: Path, version: int, limit_file: str, limit_bytes: int,
-              os_calls: OsCalls) -> tuple[MemoryCgroup | None, str]:
-        try:
-            os_calls.mkdir(path)
-        except OSError as exc:
-            return None, f"cannot create cgroup {path} ({exc.strerror})"
-        group = cls(path, version, os_calls)
-        try:
-            os_calls.write_text(path / limit_file, str(limit_bytes))
-            if version == 1 and (path / "memory.memsw.limit_in_bytes").exists():
-                # Without this, a v1 cgroup may swap instead of being OOM-killed.
-                os_calls.write_text(path / "memory.memsw.limit_in_bytes", str(limit_bytes))
-        except OSError as exc:
-            group.remove()
-            return None, f"cannot set {path / limit_file} ({exc.strerror}; controller not delegated?)"
-        return group, f"cgroup v{version} {path} with a {limit_bytes // _MB} MB limit"
-
-    def add(self, pid: int) -> None:
-        self._os.write_text(self.path / "cgroup.procs", str(pid))
-
-    def oom_kills(self) -> int:
-        name = "memory.oom_control" if self.version == 1 else "memory.events"
-        try:
-            return oom_kill_field(self._os.read_text(self.path / name)) or 0
-        except OSError:
-            return 0
-
-    def remove(self) -> None:
-        # The kernel frees the cgroup a moment after its last process is reaped.
-        poll_until(self._try_rmdir, 2.5, 0.05)
-
-    def _try_rmdir(self) -> bool | None:
-        """True once the cgroup directory is gone; None while it still has processes."""
-        try:
-            self._os.rmdir(self.path)
-        except FileNotFoundError:
-            return True
-        except OSError:
-            return None
-        return True
 
 
 class ProcessRunner:
@@ -275,7 +169,7 @@ class ProcessRunner:
                                   "check that the interpreter exists and is executable") from exc
         self._stamp = read_stamp(self._child.pid)
         limit = self.spec.memory_limit_bytes
-        self._vmstat_before = _vmstat_oom_kills(self._os, self._proc_root)
+        self._vmstat_before = vmstat_oom_kills(self._os, self._proc_root)
         if limit:
             group, why = MemoryCgroup.create(f"tailor-{self._child.pid}", limit, self._os,
                                              self._cgroup_root, self._proc_root)
@@ -324,7 +218,7 @@ class ProcessRunner:
                                 detail=f"OOM-killed by the kernel in its memory cgroup "
                                        f"({(self.spec.memory_limit_bytes or 0) // _MB} MB limit); {detail}")
         if code == -signal.SIGKILL and not self._killed_by_us and self._vmstat_before is not None:
-            after = _vmstat_oom_kills(self._os, self._proc_root)
+            after = vmstat_oom_kills(self._os, self._proc_root)
             if after is not None and after > self._vmstat_before:
                 return RunnerStatus(running=False, exit_code=code, oom_killed=True,
                                     detail=f"OOM-killed by the kernel (/proc/vmstat oom_kill rose); {detail}")

@@ -3,7 +3,7 @@
 Compose, Kubernetes, the systemd unit, the Dockerfiles and the Docker backend all call these
 pure functions, so the user id, the image tag, the bind address, the security options and
 the health check cannot drift between them. The port's default comes from the knob table
-(``TAILOR_PORT`` in runtime/settings.py); a plan records the chosen port once, in its env.
+(``TAILOR_PORT`` in runtime/settings.py); a plan records the chosen port once, in its typed ``port`` field.
 """
 
 from __future__ import annotations

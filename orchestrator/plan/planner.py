@@ -30,6 +30,7 @@ from orchestrator.plan.container_spec import (
     pids_limit_for,
     sizing_reasons,
 )
+from orchestrator.plan.decisions import default_port
 from orchestrator.plan.model_fit import (
     first_family,
     fit_env,
@@ -40,7 +41,7 @@ from orchestrator.plan.model_fit import (
 from orchestrator.plan.processes import decide_processes, pod_processes, scale_budget
 from orchestrator.plan.runtime_env import Provenance, build_env
 from orchestrator.plan.steps import Choices, Planning
-from orchestrator.plan.user_config import LAUNCH_KNOBS, UserConfig, Value, parse_value
+from orchestrator.plan.user_config import LAUNCH_KNOBS, UserConfig, Value, parse_value, value_text
 from orchestrator.probe.facts import HostFacts
 from orchestrator.select.fit import ModelFit, fit_model
 from orchestrator.select.profiles import Profile, ProfileSet
@@ -57,9 +58,13 @@ from orchestrator.units import format_size
 from runtime.families.catalog import DEFAULT_FAMILY, family
 from runtime.settings import VARIABLES
 
-PLAN_VERSION = 2
-"""2: the port is recorded once, in ``env`` (``container.port`` is gone) and ``container.pids_limit``
-is planned. Version-1 files are still read (upgraded on reading); other versions are refused."""
+PLAN_VERSION = 3
+"""3: each value is stored once: the typed fields (``workers``, ``port``, ``max_queue``...) hold
+their settings and ``other_env`` only the variables no field holds; the runtime's whole
+environment (:attr:`Plan.env`) is made from them when it is written or launched.
+2: the port was recorded once, in ``env`` (``container.port`` gone), and ``container.pids_limit``
+planned; the sized settings were in ``env`` as text as well as in their fields.
+Versions 1 and 2 are still read (upgraded on reading); other versions are refused."""
 SIZING_VARIABLES = ("TAILOR_ENGINE", "TAILOR_DEVICE", "TAILOR_PRECISION", "TAILOR_WORKERS",
                     "TAILOR_THREADS_PER_WORKER", "TAILOR_MAX_BATCH_SIZE", "TAILOR_MAX_QUEUE", "TAILOR_PROCESSES")
 
@@ -82,9 +87,12 @@ class Plan:
     batch_window_ms: float
     preload: bool
     cache_bytes: int
+    port: int
+    """The runtime's TCP port (``TAILOR_PORT``)."""
     memory_budget: MemoryBudget
-    env: Mapping[str, str]
-    """The runtime's whole environment, name -> value, sorted by name."""
+    other_env: Mapping[str, str]
+    """The runtime variables no typed field holds (``TAILOR_LOG_LEVEL``, ``OMP_NUM_THREADS``...),
+    name -> value, sorted by name. The whole environment is :attr:`env`."""
     provenance: tuple[Provenance, ...]
     container: ContainerSpec
     warnings: tuple[str, ...] = ()
@@ -105,14 +113,21 @@ class Plan:
     """Server processes behind the one port (TAILOR_PROCESSES; see orchestrator/plan/processes.py)."""
 
     @property
-    def port(self) -> int:
-        """The runtime's TCP port: the plan's one record of it is ``env["TAILOR_PORT"]``."""
-        return int(self.env["TAILOR_PORT"])
+    def env(self) -> dict[str, str]:
+        """The runtime's whole environment, name -> text, sorted by name: :attr:`other_env` plus the
+        typed fields as text (``value_text``). Made here, where a render or a launch writes it."""
+        typed = {var: value_text(getattr(self, name)) for var, name in _VARIABLE_FIELDS.items()}
+        return dict(sorted({**self.other_env, **typed}.items()))
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan's JSON form (``deploy plan --json``, ``plan.json``), with its format version."""
+        """The plan's stored form (``plan.json``), with its format version: each value once."""
         data: dict[str, Any] = {"plan_version": PLAN_VERSION, **to_jsonable(self)}
         return data
+
+    def to_view(self) -> dict[str, Any]:
+        """What ``deploy plan --json`` prints: :meth:`to_dict` plus ``env``, the runtime's whole
+        environment as text (for scripts that read it, such as benchmarks/local_runtime.py)."""
+        return {**self.to_dict(), "env": self.env}
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "plan") -> Plan:
@@ -121,6 +136,8 @@ class Plan:
                                            "or `deploy auto`")
         if isinstance(data, dict) and data.get("plan_version") == 1:
             data = _from_version_1(data)
+        if isinstance(data, dict) and data.get("plan_version") == 2:
+            data = _from_version_2(data, reader)
         check_version(data, "plan_version", PLAN_VERSION, reader, "plan")
         plan: Plan = from_jsonable(cls, {k: v for k, v in data.items() if k != "plan_version"}, reader)
         return plan
@@ -145,7 +162,22 @@ def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
     cpus = container.get("cpus")
     if "pids_limit" not in upgraded and isinstance(cpus, (int, float)) and not isinstance(cpus, bool):
         upgraded["pids_limit"] = pids_limit_for(cpus)
-    return {**data, "plan_version": PLAN_VERSION, "container": upgraded}
+    return {**data, "plan_version": 2, "container": upgraded}
+
+
+def _from_version_2(data: dict[str, Any], reader: Reader) -> dict[str, Any]:
+    """A version-2 plan.json in today's form: ``env`` held every variable as text, the sized ones
+    (``TAILOR_WORKERS``...) twice, as a field too. The port becomes a field (from ``env``, where
+    version 2 kept it), the other fields stay, and ``other_env`` keeps what no field holds."""
+    env = data.get("env")
+    if not isinstance(env, dict):
+        return {**data, "plan_version": PLAN_VERSION}  # the strict reader names what is missing
+    port = env.get("TAILOR_PORT")
+    if not isinstance(port, str) or not port.isdigit():
+        raise reader.fail("env.TAILOR_PORT", f"must be a port number, got {port!r}")
+    rest = {k: v for k, v in data.items() if k != "env"}
+    return {**rest, "plan_version": PLAN_VERSION, "port": int(port),
+            "other_env": {k: v for k, v in env.items() if k not in _VARIABLE_FIELDS}}
 
 
 _VARIABLE_FIELDS = {v.name: v.knob for v in VARIABLES if v.knob in {f.name for f in fields(Plan)}}
@@ -252,12 +284,19 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         threads=sizing.threads, inter_op_threads=batch.inter_op, max_concurrency=batch.concurrency,
         max_queue=batch.max_queue, batching=batch.batching, max_batch_size=batch.max_batch,
         batch_window_ms=batch.window_ms, preload=batch.preload, cache_bytes=sizing.cache_bytes,
-        memory_budget=budget, env=env, provenance=tuple(prov[k] for k in sorted(prov)), container=container,
+        port=_port(user), memory_budget=budget,
+        other_env={k: v for k, v in env.items() if k not in _VARIABLE_FIELDS}, provenance=tuple(prov[k] for k in sorted(prov)), container=container,
         warnings=tuple(dict.fromkeys(warnings)),
         reasons=tuple(selection.reasons[:1]) + tuple(planning.reasons),
         user_values=user.user_set(), launch_settings=launch_settings, model=model_name, model_fit=fit,
         processes=processes,
     )
+
+
+def _port(user: Choices) -> int:
+    """The user's port (typed where it entered), else the runtime's default."""
+    chosen = user.typed("TAILOR_PORT")
+    return default_port() if chosen is None else int(chosen)
 
 
 def _fallback_threads(facts: HostFacts, profile: Profile, workers: int) -> int:

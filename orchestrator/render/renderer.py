@@ -179,7 +179,7 @@ def _context(plan: Plan, options: RenderOptions) -> dict[str, dict[str, Any]]:
     port = plan.port
     container_env = runtime_env(plan, "container", options)
     host_env = runtime_env(plan, "host", options)
-    grace = int(float(plan.env["TAILOR_SHUTDOWN_GRACE_S"]))
+    grace = int(float(plan.other_env["TAILOR_SHUTDOWN_GRACE_S"]))
     mem_mib = c.memory_limit_bytes // 1024**2
     common = {"version": __version__, "profile": plan.profile, "service": SERVICE_NAME, "port": port,
               "image": _q(c.image), "grace_s": grace, "user": _q(c.user)}

@@ -246,6 +246,36 @@ def refusal(model: ModelRequest, fits: Sequence[tuple[str, ModelFit]]) -> PlanEr
                      "footprint (smaller ones: --model kokoro-82m, --model piper)")
 
 
+@dataclass(frozen=True)
+class Judged:
+    """Every profile judged on one machine: the facts completed once, the GPUs chosen once, a
+    verdict per profile (highest priority first). ``deploy profiles`` shows it whether or not a
+    profile can be chosen; :func:`choose_profile` picks from it."""
+
+    facts: HostFacts
+    """``complete_facts`` applied."""
+    assumptions: tuple[str, ...]
+    """What completing the facts assumed (warnings)."""
+    gpus: GpuChoice
+    model: ModelRequest
+    profiles: tuple[Profile, ...]
+    """Highest priority first."""
+    verdicts: tuple[Verdict, ...]
+    """One per profile, in the order of ``profiles``."""
+
+
+def judge_profiles(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
+                   environ: Mapping[str, str] | None = None, model: ModelRequest | None = None) -> Judged:
+    """Complete ``facts``, choose the GPUs (``environ``: only ``CUDA_VISIBLE_DEVICES`` is read) and
+    judge every profile for ``model`` (default: Piper) with them."""
+    model = model or default_model()
+    items = profiles.profiles if isinstance(profiles, ProfileSet) else tuple(profiles)
+    ordered = tuple(sorted(items, key=lambda p: -p.priority))
+    facts, assumptions = complete_facts(facts)
+    gpus = choose_gpus(facts, environ)
+    return Judged(facts, assumptions, gpus, model, ordered, judge_all(facts, ordered, gpus, model))
+
+
 def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
                    override: str | None = None, environ: Mapping[str, str] | None = None,
                    model: ModelRequest | None = None) -> Selection:
@@ -254,12 +284,13 @@ def select_profile(facts: HostFacts, profiles: ProfileSet | Sequence[Profile],
 
     ``environ`` is the user's environment: only ``CUDA_VISIBLE_DEVICES`` is read from it here.
     """
-    model = model or default_model()
-    items = profiles.profiles if isinstance(profiles, ProfileSet) else tuple(profiles)
-    ordered = sorted(items, key=lambda p: -p.priority)
-    facts, assumptions = complete_facts(facts)
-    gpus = choose_gpus(facts, environ)
-    verdicts = judge_all(facts, ordered, gpus, model)
+    return choose_profile(judge_profiles(facts, profiles, environ, model), override)
+
+
+def choose_profile(judged: Judged, override: str | None = None) -> Selection:
+    """The profile :func:`select_profile` picks, from profiles already judged."""
+    facts, gpus, model, ordered, verdicts = judged.facts, judged.gpus, judged.model, judged.profiles, judged.verdicts
+    assumptions = judged.assumptions
     by_name = {p.name: p for p in ordered}
     warnings: list[str] = list(assumptions)
     if override is not None:
@@ -324,9 +355,11 @@ __all__ = [
     "FP16_MIN_CC",
     "NATIVE_BF16_ISA",
     "STATUS_LABELS",
+    "Judged",
     "ModelRequest",
     "Selection",
     "Verdict",
+    "choose_profile",
     "complete_facts",
     "compute_capability",
     "cpu_bf16_supported",
@@ -334,6 +367,7 @@ __all__ = [
     "gpu_memory_bytes",
     "judge",
     "judge_all",
+    "judge_profiles",
     "precision_supported",
     "refusal",
     "resolve_precision",

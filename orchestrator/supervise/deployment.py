@@ -1,4 +1,5 @@
-"""From facts to a supervised runtime: plan, write the deployment directory, pick a backend, wire the supervisor.
+"""From facts to a supervised runtime: plan, write the deployment directory, wire the supervisor to
+the backend launch/ chose (orchestrator/launch/backends.py picks it and builds its runners).
 
 A deployment directory (``<state dir>/rendered``, or any ``deploy render --out DIR``) holds
 ``plan.json`` and ``facts.json`` (what ``deploy up DIR`` and the OOM step-down need) plus the
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import pipeline
-from orchestrator.errors import LaunchError, PlanError, UsageError
+from orchestrator.errors import LaunchError, PlanError
 from orchestrator.files import write_json_atomic
+from orchestrator.launch.backends import adopted_runner, runner_factory
 from orchestrator.launch.identity import boot_seconds, read_stamp, wall_start_time
-from orchestrator.launch.process_backend import LOG_FILE, ProcessRunner
+from orchestrator.launch.process_backend import LOG_FILE
 from orchestrator.launch.rendered import spec_from_rendered_dir
-from orchestrator.launch.runner import Runner, RuntimeIdentity
+from orchestrator.launch.runner import RuntimeIdentity
 from orchestrator.launch.spec import FACTS_FILE, PLAN_FILE, LaunchSpec
 from orchestrator.plan.planner import Plan
 from orchestrator.probe.facts import HostFacts
@@ -34,7 +36,6 @@ from orchestrator.supervise.supervisor import Policy, Snapshot, Supervisor
 RENDERED_DIR = "rendered"
 SUPERVISOR_LOG = "supervisor.log"
 RSS_SOFT_LIMIT = "TAILOR_RSS_SOFT_LIMIT_BYTES"
-BACKENDS = ("auto", "docker", "process")
 
 
 @dataclass(frozen=True)
@@ -85,24 +86,6 @@ def load_deployment(directory: Path, *, port: int | None = None, notes: tuple[st
                     notes=notes)
 
 
-def choose_backend(requested: str, environ: Mapping[str, str]) -> tuple[str, str]:
-    """``(backend, why)``. ``auto`` is docker when a daemon answers, else process."""
-    if requested not in BACKENDS:
-        raise UsageError(f"--backend {requested!r} is not one of {', '.join(BACKENDS)}", "use auto, docker or process")
-    if requested == "process":
-        return "process", "chosen with --backend process"
-    from orchestrator.launch.docker_backend import daemon_status
-
-    status = daemon_status(environ)
-    if requested == "docker":
-        if not status.reachable:
-            raise LaunchError(status.reason, "start the Docker daemon or set DOCKER_HOST, or use --backend process")
-        return "docker", status.reason
-    if status.reachable:
-        return "docker", status.reason
-    return "process", status.reason
-
-
 def step_down_function(prepared: Prepared, log: Callable[[str], None]) -> Callable[[LaunchSpec], tuple[LaunchSpec, str] | None]:
     """Wraps ``orchestrator.plan.step_down`` for the supervisor.
 
@@ -130,9 +113,9 @@ def step_down_function(prepared: Prepared, log: Callable[[str], None]) -> Callab
             smaller = dataclasses.replace(smaller, container=dataclasses.replace(
                 smaller.container, memory_limit_bytes=spec.memory_limit_bytes))
         soft = spec.env_map.get(RSS_SOFT_LIMIT)
-        if soft is not None and smaller.env.get(RSS_SOFT_LIMIT) != soft:
+        if soft is not None and smaller.other_env.get(RSS_SOFT_LIMIT) != soft:
             # The runtime's memory-pressure threshold belongs to the limit kept above.
-            smaller = dataclasses.replace(smaller, env={**smaller.env, RSS_SOFT_LIMIT: soft})
+            smaller = dataclasses.replace(smaller, other_env={**smaller.other_env, RSS_SOFT_LIMIT: soft})
         new = LaunchSpec.from_plan(smaller).with_port(spec.port).with_network_mode(spec.network_mode)
         write_json_atomic(prepared.directory / "plan.stepped.json", smaller.to_dict(), mode=0o600)
         return new, smaller.steps[-1] if smaller.steps else "stepped down"
@@ -203,16 +186,6 @@ def launch_policy(spec: LaunchSpec, *, startup_timeout_s: float | None = None,
     return Policy(startup_budget_s=budget, health_interval_s=interval), explain
 
 
-def runner_factory(backend: str, state_dir: Path, environ: Mapping[str, str]) -> Callable[[LaunchSpec], Runner]:
-    if backend == "process":
-        return lambda spec: ProcessRunner(spec, state_dir, environ=environ, recorded=recorded_runtime)
-    from orchestrator.launch.docker_backend import DockerRunner, connect
-
-    client = connect(environ)
-    deployment = str(state_dir.resolve())
-    return lambda spec: DockerRunner(spec, client, deployment)
-
-
 def make_supervisor(prepared: Prepared, backend: str, backend_reason: str, state_dir: Path,
                     environ: Mapping[str, str], log: Callable[[str], None], *,
                     policy: Policy | None = None, adopt: RuntimeIdentity | None = None) -> Supervisor:
@@ -245,17 +218,12 @@ def make_supervisor(prepared: Prepared, backend: str, backend_reason: str, state
             state, supervisor_start_ticks=stamp.start_ticks if stamp else None,
             boot_id=stamp.boot_id if stamp else "", instance_started_boot_s=boot_started))
 
-    factory = runner_factory(backend, state_dir, environ)
+    factory = runner_factory(backend, state_dir, environ, recorded=recorded_runtime)
     sup = Supervisor(prepared.spec, factory,
                      lambda spec, instance: check_ready(spec.url, instance), policy=policy, rng=random.Random(),
                      step_down=step_down_function(prepared, log), on_change=record, log=log)
     if adopt is not None:
-        from orchestrator.launch.docker_backend import DockerRunner
-
-        runner = factory(prepared.spec)
-        if not isinstance(runner, DockerRunner) or not runner.adopt(adopt.ident, adopt.instance_id):
-            raise LaunchError(f"cannot adopt container {adopt.ident}: it is not a running container any more",
-                              "run `deploy up` again: it starts a fresh one")
+        runner = adopted_runner(factory, prepared.spec, adopt)
         sup.adopt(runner, f"adopted the running container {adopt.ident} (instance {adopt.instance_id}) "
                           "left by a supervisor that is gone")
     return sup

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from orchestrator.errors import Interrupted, LaunchError, StateError, SupervisorError, UsageError
+from orchestrator.launch.backends import choose_backend
 from orchestrator.launch.ports import ensure_port_free
 from orchestrator.launch.process_backend import tail_lines
 from orchestrator.launch.runner import RuntimeIdentity
@@ -90,7 +91,7 @@ def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: L
     for name, value in (("--startup-timeout", opts.startup_timeout_s), ("--health-interval", opts.health_interval_s)):
         if value is not None and not value > 0:
             raise UsageError(f"{name} {value:g} is not a positive number of seconds", f"pass {name} SECONDS, e.g. 120")
-    chosen, why = dep.choose_backend(opts.backend, environ)
+    chosen, why = choose_backend(opts.backend, environ)
     if opts.detached_child and opts.backend_reason:
         why = opts.backend_reason  # the parent's reason ("no Docker daemon: ..."), not "chosen with --backend"
     policy, timings = dep.launch_policy(spec, startup_timeout_s=opts.startup_timeout_s,

@@ -31,6 +31,7 @@ from enum import Enum
 from typing import Protocol
 
 from orchestrator.errors import LaunchError, PortInUseError
+from orchestrator.launch.backends import RunnerFactory
 from orchestrator.launch.runner import Runner, RunnerStatus, RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.supervise.http_client import HealthResult
@@ -127,7 +128,6 @@ class Snapshot:
     transitions: tuple[Transition, ...]
 
 
-RunnerFactory = Callable[[LaunchSpec], Runner]
 HealthCheck = Callable[[LaunchSpec, str], HealthResult]
 """``(spec, instance_id) -> result``: ready only when the answering server is that instance."""
 StepDown = Callable[[LaunchSpec], "tuple[LaunchSpec, str] | None"]

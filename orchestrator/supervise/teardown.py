@@ -23,7 +23,8 @@ from pathlib import Path
 
 from orchestrator.errors import AlreadyRunningError, LaunchError, StateError
 from orchestrator.launch.identity import runtime_recognition
-from orchestrator.launch.process_backend import remove_cgroup_dir, stop_process_group
+from orchestrator.launch.memory_cgroup import remove_cgroup_dir
+from orchestrator.launch.process_backend import stop_process_group
 from orchestrator.polling import wait_while
 from orchestrator.supervise.state import (
     STATE_FILE,

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orchestrator.plan.planner import Plan
 from orchestrator.supervise.state import read_state
 from tests.helpers import deploy, free_port, kill_process_deployment, process_gone, wait_for
 
@@ -33,7 +34,8 @@ def test_two_processes_through_the_cli_status_and_down(state_dir: Path, tmp_path
     state = read_state(state_dir)
     assert state.state == "RUNNING" and state.backend == "process"
     plan = json.loads((state_dir / "rendered" / "plan.json").read_text())
-    assert plan["processes"] == 2 and plan["env"]["TAILOR_PROCESSES"] == "2"
+    assert plan["processes"] == 2 and "TAILOR_PROCESSES" not in plan["other_env"]  # stored once, typed
+    assert Plan.from_dict(plan).env["TAILOR_PROCESSES"] == "2"  # the text made from it
 
     status = deploy("status", "--state-dir", str(state_dir))
     assert status.returncode == 0, status.stdout + status.stderr

@@ -163,7 +163,7 @@ def test_oom_kill_is_detected_and_stepped_down(state_dir: Path) -> None:
     # The step-down keeps the plan's memory limit (and the runtime's threshold that goes with it).
     stepped = json.loads((prepared.directory / "plan.stepped.json").read_text())
     assert stepped["container"]["memory_limit_bytes"] == OOM_LIMIT_BYTES
-    assert child_env["TAILOR_RSS_SOFT_LIMIT_BYTES"] == plan["env"]["TAILOR_RSS_SOFT_LIMIT_BYTES"]
+    assert child_env["TAILOR_RSS_SOFT_LIMIT_BYTES"] == plan["other_env"]["TAILOR_RSS_SOFT_LIMIT_BYTES"]
     if state.cgroup_path:  # root with a memory controller: the kernel enforces the same limit
         limit_file = "memory.limit_in_bytes" if "/memory/" in state.cgroup_path else "memory.max"
         assert int((Path(state.cgroup_path) / limit_file).read_text()) == OOM_LIMIT_BYTES

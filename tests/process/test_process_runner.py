@@ -11,7 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.launch.process_backend import MemoryCgroup, ProcessRunner
+from orchestrator.launch.memory_cgroup import MemoryCgroup
+from orchestrator.launch.process_backend import ProcessRunner
 from orchestrator.launch.runner import OsCalls
 from orchestrator.launch.spec import LaunchSpec
 

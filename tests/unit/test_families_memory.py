@@ -26,13 +26,13 @@ def test_the_catalog_declares_the_four_families_with_their_loaders() -> None:
     assert {f.name: f.loader for f in FAMILIES.values()} == {
         "piper": "runtime.families.piper.loader:load",
         "kokoro-82m": "runtime.families.kokoro.loader:load",
-        "xtts-v2": "runtime.families.xtts.loader:load",
-        "indextts2": "runtime.families.indextts2.loader:load",
+        "xtts-v2": "runtime.families.xtts.family:load",
+        "indextts2": "runtime.families.indextts2.family:load",
     }
     assert {f.name: f.sample_rate_hz for f in FAMILIES.values()} == {
         "piper": 22050, "kokoro-82m": 24000, "xtts-v2": 24000, "indextts2": 22050}
     assert {f.name: f.streaming for f in FAMILIES.values()} == {
-        "piper": "sentence", "kokoro-82m": "sentence", "xtts-v2": "token-chunk", "indextts2": "sentence"}
+        "piper": "sentence", "kokoro-82m": "sentence", "xtts-v2": "token-chunk", "indextts2": "token-chunk"}
     assert [f.name for f in FAMILIES.values() if not f.concurrent_safe] == ["xtts-v2", "indextts2"]
     assert [f.name for f in FAMILIES.values() if f.separate_process] == ["indextts2"]
     assert family("xtts-v2").install == "tailor-deploy[xtts]" and family("kokoro-82m").install == "tailor-deploy[kokoro]"

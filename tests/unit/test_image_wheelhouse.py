@@ -36,18 +36,16 @@ def test_installed_from_a_wheel_downloads_its_own_wheel(tmp_path: Path, monkeypa
 def test_source_checkout_builds_without_isolation_only_when_hatchling_is_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    found = {"hatchling": True}
-    real_find_spec = image.importlib.util.find_spec
-    monkeypatch.setattr(image.importlib.util, "find_spec",
-                        lambda name: object() if name == "hatchling" and found["hatchling"] else
-                        (None if name == "hatchling" else real_find_spec(name)))
+    checkout = tmp_path / "checkout"
+    monkeypatch.setattr(image, "project_root", lambda: checkout)  # a source checkout, wherever the tests run
     for present in (True, False):
-        found["hatchling"] = present
         run = Recorder()
         prepare_wheelhouse(tmp_path / f"ctx-{present}", FLAVORS["cpu"], python_version="3.11",
-                           wheelhouse=None, run=run)
+                           wheelhouse=None, run=run, has_build_backend=lambda present=present: present)
         (build,) = [c for c in run.calls if "wheel" in c[:4]]
+        assert build[-1] == str(checkout) and "--no-deps" in build  # the checkout's own wheel, built
         assert ("--no-build-isolation" in build) is present
+        assert not any("download" in c and any(a.startswith("tailor-deploy==") for a in c) for c in run.calls)
 
 
 def test_cuda_image_downloads_torch_from_the_planned_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

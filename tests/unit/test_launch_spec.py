@@ -80,7 +80,8 @@ def test_plan_json_round_trip_is_exact(tmp_path: Path) -> None:
     (("container", "image"), None, r"field container.image: is missing"),
     (("container", "cpus"), "4", r"field container.cpus: expected a number, got '4'"),
     (("container", "read_only"), 1, r"field container.read_only: expected true or false, got 1"),
-    (("env", "TAILOR_PORT"), 8000, r"field env.TAILOR_PORT: expected a string, got 8000"),
+    (("other_env", "TAILOR_LOG_LEVEL"), 1, r"field other_env.TAILOR_LOG_LEVEL: expected a string, got 1"),
+    (("port",), "8000", r"field port: expected an integer, got '8000'"),
     (("surprise",), 1, r"field surprise: is not a known field"),
 ])
 def test_plan_reader_names_the_file_and_the_field(tmp_path: Path, path: tuple[str, ...], change: object,
@@ -99,9 +100,51 @@ def test_plan_reader_names_the_file_and_the_field(tmp_path: Path, path: tuple[st
         Plan.from_json_file(file)
 
 
+PLANS = Path(__file__).resolve().parents[1] / "fixtures" / "plans"
+V2_FILES = {"cpu-4core-16gb": ("plan-v2-cpu-4core-16gb.json", {"port": "9005"}),
+            "t4-8gb-4cpu": ("plan-v2-t4-8gb-4cpu.json", {"workers": "2"})}
+"""Version-2 plan.json files as the version-2 writer wrote them (kept to prove they stay readable)."""
+
+
+@pytest.mark.parametrize("machine", sorted(V2_FILES))
+def test_a_version_2_plan_is_read_as_the_plan_it_was(machine: str) -> None:
+    name, settings = V2_FILES[machine]
+    stored = json.loads((PLANS / name).read_text(encoding="utf-8"))
+    assert stored["plan_version"] == 2
+    old = Plan.from_json_file(PLANS / name)
+    plan = planned(machine, **settings).plan
+    assert old == plan
+    # The environment a launch writes is byte for byte what version 2 stored.
+    assert old.env == stored["env"] and LaunchSpec.from_plan(old).env_map == stored["env"]
+    assert old.port == int(stored["env"]["TAILOR_PORT"])
+
+
+def test_a_plan_file_stores_each_value_once() -> None:
+    plan = planned("t4-8gb-4cpu", port="9001", workers="2").plan
+    data = plan.to_dict()
+    assert data["plan_version"] == PLAN_VERSION == 3
+    assert "env" not in data and (data["port"], data["workers"]) == (9001, 2)
+    held = {"TAILOR_PORT", "TAILOR_WORKERS", "TAILOR_THREADS_PER_WORKER", "TAILOR_MAX_QUEUE", "TAILOR_PROCESSES",
+            "TAILOR_MAX_BATCH_SIZE", "TAILOR_BATCHING", "TAILOR_BATCH_WINDOW_MS", "TAILOR_CACHE_BYTES"}
+    assert not held & set(data["other_env"])  # no setting stored twice
+    assert held <= set(plan.env)
+    assert (plan.env["TAILOR_PORT"], plan.env["TAILOR_WORKERS"]) == ("9001", "2")  # text made from the fields
+    assert plan.to_view() == {**data, "env": plan.env}
+    assert dataclasses.replace(plan, workers=3).env["TAILOR_WORKERS"] == "3"  # one owner: the field
+
+
+def test_a_version_2_plan_with_a_bad_port_names_the_field(tmp_path: Path) -> None:
+    data = json.loads((PLANS / "plan-v2-t4-8gb-4cpu.json").read_text(encoding="utf-8"))
+    data["env"]["TAILOR_PORT"] = "http"
+    file = tmp_path / "plan.json"
+    file.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(PlanError, match=f"^{file}: field env.TAILOR_PORT: must be a port number, got 'http'"):
+        Plan.from_json_file(file)
+
+
 def test_a_version_1_plan_is_read_and_other_versions_are_refused(tmp_path: Path) -> None:
     plan = planned("cpu-4core-16gb", port="9005").plan
-    data = plan.to_dict()
+    data = json.loads((PLANS / "plan-v2-cpu-4core-16gb.json").read_text(encoding="utf-8"))
     # What version 1 wrote: the port twice, no planned process limit.
     del data["container"]["pids_limit"]
     data["container"]["port"] = 9005

@@ -1,8 +1,8 @@
-"""One parser for the kernel's ``oom_kill N`` line (launch/process_backend.py), for all three files."""
+"""One parser for the kernel's ``oom_kill N`` line (launch/memory_cgroup.py), for all three files."""
 
 from __future__ import annotations
 
-from orchestrator.launch.process_backend import oom_kill_field
+from orchestrator.launch.memory_cgroup import oom_kill_field
 
 
 def test_reads_cgroup_v1_v2_and_vmstat() -> None:

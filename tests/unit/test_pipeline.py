@@ -61,8 +61,11 @@ def test_the_same_inputs_give_the_same_plan_in_plan_render_and_auto(
     (prepared,) = launched
     from_auto = json.loads((tmp_path / "state" / "rendered" / "plan.json").read_text(encoding="utf-8"))
 
+    # `deploy plan --json` prints the stored plan plus `env`, the environment made from it.
+    shown_env = from_plan.pop("env")
     assert from_plan == from_render == from_auto
     assert prepared.plan is not None and prepared.plan.to_dict() == from_plan
+    assert shown_env == prepared.plan.env == prepared.spec.env_map and "env" not in from_render
     assert prepared.spec.port == 9123 and prepared.spec.env_map["TAILOR_WORKERS"] == "1"
     # The inputs really took effect, each with its source.
     plan = prepared.plan
@@ -99,6 +102,7 @@ def test_secrets_are_redacted_in_plan_output_unless_asked(user_inputs: list[str]
     data = json.loads(text)
     assert "s3cret-key" not in text
     assert data["env"]["TAILOR_API_KEY"] == REDACTED and data["user_values"]["TAILOR_API_KEY"][0] == REDACTED
+    assert data["other_env"]["TAILOR_API_KEY"] == REDACTED
     assert main(["plan", *user_inputs, "--explain"]) == 0
     assert "s3cret-key" not in capsys.readouterr().out
     assert main(["plan", *user_inputs, "--json", "--show-secrets"]) == 0
@@ -208,14 +212,24 @@ def test_status_explain_shows_the_running_plans_sources(tmp_path: Path, user_inp
         state_reason="stopped by `deploy down`", supervisor_pid=1, supervisor_started_at_s=0.0,
         rendered_dir=str(state_dir / "rendered")))
     capsys.readouterr()
-    main(["status", "--json", "--explain", "--state-dir", str(state_dir)])
+    assert main(["status", "--json", "--explain", "--state-dir", str(state_dir)]) == 0  # stopped cleanly: not a problem
     data = json.loads(capsys.readouterr().out)
     rows = {row["name"]: row for row in data["sources"]}
     assert (rows["TAILOR_WORKERS"]["value"], rows["TAILOR_WORKERS"]["source"]) == ("1", "cli")
     assert rows["TAILOR_LOG_LEVEL"]["source"] == "config" and rows["TAILOR_API_KEY"]["value"] == REDACTED
-    main(["status", "--explain", "--state-dir", str(state_dir)])
+    assert main(["status", "--explain", "--state-dir", str(state_dir)]) == 0
     shown = capsys.readouterr().out
     assert "where each value came from" in shown and "s3cret-key" not in shown
+    # A FATAL deployment still explains its plan, and the exit code says it is a problem.
+    write_state(state_dir, DeploymentState(
+        profile="my-cpu", backend="process", backend_reason="test", url="http://127.0.0.1:9123", state="FATAL",
+        state_reason="crash loop: 6 failures within 120 s", supervisor_pid=1, supervisor_started_at_s=0.0,
+        rendered_dir=str(state_dir / "rendered")))
+    assert main(["status", "--json", "--explain", "--state-dir", str(state_dir)]) == 1
+    captured = capsys.readouterr()
+    fatal = json.loads(captured.out)
+    assert fatal["state"] == "FATAL" and {row["name"] for row in fatal["sources"]} == set(rows)
+    assert "crash loop" in captured.err
 
 
 def test_up_port_is_checked_by_the_same_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -170,3 +170,25 @@ def test_missing_facts_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Capt
     err = capsys.readouterr().err
     assert f"facts file {tmp_path / 'none.json'} does not exist" in err
     assert "deploy probe --json > FILE" in err
+
+
+def test_profiles_judges_with_the_selections_facts_and_gpus(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`deploy profiles` shows the verdicts the choice was made from: the facts completed and the
+    GPUs chosen once by the selection, not judged again on the raw facts."""
+    from orchestrator.pipeline import Inputs, select_from
+    from orchestrator.select.selection import DOES_NOT_FIT
+
+    data = json.loads((FACTS / "cpu-4core-16gb.json").read_text(encoding="utf-8"))
+    for key in ("total_bytes", "available_bytes", "effective_total_bytes", "effective_available_bytes"):
+        data["memory"][key] = 0  # a probe that could not read the memory: the selection assumes a size
+    file = tmp_path / "facts.json"
+    file.write_text(json.dumps(data), encoding="utf-8")
+    assert main(["profiles", "--facts", str(file), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    selection = select_from(Inputs(facts=file, environ={})).select()
+    assert shown["chosen"] == selection.chosen.name
+    by_name = {p["name"]: p for p in shown["profiles"]}
+    assert by_name[shown["chosen"]]["status"] != DOES_NOT_FIT  # the chosen profile is not shown as failing
+    assert {name: (p["status"], tuple(p["failures"])) for name, p in by_name.items()} == {
+        v.profile: (v.status, v.failures) for v in selection.verdicts}

@@ -114,8 +114,17 @@ class World:
             self.clock.sleep(sup.policy.poll_interval_s)
 
 
-def delay_of(sup: Supervisor) -> float:
-    return float(sup.reason.rsplit("restarting in ", 1)[1].split()[0])
+def wait_out_backoff(w: World, sup: Supervisor, step_s: float = 0.01) -> float:
+    """Tick through BACKOFF on the fake clock; the seconds that really passed before the next
+    instance was started (measured, not read from the message)."""
+    assert sup.state is State.BACKOFF
+    started, instances = w.clock.now, len(w.runners)
+    while sup.state is State.BACKOFF:
+        assert len(w.runners) == instances  # nothing is started during the wait
+        w.clock.sleep(step_s)
+        sup.tick()
+    assert len(w.runners) == instances + 1 and sup.state is State.STARTING
+    return w.clock.now - started
 
 
 def crash(runner: FakeRunner, *, oom: bool = False) -> None:
@@ -166,18 +175,34 @@ def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
     sup = w.supervisor(policy=Policy(crash_loop=CrashLoop(restarts=100)))
     sup.start()
     delays = []
-    for _ in range(6):
+    for _ in range(7):
         crash(w.runners[-1])
         sup.tick()
         assert sup.state is State.BACKOFF
-        delays.append(delay_of(sup))
-        while sup.state is State.BACKOFF:
-            w.clock.sleep(0.1)
-            sup.tick()
+        stated = float(sup.reason.rsplit("restarting in ", 1)[1].split()[0])
+        waited = wait_out_backoff(w, sup)
+        assert abs(waited - stated) <= 0.05 + 0.011, (waited, stated)  # the message tells the real wait
+        delays.append(waited)
     for i, delay in enumerate(delays):
-        base = min(30.0, 2.0 ** i)
-        assert base * 0.79 <= delay <= base * 1.21, (i, delay)
+        base = min(30.0, 2.0 ** i)  # 1, 2, 4, 8, 16, then capped at 30
+        assert base * 0.8 <= delay <= base * 1.2 + 0.011, (i, delay)
     assert delays[4] > delays[2] > delays[0]
+    assert len({round(d / min(30.0, 2.0 ** i), 3) for i, d in enumerate(delays)}) > 1  # jittered, not a fixed factor
+
+
+def test_backoff_delay_formula_at_the_jitter_extremes() -> None:
+    class Fixed(random.Random):
+        def __init__(self, value: float) -> None:
+            super().__init__(0)
+            self.value = value
+
+        def random(self) -> float:
+            return self.value
+
+    backoff = Backoff(initial_s=1.0, max_s=30.0, jitter_fraction=0.2)
+    assert [backoff.delay_s(n, Fixed(0.5)) for n in (1, 2, 3, 6, 7)] == [1.0, 2.0, 4.0, 30.0, 30.0]
+    assert backoff.delay_s(3, Fixed(0.0)) == pytest.approx(3.2)  # 4 s x 0.8
+    assert backoff.delay_s(3, Fixed(1.0)) == pytest.approx(4.8)  # 4 s x 1.2
 
 
 def test_crash_loop_goes_fatal_with_last_log_lines() -> None:
@@ -206,11 +231,7 @@ def test_failures_spread_over_time_are_not_a_crash_loop() -> None:
         w.advance(sup, 70)  # stable for 70 s, so failures fall out of the 120 s window
         crash(w.runners[-1])
         sup.tick()
-        assert sup.state is State.BACKOFF
-        assert delay_of(sup) <= 1.21  # the backoff exponent was reset by the stable run
-        while sup.state is State.BACKOFF:
-            w.clock.sleep(0.1)
-            sup.tick()
+        assert wait_out_backoff(w, sup) <= 1.2 + 0.011  # the backoff exponent was reset by the stable run
     assert sup.restarts == 8
 
 
