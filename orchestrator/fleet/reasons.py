@@ -81,21 +81,37 @@ class Reason:
             parts.append(f"fix: {self.fix}")
         return "; ".join(one_line(p) for p in parts if p)
 
-    def short(self, *, with_task: bool = True, part: int = 90) -> str:
-        """``line()`` with the cause, detail and hint each cut to ``part`` characters; the fix is
-        kept whole (it is what the reader acts on)."""
-        cut = Reason(cause=one_line(self.cause, part), task=self.task, detail=one_line(self.detail, part),
-                     hint=one_line(self.hint, part), fix=self.fix)
+    def short(self, *, with_task: bool = True, part: int = 80) -> str:
+        """``line()`` for a report of several lines: the cause cut to ``part * 7 // 4`` characters in
+        its middle (a cause is a chain of contexts, ``X: Y: Z``, whose end is the most specific),
+        the detail to ``part``, the hint left out when a fix says the same for the fleet, and the
+        fix whole (it is what the reader acts on)."""
+        cut = Reason(cause=one_line(self.cause, part * 7 // 4, middle=True), task=self.task,
+                     detail=one_line(self.detail, part), hint="" if self.fix else one_line(self.hint, part),
+                     fix=self.fix)
         return cut.line(with_task=with_task)
 
     def to_dict(self) -> dict[str, str]:
         return {"task": self.task, "cause": self.cause, "detail": self.detail, "hint": self.hint, "fix": self.fix}
 
 
-def one_line(text: str, limit: int = 400) -> str:
-    """Whitespace folded to single spaces, cut at ``limit`` characters (with an ellipsis)."""
+def one_line(text: str, limit: int = 400, *, middle: bool = False) -> str:
+    """Whitespace folded to single spaces, cut to ``limit`` characters with an ellipsis at the end
+    (or, ``middle``, between its first two fifths and its last three)."""
     flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
+    if len(flat) <= limit:
+        return flat
+    if middle:  # the first context ("X:") or the first words, then the end, whole words both sides
+        head_n = (limit - 5) * 2 // 5
+        first = flat.split(": ", 1)[0] + ":"
+        if ": " in flat and len(first) <= head_n:
+            head = first
+        else:
+            head = flat[:head_n].rsplit(" ", 1)[0] if " " in flat[:head_n] else flat[:head_n]
+        tail = flat[len(flat) - (limit - 5 - len(head)):]
+        tail = tail.split(" ", 1)[1] if " " in tail else tail
+        return f"{head} ... {tail}"
+    return flat[: limit - 3].rstrip() + "..."
 
 
 def parse_cli_output(text: str) -> tuple[str, str, str]:
@@ -126,6 +142,9 @@ def parse_cli_output(text: str) -> tuple[str, str, str]:
         if lines and lines[0].startswith("Traceback"):
             return lines[-1].strip(), "", ""
         return " ".join(ln.strip() for ln in lines), "", ""
+    if "; fix: " in cause:  # a supervisor's reason that carries the runtime's fix
+        cause, carried = cause.split("; fix: ", 1)
+        inner_hint = inner_hint or carried.strip()
     if detail and detail in cause:
         detail = ""
     hint = inner_hint or top_hint

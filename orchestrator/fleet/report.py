@@ -37,9 +37,9 @@ _ACTIVE = ("STARTING", "RUNNING", "BACKOFF", "STOPPING")
 """Recorded states in which nothing of this deployment should answer."""
 CELL = 40
 """Longest cause in a table cell (characters); the whole line is printed under the table and logged."""
-LINE = 400
-"""Longest rollback line (characters): cause, detail and hint are cut to 90 each (Reason.short); the
-log file has everything."""
+LINE = 360
+"""About the longest rollback line (characters): Reason.short cuts the cause to 140 and the detail
+or hint to 80, and keeps the fix whole; the log file has everything."""
 
 
 @dataclass(frozen=True)
