@@ -215,7 +215,7 @@ def test_a_healthy_host_has_no_contradiction() -> None:
     (_running(readyz_instance="0123456789abcdef"),
      "RUNNING but another server answers on port 8000 (instance 0123456789abcdef, expected e248ceba25f6b324)"),
     (_running(stale=True, stale_reason="the supervisor (pid 1) is gone", problem="the deployment is STALE: ..."),
-     "STALE but ready yes: the host's record says the supervisor (pid 1) is gone, yet the recorded runtime "
+     "STALE but ready yes: the supervisor (pid 1) is gone; yet the recorded runtime "
      "(instance e248ceba25f6b324) answers /readyz 200"),
     (_running(state="STOPPED", readyz_status=-1), "STOPPED but the runtime process (pid 25066) still runs"),
 ])
