@@ -1,10 +1,12 @@
-"""`deploy fleet probe|plan|up|status|down|render`: thin commands over Ansible and the planner.
+"""`deploy fleet wheelhouse|probe|plan|up|status|down|render`: thin commands over Ansible and the planner.
 
 Ansible (driven through ansible-runner) connects, parallelises, batches and stops rollouts; the
 tailor.fleet collection in fleet/ansible runs Tailor's own probe/plan/render/launch on each
 host. These commands build the wheelhouse archive, start a playbook, show progress while it
-runs, and print one table of the fleet. A host that fails never stops the others; every failed
-host is listed by name with its reason, and the exit code is 1 when any host failed.
+runs, and print one table of the fleet. A host that fails never stops the others. Every host is
+judged as strictly as its own `deploy status` (orchestrator.fleet.report): one that failed, was
+not reached or is not as the command wants it is listed by name with its cause, fix and log
+file, and the exit code is then 1.
 """
 
 from __future__ import annotations

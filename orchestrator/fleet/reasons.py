@@ -81,11 +81,14 @@ class Reason:
             parts.append(f"fix: {self.fix}")
         return "; ".join(one_line(p) for p in parts if p)
 
-    def short(self, *, with_task: bool = True, part: int = 90) -> str:
-        """``line()`` with the cause, detail and hint each cut to ``part`` characters; the fix is
-        kept whole (it is what the reader acts on)."""
-        cut = Reason(cause=one_line(self.cause, part), task=self.task, detail=one_line(self.detail, part),
-                     hint=one_line(self.hint, part), fix=self.fix)
+    def short(self, *, with_task: bool = True, part: int = 80) -> str:
+        """``line()`` for a report of several lines: the cause cut to ``part * 7 // 4`` characters
+        (the supervisor puts the runtime's own error first and its verdict after it, so the start is
+        what to keep), the detail to ``part``, the hint left out when a fix says the same for the
+        fleet, and the fix whole (it is what the reader acts on)."""
+        cut = Reason(cause=one_line(self.cause, part * 7 // 4), task=self.task,
+                     detail=one_line(self.detail, part), hint="" if self.fix else one_line(self.hint, part),
+                     fix=self.fix)
         return cut.line(with_task=with_task)
 
     def to_dict(self) -> dict[str, str]:
@@ -126,6 +129,9 @@ def parse_cli_output(text: str) -> tuple[str, str, str]:
         if lines and lines[0].startswith("Traceback"):
             return lines[-1].strip(), "", ""
         return " ".join(ln.strip() for ln in lines), "", ""
+    if "; fix: " in cause:  # a supervisor's reason that carries the runtime's fix
+        cause, carried = cause.split("; fix: ", 1)
+        inner_hint = inner_hint or carried.strip()
     if detail and detail in cause:
         detail = ""
     hint = inner_hint or top_hint

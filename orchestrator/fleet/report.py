@@ -37,9 +37,9 @@ _ACTIVE = ("STARTING", "RUNNING", "BACKOFF", "STOPPING")
 """Recorded states in which nothing of this deployment should answer."""
 CELL = 40
 """Longest cause in a table cell (characters); the whole line is printed under the table and logged."""
-LINE = 400
-"""Longest rollback line (characters): cause, detail and hint are cut to 90 each (Reason.short); the
-log file has everything."""
+LINE = 360
+"""About the longest rollback line (characters): Reason.short cuts the cause to 140 and the detail
+or hint to 80, and keeps the fix whole; the log file has everything."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class HostReport:
             if not restored:
                 return f"{self.outcome}, nothing to roll back to"
             return f"{self.outcome}, rolled back ({'ready' if restored[0] == 'restore ready: yes' else 'NOT ready'})"
-        state = self.status.get("state")
+        state = str(self.status.get("state") or "") + (" (STALE)" if self.status.get("stale") else "")
         return f"{self.outcome}: {state}" if state and self.outcome == "unhealthy" else self.outcome
 
     def cell(self) -> str:
@@ -167,7 +167,7 @@ def _readyz_contradictions(st: Mapping[str, Any]) -> list[str]:
             who = f"a server answers /readyz 200 on port {port}"
         found.append(f"{state} but ready yes: {who}")
     if st.get("stale") and code == 200 and expected and instance == expected:
-        found.append(f"STALE but ready yes: the host's record says {st.get('stale_reason') or 'its supervisor is gone'}, "
+        found.append(f"STALE but ready yes: {st.get('stale_reason') or 'its supervisor is gone'}; "
                      f"yet the recorded runtime (instance {instance}) answers /readyz 200")
     if state == "RUNNING" and not st.get("stale"):
         if code == 200 and not _ours(st):

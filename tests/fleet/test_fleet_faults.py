@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.fleet import report
 from tests.fleet.conftest import (
     deploy_fleet,
     host_status,
@@ -121,7 +122,7 @@ def test_a_failed_rollback_is_reported_in_one_line_each_with_its_log(test_fleet,
     assert restored.startswith("restored: the previous deployment (/opt/tailor/deployments/current"), restored
     assert ready.startswith("restore ready: NO: ") and "plan.json" in ready, ready
     for line in row["rollback"]:
-        assert "\n" not in line and len(line) <= 400, line
+        assert "\n" not in line and len(line) <= report.LINE, line
     assert "rolled back to the previous deployment, which is NOT ready" in row["reason"]
     log = Path(row["log"])
     assert log == test_fleet.fleet_dir / "logs" / "fleet-a.up.log"
