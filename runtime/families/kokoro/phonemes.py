@@ -27,6 +27,17 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 
 from runtime.text.frontend import ChunkingFrontEnd, espeak_groups, join_groups
+from runtime.text.timestamps import TokenMap, count_groups, silent_ids
+
+PAD = 0
+"""The id the model reads before and after a chunk's ids (not in the vocabulary)."""
+MAX_TOKENS = 510
+"""Ids per call the model was trained for (512 with the two pads); the engines read no more."""
+
+
+def model_ids(ids: Sequence[int]) -> tuple[int, ...]:
+    """A chunk's ids as Kokoro-82M reads them: at most :data:`MAX_TOKENS`, a pad at each end."""
+    return (PAD, *ids[:MAX_TOKENS], PAD)
 
 SYLLABIC = "\u0329"
 TILDE = "\u0303"
@@ -104,10 +115,16 @@ class KokoroFrontEnd(ChunkingFrontEnd):
             out.pop()
         return out
 
+    def token_map(self) -> TokenMap:
+        """Spaces and punctuation from the vocabulary; the pads are silent (the model's durations
+        include them: the frames before and after the speech)."""
+        spaces, silent = silent_ids({symbol: [index] for symbol, index in self._vocab.items()})
+        return TokenMap(spaces, silent | {PAD}, lambda word: count_groups(self.phonemes(word)), model_ids)
+
     def _ids(self, phonemes: Sequence[str]) -> tuple[int, ...]:
         if not any(p.strip() for p in phonemes):
             return ()
         return tuple(self._vocab[p] for p in phonemes)
 
 
-__all__ = ["KokoroFrontEnd", "espeak_voice_for", "kokoro_symbols"]
+__all__ = ["MAX_TOKENS", "PAD", "KokoroFrontEnd", "espeak_voice_for", "kokoro_symbols", "model_ids"]

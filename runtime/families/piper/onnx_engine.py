@@ -17,6 +17,7 @@ import numpy as np
 from runtime.engines.base import EngineError, EngineOptions, SynthesisItem, TimedAudio
 from runtime.engines.ort import providers as _providers
 from runtime.engines.ort import session_options as _session_options
+from runtime.engines.ort import session_with_output
 
 _LOG = logging.getLogger("tailor.runtime.onnx")
 
@@ -142,10 +143,6 @@ class OnnxEngine:
         self._session = None
 
 
-_TIMED_SESSIONS: dict[tuple[object, ...], Any] = {}
-_TIMED_LOCK = threading.Lock()
-
-
 def duration_tensor(model: Any) -> str:
     """The name of a Piper/VITS export's duration tensor: the output of its one ``Ceil`` node
     (``ceil(exp(logw) * mask * length_scale)``, frames per phoneme id)."""
@@ -158,34 +155,6 @@ def duration_tensor(model: Any) -> str:
 
 def _timed_session(model_path: Path, options: EngineOptions) -> Any:
     stat = model_path.stat()
-    key = (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns, options.device, options.device_index,
-           options.intra_op_threads)
-    with _TIMED_LOCK:
-        session = _TIMED_SESSIONS.get(key)
-        if session is not None:
-            return session
-        try:
-            import onnx
-        except ImportError as exc:
-            raise EngineError(
-                "word timestamps with the onnx engine need the 'onnx' package (pip install onnx, "
-                "or install tailor-deploy[runtime]), or use TAILOR_ENGINE=torch") from exc
-        import onnxruntime as ort
-
-        try:
-            model = onnx.load(str(model_path))
-        except Exception as exc:  # onnx raises DecodeError, OSError...
-            raise EngineError(f"{model_path.name} is not a readable ONNX model: {exc}") from exc
-        name = duration_tensor(model)
-        if all(out.name != name for out in model.graph.output):
-            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-        serialized = model.SerializeToString()
-        del model
-        try:
-            session = ort.InferenceSession(serialized, sess_options=_session_options(options),
-                                           providers=_providers(options.device, options.device_index))
-        except Exception as exc:  # onnxruntime's own Fail/InvalidGraph types
-            raise EngineError(f"onnxruntime could not load {model_path.name} with durations: {exc}") from exc
-        _LOG.info("loaded %s with its duration output (word timestamps)", model_path.name)
-        _TIMED_SESSIONS[key] = session
-        return session
+    key = ("piper", str(model_path.resolve()), stat.st_size, stat.st_mtime_ns)
+    session, _name = session_with_output(key, lambda: str(model_path), duration_tensor, options, model_path.name)
+    return session
