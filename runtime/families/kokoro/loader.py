@@ -245,6 +245,13 @@ class _Released:
     def synthesize(self, chunks: Any, speeds: Any) -> Any:
         return self._inner.synthesize(chunks, speeds)
 
+    @property
+    def supports_durations(self) -> bool:
+        return bool(getattr(self._inner, "supports_durations", False))
+
+    def synthesize_timed(self, chunk: Any, speed: float) -> Any:
+        return self._inner.synthesize_timed(chunk, speed)
+
     def close(self) -> None:
         if self._release is not None:
             self._release()

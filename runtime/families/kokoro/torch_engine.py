@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from runtime.engines.base import EngineError, EngineOptions
-from runtime.families.kokoro.onnx_engine import MAX_TOKENS, SAMPLE_RATE
+from runtime.engines.base import EngineError, EngineOptions, TimedAudio
+from runtime.families.kokoro.onnx_engine import SAMPLE_RATE, timed_audio
+from runtime.families.kokoro.phonemes import MAX_TOKENS, model_ids
 from runtime.families.kokoro.voices import StyleVoice
 from runtime.text.frontend import TextChunk
 
@@ -71,13 +72,41 @@ class KokoroTorchVoice:
             ids = chunk.phoneme_ids[:MAX_TOKENS]
             if not ids:
                 raise ValueError("text has no phonemes in this voice")
-            tokens = torch.tensor([[0, *ids, 0]], dtype=torch.long, device=self._device)
+            tokens = torch.tensor([model_ids(ids)], dtype=torch.long, device=self._device)
             style = torch.from_numpy(self._voice.style_for(len(ids))).to(self._device, dtype)
-            with self._lock, torch.inference_mode():
-                out = self._model.forward_with_tokens(tokens, style, speed)
-            wave = out[0] if isinstance(out, tuple) else out
-            audio.append(wave.float().reshape(-1).cpu().numpy())
+            audio.append(self._run(tokens, style, speed)[0])
         return audio
+
+    def _run(self, tokens: Any, style: Any, speed: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """The audio and, where ``KModel`` returns them, its predicted frames per token."""
+        import torch
+
+        with self._lock, torch.inference_mode():
+            out = self._model.forward_with_tokens(tokens, style, speed)
+        wave, durations = (out[0], out[1] if len(out) > 1 else None) if isinstance(out, tuple) else (out, None)
+        frames = None if durations is None else np.asarray(durations.reshape(-1).cpu().numpy())
+        return wave.float().reshape(-1).cpu().numpy(), frames
+
+    supports_durations = True
+    """``KModel.forward_with_tokens`` returns the predicted durations beside the audio; a ``kokoro``
+    version that does not makes :meth:`synthesize_timed` say so."""
+
+    def synthesize_timed(self, chunk: TextChunk, speed: float) -> TimedAudio:
+        """One chunk's audio and samples per token as the model read them (``phonemes.model_ids``),
+        checked as the onnx engine's (whole frames that add up to the audio)."""
+        import torch
+
+        ids = chunk.phoneme_ids[:MAX_TOKENS]
+        if not ids:
+            raise ValueError("text has no phonemes in this voice")
+        dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        tokens = torch.tensor([model_ids(ids)], dtype=torch.long, device=self._device)
+        style = torch.from_numpy(self._voice.style_for(len(ids))).to(self._device, dtype)
+        audio, frames = self._run(tokens, style, speed)
+        if frames is None:
+            raise EngineError("this kokoro package's KModel returns no durations; word timestamps need "
+                              "TAILOR_ENGINE=onnx or a newer kokoro")
+        return timed_audio(audio, frames, len(ids) + 2)
 
     def close(self) -> None:
         self._model = None
