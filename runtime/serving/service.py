@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,23 @@ RESERVED_SHARE = 0.95
 """Share of a request's normalised characters held by :meth:`SpeechService.reserve`."""
 MIN_SPEED, MAX_SPEED = 0.1, 8.0
 """Bounds of request speed x SSML prosody rate (applied by time-stretching, see timestretch)."""
+
+
+class ServiceState(str, Enum):
+    """The speech service's lifecycle: STARTING -> READY -> DRAINING, or STARTING -> FAILED
+    (DRAINING may also come during STARTING, on a SIGTERM while loading). A ``str`` so that
+    ``/readyz`` bodies, the process-group state files and log lines carry the bare value
+    ("ready"), as they did when the states were plain strings. ``/readyz`` may report a READY
+    service as ``engines_unavailable`` or ``memory_pressure``: conditions judged at each probe,
+    not states the service enters (see :meth:`SpeechService.readiness`)."""
+
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    FAILED = "failed"
+
+    def __str__(self) -> str:  # the value for str(), %s and f-strings (else "ServiceState.READY")
+        return self.value
 
 
 @dataclass
@@ -210,7 +228,7 @@ class SpeechService:
         self.watchdog = MemoryWatchdog(settings.rss_soft_limit_bytes, rss_reader)
         self.instance_id = settings.instance_id or uuid.uuid4().hex
         """Returned on every response (X-Tailor-Instance) so a launcher knows whom it asks."""
-        self.state = "starting"
+        self.state: ServiceState = ServiceState.STARTING
         self.state_detail = "loading model"
         self.active_engine = ""
         self.engine_in_use: dict[str, str] | None = None
@@ -236,14 +254,14 @@ class SpeechService:
                 self._start_family(served)
         except Exception as exc:
             self.start_error = exc
-            self.state, self.state_detail = "failed", str(exc)
+            self.state, self.state_detail = ServiceState.FAILED, str(exc)
             _LOG.error("start-up failed: %s", exc)
             if self.on_start_failed is not None:
                 self.on_start_failed()
             raise
-        if self.state == "draining":  # SIGTERM arrived while loading: stay not-ready
+        if self.state is ServiceState.DRAINING:  # SIGTERM arrived while loading: stay not-ready
             return
-        self.state, self.state_detail = "ready", ""
+        self.state, self.state_detail = ServiceState.READY, ""
         self.metrics.ready.set(1)
         _LOG.info("ready: %s (warm-up %.2fs)", self.active_engine, self.warmup_seconds)
 
@@ -328,9 +346,9 @@ class SpeechService:
         return self.families.get(job.family) or self.primary
 
     def begin_drain(self) -> None:
-        if self.state != "draining":
+        if self.state is not ServiceState.DRAINING:
             _LOG.info("draining: refusing new requests, %d in flight", self._in_flight)
-        self.state, self.state_detail = "draining", "shutting down"
+        self.state, self.state_detail = ServiceState.DRAINING, "shutting down"
         self.metrics.ready.set(0)
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -359,19 +377,20 @@ class SpeechService:
         """(ready, body). Ready means new speech work is accepted: loaded, warmed up, not
         draining, not over the memory soft limit. The body is the runtime's own view."""
         over, rss = self.watchdog.over_limit()
-        state, reason = self.state, self.state_detail or None
-        if state == "ready":
+        state: str = self.state.value  # a plain str in the body, whatever the JSON encoder
+        reason = self.state_detail or None
+        if self.state is ServiceState.READY:
             for name, served in self.families.items():
                 problem = served.family.unavailable()
                 if problem:
                     state, reason = "engines_unavailable", f"model family {name}: {problem}"
                     break
-        if state == "ready" and over:
+        if state == ServiceState.READY.value and over:
             state = "memory_pressure"
             reason = (f"resident memory {rss} bytes is above the soft limit "
                       f"{self.settings.rss_soft_limit_bytes} (TAILOR_RSS_SOFT_LIMIT_BYTES); "
                       "new speech requests get 503")
-        ready = state == "ready"
+        ready = state == ServiceState.READY.value
         body: dict[str, Any] = {
             "ready": ready,
             "status": state,
@@ -441,11 +460,11 @@ class SpeechService:
 
     # --- admission ------------------------------------------------------------------------
     def check_accepting(self) -> None:
-        if self.state == "draining":
+        if self.state is ServiceState.DRAINING:
             raise NotReady("server is shutting down; retry on another replica",
                            code="draining", headers={"Retry-After": "5"})
-        if self.state != "ready":
-            raise NotReady(f"server is not ready ({self.state_detail or self.state})",
+        if self.state is not ServiceState.READY:
+            raise NotReady(f"server is not ready ({self.state_detail or self.state.value})",
                            headers={"Retry-After": "2"})
         over, rss = self.watchdog.over_limit()
         if over:
