@@ -327,10 +327,10 @@ def test_the_batch_window_counts_requests_still_arriving(real_engine: object) ->
             assert not companions()  # one request alone, not admitted yet
             with service.arriving():
                 assert companions()
-        assert not companions() and service._arriving == 0
+        assert not companions() and service.gate._arriving == 0
         with pytest.raises(RuntimeError), service.arriving():
             raise RuntimeError("a request that fails before admission")
-        assert service._arriving == 0
+        assert service.gate._arriving == 0
         assert client.post(SPEECH, json={"input": "Alone.", "response_format": "wav"}).status_code == 200
         assert client.post(SPEECH, json={"input": "\u200b", "response_format": "wav"}).status_code == 400
-        assert service._arriving == 0 and service.in_flight == 0  # both left the count, served or refused
+        assert service.gate._arriving == 0 and service.in_flight == 0  # both left the count, served or refused
