@@ -274,6 +274,11 @@ class AdmissionGate:
     def in_flight(self) -> int:
         return self._in_flight
 
+    @property
+    def arriving_count(self) -> int:
+        """Speech requests being phonemized, not admitted yet (``/readyz`` ``arriving``)."""
+        return self._arriving
+
     def companions_possible(self) -> bool:
         """Whether another request is in the server or on its way (the scheduler's batch window)."""
         return self._in_flight + self._arriving > 1

@@ -298,6 +298,7 @@ class SpeechService:
             "batching": self.settings.batching,
             "solo_wide": {"enabled": self.scheduler.solo_wide, "runs": self.scheduler.wide_runs},
             "in_flight": self.gate.in_flight,
+            "arriving": self.gate.arriving_count,
             "queue_depth": sum(f.scheduler.queue.live() for f in self.families.values()),
             "warmup_seconds": round(self.warmup_seconds, 3),
             "admission": self._admission_view(self.primary),
