@@ -286,9 +286,8 @@ VARIABLES: tuple[EnvVar, ...] = (
     EnvVar("TAILOR_SWITCH_INTERVAL_MS", "switch_interval_ms", "5",
            "Python's GIL switch interval in the runtime process (sys.setswitchinterval); 5 is CPython's default. "
            "A thread that releases the GIL often (the torch engine, once per operator) waits up to this long to get it "
-           "back beside a busy thread: a torch forward beside a busy Python thread ran 4.4x slower at 5 ms and 1.2x at "
-           "0.5 ms; through the servers measured (CPU, and the H200 GPU) the difference was within noise, and 0.5 ms "
-           "cost the onnx plan ~10 % at concurrency 1 (benchmarks/RESULTS.md).",
+           "back beside a busy thread; a lower value shortens that wait and switches threads more often "
+           "(measurements: benchmarks/RESULTS.md).",
            _float_at_least(0.01), unit="ms"),
     EnvVar("TAILOR_LOG_LEVEL", "log_level", "info", "debug, info, warning or error.",
            _choice("debug", "info", "warning", "error"), knob="log_level"),

@@ -24,6 +24,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runtime import __version__
 from runtime.audio.encode import MEDIA_TYPES
 from runtime.engines import create_engine
 from runtime.errors import ApiError, BadRequest, MethodNotAllowed, NotFound
@@ -81,7 +82,7 @@ def create_app(
 
     app = FastAPI(
         title="Tailor speech runtime",
-        version="0.1.0",
+        version=__version__,
         description="OpenAI-compatible text-to-speech.",
         lifespan=lifespan,
     )

@@ -153,7 +153,7 @@ def test_text_front_end_bounds_chunks_in_characters_and_carries_text() -> None:
 
 
 def test_a_second_family_runs_in_its_own_precision(kokoro_models: Path) -> None:
-    from runtime.serving.service import _secondary_options
+    from runtime.serving.served import secondary_options as _secondary_options
 
     kokoro = load_family(family("kokoro-82m"), context(TAILOR_PRECISION="int8", TAILOR_MODELS_DIR=str(kokoro_models)))
     assert _secondary_options(kokoro, EngineOptions(precision="bf16")).precision == "int8"

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime import installed_version
 from runtime.engines import create_engine
 from runtime.engines.base import EngineError, EngineOptions, SynthesisItem
 from runtime.errors import BadRequest, StartupError
@@ -132,7 +133,9 @@ def test_voice_map_sends_openai_names_to_chosen_voices(tmp_path: Path) -> None:
         assert response.status_code == 200
         loaded = {e["voice"] for e in client.get("/readyz").json()["fallback"]["entries"]}
         assert "en_US-copy-medium" in loaded
-        schema = client.get("/openapi.json").json()["components"]["schemas"]["SpeechRequest"]
+        openapi = client.get("/openapi.json").json()
+        assert openapi["info"]["version"] == installed_version()  # the package's, not a literal
+        schema = openapi["components"]["schemas"]["SpeechRequest"]
         assert "en_US-copy-medium" in schema["properties"]["voice"]["anyOf"][0]["enum"]
 
 

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from runtime.serving.service import ServiceState
 from tests.runtime.test_runtime_scheduling import SPEECH, control_app
 
 pytestmark = pytest.mark.slow
@@ -80,7 +81,9 @@ def test_readyz_is_503_under_memory_pressure_and_recovers(real_engine: object) -
 
 def test_readyz_is_503_while_draining(real_engine: object) -> None:
     with control_app(real_engine, {}) as (client, _engines):
-        client.app.state.service.begin_drain()
+        service = client.app.state.service
+        service.begin_drain()
+        assert service.state is ServiceState.DRAINING
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["state"] == "draining" and ready.json()["reason"] == "shutting down"

@@ -316,21 +316,30 @@ def test_stream_cut_by_the_deadline_ends_with_a_visible_error(real_engine: objec
 
 def test_the_batch_window_counts_requests_still_arriving(real_engine: object) -> None:
     """Alone in the server a worker skips the batch window; a request still being
-    phonemized (not admitted yet) is a companion-to-be, and so is another admitted one."""
-    env = {"TAILOR_BATCHING": "true", "TAILOR_BATCH_WINDOW_MS": "300", "TAILOR_MAX_BATCH_SIZE": "4",
-           "TAILOR_WORKERS": "1", "TAILOR_CACHE_BYTES": "0"}
+    phonemized (not admitted yet) is a companion-to-be, so the window is waited out for it.
+    /readyz counts such requests, and every way out of phonemization takes them off the count."""
+    window_s = 1.5
+    env = {"TAILOR_BATCHING": "true", "TAILOR_BATCH_WINDOW_MS": str(int(window_s * 1000)),
+           "TAILOR_MAX_BATCH_SIZE": "4", "TAILOR_WORKERS": "1", "TAILOR_CACHE_BYTES": "0"}
     with control_app(real_engine, env) as (client, _engines):
         service = client.app.state.service
-        companions = service.scheduler._companions_possible
-        assert not companions()
-        with service.arriving():
-            assert not companions()  # one request alone, not admitted yet
-            with service.arriving():
-                assert companions()
-        assert not companions() and service._arriving == 0
+
+        def seconds_to_speak(text: str) -> float:
+            started = time.monotonic()
+            assert client.post(SPEECH, json={"input": text, "response_format": "wav"}).status_code == 200
+            return time.monotonic() - started
+
+        def counts() -> tuple[int, int]:
+            body = client.get("/readyz").json()
+            return body["arriving"], body["in_flight"]
+
+        assert seconds_to_speak("Alone.") < window_s  # no one else: the window is skipped
+        with service.arriving():  # another request, still being phonemized
+            assert counts() == (1, 0)
+            assert seconds_to_speak("Not alone.") >= window_s  # waited out for the companion-to-be
+        assert counts() == (0, 0)
         with pytest.raises(RuntimeError), service.arriving():
             raise RuntimeError("a request that fails before admission")
-        assert service._arriving == 0
-        assert client.post(SPEECH, json={"input": "Alone.", "response_format": "wav"}).status_code == 200
+        assert counts() == (0, 0)
         assert client.post(SPEECH, json={"input": "\u200b", "response_format": "wav"}).status_code == 400
-        assert service._arriving == 0 and service.in_flight == 0  # both left the count, served or refused
+        assert counts() == (0, 0)  # served or refused, both left the count
