@@ -193,10 +193,18 @@ def test_status_up_and_down_are_right_after_the_clock_moved(
     assert final is not None and final.state == "STOPPED"
 
 
+def _wait_exec(child: subprocess.Popen[bytes]) -> None:
+    """Until the child has exec'd: between fork and exec its command line and environment are still
+    pytest's, which no identity check should match (on a loaded machine that gap is long enough to see)."""
+    wait_for(lambda: b"runtime" in Path(f"/proc/{child.pid}/cmdline").read_bytes().split(b"\0"), 10,
+             f"pid {child.pid} to exec")
+
+
 def test_a_recorded_runtime_is_still_itself_after_the_clock_moved(shift_clock: Callable[[], None]) -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "runtime"],
                              env={**os.environ, "TAILOR_INSTANCE_ID": "inst-1"})
     try:
+        _wait_exec(child)
         stamp = read_stamp(child.pid)
         assert stamp is not None
         identity = RuntimeIdentity(ident=str(child.pid), instance_id="inst-1", start_ticks=stamp.start_ticks,
@@ -281,6 +289,7 @@ def test_down_stops_a_runtime_process_that_a_stopped_record_left_running(tmp_pat
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "runtime"],
                              env={**os.environ, "TAILOR_INSTANCE_ID": "inst-2"}, start_new_session=True)
     try:
+        _wait_exec(child)
         stamp = read_stamp(child.pid)
         assert stamp is not None
         write_state(sd, DeploymentState(
