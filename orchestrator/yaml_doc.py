@@ -10,8 +10,7 @@ plain values by hand, so duplicate keys are caught rather than silently overwrit
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,6 +18,7 @@ from typing import Any, NoReturn
 import yaml
 
 from orchestrator.errors import DeployError
+from orchestrator.model import unknown_field
 from orchestrator.units import SIZE_EXAMPLES, parse_size
 
 ErrorFactory = Callable[[str, str], DeployError]
@@ -92,18 +92,6 @@ def _to_plain(node: yaml.Node, path: str, source: str, lines: dict[str, int],
         return items
     # Scalars: let the safe constructor resolve ints, floats, bools and nulls.
     return yaml.SafeLoader("").construct_object(node, deep=True)
-
-
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """`` (did you mean 'threads'?)`` for the closest known name, "" when none is close."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def unknown_field(key: str, known: Iterable[str]) -> str:
-    """The problem sentence for an unknown field, with the closest known one."""
-    names = sorted(known)
-    return f"unknown field{did_you_mean(key, names)}; known fields here: " + ", ".join(names)
 
 
 class FieldReader:

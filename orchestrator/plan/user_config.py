@@ -26,13 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import UsageError
-from orchestrator.yaml_doc import (
-    FieldReader,
-    YamlDoc,
-    did_you_mean,
-    load_yaml_document,
-    unknown_field,
-)
+from orchestrator.model import did_you_mean, unknown_field
+from orchestrator.yaml_doc import FieldReader, YamlDoc, load_yaml_document
 from runtime.settings import VARIABLES, SettingsError, variable
 
 _HINT = "fix the config file; `deploy env` lists every runtime variable"
