@@ -222,8 +222,10 @@ def _scalar(tp: Any, data: Any, reader: Reader, path: str) -> Any:
 
 
 def _kind(data: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "true/false"}.get(
-        type(data), type(data).__name__)
+    """What was found instead: ``a mapping``, ``a list``, or the value itself (``3``, ``'x'``)."""
+    if isinstance(data, dict):
+        return "a mapping"
+    return "a list" if isinstance(data, list) else repr(data)
 
 
 def check_version(data: Any, key: str, supported: int, reader: Reader, what: str) -> None:

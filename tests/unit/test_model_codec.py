@@ -59,7 +59,7 @@ def test_good_file_decodes_with_defaults_renamed_keys_and_parsed_values() -> Non
     ("mode: fast\ntags:\n  - a\n  - c\n", "f.yaml:4: field tags[1]: 'c' is not one of a, b"),
     ("mode: fast\nsource: me\n", "f.yaml:2: field source: unknown field"),
     ("inner: {}\n", "f.yaml:1: field mode: is missing"),
-    ("mode: fast\ninner: 3\n", "f.yaml:2: field inner: expected a mapping of fields, got int"),
+    ("mode: fast\ninner: 3\n", "f.yaml:2: field inner: expected a mapping of fields, got 3"),
 ])
 def test_bad_yaml_names_file_line_and_field(text: str, expected: str) -> None:
     with pytest.raises(UsageError) as info:
