@@ -206,7 +206,7 @@ def parse_profile(doc: YamlDoc, stem: str) -> Profile:
     if profile.name != stem:
         raise reader.fail("name", f"{profile.name!r} must match the file name {stem!r}")
     _check_contradictions(profile, reader)
-    return dataclasses.replace(profile, source=doc.source, priority_where=doc.where("priority"))
+    return dataclasses.replace(profile, source=doc.source, priority_where=reader.where("priority"))
 
 
 def _check_contradictions(p: Profile, reader: Reader) -> None:
