@@ -1,22 +1,32 @@
-"""The one serialisation strategy for the hand-off models (HostFacts, Plan, LaunchSpec, state).
+"""The one serialisation and validation strategy for every file tailor reads.
 
-Models are frozen dataclasses with typed fields; :func:`to_jsonable` writes them as JSON
-objects field by field, and :func:`from_jsonable` reads them back *strictly*: every field is
-type-checked against its annotation, a missing or unknown field is an error, and each error
+The hand-off models (HostFacts, Plan, LaunchSpec, state) and the files people write (profiles,
+the user config) are frozen dataclasses with typed fields. :func:`to_jsonable` writes them as
+JSON objects field by field, and :func:`from_jsonable` reads them back *strictly*: every field
+is type-checked against its annotation, a missing or unknown field is an error, and each error
 names the file and the field path (``plan.json: field container.cpus: expected a number``).
+Given the line of every key (a YAML file, :class:`orchestrator.yaml_doc.YamlDoc`), errors name
+the line too (``profiles/mine.yaml:12: field match.min_memory: expected a size like 8GiB``).
 
-Supported field types: ``bool``, ``int``, ``float``, ``str``, ``None`` unions, nested
-dataclasses, ``tuple[X, ...]``, fixed ``tuple[X, Y]`` and ``Mapping[str, X]`` / ``dict[str, X]``.
-A dataclass may list read-only properties in ``JSON_COMPUTED`` (a ``ClassVar``): they are
-written for readers of the JSON and ignored when reading.
+Supported field types: ``bool``, ``int``, ``float``, ``str``, ``object`` (any value, checked by
+the caller), ``Literal["a", "b"]`` (choices), ``None`` unions, nested dataclasses,
+``tuple[X, ...]``, fixed ``tuple[X, Y]`` and ``Mapping[str, X]`` / ``dict[str, X]``.
+``Annotated[X, ...]`` adds per-field rules: :class:`Range` (bounds, checked after decoding) and
+:class:`Parse` (a function that reads the raw value itself, e.g. a size like ``8GiB``).
+A field's ``metadata`` may rename its key in the file (:func:`file_key`) or keep it out of the
+file (:data:`NOT_READ`: the reader fills it in). A dataclass may list read-only properties in
+``JSON_COMPUTED`` (a ``ClassVar``): they are written for readers of the JSON and ignored when
+reading. Checks across fields stay plain code after decoding (they raise :meth:`Reader.fail`).
 """
 
 from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import difflib
 import types
 import typing
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Union
 
@@ -33,15 +43,78 @@ class Reader:
     hint: str
     non_negative_ints: bool = False
     """Facts are counts and sizes: a negative integer there is a damaged file."""
+    lines: Mapping[str, int] | None = None
+    """Line (1-based) of each field path, for files people write (YAML); errors then say
+    ``FILE:LINE``, the line of the field or of its nearest written parent (1 for the top)."""
+    null_is_absent: bool = False
+    """YAML's ``key:`` with nothing after it means "not set": the field's default applies."""
 
     def fail(self, path: str, problem: str) -> DeployError:
-        return self.error(f"{self.source}: field {path or '(top)'}: {problem}", self.hint)
+        return self.error(f"{self.where(path)}: field {path or '(top)'}: {problem}", self.hint)
+
+    def where(self, path: str) -> str:
+        """``FILE:LINE`` of ``path`` when lines are known, else ``FILE``."""
+        if self.lines is None:
+            return self.source
+        while path and path not in self.lines:
+            path = path[:max(path.rfind("."), path.rfind("["), 0)]
+        return f"{self.source}:{self.lines.get(path, 1)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """``Annotated[int, Range(1)]``: the decoded number must lie within these bounds."""
+
+    minimum: float
+    maximum: float | None = None
+
+    def problem(self, value: Any) -> str | None:
+        if value < self.minimum or (self.maximum is not None and value > self.maximum):
+            bound = (f"between {self.minimum} and {self.maximum}" if self.maximum is not None
+                     else f"at least {self.minimum}")
+            return f"must be {bound}, got {value}"
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Parse:
+    """``Annotated[int, Parse(size)]``: ``function`` reads the raw value (never None) itself and
+    raises ValueError with the problem (``expected a size like 8GiB, got 'lots'``)."""
+
+    function: Callable[[Any], Any]
+
+
+NOT_READ: Mapping[str, Any] = {"read": False}
+"""Field metadata: not a key of the file (the reader fills it in; it needs a default)."""
+
+
+def file_key(name: str) -> Mapping[str, Any]:
+    """Field metadata: the field is written ``name`` in the file (``min_memory`` for
+    ``min_memory_bytes``)."""
+    return {"key": name}
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'threads'?)`` for the closest known name, "" when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_field(key: str, known: Iterable[str]) -> str:
+    """The problem sentence for an unknown field, with the closest known one."""
+    names = sorted(known)
+    return f"unknown field{did_you_mean(key, names)}; known fields here: " + ", ".join(names)
+
+
+def _keyed_fields(tp: Any) -> dict[str, dataclasses.Field[Any]]:
+    """The fields a file holds, by their key in the file."""
+    return {f.metadata.get("key", f.name): f for f in dataclasses.fields(tp) if f.metadata.get("read", True)}
 
 
 def to_jsonable(value: Any) -> Any:
     """A dataclass tree as plain JSON values (dicts, lists, scalars)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        data = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        data = {key: to_jsonable(getattr(value, f.name)) for key, f in _keyed_fields(type(value)).items()}
         for name in getattr(value, "JSON_COMPUTED", ()):
             data[name] = to_jsonable(getattr(value, name))
         return data
@@ -55,6 +128,15 @@ def to_jsonable(value: Any) -> Any:
 def from_jsonable(tp: Any, data: Any, reader: Reader, path: str = "") -> Any:
     """``data`` (parsed JSON) as an instance of ``tp``; ``reader.error`` naming the field otherwise."""
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _annotated(tp, data, reader, path)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if isinstance(data, (list, dict)) or data not in choices:
+            raise reader.fail(path, f"{data!r} is not one of " + ", ".join(str(c) for c in choices))
+        return data
+    if tp is object:
+        return data
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if data is None and type(None) in args:
@@ -74,29 +156,46 @@ def from_jsonable(tp: Any, data: Any, reader: Reader, path: str = "") -> Any:
         return tuple(from_jsonable(a, v, reader, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, data, strict=True)))
     if origin in (dict, collections.abc.Mapping):
         if not isinstance(data, dict):
-            raise reader.fail(path, f"expected an object, got {_kind(data)}")
+            raise reader.fail(path, f"expected a mapping, got {_kind(data)}")
         _key_tp, value_tp = typing.get_args(tp)
         return {str(k): from_jsonable(value_tp, v, reader, f"{path}.{k}") for k, v in data.items()}
     return _scalar(tp, data, reader, path)
 
 
+def _annotated(tp: Any, data: Any, reader: Reader, path: str) -> Any:
+    inner, *rules = typing.get_args(tp)
+    parse = next((r for r in rules if isinstance(r, Parse)), None)
+    if parse is None:
+        value = from_jsonable(inner, data, reader, path)
+    else:
+        try:
+            value = parse.function(data)
+        except ValueError as exc:
+            raise reader.fail(path, str(exc)) from None
+    for rule in rules:
+        problem = rule.problem(value) if isinstance(rule, Range) else None
+        if problem:
+            raise reader.fail(path, problem)
+    return value
+
+
 def _dataclass(tp: Any, data: Any, reader: Reader, path: str) -> Any:
     if not isinstance(data, dict):
-        raise reader.fail(path, f"expected an object, got {_kind(data)}")
-    hints = typing.get_type_hints(tp)
-    fields = {f.name: f for f in dataclasses.fields(tp)}
-    unknown = sorted(set(data) - set(fields) - set(getattr(tp, "JSON_COMPUTED", ())))
-    if unknown:
-        where = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise reader.fail(where, "is not a known field (written by a newer version of tailor?)")
+        raise reader.fail(path, f"expected a mapping of fields, got {_kind(data)}")
+    hints = typing.get_type_hints(tp, include_extras=True)
+    fields = _keyed_fields(tp)
+    computed = getattr(tp, "JSON_COMPUTED", ())
+    for key in data:
+        if key not in fields and key not in computed:
+            raise reader.fail(f"{path}.{key}" if path else str(key), unknown_field(str(key), fields))
     kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        sub = f"{path}.{name}" if path else name
-        if name not in data:
+    for key, f in fields.items():
+        sub = f"{path}.{key}" if path else key
+        if key not in data or (data[key] is None and reader.null_is_absent):
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                 continue
             raise reader.fail(sub, "is missing")
-        kwargs[name] = from_jsonable(hints[name], data[name], reader, sub)
+        kwargs[f.name] = from_jsonable(hints[f.name], data[key], reader, sub)
     return tp(**kwargs)
 
 
@@ -123,8 +222,10 @@ def _scalar(tp: Any, data: Any, reader: Reader, path: str) -> Any:
 
 
 def _kind(data: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "true/false"}.get(
-        type(data), type(data).__name__)
+    """What was found instead: ``a mapping``, ``a list``, or the value itself (``3``, ``'x'``)."""
+    if isinstance(data, dict):
+        return "a mapping"
+    return "a list" if isinstance(data, list) else repr(data)
 
 
 def check_version(data: Any, key: str, supported: int, reader: Reader, what: str) -> None:

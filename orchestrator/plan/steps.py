@@ -152,12 +152,12 @@ class Planning:
         """(engine, device, precision), with warnings about the GPU the plan relies on."""
         facts, profile, warnings, fit = self.facts, self.profile, self.warnings, self.fit
         if fit is None or fit.engine == profile.engine:
-            engine = self.from_profile("TAILOR_ENGINE", "engine", profile.engine)
+            engine: str = self.from_profile("TAILOR_ENGINE", "engine", profile.engine)
         else:
             engine = self.decide("TAILOR_ENGINE", "engine", fit.engine, "derived",
                                  f"{fit.family} runs with {fit.engine} on {fit.device}")
         if fit is None or fit.device == profile.device:
-            device = self.from_profile("TAILOR_DEVICE", "device", profile.device)
+            device: str = self.from_profile("TAILOR_DEVICE", "device", profile.device)
         else:
             step = next((s for s in fit.steps if s.reduction == "cpu"), None)
             device = self.decide("TAILOR_DEVICE", "device", fit.device, "derived",

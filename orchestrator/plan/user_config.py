@@ -26,13 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import UsageError
-from orchestrator.yaml_doc import (
-    FieldReader,
-    YamlDoc,
-    did_you_mean,
-    load_yaml_document,
-    unknown_field,
-)
+from orchestrator.model import Reader, did_you_mean, from_jsonable, unknown_field
+from orchestrator.yaml_doc import YamlDoc, load_yaml_document
 from runtime.settings import VARIABLES, SettingsError, variable
 
 _HINT = "fix the config file; `deploy env` lists every runtime variable"
@@ -47,8 +42,6 @@ PASS_THROUGH = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "P
 """Non-TAILOR variables the plan writes; a user may set them too."""
 
 _DECLARED = frozenset(v.name for v in VARIABLES)
-TUNED_FIELDS = frozenset({"by", "at", "host", "objective", "report"})
-"""Keys of the ``tuned:`` block `deploy tune` writes (informational; its presence marks the source)."""
 
 LAUNCH_KNOBS: Mapping[str, str] = {
     "startup_timeout_s": "Seconds from start to ready before the launch counts as failed "
@@ -131,86 +124,87 @@ class UserConfig:
     """Source label of these values in the plan (``tuned`` for a file `deploy tune` wrote)."""
 
 
-def _scalar_text(reader: FieldReader, key: str) -> str:
-    value = reader.data[key]
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return str(value)
-    reader.fail(f"{reader.path}.{key}" if reader.path else key, f"expected a single value, got {value!r}")
+@dataclass(frozen=True)
+class TunedBlock:
+    """The ``tuned:`` block `deploy tune` writes: informational (any values); its presence marks
+    the file's values as source ``tuned``."""
+
+    by: object = None
+    at: object = None
+    host: object = None
+    objective: object = None
+    report: object = None
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """The config file's shape, read by the one validator (:func:`orchestrator.model.from_jsonable`).
+    The values under ``settings`` and ``env`` are checked afterwards by the runtime's own parsers,
+    all of them, so every bad value is reported together."""
+
+    profile: str | None = None
+    model: str | None = None
+    settings: Mapping[str, object] = field(default_factory=dict)
+    env: Mapping[str, object] = field(default_factory=dict)
+    tuned: TunedBlock | None = None
 
 
 def parse_config(doc: YamlDoc) -> UserConfig:
     """The config file, every field checked; all problems are reported together, each with its line."""
-    def error(message: str, hint: str) -> UsageError:
-        return UsageError(message, hint)
-
+    reader = Reader(UsageError, doc.source, _HINT, lines=doc.lines, null_is_absent=True)
+    data = doc.data if doc.data is not None else {}
+    shape: ConfigFile = from_jsonable(ConfigFile, data, reader)
     problems: list[str] = []
 
-    def checked(reader: FieldReader, key: str, name: str, where: str) -> Value | None:
-        try:
-            return parse_value(name, _scalar_text(reader, key), where)
-        except UsageError as exc:
-            problems.append(exc.message)
-            return None
-
-    top = FieldReader(doc, "", doc.data, error, _HINT)
-    top.reject_unknown(frozenset({"profile", "model", "settings", "env", "tuned"}))
-    top.child("tuned").reject_unknown(TUNED_FIELDS)
-    values: dict[str, Value] = {}
-    where: dict[str, str] = {}
-    settings = top.child("settings")
-    known_settings = frozenset(KNOB_VARIABLES) | frozenset(LAUNCH_KNOBS)
-    for key in sorted(settings.data, key=lambda k: doc.line(f"settings.{k}")):
-        place = doc.where(f"settings.{key}")
-        if key not in known_settings:
-            problems.append(f"{place}: field settings.{key}: {unknown_field(key, known_settings)}")
-            continue
-        if settings.data[key] is None:
-            continue
-        name = variable_for(key)
-        value = checked(settings, key, name, f"{place}: field settings.{key}")
-        if value is not None:
-            values[name], where[name] = value, place
-    env = top.child("env")
-    for key in sorted(env.data, key=lambda k: doc.line(f"env.{k}")):
-        place = doc.where(f"env.{key}")
-        if env.data[key] is None:
-            continue
-        if key in values:
-            problems.append(f"{place}: field env.{key}: also set as settings ({where[key]})")
-            continue
-        value = checked(env, key, key, f"{place}: field env.{key}")
-        if value is not None:
-            values[key], where[key] = value, place
-    model = top.optional_text("model")
-    if model is not None:
-        place = doc.where("model")
-        if "TAILOR_MODEL" in values:
-            problems.append(f"{place}: field model: also set as {where['TAILOR_MODEL']}")
-        else:
-            checked_value: Value | None = None
+    def checked(path: str, name: str, raw: object) -> Value | None:
+        if isinstance(raw, (bool, int, float, str)):
             try:
-                checked_value = parse_value("TAILOR_MODEL", model, f"{place}: field model")
+                return parse_value(name, value_text(raw) if isinstance(raw, bool) else str(raw),
+                                   f"{reader.where(path)}: field {path}")
             except UsageError as exc:
                 problems.append(exc.message)
-            if checked_value is not None:
-                values["TAILOR_MODEL"], where["TAILOR_MODEL"] = checked_value, place
-    try:
-        profile = top.optional_text("profile")
-    except UsageError as exc:
-        problems.append(exc.message)
-        profile = None
+        else:
+            problems.append(reader.fail(path, f"expected a single value, got {raw!r}").message)
+        return None
+
+    values: dict[str, Value] = {}
+    where: dict[str, str] = {}
+    known_settings = frozenset(KNOB_VARIABLES) | frozenset(LAUNCH_KNOBS)
+    for key, raw in shape.settings.items():
+        path = f"settings.{key}"
+        if key not in known_settings:
+            problems.append(reader.fail(path, unknown_field(key, known_settings)).message)
+            continue
+        if raw is None:
+            continue
+        name = variable_for(key)
+        value = checked(path, name, raw)
+        if value is not None:
+            values[name], where[name] = value, reader.where(path)
+    for key, raw in shape.env.items():
+        path = f"env.{key}"
+        if raw is None:
+            continue
+        if key in values:
+            problems.append(reader.fail(path, f"also set as settings ({where[key]})").message)
+            continue
+        value = checked(path, key, raw)
+        if value is not None:
+            values[key], where[key] = value, reader.where(path)
+    if shape.model is not None:
+        if "TAILOR_MODEL" in values:
+            problems.append(reader.fail("model", f"also set as {where['TAILOR_MODEL']}").message)
+        else:
+            value = checked("model", "TAILOR_MODEL", shape.model)
+            if value is not None:
+                values["TAILOR_MODEL"], where["TAILOR_MODEL"] = value, reader.where("model")
     if problems:
         message = problems[0] if len(problems) == 1 else \
             f"{len(problems)} problems in {doc.source}:\n  " + "\n  ".join(problems)
         raise UsageError(message, _HINT)
-    return UserConfig(source=doc.source, profile=profile, values=values, where=where,
-                      label="tuned" if "tuned" in doc.data else "config")
+    return UserConfig(source=doc.source, profile=shape.profile, values=values, where=where,
+                      label="tuned" if isinstance(data, dict) and "tuned" in data else "config")
 
 
 def load_config(path: Path) -> UserConfig:
-    def error(message: str, hint: str) -> UsageError:
-        return UsageError(message, hint)
-
-    return parse_config(load_yaml_document(path, error, _HINT))
+    return parse_config(load_yaml_document(path, UsageError, _HINT))

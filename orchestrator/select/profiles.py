@@ -10,24 +10,27 @@ Every problem is a :class:`ProfileError` naming the file, the line and the field
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 from orchestrator.errors import ProfileError
+from orchestrator.model import NOT_READ, Parse, Range, Reader, file_key, from_jsonable
 from orchestrator.resources import profiles_dir
-from orchestrator.yaml_doc import FieldReader, YamlDoc, load_yaml_document
+from orchestrator.units import SIZE_EXAMPLES, parse_size
+from orchestrator.yaml_doc import YamlDoc, load_yaml_document
 
 _HINT = "fix the profile file; see the built-in profiles in profiles/ for the schema"
 
-ENGINES = ("onnx", "torch")
-DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "bf16", "fp16-if-supported", "bf16-if-supported")
-REQUIREMENT = ("required", "excluded", "any")
-FLAVORS = ("cpu", "cuda", "l4t")
-ALLOCATORS = ("jemalloc", "tcmalloc", "none")
-ARCHITECTURES = ("x86_64", "aarch64")
-
+Engine = Literal["onnx", "torch"]
+Device = Literal["cpu", "cuda"]
+Precision = Literal["fp32", "fp16", "bf16", "fp16-if-supported", "bf16-if-supported"]
+Requirement = Literal["required", "excluded", "any"]
+Flavor = Literal["cpu", "cuda", "l4t"]
+Allocator = Literal["jemalloc", "tcmalloc", "none"]
+Architecture = Literal["x86_64", "aarch64"]
 
 def _error(message: str, hint: str) -> ProfileError:
     return ProfileError(message, hint)
@@ -42,62 +45,90 @@ def parse_version(text: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in parts)
 
 
+def _size(value: object) -> int:
+    """Bytes from an integer or a string like ``8GiB`` (a profile's sizes)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size like 8GiB, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative, got {value}")
+        return value
+    parsed = parse_size(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise ValueError(f"expected {SIZE_EXAMPLES}, got {value!r}")
+    return parsed
+
+
+def _version(value: object) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"write the version in quotes ('{value}'): YAML reads {value} as a number")
+    if not isinstance(value, str) or parse_version(value) is None:
+        raise ValueError(f"expected a dotted version like 7.5 or R35.4.1, got {value!r}")
+    return value
+
+
+Size = Annotated[int, Parse(_size)]
+Version = Annotated[str, Parse(_version)]
+AtLeast0 = Annotated[int, Range(0)]
+AtLeast1 = Annotated[int, Range(1)]
+
+
 @dataclass(frozen=True)
 class MatchRules:
     """Conditions a machine must meet. Memory is effective RAM (cgroup-aware), VRAM the largest GPU."""
 
-    min_memory_bytes: int | None
-    max_memory_bytes: int | None
-    min_vram_bytes: int | None
-    max_vram_bytes: int | None
-    min_compute_capability: str | None
-    architectures: tuple[str, ...]
-    gpu: str
+    min_memory_bytes: Size | None = field(default=None, metadata=file_key("min_memory"))
+    max_memory_bytes: Size | None = field(default=None, metadata=file_key("max_memory"))
+    min_vram_bytes: Size | None = field(default=None, metadata=file_key("min_vram"))
+    max_vram_bytes: Size | None = field(default=None, metadata=file_key("max_vram"))
+    min_compute_capability: Version | None = None
+    architectures: tuple[Architecture, ...] = ()
+    gpu: Requirement = "any"
     """``required`` (a discrete NVIDIA GPU reported by NVML), ``excluded`` or ``any``."""
-    jetson: str
+    jetson: Requirement = "excluded"
     """``required``, ``excluded`` or ``any``."""
-    l4t_min: str | None
-    l4t_max: str | None
+    l4t_min: Version | None = None
+    l4t_max: Version | None = None
 
 
 @dataclass(frozen=True)
 class ThreadPolicy:
-    per_worker_max: int
+    per_worker_max: AtLeast1 = 4
     """Most intra-op threads one worker gets."""
-    spread: str
+    spread: Literal["workers", "threads"] = "threads"
     """How CPU-only plans split the CPUs: ``workers`` (as many 1-thread workers as CPUs first, then
     threads; best throughput for small voices) or ``threads`` (few wide workers; lowest latency for
     one request at a time)."""
-    inter_op: int
-    reserve_cpus: int
+    inter_op: AtLeast1 = 1
+    reserve_cpus: AtLeast0 = 0
     """CPUs left to the HTTP server and the OS (never below one usable CPU)."""
 
 
 @dataclass(frozen=True)
 class AllocatorPolicy:
-    malloc_arena_max: int
-    preload: str
+    malloc_arena_max: AtLeast1 = 2
+    preload: Allocator = "none"
     """``jemalloc``, ``tcmalloc`` or ``none``; used only when the library exists on the host."""
-    cuda_expandable_segments: bool
-    ort_memory_arena: bool
+    cuda_expandable_segments: bool = False
+    ort_memory_arena: bool = True
 
 
 @dataclass(frozen=True)
 class BatchingPolicy:
     """Dynamic batching (``batching:`` in a profile): pays off on a GPU, adds latency on a CPU."""
 
-    enabled: bool
-    max_batch_size: int
+    enabled: bool = False
+    max_batch_size: AtLeast1 = 1
     """Upper bound; the plan lowers it to what fits in memory per worker."""
-    batch_window_ms: float
+    batch_window_ms: Annotated[float, Range(0.0, 1000.0)] = 5.0
 
 
 @dataclass(frozen=True)
 class ConcurrencyPolicy:
     """``concurrency:``: how many workers at most and how deep the queue per slot."""
 
-    max_workers: int
-    queue_per_slot: int
+    max_workers: AtLeast1 = 4
+    queue_per_slot: AtLeast0 = 4
     """Waiting requests allowed per concurrent slot (max_queue = slots x this)."""
 
 
@@ -105,11 +136,11 @@ class ConcurrencyPolicy:
 class MemoryPolicy:
     """``memory:``: what the plan keeps free for the OS and other processes."""
 
-    headroom_fraction: float
+    headroom_fraction: Annotated[float, Range(0.0, 0.9)] = 0.2
     """Share of effective RAM kept free (capped at half of it)."""
-    headroom_min_bytes: int
+    headroom_min_bytes: Size = field(default=512 * 1024**2, metadata=file_key("headroom_min"))
     """At least this much RAM kept free."""
-    vram_headroom_fraction: float
+    vram_headroom_fraction: Annotated[float, Range(0.0, 0.9)] = 0.1
     """Share of the GPU's memory kept free (CUDA context growth, fragmentation)."""
 
 
@@ -117,32 +148,36 @@ class MemoryPolicy:
 class ContainerPolicy:
     """``container:``: which runtime image and how much /dev/shm."""
 
-    flavor: str
+    flavor: Flavor
     """``cpu``, ``cuda`` or ``l4t`` (templates/docker/Dockerfile.<flavor>.j2)."""
-    shm_size_bytes: int
+    shm_size_bytes: Size = field(default=256 * 1024**2, metadata=file_key("shm_size"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile:
+    """One ``profiles/NAME.yaml``: the file's shape (defaults, choices, bounds) is declared here and
+    read by the one validator (:func:`orchestrator.model.from_jsonable`)."""
+
     name: str
-    description: str
-    priority: int
+    """The file name without ``.yaml`` (writing it in the file is optional)."""
+    description: str = ""
+    priority: AtLeast0
     """Higher wins when several profiles fit; unique across the loaded set."""
-    match: MatchRules
-    engine: str
-    device: str
-    fallback: str
+    match: MatchRules = field(default_factory=MatchRules)
+    engine: Engine
+    device: Device
+    fallback: str = ""
     """``ENGINE:VOICE[,ENGINE:VOICE]`` tried when the primary engine fails (TAILOR_FALLBACK)."""
-    precision: str
-    threads: ThreadPolicy
-    allocator: AllocatorPolicy
-    batching: BatchingPolicy
-    concurrency: ConcurrencyPolicy
-    memory: MemoryPolicy
+    precision: Precision = "fp32"
+    threads: ThreadPolicy = field(default_factory=ThreadPolicy)
+    allocator: AllocatorPolicy = field(default_factory=AllocatorPolicy)
+    batching: BatchingPolicy = field(default_factory=BatchingPolicy)
+    concurrency: ConcurrencyPolicy = field(default_factory=ConcurrencyPolicy)
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     container: ContainerPolicy
-    source: str
+    source: str = field(default="", metadata=NOT_READ)
     """The file it came from."""
-    priority_where: str = ""
+    priority_where: str = field(default="", metadata=NOT_READ)
     """``file:line`` of the priority key, for ambiguity errors."""
 
 
@@ -161,136 +196,53 @@ class ProfileSet:
                            "choose one of: " + ", ".join(p.name for p in self.profiles))
 
 
-_TOP = frozenset({"name", "description", "priority", "match", "engine", "device", "fallback",
-                  "precision", "threads", "allocator", "batching", "concurrency", "memory",
-                  "container"})
-
-
 def parse_profile(doc: YamlDoc, stem: str) -> Profile:
     """Validate one composed profile document; ``stem`` is the file name without ``.yaml``."""
-    top = FieldReader(doc, "", doc.data, _error, _HINT)
-    top.reject_unknown(_TOP)
-    name = top.text("name", default=stem)
-    if name != stem:
-        top.fail("name", f"{name!r} must match the file name {stem!r}")
-    match = _parse_match(top.child("match"))
-    engine = top.text("engine", choices=ENGINES)
-    device = top.text("device", choices=DEVICES)
-    precision = top.text("precision", default="fp32", choices=PRECISIONS)
-    threads_r = top.child("threads")
-    threads_r.reject_unknown(frozenset({"per_worker_max", "spread", "inter_op", "reserve_cpus"}))
-    alloc_r = top.child("allocator")
-    alloc_r.reject_unknown(frozenset({"malloc_arena_max", "preload", "cuda_expandable_segments",
-                                      "ort_memory_arena"}))
-    batch_r = top.child("batching")
-    batch_r.reject_unknown(frozenset({"enabled", "max_batch_size", "batch_window_ms"}))
-    conc_r = top.child("concurrency")
-    conc_r.reject_unknown(frozenset({"max_workers", "queue_per_slot"}))
-    mem_r = top.child("memory")
-    mem_r.reject_unknown(frozenset({"headroom_fraction", "headroom_min", "vram_headroom_fraction"}))
-    cont_r = top.child("container")
-    cont_r.reject_unknown(frozenset({"flavor", "shm_size"}))
-    profile = Profile(
-        name=name,
-        description=top.text("description", default=""),
-        priority=top.integer("priority"),
-        match=match,
-        engine=engine,
-        device=device,
-        fallback=top.text("fallback", default=""),
-        precision=precision,
-        threads=ThreadPolicy(
-            per_worker_max=threads_r.integer("per_worker_max", default=4, minimum=1),
-            spread=threads_r.text("spread", default="threads", choices=("workers", "threads")),
-            inter_op=threads_r.integer("inter_op", default=1, minimum=1),
-            reserve_cpus=threads_r.integer("reserve_cpus", default=0),
-        ),
-        allocator=AllocatorPolicy(
-            malloc_arena_max=alloc_r.integer("malloc_arena_max", default=2, minimum=1),
-            preload=alloc_r.text("preload", default="none", choices=ALLOCATORS),
-            cuda_expandable_segments=alloc_r.flag("cuda_expandable_segments", False),
-            ort_memory_arena=alloc_r.flag("ort_memory_arena", True),
-        ),
-        batching=BatchingPolicy(
-            enabled=batch_r.flag("enabled", False),
-            max_batch_size=batch_r.integer("max_batch_size", default=1, minimum=1),
-            batch_window_ms=batch_r.number("batch_window_ms", 5.0, maximum=1000.0),
-        ),
-        concurrency=ConcurrencyPolicy(
-            max_workers=conc_r.integer("max_workers", default=4, minimum=1),
-            queue_per_slot=conc_r.integer("queue_per_slot", default=4),
-        ),
-        memory=MemoryPolicy(
-            headroom_fraction=mem_r.number("headroom_fraction", 0.2, maximum=0.9),
-            headroom_min_bytes=mem_r.size("headroom_min", 512 * 1024**2) or 0,
-            vram_headroom_fraction=mem_r.number("vram_headroom_fraction", 0.1, maximum=0.9),
-        ),
-        container=ContainerPolicy(
-            flavor=cont_r.text("flavor", choices=FLAVORS),
-            shm_size_bytes=cont_r.size("shm_size", 256 * 1024**2) or 0,
-        ),
-        source=doc.source,
-        priority_where=doc.where("priority"),
-    )
-    _check_contradictions(profile, top)
-    return profile
+    reader = Reader(ProfileError, doc.source, _HINT, lines=doc.lines, null_is_absent=True)
+    data = doc.data if doc.data is not None else {}
+    if isinstance(data, dict) and data.get("name") is None:
+        data = {**data, "name": stem}
+    profile: Profile = from_jsonable(Profile, data, reader)
+    if profile.name != stem:
+        raise reader.fail("name", f"{profile.name!r} must match the file name {stem!r}")
+    _check_contradictions(profile, reader)
+    return dataclasses.replace(profile, source=doc.source, priority_where=reader.where("priority"))
 
 
-def _parse_match(r: FieldReader) -> MatchRules:
-    r.reject_unknown(frozenset({"min_memory", "max_memory", "min_vram", "max_vram",
-                                "min_compute_capability", "architectures", "gpu", "jetson",
-                                "l4t_min", "l4t_max"}))
-    for key in ("min_compute_capability", "l4t_min", "l4t_max"):
-        value = r.optional_text(key)
-        if value is not None and parse_version(value) is None:
-            r.fail(f"match.{key}", f"expected a dotted version like 7.5 or R35.4.1, got {value!r}")
-    return MatchRules(
-        min_memory_bytes=r.size("min_memory"),
-        max_memory_bytes=r.size("max_memory"),
-        min_vram_bytes=r.size("min_vram"),
-        max_vram_bytes=r.size("max_vram"),
-        min_compute_capability=r.optional_text("min_compute_capability"),
-        architectures=r.text_list("architectures", choices=ARCHITECTURES),
-        gpu=r.text("gpu", default="any", choices=REQUIREMENT),
-        jetson=r.text("jetson", default="excluded", choices=REQUIREMENT),
-        l4t_min=r.optional_text("l4t_min"),
-        l4t_max=r.optional_text("l4t_max"),
-    )
-
-
-def _check_contradictions(p: Profile, top: FieldReader) -> None:
+def _check_contradictions(p: Profile, reader: Reader) -> None:
+    """Checks across fields, after the file decoded."""
     m = p.match
     pairs = (("min_memory", m.min_memory_bytes, "max_memory", m.max_memory_bytes),
              ("min_vram", m.min_vram_bytes, "max_vram", m.max_vram_bytes))
     for low_name, low, high_name, high in pairs:
         if low is not None and high is not None and low > high:
-            top.fail(f"match.{low_name}", f"{low} bytes is above match.{high_name} ({high} bytes)")
+            raise reader.fail(f"match.{low_name}", f"{low} bytes is above match.{high_name} ({high} bytes)")
     if m.l4t_min and m.l4t_max and (parse_version(m.l4t_min) or ()) > (parse_version(m.l4t_max) or ()):
-        top.fail("match.l4t_min", f"{m.l4t_min} is above match.l4t_max ({m.l4t_max})")
+        raise reader.fail("match.l4t_min", f"{m.l4t_min} is above match.l4t_max ({m.l4t_max})")
     if (m.l4t_min or m.l4t_max) and m.jetson != "required":
-        top.fail("match.l4t_min" if m.l4t_min else "match.l4t_max",
+        raise reader.fail("match.l4t_min" if m.l4t_min else "match.l4t_max",
                  "an L4T range only makes sense with match.jetson: required")
     if m.gpu == "excluded" and (m.min_vram_bytes or m.min_compute_capability):
-        top.fail("match.gpu", "excluded, yet match.min_vram / min_compute_capability ask for a GPU")
+        raise reader.fail("match.gpu", "excluded, yet match.min_vram / min_compute_capability ask for a GPU")
     if m.jetson == "required" and m.architectures and "aarch64" not in m.architectures:
-        top.fail("match.architectures", "Jetson boards are aarch64, but it is not listed")
+        raise reader.fail("match.architectures", "Jetson boards are aarch64, but it is not listed")
     if p.device == "cpu" and p.precision != "fp32":
-        top.fail("precision", f"{p.precision} needs a CUDA device; device is cpu (use fp32)")
+        raise reader.fail("precision", f"{p.precision} needs a CUDA device; device is cpu (use fp32)")
     if p.allocator.cuda_expandable_segments and m.jetson == "required":
-        top.fail("allocator.cuda_expandable_segments",
+        raise reader.fail("allocator.cuda_expandable_segments",
                  "expandable_segments is not supported by the Jetson (L4T) CUDA allocator; set false")
     if p.allocator.cuda_expandable_segments and p.device != "cuda":
-        top.fail("allocator.cuda_expandable_segments", "only applies to device cuda")
+        raise reader.fail("allocator.cuda_expandable_segments", "only applies to device cuda")
     if p.container.flavor == "l4t" and m.jetson != "required":
-        top.fail("container.flavor", "the l4t image only runs on Jetson; set match.jetson: required")
+        raise reader.fail("container.flavor", "the l4t image only runs on Jetson; set match.jetson: required")
     if p.container.flavor == "cpu" and p.device == "cuda":
-        top.fail("container.flavor", "device cuda needs the cuda (or l4t) image flavor")
+        raise reader.fail("container.flavor", "device cuda needs the cuda (or l4t) image flavor")
     if p.container.flavor == "cuda" and m.jetson == "required":
-        top.fail("container.flavor", "Jetson needs the l4t image flavor")
+        raise reader.fail("container.flavor", "Jetson needs the l4t image flavor")
     if p.device == "cuda" and m.gpu != "required" and m.jetson != "required":
-        top.fail("device", "cuda needs match.gpu: required or match.jetson: required")
+        raise reader.fail("device", "cuda needs match.gpu: required or match.jetson: required")
     if p.batching.enabled is False and p.batching.max_batch_size > 1:
-        top.fail("batching.max_batch_size", "is above 1 while batching.enabled is false")
+        raise reader.fail("batching.max_batch_size", "is above 1 while batching.enabled is false")
 
 
 def load_profile_file(path: Path) -> Profile:

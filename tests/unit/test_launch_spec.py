@@ -82,7 +82,7 @@ def test_plan_json_round_trip_is_exact(tmp_path: Path) -> None:
     (("container", "read_only"), 1, r"field container.read_only: expected true or false, got 1"),
     (("other_env", "TAILOR_LOG_LEVEL"), 1, r"field other_env.TAILOR_LOG_LEVEL: expected a string, got 1"),
     (("port",), "8000", r"field port: expected an integer, got '8000'"),
-    (("surprise",), 1, r"field surprise: is not a known field"),
+    (("surprise",), 1, r"field surprise: unknown field; known fields here: "),
 ])
 def test_plan_reader_names_the_file_and_the_field(tmp_path: Path, path: tuple[str, ...], change: object,
                                                   message: str) -> None:

@@ -38,6 +38,9 @@ def test_good_config_maps_knobs_to_runtime_variables(tmp_path: Path) -> None:
     ("settings:\n  port: 8080\nenv:\n  TAILOR_PORT: 9090\n", ":4: field env.TAILOR_PORT: also set as settings"),
     ("- just\n- a list\n", ":1: field (top): expected a mapping"),
     ("settings: {workers: 2\n", "not valid YAML"),
+    ("tuned:\n  by: tune\n  when: now\n", ":3: field tuned.when: unknown field; known fields here: at, by, host"),
+    ("settings: 3\n", ":1: field settings: expected a mapping, got 3"),
+    ("profile: 3\n", ":1: field profile: expected a string, got 3"),
 ])
 def test_bad_config_names_file_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
@@ -51,3 +54,10 @@ def test_bad_config_names_file_line_and_field(tmp_path: Path, text: str, expecte
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_an_empty_config_file_sets_nothing(tmp_path: Path) -> None:
+    # It raised a TypeError before the config was read by the one validator (issue 19, item 4).
+    config = load_config(write(tmp_path, "# nothing yet\n"))
+    assert (config.profile, dict(config.values), config.label) == (None, {}, "config")
+    assert load_config(write(tmp_path, "tuned:\n  by: tune\n")).label == "tuned"

@@ -77,14 +77,20 @@ BAD_CASES = [
     # (what it stands for, text transform, expected line, expected field, words in the message)
     ("unknown key", lambda t: t.replace("  per_worker_max: 2", "  per_worker_max: 2\n  per_workr: 3"),
      12, "threads.per_workr", "unknown field"),
-    ("wrong type", lambda t: t.replace("priority: 55", "priority: high"), 2, "priority", "whole number"),
+    ("wrong type", lambda t: t.replace("priority: 55", "priority: high"), 2, "priority", "expected an integer, got 'high'"),
     ("bad size", lambda t: t.replace("min_memory: 4GiB", "min_memory: lots"), 4, "match.min_memory", "size"),
     ("min above max", lambda t: t.replace("max_memory: 64GiB", "max_memory: 2GiB"), 4, "match.min_memory",
      "above match.max_memory"),
     ("fp16 on cpu", lambda t: t.replace("precision: fp32", "precision: fp16"), 9, "precision", "needs a CUDA device"),
     ("bad choice", lambda t: t.replace("engine: onnx", "engine: tensorrt"), 7, "engine", "not one of"),
     ("duplicate key", lambda t: t + "priority: 56\n", 15, "priority", "written twice"),
-    ("missing required", lambda t: t.replace("device: cpu\n", ""), 1, "device", "is required"),
+    ("missing required", lambda t: t.replace("device: cpu\n", ""), 1, "device", "is missing"),
+    ("below minimum", lambda t: t.replace("per_worker_max: 2", "per_worker_max: 0"), 11, "threads.per_worker_max",
+     "must be at least 1, got 0"),
+    ("unquoted version", lambda t: t.replace("  gpu: any", "  gpu: any\n  min_compute_capability: 7.5"), 7,
+     "match.min_compute_capability", "write the version in quotes ('7.5')"),
+    ("bad list item", lambda t: t.replace("  gpu: any", "  gpu: any\n  architectures: [x86_64, arm]"), 7,
+     "match.architectures[1]", "'arm' is not one of x86_64, aarch64"),
     ("expandable_segments on Jetson",
      lambda t: t.replace("  gpu: any", "  gpu: any\n  jetson: required\n  architectures: [aarch64]")
                 .replace("device: cpu", "device: cuda").replace("flavor: cpu", "flavor: l4t")
