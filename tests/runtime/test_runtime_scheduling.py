@@ -164,7 +164,10 @@ def test_batching_groups_concurrent_sentences_with_their_own_speed(real_engine: 
         assert 'tailor_batch_size_bucket{le="2.0"}' in client.get("/metrics").text
 
 
-def test_solo_wide_instance_serves_lone_sentences_only(real_engine: object) -> None:
+@contextmanager
+def solo_wide_app(real_engine: object) -> Iterator[tuple[Any, WrappedEngine, list[WrappedEngine]]]:
+    """Two workers and the solo-wide instance, ready: the client, the wide (two-thread) engine and
+    the one-thread engines, their load-time calls cleared."""
     from starlette.testclient import TestClient
 
     created: list[tuple[int, WrappedEngine]] = []
@@ -181,6 +184,11 @@ def test_solo_wide_instance_serves_lone_sentences_only(real_engine: object) -> N
         narrow = [engine for threads, engine in created if threads == 1]
         for engine in (wide, *narrow):
             engine.calls.clear()
+        yield client, wide, narrow
+
+
+def test_solo_wide_instance_serves_lone_sentences_only(real_engine: object) -> None:
+    with solo_wide_app(real_engine) as (client, wide, narrow):
         assert client.post(SPEECH, json={"input": "Alone.", "response_format": "pcm"}).status_code == 200
         assert len(wide.calls) == 1 and all(not e.calls for e in narrow)
 
@@ -203,21 +211,7 @@ def test_a_lone_requests_first_sentence_runs_alone_on_the_wide_instance(real_eng
     """Issue 20: a lone several-sentence request runs its first sentence on the wide instance, and
     its second does not start beside it on a one-thread worker (the first audio is not slowed by
     it); a second request arriving meanwhile runs on a one-thread worker at once."""
-    from starlette.testclient import TestClient
-
-    created: list[tuple[int, WrappedEngine]] = []
-
-    def factory(name: str, _path: object, _rate: int, options: Any) -> WrappedEngine:
-        created.append((options.intra_op_threads, WrappedEngine(real_engine, name)))
-        return created[-1][1]
-
-    env = {"TAILOR_WORKERS": "2", "TAILOR_SOLO_WIDE": "true", "TAILOR_CACHE_BYTES": "0"}
-    with TestClient(create_app(Settings.from_environ(env), engine_factory=factory)) as client:
-        wait_ready(client)
-        wide = next(engine for threads, engine in created if threads == 2)
-        narrow = [engine for threads, engine in created if threads == 1]
-        for engine in (wide, *narrow):
-            engine.calls.clear()
+    with solo_wide_app(real_engine) as (client, wide, narrow):
         text = "The first sentence is here. The second one follows it. And a third closes."
 
         # Held on its first sentence: the second is queued (lookahead) but does not start.
