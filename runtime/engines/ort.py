@@ -60,6 +60,40 @@ def providers(device: str, device_index: int = 0) -> list[Any]:
     return ["CPUExecutionProvider"]
 
 
+ARENA_SHRINK_EVERY = 16
+"""Every this many runs, an instance hands its onnxruntime CPU arena's free regions back.
+
+The arena grows regions by doubling and never returns them: under a soak of mixed sentence
+lengths the soak benchmark's runtime kept growing past the plan's budget (1059 MiB at 1000
+requests, still +15-20 MiB per 100), and one session fed 120 sentences of 20-200 phonemes
+went from 139 to 290 MiB and kept creeping when fragmentation forced new regions. Shrinking
+after every run keeps RSS flat but cost 14 % more CPU (re-faulting the pages each time);
+every 16th run measured the same CPU as never and bounds what a session retains to what ~16
+runs needed (benchmarks/RESULTS.md, "Memory under a soak")."""
+
+
+class ArenaShrinkingRuns:
+    """Runs one session one call at a time; with ``shrink``, every :data:`ARENA_SHRINK_EVERY`-th
+    run hands the CPU arena's free regions back (the Piper and Kokoro onnx engines)."""
+
+    def __init__(self, shrink: bool) -> None:
+        import onnxruntime as ort
+
+        self._lock = threading.Lock()
+        self._runs = 0
+        self._plain = ort.RunOptions()
+        self._shrink = ort.RunOptions()
+        if shrink:
+            self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+    def run(self, session: Any, feeds: dict[str, Any]) -> Any:
+        """``session.run(None, feeds)`` under the lock, with the shrinking run options when it is due."""
+        with self._lock:
+            self._runs += 1
+            shrink = self._runs % ARENA_SHRINK_EVERY == 0
+            return session.run(None, feeds, self._shrink if shrink else self._plain)
+
+
 _WITH_OUTPUT: dict[tuple[object, ...], Any] = {}
 _WITH_OUTPUT_LOCK = threading.Lock()
 

