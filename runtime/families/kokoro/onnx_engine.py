@@ -24,7 +24,7 @@ import numpy as np
 
 from runtime.engines.base import EngineError, EngineOptions, TimedAudio
 from runtime.engines.ort import ArenaShrinkingRuns, providers, session_options, session_with_output
-from runtime.families.kokoro.phonemes import MAX_TOKENS, model_ids
+from runtime.families.kokoro.phonemes import MAX_TOKENS, chunk_ids, model_ids
 from runtime.families.kokoro.voices import StyleVoice
 from runtime.text.frontend import TextChunk
 
@@ -154,9 +154,7 @@ class KokoroOnnxVoice:
     def synthesize(self, chunks: Sequence[TextChunk], speeds: Sequence[float]) -> list[np.ndarray]:
         audio = []
         for chunk, speed in zip(chunks, speeds, strict=True):
-            if not chunk.phoneme_ids:
-                raise ValueError("text has no phonemes in this voice")
-            ids = chunk.phoneme_ids[:MAX_TOKENS]
+            ids = chunk_ids(chunk)
             audio.append(self._session.run(ids, self._voice.style_for(len(ids)), speed))
         return audio
 
@@ -166,9 +164,7 @@ class KokoroOnnxVoice:
 
     def synthesize_timed(self, chunk: TextChunk, speed: float) -> TimedAudio:
         """One chunk's audio and samples per token as the model read them (``phonemes.model_ids``)."""
-        if not chunk.phoneme_ids:
-            raise ValueError("text has no phonemes in this voice")
-        ids = chunk.phoneme_ids[:MAX_TOKENS]
+        ids = chunk_ids(chunk)
         return self._session.run_timed(ids, self._voice.style_for(len(ids)), speed)
 
     def close(self) -> None:

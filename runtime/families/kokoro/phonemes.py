@@ -26,7 +26,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 
-from runtime.text.frontend import ChunkingFrontEnd, espeak_groups, join_groups
+from runtime.text.frontend import ChunkingFrontEnd, TextChunk, espeak_groups, join_groups
 from runtime.text.timestamps import TokenMap, count_groups, silent_ids
 
 PAD = 0
@@ -38,6 +38,14 @@ MAX_TOKENS = 510
 def model_ids(ids: Sequence[int]) -> tuple[int, ...]:
     """A chunk's ids as Kokoro-82M reads them: at most :data:`MAX_TOKENS`, a pad at each end."""
     return (PAD, *ids[:MAX_TOKENS], PAD)
+
+
+def chunk_ids(chunk: TextChunk) -> tuple[int, ...]:
+    """A chunk's ids as one engine call takes them: at most :data:`MAX_TOKENS`. ValueError when it
+    has none (text with no phonemes in the voice)."""
+    if not chunk.phoneme_ids:
+        raise ValueError("text has no phonemes in this voice")
+    return chunk.phoneme_ids[:MAX_TOKENS]
 
 SYLLABIC = "\u0329"
 TILDE = "\u0303"
@@ -127,4 +135,4 @@ class KokoroFrontEnd(ChunkingFrontEnd):
         return tuple(self._vocab[p] for p in phonemes)
 
 
-__all__ = ["MAX_TOKENS", "PAD", "KokoroFrontEnd", "espeak_voice_for", "kokoro_symbols", "model_ids"]
+__all__ = ["MAX_TOKENS", "PAD", "KokoroFrontEnd", "chunk_ids", "espeak_voice_for", "kokoro_symbols", "model_ids"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from runtime.engines.base import EngineError, EngineOptions, TimedAudio
 from runtime.families.kokoro.onnx_engine import SAMPLE_RATE, timed_audio
-from runtime.families.kokoro.phonemes import MAX_TOKENS, model_ids
+from runtime.families.kokoro.phonemes import chunk_ids, model_ids
 from runtime.families.kokoro.voices import StyleVoice
 from runtime.text.frontend import TextChunk
 
@@ -64,23 +64,16 @@ class KokoroTorchVoice:
         self._lock = threading.Lock()
 
     def synthesize(self, chunks: Sequence[TextChunk], speeds: Sequence[float]) -> list[np.ndarray]:
+        return [self._run(chunk, speed)[0] for chunk, speed in zip(chunks, speeds, strict=True)]
+
+    def _run(self, chunk: TextChunk, speed: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """One chunk's audio and, where ``KModel`` returns them, its predicted frames per token."""
         import torch
 
-        audio: list[np.ndarray] = []
+        ids = chunk_ids(chunk)
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        for chunk, speed in zip(chunks, speeds, strict=True):
-            ids = chunk.phoneme_ids[:MAX_TOKENS]
-            if not ids:
-                raise ValueError("text has no phonemes in this voice")
-            tokens = torch.tensor([model_ids(ids)], dtype=torch.long, device=self._device)
-            style = torch.from_numpy(self._voice.style_for(len(ids))).to(self._device, dtype)
-            audio.append(self._run(tokens, style, speed)[0])
-        return audio
-
-    def _run(self, tokens: Any, style: Any, speed: float) -> tuple[np.ndarray, np.ndarray | None]:
-        """The audio and, where ``KModel`` returns them, its predicted frames per token."""
-        import torch
-
+        tokens = torch.tensor([model_ids(ids)], dtype=torch.long, device=self._device)
+        style = torch.from_numpy(self._voice.style_for(len(ids))).to(self._device, dtype)
         with self._lock, torch.inference_mode():
             out = self._model.forward_with_tokens(tokens, style, speed)
         wave, durations = (out[0], out[1] if len(out) > 1 else None) if isinstance(out, tuple) else (out, None)
@@ -94,19 +87,11 @@ class KokoroTorchVoice:
     def synthesize_timed(self, chunk: TextChunk, speed: float) -> TimedAudio:
         """One chunk's audio and samples per token as the model read them (``phonemes.model_ids``),
         checked as the onnx engine's (whole frames that add up to the audio)."""
-        import torch
-
-        ids = chunk.phoneme_ids[:MAX_TOKENS]
-        if not ids:
-            raise ValueError("text has no phonemes in this voice")
-        dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        tokens = torch.tensor([model_ids(ids)], dtype=torch.long, device=self._device)
-        style = torch.from_numpy(self._voice.style_for(len(ids))).to(self._device, dtype)
-        audio, frames = self._run(tokens, style, speed)
+        audio, frames = self._run(chunk, speed)
         if frames is None:
             raise EngineError("this kokoro package's KModel returns no durations; word timestamps need "
                               "TAILOR_ENGINE=onnx or a newer kokoro")
-        return timed_audio(audio, frames, len(ids) + 2)
+        return timed_audio(audio, frames, len(chunk_ids(chunk)) + 2)
 
     def close(self) -> None:
         self._model = None
