@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
 
 from orchestrator.tune.loadgen import run_level
+from tests.helpers import QuietHandler, served
 
 RATE = 16000
 PAUSE_S = 0.3
@@ -25,12 +24,9 @@ def wav_header(rate: int = RATE) -> bytes:
             + b"data" + struct.pack("<I", 0xFFFFFFFF))
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
     seen: ClassVar[list[dict[str, object]]] = []
-
-    def log_message(self, *_args: object) -> None:
-        pass
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -60,12 +56,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with served(Handler) as url:
+        yield url
 
 
 def test_streamed_wav_gives_ttfa_before_the_end_and_the_audio_seconds(server: str) -> None:

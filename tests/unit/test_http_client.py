@@ -30,17 +30,16 @@ def test_readiness_on_a_closed_port_is_a_failed_check() -> None:
 
 def test_synthesize_to_writes_a_wav_with_its_real_length(tmp_path: Path) -> None:
     import struct
-    import threading
     import wave
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from orchestrator.supervise.http_client import synthesize_to
+    from tests.helpers import QuietHandler, served
 
     samples = b"\x01\x00\xff\xff" * 11025  # half a second at 22,050 Hz
     fmt = struct.pack("<IHHIIHH", 16, 1, 1, 22050, 44100, 2, 16)
     streamed = b"RIFF\xff\xff\xff\xffWAVEfmt " + fmt + b"data\xff\xff\xff\xff" + samples  # what the runtime streams
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
             self.send_response(200)
@@ -48,18 +47,8 @@ def test_synthesize_to_writes_a_wav_with_its_real_length(tmp_path: Path) -> None
             self.end_headers()
             self.wfile.write(streamed)
 
-        def log_message(self, *_args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        path = tmp_path / "hello.wav"
-        assert synthesize_to(f"http://127.0.0.1:{server.server_address[1]}", path) == len(streamed)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    path = tmp_path / "hello.wav"
+    with served(Handler) as url:
+        assert synthesize_to(url, path) == len(streamed)
     with wave.open(str(path)) as reader:  # soxi said 27 hours, wave 2,147,483,647 frames
         assert reader.getnframes() == 11025 * 2 and reader.getframerate() == 22050

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -21,10 +19,11 @@ from orchestrator.launch.ports import ensure_port_free, find_holders, port_is_fr
 from orchestrator.launch.spec import LaunchSpec
 from orchestrator.supervise.deployment import launch_policy, startup_budget
 from orchestrator.supervise.http_client import check_ready, fetch_readiness
+from tests.helpers import QuietHandler, served
 
 
 def _server(status: int, body: dict[str, Any] | None, header: str | None) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             payload = json.dumps(body).encode() if body is not None else b"<html>hello</html>"
             self.send_response(status)
@@ -34,18 +33,8 @@ def _server(status: int, body: dict[str, Any] | None, header: str | None) -> Ite
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, *_args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with served(Handler) as url:
+        yield url
 
 
 @pytest.fixture

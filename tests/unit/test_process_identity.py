@@ -16,12 +16,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -40,7 +37,7 @@ from orchestrator.launch.runner import RuntimeIdentity
 from orchestrator.supervise.state import DeploymentState, read_state, supervisor_alive, write_state
 from orchestrator.supervise.status import deployment_status
 from orchestrator.supervise.teardown import reclaim, stop_deployment
-from tests.helpers import process_gone, wait_for
+from tests.helpers import QuietHandler, process_gone, served, wait_for
 
 SHIFT_S = 400.0
 
@@ -122,7 +119,7 @@ def supervisor(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 @pytest.fixture
 def runtime_url() -> Iterator[str]:
     """A server answering /readyz 200 as instance ``abc123``, as the runtime does."""
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             body = json.dumps({"ready": True, "state": "ready", "instance": "abc123", "workers": 1,
                                "queue_depth": 0}).encode()
@@ -132,16 +129,8 @@ def runtime_url() -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *_args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with served(Handler) as url:
+        yield url
 
 
 def _record(sd: Path, pid: int, url: str, *, state: str = "RUNNING", with_ticks: bool = True) -> DeploymentState:
