@@ -79,6 +79,15 @@ def state_or_none(state_dir: Path) -> DeploymentState | None:
         return None
 
 
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists (``kill(pid, 0)``: a zombie not yet reaped still counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def process_gone(pid: int) -> bool:
     """True when ``pid`` no longer runs: absent, or a zombie waiting for its parent to reap it."""
     import psutil

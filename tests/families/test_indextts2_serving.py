@@ -30,7 +30,7 @@ from runtime.families.indextts2.standin import (
     SAMPLE_RATE_HZ,
     expected_samples,
 )
-from tests.helpers import free_port
+from tests.helpers import alive, free_port
 from tests.runtime.conftest import REPO, LiveServer, decode, start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -80,14 +80,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in pids), f"engine processes {pids} outlived the runtime"
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def readyz(server: LiveServer) -> dict[str, Any]:

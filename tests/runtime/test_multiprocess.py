@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import alive
 from tests.runtime.conftest import decode, start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -60,14 +61,6 @@ def _members(base: str) -> list[dict[str, object]]:
     rows = httpx.get(base + "/readyz", timeout=10).json()["processes"]["members"]
     assert isinstance(rows, list)
     return rows
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_two_processes_one_port_readiness_metrics_kill_and_drain(tmp_path: Path) -> None:
@@ -152,7 +145,7 @@ def test_two_processes_one_port_readiness_metrics_kill_and_drain(tmp_path: Path)
         after = {int(str(m["index"])): int(str(m["pid"])) for m in rows}
         assert [m["restarts"] for m in rows] == [0, 1]
         assert after[0] == survivor and after[1] not in (victim, survivor)
-        assert not _alive(victim)
+        assert not alive(victim)
         assert f"server process 1 (pid {victim}) exited with signal SIGKILL" in server.log()
         # Counts of the killed process stay in the sum (its answered requests happened).
         assert _metric(base, "tailor_requests_total", f'route="{SPEECH}",status="200"') >= served + len(kept)
@@ -160,7 +153,7 @@ def test_two_processes_one_port_readiness_metrics_kill_and_drain(tmp_path: Path)
         # SIGTERM to the parent drains both and leaves no process.
         assert stop_server(server, timeout_s=60) == 0
         for pid in (survivor, after[1]):
-            assert not _alive(pid), f"server process {pid} outlived its parent"
+            assert not alive(pid), f"server process {pid} outlived its parent"
     finally:
         stop_server(server)
 
