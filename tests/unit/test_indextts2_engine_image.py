@@ -8,6 +8,7 @@ and its containers name the engine's interpreter. Nothing here builds an image o
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,34 @@ def test_launch_checks_the_engine_image_before_touching_anything(monkeypatch: py
     assert client.closed
     client.images.present.add(spec.image)
     session._check_engine_image(spec, session.LaunchOptions(), {})  # present: used as it is
+
+
+def test_engine_image_build_context_holds_both_wheelhouses_and_the_recipe(tmp_path: Path) -> None:
+    given = tmp_path / "wh"
+    for sub, wheel in (("indextts2", "indextts-2.0-py3-none-any.whl"), ("tailor", "typer-0.12-py3-none-any.whl")):
+        (given / sub).mkdir(parents=True)
+        (given / sub / wheel).write_bytes(b"w")
+    seen: dict[str, Any] = {}
+
+    def fake_run(argv: Any) -> Any:  # `pip wheel` of the checkout: drop the project wheel where asked
+        dest = Path(argv[argv.index("--wheel-dir") + 1])
+        (dest / "tailor_deploy-0.1.0-py3-none-any.whl").write_bytes(b"w")
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    class Api:
+        def build(self, path: str, **kwargs: Any) -> list[Any]:
+            ctx = Path(path)
+            seen["files"] = sorted(str(p.relative_to(ctx)) for p in ctx.rglob("*") if p.is_file())
+            seen["dockerfile"] = (ctx / "Dockerfile").read_text()
+            seen["tag"] = kwargs["tag"]
+            return []
+
+    client = FakeClient()
+    client.api = Api()  # type: ignore[attr-defined]
+    result = image.ensure_image(client, TAG, "indextts2", port=8000, wheelhouse=given,  # type: ignore[arg-type]
+                                run=fake_run, cuda_build="cu128")
+    assert result.built and seen["tag"] == TAG
+    assert seen["files"] == ["Dockerfile", "wheels/indextts2/indextts-2.0-py3-none-any.whl",
+                             "wheels/tailor/tailor_deploy-0.1.0-py3-none-any.whl",
+                             "wheels/tailor/typer-0.12-py3-none-any.whl"]
+    assert "FROM python:3.11-slim-bookworm" in seen["dockerfile"] and "whl/cu128" in seen["dockerfile"]
