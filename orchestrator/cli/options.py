@@ -49,7 +49,8 @@ SynthesizeOpt = Annotated[Path | None, typer.Option(
     help="Once ready, synthesize a sample sentence into FILE (format from the suffix, wav by default).")]
 BaseImageOpt = Annotated[str | None, typer.Option("--base-image", help="Base image for the runtime image (docker backend).")]
 WheelhouseOpt = Annotated[Path | None, typer.Option(
-    "--wheelhouse", help="Directory of wheels for an offline image build (docker backend).")]
+    "--wheelhouse", help="Directory of wheels for an offline image build (docker backend); IndexTTS2's engine "
+    "image needs DIR/indextts2/ with its wheels (DIR/tailor/ for Tailor's, optional).")]
 RebuildOpt = Annotated[bool, typer.Option("--rebuild", help="Build the runtime image even if its tag exists.")]
 NetworkOpt = Annotated[str | None, typer.Option(
     "--network", help="Container network mode: bridge (port published on 127.0.0.1) or host.")]

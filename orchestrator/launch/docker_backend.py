@@ -24,6 +24,7 @@ from orchestrator.errors import LaunchError
 from orchestrator.launch.ports import ensure_port_free
 from orchestrator.launch.runner import INSTANCE_ENV, RunnerStatus, RuntimeIdentity, new_instance_id
 from orchestrator.launch.spec import LaunchSpec
+from orchestrator.plan import engine_image
 from orchestrator.plan.decisions import (
     HEALTHCHECK_INTERVAL_S,
     HEALTHCHECK_RETRIES,
@@ -117,6 +118,7 @@ def run_options(spec: LaunchSpec, deployment: str, instance_id: str = "") -> dic
     stop (``deploy down``, ``docker stop``) is not restarted.
     """
     env = spec.env_map
+    env.update(engine_image.container_env(spec.flavor, env))  # IndexTTS2's image: its engine interpreter
     if instance_id:
         env[INSTANCE_ENV] = instance_id
     opts: dict[str, Any] = {

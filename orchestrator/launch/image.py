@@ -30,8 +30,10 @@ import docker.errors
 from orchestrator import __version__
 from orchestrator.errors import LaunchError, UsageError
 from orchestrator.launch.docker_backend import wrap
+from orchestrator.plan import engine_image
 from orchestrator.plan.container_spec import DEFAULT_BASE_IMAGES
 from orchestrator.plan.decisions import container_user
+from orchestrator.render.renderer import render_engine_dockerfile
 from orchestrator.render.templating import render_template
 
 DISTRIBUTION = "tailor-deploy"
@@ -49,7 +51,8 @@ CommandRunner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 @dataclass(frozen=True)
 class Flavor:
     name: str
-    """``cpu``, ``cuda`` or ``l4t``."""
+    """``cpu``, ``cuda``, ``l4t`` or ``indextts2`` (IndexTTS2's engine image: Tailor's side only; the
+    engine's own wheels come from ``--wheelhouse DIR/indextts2``)."""
     extras: tuple[str, ...]
     """Extras of tailor-deploy installed in the image."""
     default_python: str
@@ -66,6 +69,7 @@ FLAVORS: dict[str, Flavor] = {f.name: f for f in (
     Flavor("cpu", ("runtime", "kokoro"), "3.11", None),
     Flavor("cuda", ("runtime", "torch", "kokoro"), "3.10", None),
     Flavor("l4t", ("runtime", "kokoro"), "3.10", "aarch64"),
+    Flavor(engine_image.FLAVOR, engine_image.TAILOR_EXTRAS, "3.11", None),
 )}
 
 
@@ -89,8 +93,11 @@ def requirement(fl: Flavor) -> str:
     return f"{DISTRIBUTION}[{','.join(fl.extras)}]"
 
 
-def render_dockerfile(fl: Flavor, base_image: str, port: int) -> str:
-    """The Dockerfile for a flavor (logic-free template, StrictUndefined)."""
+def render_dockerfile(fl: Flavor, base_image: str, port: int, cuda_build: str = "") -> str:
+    """The Dockerfile for a flavor (logic-free template, StrictUndefined); IndexTTS2's engine image
+    takes the plan's CUDA build for its torch index."""
+    if fl.name == engine_image.FLAVOR:
+        return render_engine_dockerfile(base_image, cuda_build, port)
     return render_template(f"docker/Dockerfile.{fl.name}.j2",
                            {"base_image": base_image, "requirement": requirement(fl), "port": port,
                             "version": __version__, "user": container_user()})
@@ -268,6 +275,9 @@ def ensure_image(client: docker.DockerClient, tag: str, flavor_name: str, *, por
         return ImageResult(tag, False, time.monotonic() - t0, f"image {tag} already exists")
     fl = flavor(flavor_name)
     base = base_image or fl.default_base_image
+    if fl.name == engine_image.FLAVOR:
+        return _build_engine_image(client, tag, base, engine_wheelhouse(tag, wheelhouse), port=port,
+                                   log=log, run=run, cuda_build=cuda_build, t0=t0)
     with tempfile.TemporaryDirectory(prefix="tailor-build-") as tmp:
         ctx = Path(tmp)
         python_version = fl.default_python
@@ -277,6 +287,47 @@ def ensure_image(client: docker.DockerClient, tag: str, flavor_name: str, *, por
                                    run=run, log=log, cuda_build=cuda_build)
         (ctx / "Dockerfile").write_text(render_dockerfile(fl, base, port), encoding="utf-8")
         log(f"building {tag} from {base} ({len(names)} wheels)")
+        _docker_build(client, ctx, tag, log)
+    return ImageResult(tag, True, time.monotonic() - t0, f"built {tag} from {base}")
+
+
+def engine_wheelhouse(tag: str, wheelhouse: Path | None) -> Path:
+    """``--wheelhouse DIR``'s ``indextts2/`` folder of IndexTTS2's wheels, or a LaunchError that says
+    what is missing, where it goes and how to build the image by hand (called before any build step).
+
+    IndexTTS2's wheels (index-tts, torch 2.8, transformers 4.52.1, for Python 3.11) cannot be
+    downloaded by Tailor: index-tts is not on a package index, and its pins are not Tailor's.
+    """
+    wanted = (wheelhouse / "indextts2") if wheelhouse is not None else None
+    if wanted is not None and wanted.is_dir() and any(wanted.glob("*.whl")):
+        return wanted
+    where = str(wanted) if wanted is not None else "DIR/indextts2"
+    raise LaunchError(
+        f"image {tag} (IndexTTS2's engine image) is not here, and it cannot be built without IndexTTS2's wheels: "
+        f"no .whl files in {where}",
+        f"on a machine with network access and Python 3.11: `pip wheel -w {where} ./index-tts 'torch==2.8.*' "
+        "'torchaudio==2.8.*' 'transformers==4.52.1' numpy` (an index-tts checkout; add --extra-index-url "
+        "https://download.pytorch.org/whl/<cuda build>), then pass --wheelhouse DIR (DIR/tailor/ may hold Tailor's "
+        "wheels; else they are fetched as usual); or build it by hand from `deploy render`'s "
+        f"{engine_image.DOCKERFILE} (build context: that file plus {' and '.join(engine_image.WHEELHOUSES)}): "
+        f"`docker build -f {engine_image.DOCKERFILE} -t {tag} .`")
+
+
+def _build_engine_image(client: docker.DockerClient, tag: str, base: str, engine_wheels: Path, *, port: int,
+                        log: Log, run: CommandRunner, cuda_build: str, t0: float) -> ImageResult:
+    """IndexTTS2's engine image: Tailor's wheelhouse (``DIR/tailor`` or fetched) + IndexTTS2's, and its recipe."""
+    fl = FLAVORS[engine_image.FLAVOR]
+    own = engine_wheels.parent / "tailor"
+    with tempfile.TemporaryDirectory(prefix="tailor-build-") as tmp:
+        ctx = Path(tmp)
+        tailor_wheels, indextts2_wheels = (ctx / w for w in engine_image.WHEELHOUSES)
+        names = prepare_wheelhouse(tailor_wheels, fl, python_version=fl.default_python,
+                                   wheelhouse=own if own.is_dir() else None, run=run, log=log)
+        indextts2_wheels.mkdir(parents=True)
+        for wheel in sorted(engine_wheels.glob("*.whl")):
+            shutil.copy2(wheel, indextts2_wheels / wheel.name)
+        (ctx / "Dockerfile").write_text(render_dockerfile(fl, base, port, cuda_build), encoding="utf-8")
+        log(f"building {tag} from {base} ({len(names)} Tailor wheels, IndexTTS2's from {engine_wheels})")
         _docker_build(client, ctx, tag, log)
     return ImageResult(tag, True, time.monotonic() - t0, f"built {tag} from {base}")
 

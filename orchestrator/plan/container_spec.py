@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from orchestrator.plan import engine_image
 from orchestrator.plan.budget import MemoryBudget
 from orchestrator.plan.decisions import container_user, image_tag
 from orchestrator.probe.facts import GpuFacts, HostFacts
@@ -18,6 +19,7 @@ DEFAULT_BASE_IMAGES: dict[str, str] = {
     "cpu": "python:3.11-slim-bookworm",
     "cuda": "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04",
     "l4t": "nvcr.io/nvidia/l4t-jetpack:r36.4.0",
+    engine_image.FLAVOR: engine_image.BASE_IMAGE,
 }
 """Base image per image flavor; ``deploy auto --base-image`` overrides it."""
 
@@ -61,7 +63,7 @@ class ContainerSpec:
     image: str
     """``tailor-runtime:<version>-<flavor>``."""
     flavor: str
-    """``cpu``, ``cuda`` or ``l4t``."""
+    """``cpu``, ``cuda``, ``l4t``, or ``indextts2`` (IndexTTS2's engine image, orchestrator/plan/engine_image.py)."""
     base_image: str
     """Image the runtime image is built on (see :func:`base_image_for`)."""
     memory_limit_bytes: int
@@ -142,11 +144,14 @@ reserves none (``threads.reserve_cpus``)."""
 
 def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, on_gpu: bool, *,
                    gpus: GpuChoice, budget: MemoryBudget | None = None,
-                   cpus_used: int | None = None, workers: int = 1) -> ContainerSpec:
+                   cpus_used: int | None = None, workers: int = 1, family: str = "") -> ContainerSpec:
+    """``family`` (the planned model) picks IndexTTS2's engine image over the profile's flavor; the
+    CUDA build stays the one the plan chose for the GPUs."""
     used = gpus.used if on_gpu else ()
     gpu = used[0] if used else None
-    flavor = profile.container.flavor
-    build = gpus.stack.build.tag if gpus.stack is not None and flavor == "cuda" else ""
+    host_flavor = profile.container.flavor
+    build = gpus.stack.build.tag if gpus.stack is not None and host_flavor == "cuda" else ""
+    flavor = engine_image.FLAVOR if engine_image.uses_engine_image(family) else host_flavor
     threads = cpus_used if cpus_used is not None else facts.cpu.effective_cpus
     share = float(profile.threads.reserve_cpus) if profile.threads.reserve_cpus else SERVER_CPU_SHARE
     request_cpus = min(float(facts.cpu.effective_cpus), threads + share)
@@ -177,7 +182,7 @@ def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, 
         gpu_device_ids=tuple(g.uuid for g in used),
         gpu_product=gfd_product_label(_card_name(gpu)) if gpu is not None else "",
         gpu_memory_mib=_card_memory_bytes(facts, gpu) // 1024**2 if gpu is not None else 0,
-        runtime="nvidia" if flavor == "l4t" else None,
+        runtime="nvidia" if host_flavor == "l4t" else None,
         read_only=True,
         user=CONTAINER_USER,
         network_mode="bridge",
@@ -186,7 +191,7 @@ def container_spec(facts: HostFacts, profile: Profile, memory_limit_bytes: int, 
         else "nvidia.com/gpu",
         cuda_build=build,
         architecture="arm64" if facts.cpu.architecture == "aarch64" else "amd64",
-        l4t_major=str(release[0]) if flavor == "l4t" and release else "",
+        l4t_major=str(release[0]) if host_flavor == "l4t" and release else "",
         request_cpus=request_cpus,
         request_memory_bytes=request_memory,
         k8s_replicas=replicas,

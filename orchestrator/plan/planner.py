@@ -22,6 +22,7 @@ from typing import Any
 
 from orchestrator.errors import PlanError
 from orchestrator.model import Reader, check_version, from_jsonable, read_json_file, to_jsonable
+from orchestrator.plan import engine_image
 from orchestrator.plan.budget import MemoryBudget, build_budget, plans_solo_wide
 from orchestrator.plan.container_spec import (
     ContainerSpec,
@@ -243,11 +244,11 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
     gpus = planning.gpus
     container = container_spec(facts, profile, pools.ram_capacity_bytes - pools.ram_headroom_bytes, on_gpu,
                                gpus=gpus, budget=budget, cpus_used=sizing.workers * sizing.threads,
-                               workers=sizing.workers)
+                               workers=sizing.workers, family=model_name)
     if processes > 1 and container.k8s_replicas > 1:  # a pod per GPU runs its share of the processes
         pod = container_spec(facts, profile, pools.ram_capacity_bytes - pools.ram_headroom_bytes, on_gpu, gpus=gpus,
                              budget=scale_budget(one_process_budget, pod_processes(processes, container.k8s_replicas)),
-                             cpus_used=sizing.workers * sizing.threads, workers=sizing.workers)
+                             cpus_used=sizing.workers * sizing.threads, workers=sizing.workers, family=model_name)
         container = replace(container, k8s_request_memory_bytes=pod.k8s_request_memory_bytes)
     planning.reasons.extend(sizing_reasons(container, facts))
     base_warning = base_image_for(facts, container.flavor, gpus)[1]
@@ -269,6 +270,11 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         family=model_name, model_env={**fit_env(fit, "the model fit (see the model reductions in --explain)"), **limits})
     warnings.extend(env_warnings)
     prov.update({p.name: p for p in env_prov})
+    if container.flavor == engine_image.FLAVOR:
+        reasons, warning = _engine_image_notes(container, env, facts)
+        planning.reasons.extend(reasons)
+        if warning:
+            warnings.append(warning)
     env["TAILOR_PROCESSES"] = str(processes)
     if processes > 1 and "TAILOR_RSS_SOFT_LIMIT_BYTES" not in runtime_values:
         env["TAILOR_RSS_SOFT_LIMIT_BYTES"] = str(container.memory_limit_bytes * 9 // 10 // processes)
@@ -291,6 +297,26 @@ def make_plan(facts: HostFacts, selection: Selection, overrides: Mapping[str, st
         user_values=user.user_set(), launch_settings=launch_settings, model=model_name, model_fit=fit,
         processes=processes,
     )
+
+
+def _engine_image_notes(container: ContainerSpec, env: Mapping[str, str],
+                        facts: HostFacts) -> tuple[list[str], str]:
+    """Why IndexTTS2 runs from its own image, and a warning where a host process lacks its interpreter."""
+    reasons = [f"image: {container.image}, IndexTTS2's engine image (templates/docker/{engine_image.DOCKERFILE}.j2): "
+               f"IndexTTS2 pins {engine_image.PINS}, which Tailor's runtime images do not hold, so its engine "
+               f"runs from its own venv {engine_image.ENGINE_VENV} ({engine_image.PYTHON_VARIABLE}="
+               f"{engine_image.ENGINE_PYTHON} in containers), torch from the {engine_image.torch_build(container.cuda_build)} "
+               "build, beside Tailor's runtime in /opt/tailor"]
+    if facts.jetson is not None:
+        reasons.append("IndexTTS2 on Jetson: the engine image installs torch from PyPI/PyTorch's index, which has no "
+                       "L4T CUDA build; build the engine venv with NVIDIA's Jetson torch 2.8 instead")
+    warning = ""
+    if env.get("TAILOR_INDEXTTS2_ADAPTER", "real") == "real" and not env.get(engine_image.PYTHON_VARIABLE, "").strip():
+        warning = (f"{engine_image.PYTHON_VARIABLE} is unset: the container targets set it to the engine image's "
+                   f"{engine_image.ENGINE_PYTHON}, but the process backend and the systemd unit run the runtime's own "
+                   f"interpreter, which needs IndexTTS2 ({engine_image.PINS}) installed; make its venv: "
+                   + engine_image.venv_recipe())
+    return reasons, warning
 
 
 def _port(user: Choices) -> int:

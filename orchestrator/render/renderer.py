@@ -21,6 +21,7 @@ import yaml
 from orchestrator import __version__, envfile
 from orchestrator.errors import RenderError, UsageError
 from orchestrator.files import write_text_atomic
+from orchestrator.plan import engine_image
 from orchestrator.plan.container_spec import ContainerSpec
 from orchestrator.plan.decisions import (
     CONTAINER_GID,
@@ -30,6 +31,7 @@ from orchestrator.plan.decisions import (
     HEALTHCHECK_TIMEOUT_S,
     SECURITY,
     bind_address,
+    container_user,
     healthcheck_command,
     healthcheck_start_period_s,
     publish_address,
@@ -112,6 +114,10 @@ def runtime_env(plan: Plan, target: str, options: RenderOptions) -> tuple[dict[s
         env["TAILOR_HOST"] = address
         notes["TAILOR_HOST"] = f"render: {why}"
     if target == "container":
+        for name, value in engine_image.container_env(plan.container.flavor, env).items():
+            env[name] = value
+            notes[name] = (f"render: {name} is the engine image's interpreter ({plan.container.image}; "
+                           f"IndexTTS2 pins {engine_image.PINS})")
         for name in _CONTAINER_DEVICE_VARIABLES:
             if name in env:
                 del env[name]
@@ -284,8 +290,23 @@ def _cpus(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
+def render_engine_dockerfile(base_image: str, cuda_build: str, port: int) -> str:
+    """IndexTTS2's engine image recipe (templates/docker/indextts2-engine.Dockerfile.j2), for
+    ``deploy render`` (written beside compose/k8s) and the Docker backend alike."""
+    return render_template(engine_image.TEMPLATE, {
+        "version": __version__, "base_image": base_image, "requirement": engine_image.REQUIREMENT,
+        "torch_build": engine_image.torch_build(cuda_build), "model_dir": engine_image.MODEL_DIR,
+        "user": container_user(), "port": port,
+        "engine_venv": engine_image.ENGINE_VENV, "engine_python": engine_image.ENGINE_PYTHON})
+
+
+_IMAGE_FORMATS = ("compose", "k8s")
+"""Formats that run a container image: with IndexTTS2's engine image, its recipe comes along."""
+
+
 def render(plan: Plan, formats: Iterable[str] = FORMATS, options: RenderOptions | None = None) -> dict[str, str]:
-    """File name -> text for the requested formats (``compose`` brings its ``.env``)."""
+    """File name -> text for the requested formats (``compose`` brings its ``.env``; a container
+    format of an IndexTTS2 plan brings the engine image's Dockerfile, which the operator builds)."""
     options = options or RenderOptions()
     if options.network not in ("bridge", "host"):
         raise UsageError(f"network {options.network!r} is not bridge or host", "use --network bridge|host")
@@ -300,6 +321,9 @@ def render(plan: Plan, formats: Iterable[str] = FORMATS, options: RenderOptions 
             text = render_template(_TEMPLATES[name], contexts[name])
             _parse_back(name, text, plan, options)
             files[name] = text
+        c = plan.container
+        if fmt in _IMAGE_FORMATS and c.flavor == engine_image.FLAVOR:
+            files[engine_image.DOCKERFILE] = render_engine_dockerfile(c.base_image, c.cuda_build, plan.port)
     return dict(sorted(files.items()))
 
 

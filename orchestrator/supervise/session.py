@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -26,6 +27,7 @@ from orchestrator.launch.ports import ensure_port_free
 from orchestrator.launch.process_backend import tail_lines
 from orchestrator.launch.runner import RuntimeIdentity
 from orchestrator.launch.spec import LaunchSpec
+from orchestrator.plan import engine_image
 from orchestrator.plan.decisions import LOOPBACK
 from orchestrator.polling import poll_until
 from orchestrator.supervise import deployment as dep
@@ -105,6 +107,8 @@ def launch(prepared: dep.Prepared, sd: Path, environ: Mapping[str, str], opts: L
         for warning in prepared.plan.warnings:  # e.g. a GPU left out, and why (the plan runs without it)
             out.warn(warning)
     adopt = opts.adopt
+    if not opts.detached_child and chosen == "docker" and spec.flavor == engine_image.FLAVOR:
+        _check_engine_image(spec, opts, environ)  # before a stale container is stopped or anything starts
     if not opts.detached_child:
         out.info(f"timings: {timings}")
         if stale is not None:
@@ -157,6 +161,7 @@ def _preflight(spec: LaunchSpec, backend: str, environ: Mapping[str, str]) -> No
     host = spec.env_map.get("TAILOR_HOST", LOOPBACK) if (backend == "process" or spec.network_mode == "host") \
         else LOOPBACK
     if backend != "docker":
+        check_engine_python(spec.env_map)
         ensure_port_free(spec.port, host, recorded=recorded_runtime)
         return
     from orchestrator.launch.docker_backend import connect, deployment_of, network_problem
@@ -169,6 +174,31 @@ def _preflight(spec: LaunchSpec, backend: str, environ: Mapping[str, str]) -> No
                               "use --network host, or start dockerd with its default bridge")
         ensure_port_free(spec.port, host, container_label=lambda cid: deployment_of(client, cid),
                          recorded=recorded_runtime)
+    finally:
+        client.close()
+
+
+def check_engine_python(env: Mapping[str, str],
+                        importable: Callable[[], bool] = lambda: importlib.util.find_spec("indextts") is not None) -> None:
+    """A process-backend launch of IndexTTS2 needs its engine interpreter: refuse in seconds, before
+    the runtime starts and loads, when TAILOR_INDEXTTS2_PYTHON is unset and this interpreter (the
+    runtime's) has no IndexTTS2."""
+    problem = engine_image.host_python_problem(env, importable)
+    if problem:
+        raise LaunchError(f"cannot run IndexTTS2 as a host process: {problem}",
+                          f"make its venv: {engine_image.venv_recipe()}; or use the docker backend "
+                          f"(--backend docker), whose engine image has {engine_image.ENGINE_PYTHON})")
+
+
+def _check_engine_image(spec: LaunchSpec, opts: LaunchOptions, environ: Mapping[str, str]) -> None:
+    """IndexTTS2's engine image must be here, or buildable from ``--wheelhouse DIR/indextts2``."""
+    from orchestrator.launch.docker_backend import connect
+    from orchestrator.launch.image import engine_wheelhouse, image_exists
+
+    client = connect(environ)
+    try:
+        if opts.rebuild or not image_exists(client, spec.image):
+            engine_wheelhouse(spec.image, opts.wheelhouse)
     finally:
         client.close()
 

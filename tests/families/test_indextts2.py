@@ -481,7 +481,8 @@ def test_engine_image_recipe_renders_with_the_pins() -> None:
 
     text = render_template("docker/indextts2-engine.Dockerfile.j2", {
         "version": "9.9.9", "base_image": "python:3.11-slim-bookworm", "requirement": "tailor-deploy[runtime]",
-        "torch_build": "cu128", "model_dir": "/models/indextts2", "user": "1000:1000", "port": 8123})
+        "torch_build": "cu128", "model_dir": "/models/indextts2", "user": "1000:1000", "port": 8123,
+        "engine_venv": "/opt/indextts2", "engine_python": "/opt/indextts2/bin/python"})
     assert "NOT BUILT BY TAILOR'S TESTS" in text and "FROM python:3.11-slim-bookworm" in text
     assert '"torch==2.8.*"' in text and '"transformers==4.52.1"' in text and "sys.version_info[:2] == (3, 11)" in text
     assert "TAILOR_INDEXTTS2_PYTHON=/opt/indextts2/bin/python" in text
