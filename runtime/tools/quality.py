@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.audio import encode
+
 HOP_SAMPLES = 256
 """Samples per model frame of a Piper medium voice (22.05 kHz)."""
 
@@ -90,13 +92,8 @@ class GateResult:
 
 
 def resample(audio: np.ndarray, rate_from: int, rate_to: int) -> np.ndarray:
-    """Polyphase resampling (scipy) between integer rates."""
-    from scipy.signal import resample_poly
-
-    if rate_from == rate_to:
-        return audio.astype(np.float64)
-    g = math.gcd(rate_from, rate_to)
-    return np.asarray(resample_poly(audio.astype(np.float64), rate_to // g, rate_from // g))
+    """The runtime's one resampler (libsoxr, runtime.audio.encode), as float64 for the metrics."""
+    return np.asarray(encode.resample(audio, rate_from, rate_to), dtype=np.float64)
 
 
 def _mel_filterbank(rate: int, n_fft: int, n_mels: int) -> np.ndarray:
