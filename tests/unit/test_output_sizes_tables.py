@@ -87,3 +87,27 @@ def test_an_a100_in_mig_mode_without_instances_is_named_by_deploy_auto(tmp_path:
         res = deploy("auto", "--facts", str(facts), "--backend", "process", "--port", str(busy.getsockname()[1]),
                      "--state-dir", str(tmp_path / "state"), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
     assert res.returncode == 1 and f"warning: {said}" in " ".join(res.stderr.split()), res.stderr
+
+
+def _fleet_plan_on(width: int, monkeypatch: pytest.MonkeyPatch) -> str:
+    screen = io.StringIO()
+    monkeypatch.setattr(output, "_stdout", Console(file=screen, width=width, force_terminal=True, color_system=None,
+                                                   soft_wrap=True, highlight=False))
+    assert main(["fleet", "plan", "--facts-dir", str(FACTS.parent)]) == 0
+    return screen.getvalue()
+
+
+def test_a_fleet_table_too_wide_for_80_columns_is_one_record_per_host_with_every_name_whole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    hosts = sorted(p.stem for p in FACTS.parent.glob("*.json"))
+    text = _fleet_plan_on(80, monkeypatch)
+    lines = [line.rstrip() for line in text.splitlines()]
+    assert "…" not in text and max(len(line) for line in lines) <= 80
+    assert lines[0] == f"Fleet plan ({len(hosts)} hosts)"
+    assert [line.split()[1] for line in lines if line.split()[:1] == ["host:"]] == hosts
+    profiles = [line.split()[1] for line in lines if line.split()[:1] == ["profile:"]]
+    assert len(profiles) == len(hosts) and {"low-vram-gpu", "gpu-16gb", "cpu-only", "jetson-cpu"} <= set(profiles)
+    assert any(line.split() == ["workers", "x", "threads:", "16x2"] for line in lines)  # h100x8-2tb
+    # A terminal wide enough for every column's longest word keeps the table.
+    wide = _fleet_plan_on(400, monkeypatch)
+    assert "host:" not in wide and "┃ host" in wide and "cgroup-4cpu-on-64core" in wide
