@@ -46,3 +46,24 @@ def test_readme_knob_table_is_the_generated_one() -> None:
     assert start in README and end in README
     shown = README.split(start, 1)[1].split(end, 1)[0]
     assert shown == knob_table_markdown(), "README knob table is stale: paste `deploy env --markdown` into it"
+
+
+def test_readme_fleet_kubernetes_example_matches_the_recorded_machines(tmp_path: Path, monkeypatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The worked `deploy fleet render --k8s` example: its sentence's machine count, its title and
+    its columns are what the command prints today on tests/fixtures/facts (issue 22: "6 hardware
+    classes" and a `replicas` column long after both changed). tests/fleet/test_fleet_readme.py
+    also checks every row."""
+    command = "deploy fleet render --k8s --facts-dir tests/fixtures/facts --out k8s/"
+    before, after = README.split(command, 1)
+    said = re.findall(r"recorded machines shipped in the tests \((\d+) machines, each its own class", before)
+    block = re.search(r"```text\n(.*?)```", after, flags=re.S)
+    assert said and block is not None
+    example = [line for line in block.group(1).splitlines() if line.strip()]
+    monkeypatch.chdir(REPO)
+    assert main(["fleet", "render", "--k8s", "--facts-dir", "tests/fixtures/facts", "--out", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out.splitlines()  # captured: the plain table, one row per line
+    machines = len(list((REPO / "tests" / "fixtures" / "facts").glob("*.json")))
+    assert int(said[-1]) == machines
+    assert example[0] == shown[0] == f"{machines} hardware classes, {machines} hosts"
+    assert example[1].split() == shown[1].split()
