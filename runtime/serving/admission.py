@@ -46,12 +46,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from runtime.errors import InputTooLongForTimeout, Overloaded, QueueFull
-from runtime.serving.metrics import RuntimeMetrics
-from runtime.settings import Settings
-from runtime.text.frontend import TextChunk
+
+if TYPE_CHECKING:  # the orchestrator imports this module's estimator where the runtime extra is not installed
+    from runtime.serving.metrics import RuntimeMetrics
+    from runtime.settings import Settings
+    from runtime.text.frontend import TextChunk
 
 INITIAL_SECONDS_PER_CHAR = 0.01
 """The rate before any measurement (calibration replaces it before the server reports ready;
