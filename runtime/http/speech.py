@@ -51,7 +51,9 @@ from runtime.http.middleware import AccessRecord, access_record
 from runtime.http.normalization import cache_tag, prepare, text_options
 from runtime.http.schemas import CaptionedSpeechRequest, SpeechRequest
 from runtime.serving.cache import CacheKey
-from runtime.serving.service import ServedFamily, SpeechJob, SpeechService, concatenate
+from runtime.serving.gate import SpeechJob
+from runtime.serving.served import ServedFamily
+from runtime.serving.service import SpeechService, concatenate
 from runtime.settings import Settings
 from runtime.text.frontend import validate_input
 from runtime.text.normalize import NormalizationOptions, PreparedText

@@ -33,9 +33,10 @@ from runtime.families.registry import load_families
 from runtime.families.spec import FamilySpec
 from runtime.families.voices import parse_voice_map
 from runtime.serving import stream
-from runtime.serving.admission import RESERVED_SHARE, AdmissionGate, SpeechJob, WorkEstimator
+from runtime.serving.admission import WorkEstimator
 from runtime.serving.cache import AudioCache
 from runtime.serving.engine_chain import EngineChain, parse_fallback
+from runtime.serving.gate import AdmissionGate, SpeechJob
 from runtime.serving.lifecycle import (
     CALIBRATION_TEXT,
     WARMUP_TEXT,
@@ -47,15 +48,9 @@ from runtime.serving.metrics import RuntimeMetrics
 from runtime.serving.routing import parse_model_map, route
 from runtime.serving.scheduler import Scheduler
 from runtime.serving.served import ServedFamily, entries_for, secondary_options
-from runtime.serving.stream import MAX_SPEED, MIN_SPEED
 from runtime.settings import Settings
 from runtime.text.frontend import TextChunk
 from runtime.text.timestamps import ChunkTiming
-
-__all__ = [  # the names importers found here before the split
-    "CALIBRATION_TEXT", "MAX_SPEED", "MIN_SPEED", "RESERVED_SHARE", "WARMUP_TEXT", "ServedFamily",
-    "ServiceState", "SpeechJob", "SpeechService", "check_served_family", "concatenate",
-]
 
 _LOG = logging.getLogger("tailor.runtime")
 

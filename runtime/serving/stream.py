@@ -16,8 +16,8 @@ import numpy as np
 
 from runtime.audio.timestretch import time_stretch
 from runtime.errors import NotReady, RequestTimeout
-from runtime.serving.admission import SpeechJob
 from runtime.serving.engine_chain import StreamAbandoned
+from runtime.serving.gate import SpeechJob
 from runtime.serving.metrics import RuntimeMetrics
 from runtime.serving.scheduler import Job
 from runtime.serving.served import ServedFamily

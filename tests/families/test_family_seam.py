@@ -332,7 +332,7 @@ def test_every_declared_family_has_a_serving_path() -> None:
 
 
 def test_int8_is_refused_only_for_a_family_without_an_int8_model() -> None:
-    from runtime.serving.service import check_served_family
+    from runtime.serving.lifecycle import check_served_family
 
     check_served_family(Settings.from_environ({"TAILOR_MODEL": "kokoro-82m", "TAILOR_PRECISION": "int8"}))
     with pytest.raises(StartupError, match="TAILOR_PRECISION=int8 is for families with an int8 model"):

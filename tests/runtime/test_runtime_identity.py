@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from runtime.serving.service import ServiceState
+from runtime.serving.lifecycle import ServiceState
 from tests.runtime.test_runtime_scheduling import SPEECH, control_app
 
 pytestmark = pytest.mark.slow

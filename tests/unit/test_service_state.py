@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from runtime.serving.service import ServiceState
+from runtime.serving.lifecycle import ServiceState
 
 
 @pytest.mark.parametrize("state", list(ServiceState))
